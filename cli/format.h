@@ -1,0 +1,57 @@
+/* Shared by `memwatch query` and `memwatch diff`: output formats (rows of typed cells as
+ * an aligned table, CSV with RFC 4180 quoting, a JSON array of objects, or JSON Lines), hex
+ * helpers, and opening the trace a command names (or the newest one here) with its
+ * messages.
+ *
+ * Tables are aligned on the first TABLE_SAMPLE rows and streamed after that, so that a
+ * long trace starts printing at once and memory stays bounded. */
+#ifndef MW_CLI_FORMAT_H
+#define MW_CLI_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum mw_format { MW_FORMAT_TABLE, MW_FORMAT_CSV, MW_FORMAT_JSON, MW_FORMAT_JSONL };
+
+/* 0 and *out for "table", "csv", "json", "jsonl"; -1 otherwise. */
+int mw_format_parse(const char *name, enum mw_format *out);
+
+enum mw_cell_type { MW_CELL_NULL, MW_CELL_INT, MW_CELL_REAL, MW_CELL_TEXT, MW_CELL_BLOB };
+
+struct mw_cell {
+    enum mw_cell_type type;
+    int64_t i;
+    double r;
+    const char *s;               /* TEXT */
+    const unsigned char *blob;   /* BLOB: hex in every format (shortened in tables) */
+    size_t len;
+};
+
+typedef struct mw_output mw_output;
+
+/* Starts output of ncols columns named names[] (copied). */
+mw_output *mw_output_begin(FILE *f, enum mw_format format, int ncols, const char *const *names);
+/* One row of ncols cells. Returns 0, or -1 on a write error or when out of memory. */
+int mw_output_row(mw_output *o, const struct mw_cell *cells);
+/* Flushes, closes the JSON array, frees. Returns 0 or -1 as above. Accepts NULL. */
+int mw_output_end(mw_output *o);
+/* Rows written so far. */
+uint64_t mw_output_rows(const mw_output *o);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void mw_hex(char *out, const unsigned char *p, size_t n);
+/* Writes s as a JSON string (with quotes) to f; invalid UTF-8 becomes U+FFFD. */
+void mw_json_string(FILE *f, const char *s, size_t n);
+
+/* Trace selection, shared by query and diff. Opens path, or when path is NULL the newest
+ * memwatch-*.db in the current directory (saying which on stderr). On failure prints the
+ * one-line message and returns the exit status (MW_EXIT_USAGE for unusable input); 0 and
+ * *out on success. *shown_path (the caller frees it) is the file opened, for messages. */
+struct mw_trace_reader;
+int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **shown_path);
+/* Prints the unknown-tag message (listing the tags that exist) and returns its exit
+ * status; or, when the lookup itself fails, its message and MW_EXIT_FAILURE. */
+int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag);
+
+#endif

@@ -1,0 +1,203 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "launch.h"
+#include "watcher.h"
+
+void mw_launch_init(struct mw_launch *l)
+{
+    memset(l, 0, sizeof *l);
+    l->check = "line";
+    l->backend = "auto";
+}
+
+int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value)
+{
+    static const char *const flags[] = {['X'] = "-X", ['W'] = "-W", ['u'] = "-u"};
+    if (l->npyopts + 2 > MW_LAUNCH_MAX_PYOPTS)
+        return -1;
+    l->pyopts[l->npyopts++] = flags[opt];
+    if (value)
+        l->pyopts[l->npyopts++] = value;
+    return 0;
+}
+
+int mw_launch_parse_check(struct mw_launch *l, const char *value)
+{
+    if (strcmp(value, "line") == 0 || strcmp(value, "manual") == 0) {
+        l->check = value;
+        return 0;
+    }
+    if (strncmp(value, "interval:", 9) == 0) {
+        char *end;
+        errno = 0;
+        long ms = strtol(value + 9, &end, 10);
+        if (errno == 0 && end != value + 9 && *end == '\0' && ms >= 1 && ms <= 3600000) {
+            l->check = value;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int mw_launch_parse_backend(struct mw_launch *l, const char *value)
+{
+    if (strcmp(value, "auto") && strcmp(value, "uffd") && strcmp(value, "mprotect"))
+        return -1;
+    l->backend = value;
+    return 0;
+}
+
+int mw_launch_check_backend(const struct mw_launch *l)
+{
+    if (strcmp(l->backend, "uffd") == 0 && !mw_engine_backend_available(MW_BACKEND_UFFD))
+        return -1;
+    return 0;
+}
+
+int mw_launch_is_runnable_dir(const char *path)
+{
+    char main_py[PATH_MAX];
+    snprintf(main_py, sizeof main_py, "%s/__main__.py", path);
+    return access(main_py, R_OK) == 0;
+}
+
+const char *mw_launch_mode_name(enum mw_launch_mode mode)
+{
+    switch (mode) {
+    case MW_LAUNCH_MODULE: return "module";
+    case MW_LAUNCH_COMMAND: return "command";
+    default: return "script";
+    }
+}
+
+/* The name python3 would have if the user had typed `python3`: the first python3 on PATH
+ * that is the same interpreter (an activated venv's bin/python3 is, and Python finds the
+ * venv from that name), else the configured path itself. A version manager's shim that
+ * comes first on PATH is a different interpreter and is skipped. */
+static void find_argv0(struct mw_launch *l, const char *real_python)
+{
+    snprintf(l->python_argv0, sizeof l->python_argv0, "%s", MEMWATCH_PYTHON);
+    const char *path = getenv("PATH");
+    if (!path)
+        return;
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+        char candidate[PATH_MAX], real[PATH_MAX];
+        if (dir[0] != '/')
+            continue;
+        snprintf(candidate, sizeof candidate, "%s/python3", dir);
+        if (realpath(candidate, real) && strcmp(real, real_python) == 0) {
+            snprintf(l->python_argv0, sizeof l->python_argv0, "%s", candidate);
+            break;
+        }
+    }
+    free(copy);
+}
+
+/* libmemwatch-inject.so sits next to the executable in the build tree, and in
+ * <libdir>/memwatch once installed. */
+static int inject_candidate(struct mw_launch *l, const char *dir, const char *rest)
+{
+    int n = snprintf(l->inject, sizeof l->inject, "%s%s", dir, rest);
+    return n > 0 && (size_t)n < sizeof l->inject && access(l->inject, R_OK) == 0;
+}
+
+static int find_inject(struct mw_launch *l)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            if (inject_candidate(l, exe, "/libmemwatch-inject.so") ||
+                inject_candidate(l, exe, "/../" MEMWATCH_INSTALL_LIBDIR "/memwatch/libmemwatch-inject.so"))
+                return 0;
+        }
+    }
+    if (inject_candidate(l, MEMWATCH_INJECT_PATH, ""))
+        return 0;
+    snprintf(l->error, sizeof l->error,
+             "cannot find libmemwatch-inject.so (looked next to memwatch and in '%s')",
+             MEMWATCH_INJECT_PATH);
+    return -1;
+}
+
+int mw_launch_resolve(struct mw_launch *l)
+{
+    char real[PATH_MAX];
+    if (!realpath(MEMWATCH_PYTHON, real) || access(real, X_OK) != 0) {
+        snprintf(l->error, sizeof l->error, "cannot run the interpreter '%s': %s",
+                 MEMWATCH_PYTHON, strerror(errno ? errno : EACCES));
+        return -1;
+    }
+    snprintf(l->python, sizeof l->python, "%s", real);
+    find_argv0(l, real);
+    return find_inject(l);
+}
+
+static void set_env_number(const char *name, long long value)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", value);
+    setenv(name, buf, 1);
+}
+
+void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monotonic_ns)
+{
+    /* The pipe's write end must survive exec; the injected library marks it close-on-exec
+     * again at once, so the script's own subprocesses do not inherit it. */
+    int flags = fcntl(trace_fd, F_GETFD);
+    if (flags >= 0)
+        fcntl(trace_fd, F_SETFD, flags & ~FD_CLOEXEC);
+
+    /* The injected library restores LD_PRELOAD to what it was, so subprocesses of the
+     * script see the user's own environment. */
+    const char *old = getenv("LD_PRELOAD");
+    if (old) {
+        setenv("MEMWATCH_SAVED_LD_PRELOAD", old, 1);
+        char *both = malloc(strlen(old) + strlen(l->inject) + 2);
+        if (both) {
+            sprintf(both, "%s:%s", l->inject, old);
+            setenv("LD_PRELOAD", both, 1);
+            free(both);
+        }
+    } else {
+        unsetenv("MEMWATCH_SAVED_LD_PRELOAD");
+        setenv("LD_PRELOAD", l->inject, 1);
+    }
+    set_env_number("MEMWATCH_TRACE_FD", trace_fd);
+    set_env_number("MEMWATCH_START_NS", (long long)start_monotonic_ns);
+    setenv("MEMWATCH_CHECK", l->check, 1);
+    setenv("MEMWATCH_BACKEND", l->backend, 1);
+
+    int argc = 0;
+    const char **argv = calloc((size_t)(l->npyopts + l->script_argc + 4), sizeof *argv);
+    if (!argv)
+        return;
+    argv[argc++] = l->python_argv0;
+    for (int i = 0; i < l->npyopts; i++)
+        argv[argc++] = l->pyopts[i];
+    if (l->mode == MW_LAUNCH_MODULE)
+        argv[argc++] = "-m";
+    else if (l->mode == MW_LAUNCH_COMMAND)
+        argv[argc++] = "-c";
+    else if (l->target[0] == '-')
+        argv[argc++] = "--";   /* a script named like an option stays a script */
+    argv[argc++] = l->target;
+    for (int i = 0; i < l->script_argc; i++)
+        argv[argc++] = l->script_argv[i];
+    argv[argc] = NULL;
+    execv(l->python, (char *const *)argv);
+    free(argv);
+}

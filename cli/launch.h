@@ -1,0 +1,42 @@
+/* How `memwatch trace` starts the traced interpreter: which python3, with which arguments
+ * and environment, and where the injected library is. */
+#ifndef MW_LAUNCH_H
+#define MW_LAUNCH_H
+
+#include <limits.h>
+#include <stdint.h>
+
+enum mw_launch_mode { MW_LAUNCH_NONE, MW_LAUNCH_SCRIPT, MW_LAUNCH_MODULE, MW_LAUNCH_COMMAND };
+
+#define MW_LAUNCH_MAX_PYOPTS 32
+
+struct mw_launch {
+    enum mw_launch_mode mode;
+    const char *target;               /* script path, module name or code */
+    int script_argc;                  /* arguments after the target */
+    char **script_argv;
+    const char *check;                /* "line", "interval:MS" or "manual" */
+    const char *backend;              /* "auto", "uffd" or "mprotect" */
+    int npyopts;
+    const char *pyopts[MW_LAUNCH_MAX_PYOPTS];   /* "-X", "opt", "-u", ... */
+    /* Filled by mw_launch_resolve: */
+    char python[PATH_MAX];            /* the executable to run */
+    char python_argv0[PATH_MAX];      /* its name as python3 on PATH would give it */
+    char inject[PATH_MAX];            /* libmemwatch-inject.so */
+    char error[PATH_MAX + 128];
+};
+
+void mw_launch_init(struct mw_launch *l);
+int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value);
+int mw_launch_parse_check(struct mw_launch *l, const char *value);
+int mw_launch_parse_backend(struct mw_launch *l, const char *value);
+/* -1 when the requested backend cannot work on this system. */
+int mw_launch_check_backend(const struct mw_launch *l);
+/* A directory python3 can run (it has a __main__.py). */
+int mw_launch_is_runnable_dir(const char *path);
+int mw_launch_resolve(struct mw_launch *l);
+const char *mw_launch_mode_name(enum mw_launch_mode mode);
+/* In the child: sets the environment and execs the interpreter. Returns only on failure. */
+void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monotonic_ns);
+
+#endif

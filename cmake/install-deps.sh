@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages memwatch needs to build, test and run, when they are missing.
+# Used by the README's two commands; safe to run again (it installs nothing when all is there).
+set -eu
+
+packages="cmake make gcc pkg-config python3 python3.11-dev libsqlite3-dev sqlite3
+  python3-numpy python3-pytest bats bats-support bats-assert bats-file mandoc"
+# torch is large: only its own package, not the ~470 it recommends.
+packages_no_recommends="python3-torch"
+
+missing=""
+for p in $packages $packages_no_recommends; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "memwatch: installing missing Debian packages:$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,172 @@
+-- memwatch trace file, schema version 1.
+--
+-- This file is the single source of truth for the trace format: the memwatch binary embeds
+-- it at build time and runs it to create every trace, so what you read here is what is in
+-- the file. A trace is an ordinary SQLite database; nothing but the sqlite3 CLI (or any
+-- SQLite library) is needed to read it.
+--
+-- WHAT IS WHERE
+--   meta      key/value facts about the file: memwatch_version, schema_version,
+--             read_compat, page_size, backend
+--   run       one row: how the traced program was started, how it ended, engine counters
+--   objects   one row per watched object (a tag may be watched more than once)
+--   changes   one row per change: one check found that one object's bytes differ; seq is
+--             global and increasing, time_ns counts from the start of the run
+--   ranges    the changed byte ranges of each change, with their old and new bytes
+--   change_ranges   (view) one row per changed range with its tag, hex bytes and location
+--   tag_summary     (view) one row per tag: changes, ranges, bytes changed, first/last seq
+--
+-- Byte values are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes could
+-- not be kept (memory limit reached while the program ran); `complete` is then 0.
+--
+-- EXAMPLES (sqlite3 -header -column memwatch-train.1234.db)
+--
+--   What was watched?
+--     SELECT tag, type_name, size, format, shape FROM objects;
+--
+--   What changed in tag 'weights', when, from what to what?
+--     SELECT seq, time_ns, offset, length, old_hex, new_hex, location
+--       FROM change_ranges WHERE tag = 'weights' ORDER BY seq, offset;
+--
+--   Which lines wrote to 'weights', and how often?
+--     SELECT location, count(*) FROM change_ranges WHERE tag = 'weights'
+--      GROUP BY location ORDER BY 2 DESC;
+--
+--   The 4 bytes at offset 16 of 'weights' as they changed over time:
+--     SELECT seq, hex(substr(new, 16 - offset + 1, 4)) FROM change_ranges
+--      WHERE tag = 'weights' AND offset <= 16 AND offset + length >= 20;
+--
+--   Per tag totals, and how the run ended:
+--     SELECT * FROM tag_summary;
+--     SELECT target, exit_status, end_signal, ended_by, changes_dropped FROM run;
+--
+--   From Python:
+--     import sqlite3
+--     db = sqlite3.connect("file:memwatch-train.1234.db?mode=ro", uri=True)
+--     for seq, off, old, new in db.execute(
+--             "SELECT seq, offset, old, new FROM change_ranges WHERE tag = ?", ("weights",)):
+--         print(seq, off, old, new)         # old and new are bytes (old may be None)
+--
+-- VERSIONING
+--   PRAGMA user_version is the schema version. Later versions only add tables, columns,
+--   views and meta keys (typed elements will add an `elements` table keyed by
+--   (seq, offset, index)); meta.read_compat is the oldest reader version that can still
+--   read the file. A reader refuses a file whose read_compat is newer than itself.
+
+PRAGMA user_version = 1;
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT
+) WITHOUT ROWID;
+
+-- The run: exactly one row, id 1.
+CREATE TABLE run (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    mode            TEXT CHECK (mode IN ('script', 'module', 'command')),
+    target          TEXT,      -- script path, module name or command text
+    argv            TEXT,      -- the script's sys.argv as a JSON array of strings
+    cwd             TEXT,
+    python_version  TEXT,      -- sys.version of the traced interpreter
+    pid             INTEGER,   -- of the traced process
+    start_unix_ns   INTEGER,   -- wall clock, ns since 1970
+    end_unix_ns     INTEGER,
+    duration_ns     INTEGER,
+    exit_status     INTEGER,   -- when it exited: its status; else NULL
+    end_signal      INTEGER,   -- when a signal ended it: the signal number; else NULL
+    core_dumped     INTEGER,   -- 1 when it left a core dump
+    ended_by        TEXT CHECK (ended_by IN ('exit', 'signal')),  -- NULL: the run never
+                               -- finished (memwatch itself was killed)
+    changes_dropped INTEGER NOT NULL DEFAULT 0,  -- changes lost; memwatch drops none, so 0
+                               -- unless the traced process died in the middle of sending one
+    -- engine statistics at the end of the run; NULL when the traced process did not get to
+    -- send them (killed)
+    faults               INTEGER,
+    checks               INTEGER,
+    changes              INTEGER,
+    old_unavailable      INTEGER,
+    tracked_objects_peak INTEGER
+);
+
+CREATE TABLE objects (
+    id           INTEGER PRIMARY KEY,  -- unique in the run
+    tag          TEXT NOT NULL,        -- the name given to memwatch.watch()
+    type_name    TEXT,                 -- Python type, e.g. 'numpy.ndarray'
+    address      INTEGER,              -- of the first watched byte in the traced process
+    size         INTEGER NOT NULL,     -- watched bytes
+    readonly     INTEGER NOT NULL DEFAULT 0,
+    format       TEXT,                 -- struct-module element format, e.g. '<f'; NULL unknown
+    itemsize     INTEGER,              -- bytes per element; NULL unknown
+    ndim         INTEGER,              -- NULL unknown
+    shape        TEXT,                 -- JSON array, e.g. '[3, 4]'; NULL unknown
+    strides      TEXT,                 -- JSON array, in bytes; NULL unknown
+    watched_ns   INTEGER NOT NULL,     -- since the start of the run
+    unwatched_ns INTEGER               -- NULL: watched until the end
+);
+CREATE INDEX objects_by_tag ON objects (tag);
+
+CREATE TABLE changes (
+    seq            INTEGER PRIMARY KEY,   -- global order of changes in the run
+    time_ns        INTEGER NOT NULL,      -- since the start of the run
+    object_id      INTEGER NOT NULL REFERENCES objects (id),
+    thread_id      INTEGER,               -- kernel thread id of the writer
+    thread_name    TEXT,
+    file           TEXT,                  -- Python source of the write; NULL unknown
+    line           INTEGER,               -- NULL unknown
+    function       TEXT,
+    native_symbol  TEXT,                  -- native code that wrote, when known
+    native_library TEXT
+);
+CREATE INDEX changes_by_object ON changes (object_id, seq);
+
+CREATE TABLE ranges (
+    seq      INTEGER NOT NULL REFERENCES changes (seq),
+    offset   INTEGER NOT NULL,            -- from the object's first byte
+    length   INTEGER NOT NULL,
+    old      BLOB,                        -- NULL: old bytes unavailable
+    new      BLOB NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 1,  -- 0 when old is unavailable
+    PRIMARY KEY (seq, offset)
+) WITHOUT ROWID;
+
+-- One row per changed range, for people. Hex is lower case; old_hex is NULL when the old
+-- bytes are unavailable; location is 'file:line function'.
+CREATE VIEW change_ranges AS
+SELECT c.seq          AS seq,
+       c.time_ns      AS time_ns,
+       o.tag          AS tag,
+       c.object_id    AS object_id,
+       r.offset       AS offset,
+       r.length       AS length,
+       CASE WHEN r.old IS NULL THEN NULL ELSE lower(hex(r.old)) END AS old_hex,
+       lower(hex(r.new)) AS new_hex,
+       r.complete     AS complete,
+       c.file         AS file,
+       c.line         AS line,
+       c.function     AS function,
+       CASE WHEN c.file IS NULL THEN c.native_symbol
+            ELSE c.file || ':' || coalesce(c.line, '?') || coalesce(' ' || c.function, '')
+       END            AS location,
+       c.thread_id    AS thread_id,
+       c.thread_name  AS thread_name,
+       r.old          AS old,
+       r.new          AS new
+  FROM changes AS c
+  JOIN ranges AS r ON r.seq = c.seq
+  JOIN objects AS o ON o.id = c.object_id;
+
+-- One row per tag.
+CREATE VIEW tag_summary AS
+SELECT o.tag             AS tag,
+       count(DISTINCT c.seq) AS changes,
+       count(r.seq)      AS ranges,
+       coalesce(sum(r.length), 0) AS bytes_changed,
+       min(c.seq)        AS first_seq,
+       max(c.seq)        AS last_seq
+  FROM objects AS o
+  LEFT JOIN changes AS c ON c.object_id = o.id
+  LEFT JOIN ranges AS r ON r.seq = c.seq
+ GROUP BY o.tag;
+
+INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('read_compat', '1');
+INSERT INTO run (id) VALUES (1);

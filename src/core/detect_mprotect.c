@@ -1,0 +1,262 @@
+/* Write detection with mprotect(PROT_READ) and a SIGSEGV handler.
+ *
+ * DESIGN (ordering rules)
+ * - Fault on a CLEAN page: the handler wins CLEAN->FAULTING by CAS, copies the page's old
+ *   contents into a pool slot (if the page's account and the pool allow; otherwise no
+ *   copy: the check reports "old value unavailable"), records the writer in the slot's
+ *   metadata, restores the page's protection, stores DIRTY, then pushes the page on the
+ *   dirty list. The faulting write proceeds when the handler returns.
+ * - Fault on FAULTING/DIRTY: another thread got there first; return and let the write
+ *   run again (it succeeds once that handler has unprotected the page).
+ * - Fault on CHECKING: the checker has re-protected the page and is comparing it; wait
+ *   (sched_yield) until it is CLEAN, then handle it as a first write. So the checker
+ *   always compares a page no one can modify, and a write racing with a check is in this
+ *   check or the next one, never lost.
+ * - Fault on REMOVED, or on a page the index no longer knows: the page is being (or was
+ *   just) unwatched; the engine unprotects before it forgets, so returning once lets the
+ *   write run. A second fault at the same address in a row is not stale: it is chained.
+ * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
+ *   with one exchange. A page is on the list at most once (only CLEAN->FAULTING pushes).
+ *
+ * Async-signal-safety: claim() and what it calls use only atomics, memcpy, mprotect,
+ * sched_yield, clock_gettime and gettid (direct system calls), and the writer hook, which
+ * must be async-signal-safe itself. No locks, no allocation. errno is saved and restored
+ * by the caller (signal_chain.c). */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "detector.h"
+#include "signal_chain.h"
+
+/* Written by fault handlers: lives in a mapping of our own (see mprotect_init). */
+struct hot {
+    struct mw_page *_Atomic dirty_head;
+    _Atomic(mw_writer_hook) hook;
+    _Atomic(void *) hook_ctx;
+};
+
+static struct mw_detector_env env;
+static struct hot *hot;
+static size_t hot_bytes;
+
+/* The address this thread last let re-execute without owning it (see DESIGN). */
+static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
+
+static int mprotect_available(void)
+{
+    return 1;
+}
+
+static void push_dirty(struct mw_page *e)
+{
+    struct mw_page *h = atomic_load_explicit(&hot->dirty_head, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&e->next, h, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak_explicit(&hot->dirty_head, &h, e,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uintptr_t fault_ip(void *ucontext)
+{
+    const ucontext_t *uc = ucontext;
+    if (!uc)
+        return 0;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    return 0;
+#endif
+}
+
+/* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
+ * Returns 0 when the page was unprotected, -1 when mprotect failed (state restored). */
+static int take_page(struct mw_page *e, uintptr_t page, void *ucontext)
+{
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+    uint32_t slot = MW_SLOT_NONE;
+
+    if (mw_acct_try_charge(acct, env.copy_cost)) {
+        slot = mw_page_pool_alloc(env.pool);
+        if (slot == MW_SLOT_NONE)
+            mw_acct_uncharge(acct, env.copy_cost);
+    }
+    if (slot != MW_SLOT_NONE) {
+        memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
+        struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+        memset(&m->writer, 0, sizeof(m->writer));
+        m->writer.tid = (pid_t)syscall(SYS_gettid);
+        m->writer.fault_ip = fault_ip(ucontext);
+        m->fault_ns = now_ns();
+        m->acct = MW_ACCT_OF(ap);
+        mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
+        if (hook)
+            hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
+        atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    atomic_fetch_add_explicit(&acct->faults, 1, memory_order_relaxed);
+
+    if (mprotect((void *)page, env.page_size, MW_PROT_OF(ap)) != 0) {
+        /* Cannot let the write through (e.g. vm.max_map_count reached): undo. */
+        if (slot != MW_SLOT_NONE) {
+            atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+            mw_page_pool_free(env.pool, slot);
+            mw_acct_uncharge(acct, env.copy_cost);
+        }
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        return -1;
+    }
+    /* DIRTY before the push: whoever collects the page sees it DIRTY. */
+    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    push_dirty(e);
+    return 0;
+}
+
+/* The fault path. Async-signal-safe. Returns 1 when the fault was memwatch's (or stale)
+ * and the instruction should run again, 0 to chain it. */
+static int mprotect_claim(int sig, siginfo_t *info, void *ucontext)
+{
+    if (sig != SIGSEGV || !info || info->si_code != SEGV_ACCERR || !env.index)
+        return 0;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    uintptr_t page = addr & ~(uintptr_t)(env.page_size - 1);
+    int result = -1;     /* -1: not ours, 1: handled or retry */
+
+    mw_region_index_enter(env.index);
+    for (;;) {
+        struct mw_page *e = mw_region_index_lookup(env.index, page);
+        if (!e)
+            break;
+        uint32_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+        if (s == MW_PAGE_CLEAN) {
+            if (!atomic_compare_exchange_strong_explicit(&e->state, &s, MW_PAGE_FAULTING,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;
+            if (e->addr != page) {
+                /* The entry was recycled for another page after our lookup. */
+                atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+                continue;
+            }
+            result = take_page(e, page, ucontext) == 0 ? 1 : -1;
+            break;
+        }
+        if (s == MW_PAGE_CHECKING) {
+            sched_yield();
+            continue;
+        }
+        if (s == MW_PAGE_FAULTING || s == MW_PAGE_REMOVED) {
+            sched_yield();
+            result = 1;
+            break;
+        }
+        if (s == MW_PAGE_DIRTY) {
+            result = 1;      /* unprotected already: run the write again */
+            break;
+        }
+        break;               /* UNTRACKED: we never protected it */
+    }
+    mw_region_index_leave(env.index);
+
+    if (result == 1) {
+        retried_addr = 0;
+        return 1;
+    }
+    /* Not a page we own. Let it run once more in case the page was unwatched between
+     * the fault and our lookup; the second time in a row, it is real. */
+    if (retried_addr != addr) {
+        retried_addr = addr;
+        return 1;
+    }
+    retried_addr = 0;
+    return 0;
+}
+
+static int mprotect_init(const struct mw_detector_env *e)
+{
+    if (!hot) {
+        hot_bytes = e->page_size;
+        void *m = mmap(NULL, hot_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (m == MAP_FAILED)
+            return -errno;
+        hot = m;
+    }
+    env = *e;
+    return mw_signal_chain_install(mprotect_claim);
+}
+
+static int mprotect_protect(uintptr_t start, size_t len, int prot)
+{
+    return mprotect((void *)start, len, prot & ~PROT_WRITE) == 0 ? 0 : -errno;
+}
+
+static int mprotect_unprotect(uintptr_t start, size_t len, int prot)
+{
+    return mprotect((void *)start, len, prot) == 0 ? 0 : -errno;
+}
+
+static struct mw_page *mprotect_collect(void)
+{
+    return atomic_exchange_explicit(&hot->dirty_head, NULL, memory_order_acquire);
+}
+
+static int mprotect_has_dirty(void)
+{
+    return hot && atomic_load_explicit(&hot->dirty_head, memory_order_relaxed) != NULL;
+}
+
+static void mprotect_set_writer_hook(mw_writer_hook hook, void *ctx)
+{
+    atomic_store_explicit(&hot->hook, NULL, memory_order_release);
+    atomic_store_explicit(&hot->hook_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&hot->hook, hook, memory_order_release);
+}
+
+static int mprotect_overlaps(uintptr_t addr, size_t len)
+{
+    uintptr_t h = (uintptr_t)hot;
+    return hot && addr < h + hot_bytes && addr + len > h;
+}
+
+static void mprotect_detach(void)
+{
+    if (hot)
+        atomic_store(&hot->dirty_head, NULL);
+}
+
+const struct mw_detector_ops mw_detect_mprotect = {
+    .name = "mprotect",
+    .backend = MW_BACKEND_MPROTECT,
+    .flags = 0,
+    .available = mprotect_available,
+    .init = mprotect_init,
+    .protect = mprotect_protect,
+    .unprotect = mprotect_unprotect,
+    .rearm = mprotect_protect,
+    .collect = mprotect_collect,
+    .requeue = push_dirty,
+    .has_dirty = mprotect_has_dirty,
+    .set_writer_hook = mprotect_set_writer_hook,
+    .overlaps = mprotect_overlaps,
+    .detach = mprotect_detach,
+};

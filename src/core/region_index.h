@@ -1,0 +1,97 @@
+/* Page -> page entry index: lock-free lookups from a fault handler, writers under the
+ * engine lock.
+ *
+ * DESIGN
+ * - The table is open addressing with linear probing over pointers to page entries. A
+ *   slot is NULL (never used), MW_INDEX_TOMB (removed) or an entry. Lookups read the
+ *   published table with acquire loads and compare entry->addr; they never lock.
+ * - Writers (one at a time, under the engine lock) insert and tombstone in place. Growth
+ *   or tombstone clean-up builds a new table, publishes it with one atomic store, and
+ *   retires the old one.
+ * - Entries live in slabs of memory of our own (mmap, never shared with user data). A
+ *   removed entry is retired, not reused, until reclamation.
+ * - Reclamation is quiescence-based: handlers bracket their use of the index with
+ *   mw_region_index_enter/leave (one atomic counter). When the writer, after retiring
+ *   things, observes the counter at zero, no handler can still hold a pointer obtained
+ *   before the retirement, so retired tables are unmapped and retired entries reused.
+ *   Until then they stay valid (the old table keeps pointing to entries that are still
+ *   readable), so a late handler reads stale but safe memory and re-checks entry->addr.
+ * - Page entries carry the per-page state machine (see enum mw_page_state) that the
+ *   detectors and the checker drive with atomics. */
+#ifndef MW_REGION_INDEX_H
+#define MW_REGION_INDEX_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Per watched page:
+ *   CLEAN     protected; the next write faults
+ *   FAULTING  a fault handler owns the page: copying old contents, unprotecting
+ *   DIRTY     written since the last check; old contents in a pool slot (or none when the
+ *             memory limit was reached); on the detector's dirty list
+ *   CHECKING  the checker re-protected it and is comparing; a fault waits for CLEAN
+ *   UNTRACKED never protected by us: read-only mapping, or the engine was stopped
+ *   REMOVED   leaving the index; a fault on it is stale and retries
+ * Transitions: CLEAN->FAULTING (handler CAS), FAULTING->DIRTY|CLEAN (that handler),
+ * DIRTY->CHECKING->CLEAN (checker, engine lock), CLEAN|UNTRACKED->REMOVED (engine lock). */
+enum mw_page_state {
+    MW_PAGE_CLEAN = 0,
+    MW_PAGE_FAULTING,
+    MW_PAGE_DIRTY,
+    MW_PAGE_CHECKING,
+    MW_PAGE_UNTRACKED,
+    MW_PAGE_REMOVED,
+};
+
+/* acct_prot packs the index of the account charged for this page's copies (upper 24
+ * bits) and the page's original protection (lower 8 bits), so a handler reads both in
+ * one atomic load. */
+#define MW_ACCT_PROT(acct, prot) (((uint32_t)(acct) << 8) | ((uint32_t)(prot) & 0xffu))
+#define MW_ACCT_OF(ap) ((ap) >> 8)
+#define MW_PROT_OF(ap) ((int)((ap) & 0xffu))
+
+/* Set in nregions when regions points to a vector rather than to one region. */
+#define MW_REGIONS_VEC 0x80000000u
+
+struct mw_page {
+    uintptr_t addr;                  /* page address; constant while indexed */
+    _Atomic uint32_t state;          /* enum mw_page_state */
+    _Atomic uint32_t slot;           /* pool slot of the old contents, MW_SLOT_NONE */
+    struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
+    _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
+    uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */
+    void *regions;                   /* engine lock; owned by watcher.c */
+};
+
+struct mw_region_index;
+
+int mw_region_index_create(size_t page_size, struct mw_region_index **out);
+/* Frees everything, retired memory included. No handler may be running. */
+void mw_region_index_destroy(struct mw_region_index *idx);
+
+/* Async-signal-safe, lock-free: the entry for page (page-aligned), or NULL. Call between
+ * mw_region_index_enter and mw_region_index_leave. */
+struct mw_page *mw_region_index_lookup(const struct mw_region_index *idx, uintptr_t page);
+void mw_region_index_enter(struct mw_region_index *idx);   /* async-signal-safe */
+void mw_region_index_leave(struct mw_region_index *idx);   /* async-signal-safe */
+
+/* Writers: engine lock held. */
+struct mw_page *mw_region_index_page_new(struct mw_region_index *idx, uintptr_t page);
+int mw_region_index_insert(struct mw_region_index *idx, struct mw_page *e);
+/* Tombstones e and retires it: it stays readable until reclamation. */
+void mw_region_index_remove(struct mw_region_index *idx, struct mw_page *e);
+/* Frees retired tables and recycles retired entries if no handler is inside the index. */
+void mw_region_index_reclaim(struct mw_region_index *idx);
+size_t mw_region_index_count(const struct mw_region_index *idx);
+/* Calls fn for every indexed entry (engine lock held, or single-threaded after fork). */
+void mw_region_index_foreach(struct mw_region_index *idx,
+                             void (*fn)(struct mw_page *e, void *ctx), void *ctx);
+/* Forgets every entry at once (after fork): lookups return NULL afterwards. */
+void mw_region_index_forget_all(struct mw_region_index *idx);
+/* Does [addr, addr+len) overlap memory the index allocated? */
+int mw_region_index_overlaps(const struct mw_region_index *idx, uintptr_t addr, size_t len);
+/* Bytes charged per indexed page: the entry plus its share of the table. */
+size_t mw_region_index_page_cost(void);
+
+#endif

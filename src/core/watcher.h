@@ -1,0 +1,117 @@
+/* The change-detection engine: watch memory ranges, detect writes with page protection,
+ * report exact changed byte ranges with their old and new bytes.
+ *
+ * The engine is process-wide (a fault names a page, not a watcher), and a mw_watcher is an
+ * owner of regions with its own memory limit and statistics. Several watchers may watch
+ * ranges on the same page; a check harvests every dirty page once and reports each
+ * region's change with the region's user pointer, so the caller routes it.
+ *
+ * Thread-safety: every function here may be called from any thread; they serialize on the
+ * engine lock. None of them may be called from a signal handler. */
+#ifndef MW_WATCHER_H
+#define MW_WATCHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct mw_watcher mw_watcher;
+
+enum mw_backend {
+    MW_BACKEND_AUTO = 0,   /* the best mechanism this kernel supports */
+    MW_BACKEND_MPROTECT,   /* mprotect(PROT_READ) + SIGSEGV handler: portable */
+    MW_BACKEND_UFFD,       /* userfaultfd write-protect (Linux) */
+};
+
+struct mw_watcher_config {
+    size_t max_memory_bytes;   /* everything allocated for this watcher's watching; 0 = 1 GiB */
+    enum mw_backend backend;
+};
+
+/* Where a write came from, filled in at fault time by the writer hook (see
+ * mw_engine_set_writer_hook) in the faulting thread. Fixed size: no allocation on the
+ * fault path. Strings are NUL-terminated and may be truncated. */
+#define MW_WRITER_TEXT 160
+struct mw_writer {
+    pid_t tid;                  /* kernel thread id of the writing thread, 0 if unknown */
+    uintptr_t fault_ip;         /* instruction that wrote, 0 if unknown */
+    int line;                   /* Python line, 0 if unknown */
+    char file[MW_WRITER_TEXT];
+    char function[MW_WRITER_TEXT];
+};
+
+/* Called in the faulting thread, inside the signal handler (or in the userfaultfd handler
+ * thread with tid set to the faulting thread): must be async-signal-safe. */
+typedef void (*mw_writer_hook)(struct mw_writer *out, void *hook_ctx);
+
+/* One changed byte range of a region. old is NULL when the old contents were not kept
+ * (memory limit reached at write time): then new holds the current bytes of the range. */
+struct mw_range {
+    size_t offset;              /* from the start of the region */
+    size_t length;
+    const unsigned char *old;   /* length bytes, or NULL: old value unavailable */
+    const unsigned char *new_;  /* length bytes */
+};
+
+/* One change: the changed ranges of one region found by one check. Pointers are valid
+ * only during the callback. */
+struct mw_change {
+    uint64_t region_id;
+    void *region_user;          /* the user pointer given to mw_watcher_watch */
+    const void *region_addr;
+    size_t region_size;
+    size_t nranges;
+    const struct mw_range *ranges;
+    const struct mw_writer *writer;  /* the first write's writer; never NULL */
+    uint64_t first_fault_ns;    /* CLOCK_MONOTONIC time of the first write seen */
+};
+
+typedef void (*mw_change_fn)(const struct mw_change *change, void *ctx);
+
+struct mw_watcher_stats {
+    size_t tracked_objects;
+    size_t tracked_bytes;
+    size_t memory_used_bytes;   /* index share + old-content copies held + bookkeeping */
+    size_t memory_limit_bytes;
+    uint64_t faults;            /* first writes to protected pages seen */
+    uint64_t checks;
+    uint64_t changes;           /* changes reported */
+    uint64_t old_unavailable;   /* changes whose old value could not be kept */
+};
+
+/* Engine-wide setup; idempotent. Installs the fault handler. */
+int mw_engine_init(void);
+/* Optional: fills struct mw_writer at fault time. */
+void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
+/* Which backend auto resolves to, and whether one is available. */
+enum mw_backend mw_engine_default_backend(void);
+int mw_engine_backend_available(enum mw_backend backend);
+const char *mw_backend_name(enum mw_backend backend);
+/* True when addr lies on a page the engine protects (for signal chaining decisions). */
+int mw_engine_owns_address(const void *addr);
+/* Undo all protection (before interpreter finalization, and in a forked child). */
+void mw_engine_unprotect_all(void);
+/* In a child made by fork(): forget everything, unprotect, never report. */
+void mw_engine_detach_after_fork(void);
+/* Has any page been written since the last check? Async-signal-safe, lock-free. */
+int mw_engine_has_dirty(void);
+
+int mw_watcher_create(const struct mw_watcher_config *config, mw_watcher **out);
+/* Unwatches everything left (without a final check) and frees. Accepts NULL. */
+void mw_watcher_destroy(mw_watcher *w);
+
+/* Starts watching [addr, addr+size). user is handed back in each change. Returns
+ * MW_EINVAL (NULL / zero size), MW_EUNMAPPED, MW_EOWN, MW_ELIMIT. */
+int mw_watcher_watch(mw_watcher *w, const void *addr, size_t size, void *user,
+                     uint64_t *region_id_out);
+/* Stops watching. Runs a check first (see mw_engine_check) so that nothing written before
+ * the unwatch is lost; fn may be NULL to discard. */
+int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void *ctx);
+/* Harvests every dirty page of every watcher (re-protect first, then diff) and calls fn
+ * for each change, in region order; change->region_user tells whose it is. Returns the
+ * number of changes reported, or a negative status. A write racing with a check is
+ * reported by this check or by the next, never lost. */
+int mw_engine_check(mw_change_fn fn, void *ctx);
+void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out);
+
+#endif

@@ -1,0 +1,155 @@
+/* Automatic checks (`memwatch trace --check`), so that a script that only calls
+ * memwatch.watch() still gets every change into the trace.
+ *
+ * DESIGN:
+ *   - line: the fault handler (any thread) calls PyErr_SetInterruptEx() for a signal
+ *     number whose Python-level handler is memwatch's check. That call is
+ *     async-signal-safe and makes the main thread run the check at its next eval-breaker
+ *     point (function entry, loop back-edge), so a function called in a loop gets one
+ *     change per call. Where the write happened is captured in the fault handler itself,
+ *     so attribution never depends on when the check runs.
+ *   - every mode but manual: a poller thread checks when pages are dirty and the main thread
+ *     has not (it may be blocked in join() or sleep while other threads write). line polls
+ *     every POLL_MS; interval:MS checks every MS, coalescing what was written in between.
+ * Checks always run with the GIL held, so they never overlap Python code that watches or
+ * unwatches. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include "inject.h"
+#include "location.h"
+#include "module.h"
+
+#define POLL_MS 20
+
+static int check_signal;                 /* Python-level signal used in line mode */
+static pthread_t poller;
+static int poller_running;
+static volatile int poller_stop;         /* atomic */
+static pthread_mutex_t poller_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t poller_wake = PTHREAD_COND_INITIALIZER;
+
+/* Async-signal-safe: runs in the fault handler of the writing thread. */
+static void on_fault(struct mw_writer *out, void *ctx)
+{
+    (void)ctx;
+    mw_location_capture(out);
+    if (check_signal)
+        PyErr_SetInterruptEx(check_signal);
+}
+
+void mw_autocheck_request(void)
+{
+    if (check_signal)
+        PyErr_SetInterruptEx(check_signal);
+}
+
+static PyObject *autocheck_handler(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    /* A check that fails must not raise into whatever line the script is on. */
+    if (mw_check_all() < 0)
+        PyErr_WriteUnraisable(NULL);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARGS, NULL};
+
+static void *poll_loop(void *arg)
+{
+    (void)arg;
+    unsigned period_ms = mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms : POLL_MS;
+    pthread_mutex_lock(&poller_lock);
+    while (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE)) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += period_ms / 1000;
+        deadline.tv_nsec += (long)(period_ms % 1000) * 1000000;
+        if (deadline.tv_nsec >= 1000000000) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&poller_wake, &poller_lock, &deadline);
+        if (__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE))
+            break;
+        if (!mw_engine_has_dirty() || _Py_IsFinalizing())
+            continue;
+        pthread_mutex_unlock(&poller_lock);
+        PyGILState_STATE gil = PyGILState_Ensure();
+        if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && mw_check_all() < 0)
+            PyErr_WriteUnraisable(NULL);
+        PyGILState_Release(gil);
+        pthread_mutex_lock(&poller_lock);
+    }
+    pthread_mutex_unlock(&poller_lock);
+    return NULL;
+}
+
+static int install_line_handler(PyObject *module)
+{
+    PyObject *signal_mod = PyImport_ImportModule("signal");
+    if (!signal_mod)
+        return -1;
+    PyObject *handler = PyCFunction_NewEx(&autocheck_def, module, NULL);
+    int sig = SIGRTMAX - 1;
+    PyObject *r = handler ? PyObject_CallMethod(signal_mod, "signal", "iO", sig, handler) : NULL;
+    Py_XDECREF(handler);
+    Py_DECREF(signal_mod);
+    if (!r) {
+        /* signal.signal() works in the main thread only: without it, the poller checks. */
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(r);
+    check_signal = sig;
+    return 0;
+}
+
+int mw_autocheck_start(PyObject *module)
+{
+    mw_engine_set_writer_hook(on_fault, NULL);
+    if (!mw_run.traced || mw_run.check_mode == MW_CHECK_MANUAL)
+        return 0;
+    if (mw_run.check_mode == MW_CHECK_LINE && install_line_handler(module) < 0)
+        return -1;
+    __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
+    /* The poller must not take signals meant for the main thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(&poller, NULL, poll_loop, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
+        return -1;
+    }
+    poller_running = 1;
+    return 0;
+}
+
+void mw_autocheck_stop(void)
+{
+    check_signal = 0;
+    if (!poller_running)
+        return;
+    pthread_mutex_lock(&poller_lock);
+    __atomic_store_n(&poller_stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_signal(&poller_wake);
+    pthread_mutex_unlock(&poller_lock);
+    /* The poller may be waiting for the GIL: let it have it while we wait. */
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(poller, NULL);
+    Py_END_ALLOW_THREADS
+    poller_running = 0;
+}
+
+void mw_autocheck_after_fork(void)
+{
+    poller_running = 0;
+    check_signal = 0;
+}

@@ -1,0 +1,167 @@
+#include <stdint.h>
+#include <string.h>
+
+#include "buffers.h"
+
+static char *type_name_of(PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    PyObject *module = PyObject_GetAttrString((PyObject *)type, "__module__");
+    PyObject *qualname = PyObject_GetAttrString((PyObject *)type, "__qualname__");
+    char *name = NULL;
+    PyErr_Clear();
+    const char *q = qualname && PyUnicode_Check(qualname) ? PyUnicode_AsUTF8(qualname) : type->tp_name;
+    const char *m = module && PyUnicode_Check(module) ? PyUnicode_AsUTF8(module) : NULL;
+    PyErr_Clear();
+    if (!q)
+        q = type->tp_name;
+    if (m && strcmp(m, "builtins") != 0) {
+        size_t n = strlen(m) + strlen(q) + 2;
+        name = PyMem_RawMalloc(n);
+        if (name)
+            snprintf(name, n, "%s.%s", m, q);
+    } else {
+        name = PyMem_RawMalloc(strlen(q) + 1);
+        if (name)
+            strcpy(name, q);
+    }
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    return name;
+}
+
+/* A torch tensor has no buffer protocol; tensor.detach().numpy() is an ndarray sharing its
+ * memory (CPU tensors only), which carries the layout as well. */
+static PyObject *torch_as_numpy(PyObject *obj)
+{
+    PyTypeObject *type = Py_TYPE(obj);
+    PyObject *module = PyObject_GetAttrString((PyObject *)type, "__module__");
+    int is_torch = module && PyUnicode_Check(module) &&
+                   strncmp(PyUnicode_AsUTF8(module), "torch", 5) == 0;
+    Py_XDECREF(module);
+    PyErr_Clear();
+    if (!is_torch || !PyObject_HasAttrString(obj, "data_ptr"))
+        return NULL;
+    PyObject *device = PyObject_GetAttrString(obj, "device");
+    PyObject *device_type = device ? PyObject_GetAttrString(device, "type") : NULL;
+    Py_XDECREF(device);
+    if (!device_type)
+        return NULL;
+    int cpu = PyUnicode_Check(device_type) && strcmp(PyUnicode_AsUTF8(device_type), "cpu") == 0;
+    if (!cpu) {
+        PyErr_Format(PyExc_TypeError,
+                     "cannot watch a torch tensor on device '%U': only CPU tensors can be watched "
+                     "(move it with .cpu() first)", device_type);
+        Py_DECREF(device_type);
+        return NULL;
+    }
+    Py_DECREF(device_type);
+    PyObject *detached = PyObject_CallMethod(obj, "detach", NULL);
+    PyObject *array = detached ? PyObject_CallMethod(detached, "numpy", NULL) : NULL;
+    Py_XDECREF(detached);
+    return array;
+}
+
+static void compute_extent(struct mw_buffer *b)
+{
+    Py_buffer *v = &b->view;
+    b->logical_size = (size_t)v->len;
+    if (v->len == 0 || PyBuffer_IsContiguous(v, 'A') || !v->strides) {
+        b->start = v->buf;
+        b->span = (size_t)v->len;
+        b->contiguous = 1;
+        return;
+    }
+    /* Strided: the lowest and highest byte any element touches. */
+    Py_ssize_t lo = 0, hi = 0;
+    for (int d = 0; d < v->ndim; d++) {
+        Py_ssize_t reach = (v->shape[d] - 1) * v->strides[d];
+        if (reach < 0)
+            lo += reach;
+        else
+            hi += reach;
+    }
+    b->start = (unsigned char *)v->buf + lo;
+    b->span = (size_t)(hi - lo + v->itemsize);
+    b->contiguous = 0;
+}
+
+int mw_buffer_acquire(PyObject *obj, struct mw_buffer *out)
+{
+    memset(out, 0, sizeof *out);
+    PyObject *exporter = obj;
+    PyObject *converted = NULL;
+    if (!PyObject_CheckBuffer(obj)) {
+        converted = torch_as_numpy(obj);
+        if (!converted) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError,
+                             "cannot watch an object of type '%s': it does not expose its memory "
+                             "(watch a bytearray, array.array, memoryview, mmap, numpy array, ctypes "
+                             "object or CPU torch tensor, or use watch_buffer(address, size, name))",
+                             Py_TYPE(obj)->tp_name);
+            return -1;
+        }
+        exporter = converted;
+    }
+    int status = PyObject_GetBuffer(exporter, &out->view, PyBUF_FULL_RO);
+    Py_XDECREF(converted);   /* the view holds its own reference to the exporter */
+    if (status < 0)
+        return -1;
+    out->has_view = 1;
+    out->readonly = out->view.readonly;
+    out->type_name = type_name_of(obj);
+    Py_INCREF(obj);
+    out->object = obj;
+    compute_extent(out);
+    return 0;
+}
+
+int mw_buffer_raw(void *address, size_t size, struct mw_buffer *out)
+{
+    memset(out, 0, sizeof *out);
+    out->start = address;
+    out->span = out->logical_size = size;
+    out->contiguous = 1;
+    out->type_name = PyMem_RawMalloc(sizeof "raw");
+    if (out->type_name)
+        strcpy(out->type_name, "raw");
+    return 0;
+}
+
+void mw_buffer_release(struct mw_buffer *b)
+{
+    if (b->has_view)
+        PyBuffer_Release(&b->view);
+    b->has_view = 0;
+    Py_CLEAR(b->object);
+    PyMem_RawFree(b->type_name);
+    b->type_name = NULL;
+}
+
+static void gather_dim(const Py_buffer *v, int dim, const unsigned char *src,
+                       unsigned char **dst)
+{
+    for (Py_ssize_t i = 0; i < v->shape[dim]; i++) {
+        const unsigned char *p = src + i * v->strides[dim];
+        if (dim == v->ndim - 1) {
+            memcpy(*dst, p, (size_t)v->itemsize);
+            *dst += v->itemsize;
+        } else {
+            gather_dim(v, dim + 1, p, dst);
+        }
+    }
+}
+
+void mw_buffer_gather(const struct mw_buffer *b, const unsigned char *span_bytes,
+                      unsigned char *out)
+{
+    if (b->contiguous) {
+        memcpy(out, span_bytes, b->logical_size);
+        return;
+    }
+    const Py_buffer *v = &b->view;
+    const unsigned char *origin = span_bytes + ((unsigned char *)v->buf - b->start);
+    unsigned char *dst = out;
+    gather_dim(v, 0, origin, &dst);
+}

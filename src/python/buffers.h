@@ -1,0 +1,33 @@
+/* Turns a Python object into the memory memwatch watches: its address range, element
+ * format and layout, pinned for as long as it is watched. */
+#ifndef MW_BUFFERS_H
+#define MW_BUFFERS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+struct mw_buffer {
+    Py_buffer view;          /* a held export: the memory cannot be resized or freed */
+    int has_view;
+    PyObject *object;        /* the watched object itself (strong reference) */
+    char *type_name;         /* "bytearray", "numpy.ndarray", "torch.Tensor", ... */
+    unsigned char *start;    /* lowest byte of any element */
+    size_t span;             /* bytes from start to the end of the highest element */
+    size_t logical_size;     /* len(bytes) of the value: itemsize * number of elements */
+    int contiguous;          /* the value's bytes are exactly [start, start + span) */
+    int readonly;
+};
+
+/* Fills *out from a buffer-protocol object or a CPU torch tensor. On failure sets a Python
+ * exception (TypeError naming the type) and returns -1. */
+int mw_buffer_acquire(PyObject *obj, struct mw_buffer *out);
+/* For watch_buffer(address, size): a raw range with no object behind it. */
+int mw_buffer_raw(void *address, size_t size, struct mw_buffer *out);
+void mw_buffer_release(struct mw_buffer *b);
+/* Copies the value's bytes, in C order, from a copy of [start, start + span) into out
+ * (logical_size bytes). For contiguous buffers it is a plain copy. */
+void mw_buffer_gather(const struct mw_buffer *b, const unsigned char *span_bytes,
+                      unsigned char *out);
+
+#endif

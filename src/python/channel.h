@@ -1,0 +1,28 @@
+/* The traced side of the record stream (src/trace/record.h): encodes what the engine finds
+ * and writes it to the pipe that `memwatch trace` reads. Without a pipe (memwatch's
+ * library loaded some other way) every call is a no-op. Thread-safe. */
+#ifndef MW_CHANNEL_H
+#define MW_CHANNEL_H
+
+#include <stdint.h>
+#include "record.h"
+
+int mw_channel_open(int fd, int64_t start_monotonic_ns);
+int mw_channel_is_open(void);
+/* Nanoseconds since the run started. */
+uint64_t mw_channel_now_ns(void);
+uint64_t mw_channel_next_object_id(void);
+uint64_t mw_channel_next_seq(void);
+int mw_channel_hello(const struct mw_rec_hello *r);
+int mw_channel_object(const struct mw_rec_object *r);
+int mw_channel_unwatch(uint64_t object_id);
+int mw_channel_change(const struct mw_rec_change *r);
+int mw_channel_stats(const struct mw_rec_stats *r);
+/* Writes what is buffered to the pipe (blocks only while the pipe is full). */
+int mw_channel_flush(void);
+/* In a forked child: forget the pipe without writing to it. */
+void mw_channel_detach(void);
+/* Flush and close (end of run). */
+void mw_channel_close(void);
+
+#endif

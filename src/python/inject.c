@@ -1,0 +1,114 @@
+/* Entry point of libmemwatch-inject.so, preloaded into python3 by `memwatch trace`
+ * (cli/cmd_trace.c explains why the interpreter is not linked into memwatch).
+ *
+ * Before python3's main() runs, the constructor registers the built-in `memwatch` module
+ * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
+ * from the environment, and removes every trace of memwatch from the environment so that
+ * the script and its subprocesses see what they would under python3. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "inject.h"
+#include "module.h"
+
+struct mw_run_config mw_run = {.check_mode = MW_CHECK_MANUAL, .backend = MW_BACKEND_AUTO};
+static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
+
+/* A child made by fork() without exec (multiprocessing's fork start method, os.fork) gets a
+ * copy of the watched memory but is not traced: it unprotects everything and records
+ * nothing, so it can never write into the parent's trace. */
+static void after_fork_in_child(void)
+{
+    mw_engine_detach_after_fork();
+    mw_channel_detach();
+    mw_autocheck_after_fork();
+}
+
+/* os._exit() skips atexit: the changes made until then are found here, before the real
+ * _exit. Only in the traced process itself with the GIL held (os._exit holds it); never in a
+ * vfork child sharing its memory, nor after the interpreter finalized. */
+__attribute__((visibility("default"), noreturn)) void _exit(int status)
+{
+    if (mw_run.traced && getpid() == traced_pid && Py_IsInitialized() && !_Py_IsFinalizing() &&
+        PyGILState_Check()) {
+        PyObject *name = PyUnicode_FromString("memwatch");
+        PyObject *module = name ? PyImport_GetModule(name) : NULL;   /* never imports it */
+        Py_XDECREF(name);
+        PyObject *r = module ? PyObject_CallMethod(module, "_finish", NULL) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(module);
+        PyErr_Clear();
+        mw_channel_flush();
+    }
+    for (;;)
+        syscall(SYS_exit_group, status);
+}
+
+static void parse_config(void)
+{
+    const char *check = getenv("MEMWATCH_CHECK");
+    const char *backend = getenv("MEMWATCH_BACKEND");
+    mw_run.check_mode = MW_CHECK_LINE;
+    if (check && strcmp(check, "manual") == 0)
+        mw_run.check_mode = MW_CHECK_MANUAL;
+    else if (check && strncmp(check, "interval:", 9) == 0) {
+        mw_run.check_mode = MW_CHECK_INTERVAL;
+        mw_run.interval_ms = (unsigned)strtoul(check + 9, NULL, 10);
+        if (mw_run.interval_ms == 0)
+            mw_run.interval_ms = 1;
+    }
+    if (backend && strcmp(backend, "uffd") == 0)
+        mw_run.backend = MW_BACKEND_UFFD;
+    else if (backend && strcmp(backend, "mprotect") == 0)
+        mw_run.backend = MW_BACKEND_MPROTECT;
+}
+
+static void restore_environment(void)
+{
+    const char *saved = getenv("MEMWATCH_SAVED_LD_PRELOAD");
+    if (saved)
+        setenv("LD_PRELOAD", saved, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_TRACE_FD",
+                                       "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND"};
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+        unsetenv(ours[i]);
+}
+
+__attribute__((constructor)) static void mw_inject_start(void)
+{
+    const char *fd_text = getenv("MEMWATCH_TRACE_FD");
+    if (fd_text) {
+        int fd = atoi(fd_text);
+        const char *start = getenv("MEMWATCH_START_NS");
+        if (fd > 2 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) {
+            mw_run.traced = 1;
+            mw_channel_open(fd, start ? strtoll(start, NULL, 10) : 0);
+        }
+    }
+    parse_config();
+    restore_environment();
+    traced_pid = getpid();
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    PyImport_AppendInittab("memwatch", mw_module_init);
+    if (mw_run.traced) {
+        struct mw_rec_hello hello = {
+            .python_version = Py_GetVersion(),
+            .backend = mw_backend_name(mw_run.backend == MW_BACKEND_AUTO
+                                           ? mw_engine_default_backend() : mw_run.backend),
+            .pid = getpid(),
+            .page_size = sysconf(_SC_PAGESIZE),
+        };
+        mw_channel_hello(&hello);
+        mw_channel_flush();
+    }
+}

@@ -1,0 +1,234 @@
+/* The built-in `memwatch` module: MemoryWatcher, Change, MemoryLimitError, and shortcuts
+ * on a process-wide default watcher (watch, unwatch, check, stats). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "channel.h"
+#include "inject.h"
+#include "module.h"
+
+PyTypeObject *mw_ChangeType;
+
+static PyStructSequence_Field change_fields[] = {
+    {"tag", "the watched object's tag"},
+    {"offset", "first changed byte, in the object's bytes"},
+    {"old", "old bytes from offset to the last changed byte (None when not kept)"},
+    {"new", "new bytes over the same span"},
+    {"file", "Python file that made the write (None when unknown)"},
+    {"line", "line in that file (0 when unknown)"},
+    {"function", "qualified name of the function that made the write"},
+    {"thread", "name of the writing thread"},
+    {"thread_id", "kernel id of the writing thread"},
+    {"seq", "sequence number of the change in the trace"},
+    {"time_ns", "nanoseconds since the run started"},
+    {"ranges", "list of (offset, old, new) for each changed range"},
+    {"old_value", "the whole old value (None with capture_full_values=False)"},
+    {"new_value", "the whole new value (None with capture_full_values=False)"},
+    {"native_symbol", "native function that made the write, when not the interpreter"},
+    {"native_library", "library of that function"},
+    {NULL, NULL},
+};
+
+static PyStructSequence_Desc change_desc = {
+    "memwatch.Change",
+    "One change of a watched object: what changed, from what to what, and who wrote it.",
+    change_fields,
+    8,
+};
+
+/* Names of threads, including threads that have already ended: a write made just before a
+ * thread finishes is usually checked after it is gone. threading keeps running threads in
+ * threading._active; memwatch wraps that dict so that names are remembered on removal. */
+static const char thread_names_source[] =
+    "import sys as _sys\n"
+    "_finished_names = {}\n"
+    "def _install_thread_names():\n"
+    "    import threading\n"
+    "    if type(threading._active).__name__ == '_RememberingActive':\n"
+    "        return\n"
+    "    class _RememberingActive(dict):\n"
+    "        __slots__ = ()\n"
+    "        def _remember(self, key):\n"
+    "            t = dict.get(self, key)\n"
+    "            nid = getattr(t, 'native_id', None)\n"
+    "            if nid is not None:\n"
+    "                if len(_finished_names) > 4096:\n"
+    "                    _finished_names.clear()\n"
+    "                _finished_names[nid] = t.name\n"
+    "        def __delitem__(self, key):\n"
+    "            self._remember(key)\n"
+    "            dict.__delitem__(self, key)\n"
+    "        def pop(self, key, *default):\n"
+    "            self._remember(key)\n"
+    "            return dict.pop(self, key, *default)\n"
+    "    threading._active = _RememberingActive(threading._active)\n"
+    "def _thread_name(tid):\n"
+    "    threading = _sys.modules.get('threading')\n"
+    "    if threading is not None:\n"
+    "        for t in list(threading._active.values()):\n"
+    "            if getattr(t, 'native_id', None) == tid:\n"
+    "                return t.name\n"
+    "    name = _finished_names.get(tid)\n"
+    "    if name is not None:\n"
+    "        return name\n"
+    "    return 'thread-%d' % tid if tid else None\n";
+
+static PyObject *default_watcher;
+
+static PyObject *get_default(void)
+{
+    if (!default_watcher) {
+        default_watcher = PyObject_CallNoArgs((PyObject *)&mw_WatcherType);
+        if (!default_watcher)
+            return NULL;
+    }
+    return default_watcher;
+}
+
+static PyObject *call_default(const char *method, PyObject *args)
+{
+    PyObject *w = get_default();
+    if (!w)
+        return NULL;
+    PyObject *fn = PyObject_GetAttrString(w, method);
+    if (!fn)
+        return NULL;
+    PyObject *result = PyObject_Call(fn, args, NULL);
+    Py_DECREF(fn);
+    return result;
+}
+
+static PyObject *mod_watch(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("watch_object", args);
+}
+static PyObject *mod_watch_buffer(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("watch_buffer", args);
+}
+static PyObject *mod_unwatch(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("unwatch", args);
+}
+static PyObject *mod_check(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("check_changes", args);
+}
+static PyObject *mod_stats(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("get_stats", args);
+}
+static PyObject *mod_set_callback(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return call_default("set_callback", args);
+}
+
+/* The end of the run, from atexit: after the script's own atexit functions (registered
+ * later, so run earlier), before the interpreter finalizes anything. */
+static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
+{
+    (void)self;
+    mw_autocheck_stop();
+    mw_finish_all();
+    Py_CLEAR(default_watcher);
+    mw_engine_unprotect_all();
+    mw_channel_flush();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"watch", mod_watch, METH_VARARGS,
+     "watch(obj, tag)\n--\n\nWatch obj under tag with the default watcher."},
+    {"watch_buffer", mod_watch_buffer, METH_VARARGS,
+     "watch_buffer(address, size, tag)\n--\n\nWatch raw memory with the default watcher."},
+    {"unwatch", mod_unwatch, METH_VARARGS, "unwatch(tag)\n--\n\nStop watching tag."},
+    {"check", mod_check, METH_NOARGS,
+     "check()\n--\n\nLook for changes now; returns how many were found since the last call."},
+    {"stats", mod_stats, METH_NOARGS, "stats()\n--\n\nThe default watcher's statistics."},
+    {"set_callback", mod_set_callback, METH_VARARGS,
+     "set_callback(fn)\n--\n\nThe default watcher's callback."},
+    {"_finish", mod_finish, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "memwatch",
+    .m_doc = "Watch memory of Python objects and record every change to it.\n\n"
+             "Available inside scripts run by `memwatch trace`.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+static int run_helpers(PyObject *module)
+{
+    PyObject *globals = PyModule_GetDict(module);
+    PyObject *r = PyRun_String(thread_names_source, Py_file_input, globals, globals);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    PyObject *install = PyDict_GetItemString(globals, "_install_thread_names");
+    r = install ? PyObject_CallNoArgs(install) : NULL;
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+static int register_finish(PyObject *module)
+{
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    if (!atexit)
+        return -1;
+    PyObject *finish = PyObject_GetAttrString(module, "_finish");
+    PyObject *r = finish ? PyObject_CallMethod(atexit, "register", "O", finish) : NULL;
+    Py_XDECREF(finish);
+    Py_DECREF(atexit);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+PyObject *mw_module_init(void)
+{
+    PyObject *m = PyModule_Create(&module_def);
+    if (!m)
+        return NULL;
+    if (PyModule_AddStringConstant(m, "__version__", MEMWATCH_VERSION) < 0)
+        goto fail;
+    if (!mw_ChangeType) {
+        mw_ChangeType = PyStructSequence_NewType(&change_desc);
+        if (!mw_ChangeType)
+            goto fail;
+    }
+    if (PyModule_AddObjectRef(m, "Change", (PyObject *)mw_ChangeType) < 0)
+        goto fail;
+    if (!mw_MemoryLimitError) {
+        mw_MemoryLimitError = PyErr_NewExceptionWithDoc(
+            "memwatch.MemoryLimitError",
+            "A watch would take memwatch past the watcher's max_memory_mb.",
+            PyExc_MemoryError, NULL);
+        if (!mw_MemoryLimitError)
+            goto fail;
+    }
+    if (PyModule_AddObjectRef(m, "MemoryLimitError", mw_MemoryLimitError) < 0)
+        goto fail;
+    if (PyType_Ready(&mw_WatcherType) < 0 ||
+        PyModule_AddObjectRef(m, "MemoryWatcher", (PyObject *)&mw_WatcherType) < 0)
+        goto fail;
+    if (run_helpers(m) < 0 || register_finish(m) < 0)
+        goto fail;
+    if (mw_autocheck_start(m) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

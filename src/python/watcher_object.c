@@ -1,0 +1,899 @@
+/* memwatch.MemoryWatcher and the path every change takes from the engine to the trace and
+ * to the script's callback.
+ *
+ * DESIGN: a check has two phases.
+ *   1. harvest: mw_engine_check() runs under the engine lock and hands out changes; the
+ *      collector only copies them into plain C memory (no Python object is made, so no
+ *      garbage collection, finalizer or callback can run while the engine lock is held);
+ *   2. route: with the engine lock released, each change gets its sequence number, goes to
+ *      the trace, and is queued for its watcher's callback.
+ * Callbacks run only in check_changes(), as in the original design: automatic checks
+ * (--check) record into the trace and queue; check_changes() delivers what is queued and
+ * returns how many changes were found since the previous call. Everything here runs with
+ * the GIL held. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <string.h>
+#include <structmember.h>
+
+#include "channel.h"
+#include "inject.h"
+#include "module.h"
+#include "mw_error.h"
+#include "record.h"
+
+PyObject *mw_MemoryLimitError;
+static WatcherObject *live_watchers;   /* protected by the GIL */
+
+/* ---- phase 1: harvest ------------------------------------------------------------ */
+
+struct harvested_range {
+    size_t offset, length;
+    unsigned char *old;   /* NULL: old value unavailable */
+    unsigned char *new_;
+};
+
+struct harvested {
+    struct mw_watched *watched;
+    size_t nranges;
+    struct harvested_range *ranges;
+    struct mw_writer writer;
+    uint64_t time_ns;
+};
+
+struct harvest {
+    struct harvested *items;
+    size_t n, cap;
+    int failed;
+};
+
+static void collect(const struct mw_change *c, void *ctx)
+{
+    struct harvest *h = ctx;
+    if (h->failed)
+        return;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        struct harvested *items = realloc(h->items, cap * sizeof *items);
+        if (!items) {
+            h->failed = 1;
+            return;
+        }
+        h->items = items;
+        h->cap = cap;
+    }
+    struct harvested *it = &h->items[h->n];
+    memset(it, 0, sizeof *it);
+    it->ranges = calloc(c->nranges ? c->nranges : 1, sizeof *it->ranges);
+    if (!it->ranges) {
+        h->failed = 1;
+        return;
+    }
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct mw_range *r = &c->ranges[i];
+        struct harvested_range *hr = &it->ranges[i];
+        hr->offset = r->offset;
+        hr->length = r->length;
+        hr->new_ = malloc(r->length ? r->length : 1);
+        hr->old = r->old ? malloc(r->length ? r->length : 1) : NULL;
+        if (!hr->new_ || (r->old && !hr->old)) {
+            free(hr->new_);
+            free(hr->old);
+            it->nranges = i;
+            h->failed = 1;
+            h->n++;
+            return;
+        }
+        memcpy(hr->new_, r->new_, r->length);
+        if (r->old)
+            memcpy(hr->old, r->old, r->length);
+    }
+    it->nranges = c->nranges;
+    it->watched = c->region_user;
+    it->watched->refs++;
+    it->writer = *c->writer;
+    it->time_ns = mw_channel_now_ns();
+    h->n++;
+}
+
+static void watched_decref(struct mw_watched *w)
+{
+    if (--w->refs > 0)
+        return;
+    mw_buffer_release(&w->buf);
+    Py_XDECREF(w->tag);
+    PyMem_RawFree(w);
+}
+
+static void harvested_free(struct harvested *it)
+{
+    for (size_t i = 0; i < it->nranges; i++) {
+        free(it->ranges[i].old);
+        free(it->ranges[i].new_);
+    }
+    free(it->ranges);
+    if (it->watched)
+        watched_decref(it->watched);
+}
+
+/* ---- phase 2: route -------------------------------------------------------------- */
+
+/* Python's name for a kernel thread id. Threads that ended are remembered by the helper
+ * in module.c (names of finished threads), so a write made just before a thread ends is
+ * still attributed to its name. */
+static PyObject *thread_name_for(pid_t tid)
+{
+    PyObject *module = PyImport_ImportModule("memwatch");
+    if (!module)
+        return NULL;
+    PyObject *name = PyObject_CallMethod(module, "_thread_name", "i", (int)tid);
+    Py_DECREF(module);
+    return name;
+}
+
+/* The value's bytes in the object's own coordinates (C order), before and after the
+ * change: the current memory with the harvested bytes laid over it. */
+static int build_values(const struct harvested *it, unsigned char **old_out,
+                        unsigned char **new_out, int *old_known)
+{
+    const struct mw_buffer *b = &it->watched->buf;
+    unsigned char *old_span = malloc(b->span ? b->span : 1);
+    unsigned char *new_span = malloc(b->span ? b->span : 1);
+    unsigned char *old_val = malloc(b->logical_size ? b->logical_size : 1);
+    unsigned char *new_val = malloc(b->logical_size ? b->logical_size : 1);
+    if (!old_span || !new_span || !old_val || !new_val) {
+        free(old_span);
+        free(new_span);
+        free(old_val);
+        free(new_val);
+        return -1;
+    }
+    memcpy(new_span, b->start, b->span);
+    *old_known = 1;
+    for (size_t i = 0; i < it->nranges; i++) {
+        const struct harvested_range *r = &it->ranges[i];
+        memcpy(new_span + r->offset, r->new_, r->length);
+    }
+    memcpy(old_span, new_span, b->span);
+    for (size_t i = 0; i < it->nranges; i++) {
+        const struct harvested_range *r = &it->ranges[i];
+        if (r->old)
+            memcpy(old_span + r->offset, r->old, r->length);
+        else
+            *old_known = 0;
+    }
+    mw_buffer_gather(b, old_span, old_val);
+    mw_buffer_gather(b, new_span, new_val);
+    free(old_span);
+    free(new_span);
+    *old_out = old_val;
+    *new_out = new_val;
+    return 0;
+}
+
+/* For an object whose elements are not one contiguous block (a strided numpy view), the
+ * engine's ranges are in memory coordinates and may include bytes between the elements.
+ * Re-derive them in the object's own coordinates from its old and new value. */
+static int logical_ranges(const struct harvested *it, const unsigned char *old_val,
+                          const unsigned char *new_val, struct mw_rec_range **out, size_t *n)
+{
+    size_t size = it->watched->buf.logical_size, cap = 8, count = 0;
+    struct mw_rec_range *ranges = malloc(cap * sizeof *ranges);
+    if (!ranges)
+        return -1;
+    for (size_t i = 0; i < size;) {
+        if (old_val[i] == new_val[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < size && old_val[j] != new_val[j])
+            j++;
+        if (count == cap) {
+            cap *= 2;
+            struct mw_rec_range *grown = realloc(ranges, cap * sizeof *ranges);
+            if (!grown) {
+                free(ranges);
+                return -1;
+            }
+            ranges = grown;
+        }
+        ranges[count++] = (struct mw_rec_range){i, j - i, old_val + i, new_val + i};
+        i = j;
+    }
+    *out = ranges;
+    *n = count;
+    return 0;
+}
+
+static PyObject *bytes_or_none(const unsigned char *p, size_t n)
+{
+    if (!p)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
+}
+
+static PyObject *text_or_none(const char *s)
+{
+    if (!s || !*s)
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
+}
+
+static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject *thread_name,
+                             const struct mw_rec_range *ranges, size_t nranges,
+                             const unsigned char *old_val, const unsigned char *new_val,
+                             int old_known, const Dl_info *native, int capture_full)
+{
+    PyObject *change = PyStructSequence_New(mw_ChangeType);
+    if (!change)
+        return NULL;
+    size_t first = nranges ? ranges[0].offset : 0;
+    size_t last = nranges ? ranges[nranges - 1].offset + ranges[nranges - 1].length : 0;
+    int all_old = 1;
+    PyObject *range_list = PyList_New((Py_ssize_t)nranges);
+    for (size_t i = 0; range_list && i < nranges; i++) {
+        all_old &= ranges[i].old != NULL;
+        PyObject *t = Py_BuildValue("(nNN)", (Py_ssize_t)ranges[i].offset,
+                                    bytes_or_none(ranges[i].old, ranges[i].length),
+                                    bytes_or_none(ranges[i].new_, ranges[i].length));
+        if (!t) {
+            Py_CLEAR(range_list);
+            break;
+        }
+        PyList_SET_ITEM(range_list, (Py_ssize_t)i, t);
+    }
+    PyObject *fields[] = {
+        Py_NewRef(it->watched->tag),
+        PyLong_FromSize_t(first),
+        all_old ? bytes_or_none(old_val + first, last - first) : Py_NewRef(Py_None),
+        bytes_or_none(new_val + first, last - first),
+        text_or_none(it->writer.file),
+        PyLong_FromLong(it->writer.line),
+        text_or_none(it->writer.function),
+        Py_NewRef(thread_name),
+        PyLong_FromLong((long)it->writer.tid),
+        PyLong_FromUnsignedLongLong(seq),
+        PyLong_FromUnsignedLongLong(it->time_ns),
+        range_list,
+        capture_full && old_known ? bytes_or_none(old_val, it->watched->buf.logical_size)
+                                  : Py_NewRef(Py_None),
+        capture_full ? bytes_or_none(new_val, it->watched->buf.logical_size) : Py_NewRef(Py_None),
+        text_or_none(native ? native->dli_sname : NULL),
+        text_or_none(native ? native->dli_fname : NULL),
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (!fields[i])
+            ok = 0;
+        PyStructSequence_SET_ITEM(change, (Py_ssize_t)i, fields[i] ? fields[i] : Py_NewRef(Py_None));
+    }
+    if (!ok) {
+        Py_DECREF(change);
+        return NULL;
+    }
+    return change;
+}
+
+/* The native code that made the write, when it is not the interpreter itself (a numpy
+ * ufunc, memmove called through ctypes, a torch kernel). */
+static int native_writer(uintptr_t ip, Dl_info *info)
+{
+    static uintptr_t interpreter_base;
+    if (!ip || !dladdr((void *)ip, info) || !info->dli_fname)
+        return 0;
+    if (!interpreter_base) {
+        Dl_info self;
+        if (dladdr((void *)&PyObject_GetBuffer, &self))
+            interpreter_base = (uintptr_t)self.dli_fbase;
+    }
+    return (uintptr_t)info->dli_fbase != interpreter_base;
+}
+
+static int route(struct harvested *it)
+{
+    struct mw_watched *w = it->watched;
+    const struct mw_buffer *b = &w->buf;
+    unsigned char *old_val = NULL, *new_val = NULL;
+    int old_known = 1;
+    struct mw_rec_range *ranges = NULL;
+    size_t nranges = 0;
+    int status = -1;
+    PyObject *thread_name = NULL;
+
+    if (build_values(it, &old_val, &new_val, &old_known) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (b->contiguous) {
+        nranges = it->nranges;
+        ranges = malloc((nranges ? nranges : 1) * sizeof *ranges);
+        if (!ranges) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        for (size_t i = 0; i < nranges; i++)
+            ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
+                                              it->ranges[i].old, it->ranges[i].new_};
+    } else {
+        if (logical_ranges(it, old_val, new_val, &ranges, &nranges) < 0) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        if (!old_known)   /* unknown old bytes: the whole value is in doubt */
+            for (size_t i = 0; i < nranges; i++)
+                ranges[i].old = NULL;
+    }
+    if (nranges == 0) {   /* only bytes between a view's elements changed */
+        status = 0;
+        goto out;
+    }
+    thread_name = thread_name_for(it->writer.tid);
+    if (!thread_name)
+        goto out;
+    Dl_info native;
+    int has_native = native_writer(it->writer.fault_ip, &native);
+    uint64_t seq = mw_channel_next_seq();
+    const char *tname = PyUnicode_Check(thread_name) ? PyUnicode_AsUTF8(thread_name) : NULL;
+    struct mw_rec_change rec = {
+        .seq = seq,
+        .time_ns = it->time_ns,
+        .object_id = w->object_id,
+        .thread_id = it->writer.tid,
+        .thread_name = tname,
+        .file = it->writer.file[0] ? it->writer.file : NULL,
+        .line = it->writer.line,
+        .function = it->writer.function[0] ? it->writer.function : NULL,
+        .native_symbol = has_native ? native.dli_sname : NULL,
+        .native_library = has_native ? native.dli_fname : NULL,
+        .nranges = (uint32_t)nranges,
+        .ranges = ranges,
+    };
+    mw_channel_change(&rec);
+
+    WatcherObject *owner = w->owner;
+    status = 1;
+    if (!owner)
+        goto out;
+    owner->found++;
+    if (owner->callback && owner->callback != Py_None) {
+        PyObject *change = make_change(it, seq, thread_name, ranges, nranges, old_val, new_val,
+                                       old_known, has_native ? &native : NULL,
+                                       owner->capture_full_values);
+        if (!change || PyList_Append(owner->pending, change) < 0)
+            status = -1;
+        Py_XDECREF(change);
+    }
+out:
+    Py_XDECREF(thread_name);
+    free(ranges);
+    free(old_val);
+    free(new_val);
+    return status;
+}
+
+Py_ssize_t mw_check_all(void)
+{
+    struct harvest h = {0};
+    int status = mw_engine_check(collect, &h);
+    Py_ssize_t found = 0;
+    int failed = 0;
+    for (size_t i = 0; i < h.n; i++) {
+        if (!failed) {
+            int r = route(&h.items[i]);
+            if (r < 0)
+                failed = 1;
+            else
+                found += r;
+        }
+        harvested_free(&h.items[i]);
+    }
+    free(h.items);
+    mw_channel_flush();
+    if (failed)
+        return -1;
+    if (status < 0) {
+        mw_raise_status(status, "check failed");
+        return -1;
+    }
+    if (h.failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return found;
+}
+
+PyObject *mw_raise_status(int status, const char *what)
+{
+    PyObject *type = PyExc_RuntimeError;
+    switch (status) {
+    case MW_ELIMIT: type = mw_MemoryLimitError; break;
+    case MW_EINVAL:
+    case MW_EUNMAPPED:
+    case MW_EOWN:
+    case MW_EEXIST:
+    case MW_EBACKEND: type = PyExc_ValueError; break;
+    case MW_ENOENT: type = PyExc_KeyError; break;
+    case -ENOMEM: type = PyExc_MemoryError; break;
+    default: break;
+    }
+    PyErr_Format(type, "%s: %s", what, mw_strerror(status));
+    return NULL;
+}
+
+/* ---- MemoryWatcher ---------------------------------------------------------------- */
+
+static int parse_backend(PyObject *value, enum mw_backend *out)
+{
+    if (!value || value == Py_None) {
+        *out = mw_run.backend;
+        return 0;
+    }
+    const char *name = PyUnicode_Check(value) ? PyUnicode_AsUTF8(value) : NULL;
+    if (name && strcmp(name, "auto") == 0)
+        *out = MW_BACKEND_AUTO;
+    else if (name && strcmp(name, "mprotect") == 0)
+        *out = MW_BACKEND_MPROTECT;
+    else if (name && strcmp(name, "uffd") == 0)
+        *out = MW_BACKEND_UFFD;
+    else {
+        PyErr_SetString(PyExc_ValueError, "backend must be 'auto', 'uffd' or 'mprotect'");
+        return -1;
+    }
+    if (*out != MW_BACKEND_AUTO && !mw_engine_backend_available(*out)) {
+        PyErr_Format(PyExc_ValueError,
+                     "backend '%s' is not available on this system (use 'auto' or 'mprotect')", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"max_memory_mb", "capture_full_values", "backend", NULL};
+    Py_ssize_t max_mb = 1024;
+    int capture = 1;
+    PyObject *backend = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|npO:MemoryWatcher", kwlist, &max_mb, &capture,
+                                     &backend))
+        return -1;
+    if (max_mb <= 0) {
+        PyErr_Format(PyExc_ValueError, "max_memory_mb must be positive, not %zd", max_mb);
+        return -1;
+    }
+    if ((size_t)max_mb > SIZE_MAX / (1024 * 1024)) {
+        PyErr_Format(PyExc_ValueError, "max_memory_mb is too large: %zd", max_mb);
+        return -1;
+    }
+    if (self->core) {
+        PyErr_SetString(PyExc_RuntimeError, "MemoryWatcher is already initialized");
+        return -1;
+    }
+    if (parse_backend(backend, &self->backend) < 0)
+        return -1;
+    int status = mw_engine_init();
+    if (status < 0) {
+        mw_raise_status(status, "cannot start memwatch's engine");
+        return -1;
+    }
+    struct mw_watcher_config config = {.max_memory_bytes = (size_t)max_mb * 1024 * 1024,
+                                       .backend = self->backend};
+    status = mw_watcher_create(&config, &self->core);
+    if (status < 0) {
+        mw_raise_status(status, "cannot create a watcher");
+        return -1;
+    }
+    self->capture_full_values = capture;
+    Py_XSETREF(self->callback, Py_NewRef(Py_None));
+    if (!self->by_tag && !(self->by_tag = PyDict_New()))
+        return -1;
+    if (!self->pending && !(self->pending = PyList_New(0)))
+        return -1;
+    self->next_live = live_watchers;
+    live_watchers = self;
+    return 0;
+}
+
+static int require_core(WatcherObject *self)
+{
+    if (!self->core) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this MemoryWatcher is closed (the run is ending) or was not initialized");
+        return -1;
+    }
+    return 0;
+}
+
+/* Does fn take a single Change (fn(change)) rather than (tag, old, new)? */
+static int takes_one_argument(PyObject *fn)
+{
+    PyObject *inspect = PyImport_ImportModule("inspect");
+    if (!inspect)
+        return -1;
+    PyObject *sig = PyObject_CallMethod(inspect, "signature", "O", fn);
+    Py_DECREF(inspect);
+    if (!sig) {
+        /* Builtins without a signature: assume the original three-argument form. */
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *three = PyObject_CallMethod(sig, "bind", "OOO", Py_None, Py_None, Py_None);
+    if (three) {
+        Py_DECREF(three);
+        Py_DECREF(sig);
+        return 0;
+    }
+    PyErr_Clear();
+    PyObject *one = PyObject_CallMethod(sig, "bind", "O", Py_None);
+    Py_DECREF(sig);
+    if (one) {
+        Py_DECREF(one);
+        return 1;
+    }
+    PyErr_Clear();
+    return 0;
+}
+
+static PyObject *Watcher_set_callback(WatcherObject *self, PyObject *fn)
+{
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError,
+                     "callback must be callable, like fn(tag, old_value, new_value) or fn(change), "
+                     "not '%s'", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    int one = fn == Py_None ? 0 : takes_one_argument(fn);
+    if (one < 0)
+        return NULL;
+    Py_XSETREF(self->callback, Py_NewRef(fn));
+    self->callback_takes_change = one;
+    Py_RETURN_NONE;
+}
+
+static struct mw_watched *find_tag(WatcherObject *self, PyObject *tag)
+{
+    PyObject *ptr = PyDict_GetItemWithError(self->by_tag, tag);
+    return ptr ? PyLong_AsVoidPtr(ptr) : NULL;
+}
+
+static void send_object_record(struct mw_watched *w)
+{
+    const Py_buffer *v = w->buf.has_view ? &w->buf.view : NULL;
+    int64_t shape[64], strides[64];
+    int ndim = v ? v->ndim : -1;
+    if (ndim > 64)
+        ndim = -1;
+    for (int i = 0; v && i < ndim; i++) {
+        shape[i] = v->shape ? v->shape[i] : (int64_t)(v->len / (v->itemsize ? v->itemsize : 1));
+        strides[i] = v->strides ? v->strides[i] : v->itemsize;
+    }
+    struct mw_rec_object rec = {
+        .id = w->object_id,
+        .tag = PyUnicode_AsUTF8(w->tag),
+        .type_name = w->buf.type_name,
+        .address = (uint64_t)(uintptr_t)w->buf.start,
+        .size = w->buf.logical_size,
+        .readonly = w->buf.readonly,
+        .format = v ? (v->format ? v->format : "B") : NULL,
+        .itemsize = v ? v->itemsize : 0,
+        .ndim = ndim,
+        .shape = ndim > 0 ? shape : NULL,
+        .strides = ndim > 0 ? strides : NULL,
+        .time_ns = mw_channel_now_ns(),
+    };
+    mw_channel_object(&rec);
+}
+
+/* Registers an acquired buffer under tag; consumes buf on every path. */
+static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_buffer *buf)
+{
+    if (!PyUnicode_Check(tag)) {
+        mw_buffer_release(buf);
+        return PyErr_Format(PyExc_TypeError, "name must be a str, not '%s'", Py_TYPE(tag)->tp_name);
+    }
+    if (find_tag(self, tag)) {
+        mw_buffer_release(buf);
+        return PyErr_Format(PyExc_ValueError,
+                            "'%U' is already watched: unwatch it first or choose another name", tag);
+    }
+    if (PyErr_Occurred()) {
+        mw_buffer_release(buf);
+        return NULL;
+    }
+    if (buf->span == 0) {
+        mw_buffer_release(buf);
+        return PyErr_Format(PyExc_ValueError, "cannot watch '%U': the object is empty (0 bytes)", tag);
+    }
+    struct mw_watched *w = PyMem_RawCalloc(1, sizeof *w);
+    if (!w) {
+        mw_buffer_release(buf);
+        return PyErr_NoMemory();
+    }
+    w->buf = *buf;
+    w->tag = Py_NewRef(tag);
+    w->owner = self;
+    w->refs = 1;
+    int status = mw_watcher_watch(self->core, w->buf.start, w->buf.span, w, &w->region_id);
+    if (status < 0) {
+        watched_decref(w);
+        const char *t = PyUnicode_AsUTF8(tag);
+        char what[256];
+        snprintf(what, sizeof what, "cannot watch '%s'", t ? t : "?");
+        return mw_raise_status(status, what);
+    }
+    PyObject *ptr = PyLong_FromVoidPtr(w);
+    if (!ptr || PyDict_SetItem(self->by_tag, tag, ptr) < 0) {
+        Py_XDECREF(ptr);
+        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
+        watched_decref(w);
+        return NULL;
+    }
+    Py_DECREF(ptr);
+    w->live = 1;
+    w->object_id = mw_channel_next_object_id();
+    w->next = self->watched;
+    self->watched = w;
+    send_object_record(w);
+    mw_channel_flush();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"obj", "name", NULL};
+    PyObject *obj, *tag;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:watch_object", kwlist, &obj, &tag))
+        return NULL;
+    if (require_core(self) < 0)
+        return NULL;
+    struct mw_buffer buf;
+    if (mw_buffer_acquire(obj, &buf) < 0)
+        return NULL;
+    return watch_acquired(self, tag, &buf);
+}
+
+static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"address", "size", "name", NULL};
+    PyObject *address_obj, *size_obj, *tag;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:watch_buffer", kwlist, &address_obj,
+                                     &size_obj, &tag))
+        return NULL;
+    if (require_core(self) < 0)
+        return NULL;
+    if (!PyLong_Check(address_obj) || !PyLong_Check(size_obj))
+        return PyErr_Format(PyExc_TypeError, "address and size must be int, not '%s' and '%s'",
+                            Py_TYPE(address_obj)->tp_name, Py_TYPE(size_obj)->tp_name);
+    int overflow = 0;
+    long long size = PyLong_AsLongLongAndOverflow(size_obj, &overflow);
+    if (overflow || size <= 0)
+        return PyErr_Format(PyExc_ValueError, "size must be a positive number of bytes, not %R",
+                            size_obj);
+    unsigned long long address = PyLong_AsUnsignedLongLong(address_obj);
+    if (PyErr_Occurred() || address == 0) {
+        PyErr_Clear();
+        return PyErr_Format(PyExc_ValueError, "address must be a non-zero memory address, not %R",
+                            address_obj);
+    }
+    if (address + (unsigned long long)size < address || (uint64_t)size > SIZE_MAX)
+        return PyErr_Format(PyExc_ValueError, "address %R + size %R wraps around memory",
+                            address_obj, size_obj);
+    struct mw_buffer buf;
+    mw_buffer_raw((void *)(uintptr_t)address, (size_t)size, &buf);
+    return watch_acquired(self, tag, &buf);
+}
+
+static void detach_entry(WatcherObject *self, struct mw_watched *w)
+{
+    for (struct mw_watched **p = &self->watched; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    w->next = NULL;
+    w->live = 0;
+    w->owner = NULL;
+    mw_channel_unwatch(w->object_id);
+    watched_decref(w);
+}
+
+static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
+{
+    if (require_core(self) < 0)
+        return NULL;
+    struct mw_watched *w = find_tag(self, tag);
+    if (!w) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_KeyError, "'%S' is not watched by this watcher", tag);
+        return NULL;
+    }
+    /* What was written before the unwatch is found now, not lost. */
+    if (mw_check_all() < 0)
+        return NULL;
+    w = find_tag(self, tag);   /* the check may have run code that unwatched it */
+    if (!w)
+        Py_RETURN_NONE;
+    int status = mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
+    if (PyDict_DelItem(self->by_tag, tag) < 0)
+        PyErr_Clear();
+    detach_entry(self, w);
+    mw_channel_flush();
+    if (status < 0)
+        return mw_raise_status(status, "unwatch failed");
+    Py_RETURN_NONE;
+}
+
+static PyObject *deliver(WatcherObject *self)
+{
+    Py_ssize_t found = self->found;
+    self->found = 0;
+    if (!self->callback || self->callback == Py_None || PyList_GET_SIZE(self->pending) == 0)
+        return PyLong_FromSsize_t(found);
+    /* Deliver what is queued now; changes that callbacks cause are found by the next
+     * check, so a callback writing watched memory cannot loop. */
+    PyObject *batch = self->pending;
+    self->pending = PyList_New(0);
+    if (!self->pending) {
+        self->pending = batch;
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(batch);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *change = PyList_GET_ITEM(batch, i);
+        PyObject *fn = Py_NewRef(self->callback);
+        PyObject *result;
+        if (self->callback_takes_change)
+            result = PyObject_CallOneArg(fn, change);
+        else
+            result = PyObject_CallFunctionObjArgs(fn, PyStructSequence_GET_ITEM(change, 0),
+                                                  PyStructSequence_GET_ITEM(change, 12),
+                                                  PyStructSequence_GET_ITEM(change, 13), NULL);
+        Py_DECREF(fn);
+        if (!result) {
+            /* The callback's exception surfaces here; undelivered changes stay queued. */
+            PyObject *rest = PyList_GetSlice(batch, i + 1, n);
+            if (rest) {
+                PyObject *joined = PySequence_Concat(rest, self->pending);
+                if (joined)
+                    Py_SETREF(self->pending, joined);
+                Py_DECREF(rest);
+            }
+            Py_DECREF(batch);
+            return NULL;
+        }
+        Py_DECREF(result);
+    }
+    Py_DECREF(batch);
+    return PyLong_FromSsize_t(found);
+}
+
+static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (require_core(self) < 0)
+        return NULL;
+    if (mw_check_all() < 0)
+        return NULL;
+    return deliver(self);
+}
+
+static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (require_core(self) < 0)
+        return NULL;
+    struct mw_watcher_stats s;
+    mw_watcher_stats(self->core, &s);
+    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n}",
+                         "tracked_objects", (Py_ssize_t)s.tracked_objects,
+                         "tracked_bytes", (unsigned long long)s.tracked_bytes,
+                         "memory_used_bytes", (unsigned long long)s.memory_used_bytes,
+                         "memory_limit_bytes", (unsigned long long)s.memory_limit_bytes,
+                         "faults", (unsigned long long)s.faults,
+                         "checks", (unsigned long long)s.checks,
+                         "changes", (unsigned long long)s.changes,
+                         "old_value_unavailable", (unsigned long long)s.old_unavailable,
+                         "backend", mw_backend_name(self->backend == MW_BACKEND_AUTO
+                                                        ? mw_engine_default_backend()
+                                                        : self->backend),
+                         "pending_callbacks", PyList_GET_SIZE(self->pending));
+}
+
+/* Drops every watch of this watcher, after a last check so nothing is lost. */
+static void close_watcher(WatcherObject *self, int final_check)
+{
+    if (!self->core)
+        return;
+    if (final_check && self->watched && mw_check_all() < 0)
+        PyErr_WriteUnraisable((PyObject *)self);
+    while (self->watched) {
+        struct mw_watched *w = self->watched;
+        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
+        detach_entry(self, w);
+    }
+    mw_channel_flush();
+    if (self->by_tag)
+        PyDict_Clear(self->by_tag);
+    mw_watcher_destroy(self->core);
+    self->core = NULL;
+    for (WatcherObject **p = &live_watchers; *p; p = &(*p)->next_live)
+        if (*p == self) {
+            *p = self->next_live;
+            break;
+        }
+}
+
+void mw_finish_all(void)
+{
+    if (live_watchers && mw_check_all() < 0)
+        PyErr_WriteUnraisable(NULL);
+    while (live_watchers)
+        close_watcher(live_watchers, 0);
+}
+
+static int Watcher_traverse(WatcherObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->callback);
+    Py_VISIT(self->pending);
+    return 0;
+}
+
+static int Watcher_clear(WatcherObject *self)
+{
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->pending);
+    return 0;
+}
+
+static void Watcher_dealloc(WatcherObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    close_watcher(self, 1);
+    Watcher_clear(self);
+    Py_CLEAR(self->by_tag);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Watcher_watched_tags(WatcherObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return self->by_tag ? PyDict_Keys(self->by_tag) : PyList_New(0);
+}
+
+static PyMethodDef Watcher_methods[] = {
+    {"set_callback", (PyCFunction)Watcher_set_callback, METH_O,
+     "set_callback(fn)\n--\n\nCall fn(tag, old_value, new_value) or fn(change) for each change "
+     "that check_changes() delivers. None removes the callback."},
+    {"watch_object", (PyCFunction)(void (*)(void))Watcher_watch_object, METH_VARARGS | METH_KEYWORDS,
+     "watch_object(obj, name)\n--\n\nWatch the memory of obj (any buffer-protocol object or CPU "
+     "torch tensor) under the tag name. obj is pinned while watched."},
+    {"watch_buffer", (PyCFunction)(void (*)(void))Watcher_watch_buffer, METH_VARARGS | METH_KEYWORDS,
+     "watch_buffer(address, size, name)\n--\n\nWatch size bytes of raw memory at address."},
+    {"unwatch", (PyCFunction)Watcher_unwatch, METH_O,
+     "unwatch(name)\n--\n\nStop watching name (changes made before are still found)."},
+    {"check_changes", (PyCFunction)Watcher_check_changes, METH_NOARGS,
+     "check_changes()\n--\n\nFind changes, call the callback for each, and return how many "
+     "changes were found since the previous call."},
+    {"get_stats", (PyCFunction)Watcher_get_stats, METH_NOARGS,
+     "get_stats()\n--\n\nA dict of counters: tracked_objects, tracked_bytes, memory_used_bytes, "
+     "memory_limit_bytes, faults, checks, changes, ..."},
+    {"watched", (PyCFunction)Watcher_watched_tags, METH_NOARGS,
+     "watched()\n--\n\nThe tags this watcher watches."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject mw_WatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "memwatch.MemoryWatcher",
+    .tp_basicsize = sizeof(WatcherObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "MemoryWatcher(max_memory_mb=1024, capture_full_values=True, backend='auto')\n--\n\n"
+              "Watches memory of Python objects and reports every change to it.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Watcher_init,
+    .tp_dealloc = (destructor)Watcher_dealloc,
+    .tp_traverse = (traverseproc)Watcher_traverse,
+    .tp_clear = (inquiry)Watcher_clear,
+    .tp_methods = Watcher_methods,
+    .tp_weaklistoffset = offsetof(WatcherObject, weakrefs),
+};

@@ -1,0 +1,410 @@
+/* Reading a trace file: validation, tags, filtered iteration, per-tag summary.
+ *
+ * Validation order decides which message a person sees, so it goes from the outside in:
+ * can the file be opened at all (errno), is it SQLite (SQLITE_NOTADB), is it a trace (a
+ * meta table with schema_version), can this memwatch read it (meta.read_compat, defaulting
+ * to PRAGMA user_version, against the embedded schema's version). */
+#include "reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mw_error.h"
+#include "schema.h"
+
+struct mw_trace_reader {
+    sqlite3 *db;
+    char *path;
+    char errmsg[1024];
+};
+
+struct mw_trace_iter {
+    mw_trace_reader *r;
+    sqlite3_stmt *stmt;
+};
+
+static int set_err(mw_trace_reader *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(mw_trace_reader *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static int db_err(mw_trace_reader *r, const char *what)
+{
+    int code = sqlite3_errcode(r->db);
+    if (code == SQLITE_NOTADB)
+        return set_err(r, MW_EFORMAT, "'%s' is not an SQLite database", r->path);
+    if (code == SQLITE_CORRUPT)
+        return set_err(r, MW_EFORMAT, "'%s' is damaged: %s", r->path, sqlite3_errmsg(r->db));
+    return set_err(r, MW_ETRACE, "cannot %s '%s': %s", what, r->path, sqlite3_errmsg(r->db));
+}
+
+/* Runs a one-value query; 1 and *out (malloc'd, may be NULL for SQL NULL) when a row came,
+ * 0 when none, negative on error (message set). */
+static int query_text(mw_trace_reader *r, const char *sql, char **out)
+{
+    sqlite3_stmt *s;
+    *out = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        if (t && !(*out = strdup((const char *)t))) {
+            sqlite3_finalize(s);
+            return set_err(r, -ENOMEM, "out of memory");
+        }
+        sqlite3_finalize(s);
+        return 1;
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(r, "read");
+        sqlite3_finalize(s);
+        return rc;
+    }
+    sqlite3_finalize(s);
+    return 0;
+}
+
+static int validate(mw_trace_reader *r, int *found_version)
+{
+    /* Touching the schema is what makes SQLite read the header: NOTADB shows here. */
+    char *v = NULL;
+    int rc = query_text(r, "SELECT count(*) FROM sqlite_master", &v);
+    free(v);
+    if (rc < 0)
+        return rc;
+    rc = query_text(r, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+                    &v);
+    int has_meta = rc > 0 && v && strcmp(v, "1") == 0;
+    free(v);
+    if (rc < 0)
+        return rc;
+    if (!has_meta)
+        return set_err(r, MW_ETRACE, "'%s' is an SQLite database but not a memwatch trace",
+                       r->path);
+    rc = query_text(r, "PRAGMA user_version", &v);
+    long version = rc > 0 && v ? strtol(v, NULL, 10) : 0;
+    free(v);
+    if (rc < 0)
+        return rc;
+    rc = query_text(r, "SELECT value FROM meta WHERE key = 'schema_version'", &v);
+    int has_version = rc > 0 && v;
+    free(v);
+    if (rc < 0)
+        return rc;
+    if (!has_version || version <= 0)
+        return set_err(r, MW_ETRACE, "'%s' is an SQLite database but not a memwatch trace",
+                       r->path);
+    if (found_version)
+        *found_version = (int)version;
+    rc = query_text(r, "SELECT value FROM meta WHERE key = 'read_compat'", &v);
+    long compat = rc > 0 && v ? strtol(v, NULL, 10) : version;
+    free(v);
+    if (rc < 0)
+        return rc;
+    if (compat > mw_trace_schema_version)
+        return set_err(r, MW_ESCHEMA,
+                       "'%s' was written with trace schema version %ld, newer than this "
+                       "memwatch reads (%d): use a newer memwatch",
+                       r->path, version, mw_trace_schema_version);
+    return 0;
+}
+
+int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version)
+{
+    *out = NULL;
+    mw_trace_reader *r = calloc(1, sizeof(*r));
+    if (!r || !(r->path = strdup(path))) {
+        free(r);
+        return -ENOMEM;
+    }
+    *out = r;
+    /* errno first: SQLite's "unable to open database file" does not say why. */
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return set_err(r, -ENOENT, "no trace file '%s'", path);
+        return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
+    }
+    int fst = fstat(fd, &st);
+    close(fd);
+    if (fst == 0 && S_ISDIR(st.st_mode))
+        return set_err(r, -EISDIR, "'%s' is a directory, not a trace", path);
+    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        return set_err(r, MW_ETRACE, "cannot open '%s': %s", path,
+                       r->db ? sqlite3_errmsg(r->db) : "out of memory");
+    sqlite3_extended_result_codes(r->db, 0);
+    sqlite3_busy_timeout(r->db, 2000);
+    /* Nothing a reader does needs another database. */
+    sqlite3_limit(r->db, SQLITE_LIMIT_ATTACHED, 0);
+    return validate(r, found_version);
+}
+
+void mw_trace_reader_close(mw_trace_reader *r)
+{
+    if (!r)
+        return;
+    sqlite3_close(r->db);
+    free(r->path);
+    free(r);
+}
+
+const char *mw_trace_reader_errmsg(const mw_trace_reader *r)
+{
+    if (!r)
+        return "out of memory";
+    return r->errmsg[0] ? r->errmsg : "no error";
+}
+
+sqlite3 *mw_trace_reader_db(mw_trace_reader *r)
+{
+    return r->db;
+}
+
+int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes)
+{
+    char *v;
+    int rc = query_text(r, "SELECT count(*) FROM objects", &v);
+    if (rc < 0)
+        return rc;
+    *objects = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    rc = query_text(r, "SELECT count(*) FROM changes", &v);
+    if (rc < 0)
+        return rc;
+    *changes = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    return 0;
+}
+
+void mw_trace_reader_free_tags(char **tags)
+{
+    if (!tags)
+        return;
+    for (char **t = tags; *t; t++)
+        free(*t);
+    free(tags);
+}
+
+int mw_trace_reader_tags(mw_trace_reader *r, char ***tags_out, size_t *n_out)
+{
+    sqlite3_stmt *s;
+    *tags_out = NULL;
+    if (n_out)
+        *n_out = 0;
+    if (sqlite3_prepare_v2(r->db, "SELECT tag FROM objects GROUP BY tag ORDER BY min(id)", -1,
+                           &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    size_t n = 0, cap = 8;
+    char **tags = calloc(cap + 1, sizeof(*tags));
+    int rc;
+    while (tags && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            char **t = realloc(tags, (2 * cap + 1) * sizeof(*tags));
+            if (!t)
+                break;
+            tags = t;
+            cap *= 2;
+        }
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        if (!(tags[n] = strdup(t ? t : "")))
+            break;
+        tags[++n] = NULL;
+    }
+    if (!tags || rc == SQLITE_ROW) {
+        sqlite3_finalize(s);
+        mw_trace_reader_free_tags(tags);
+        return set_err(r, -ENOMEM, "out of memory");
+    }
+    if (rc != SQLITE_DONE) {
+        rc = db_err(r, "read");
+        sqlite3_finalize(s);
+        mw_trace_reader_free_tags(tags);
+        return rc;
+    }
+    sqlite3_finalize(s);
+    *tags_out = tags;
+    if (n_out)
+        *n_out = n;
+    return 0;
+}
+
+int mw_trace_reader_has_tag(mw_trace_reader *r, const char *tag)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM objects WHERE tag = ? LIMIT 1", -1, &s, NULL) !=
+        SQLITE_OK)
+        return db_err(r, "read");
+    sqlite3_bind_text(s, 1, tag, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        rc = 1;
+    else if (rc == SQLITE_DONE)
+        rc = 0;
+    else
+        rc = db_err(r, "read");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int64_t clamp(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+static void bind_bounds(sqlite3_stmt *s, const struct mw_trace_filter *f)
+{
+    sqlite3_bind_int64(s, 1, f && f->has_since ? clamp(f->since) : INT64_MIN);
+    sqlite3_bind_int64(s, 2, f && f->has_until ? clamp(f->until) : INT64_MAX);
+    if (f && f->tag)
+        sqlite3_bind_text(s, 3, f->tag, -1, SQLITE_STATIC);
+}
+
+int mw_trace_iter_start(mw_trace_reader *r, const struct mw_trace_filter *f, mw_trace_iter **out)
+{
+    /* The tag becomes a set of object ids, so that changes_by_object (object_id, seq)
+     * drives the scan; without a tag the changes' primary key does. */
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT c.seq, c.time_ns, o.tag, c.object_id, o.size, r.offset, r.length,"
+             " r.old, r.new, r.complete, c.file, c.line, c.function, c.thread_id,"
+             " c.thread_name, c.native_symbol"
+             " FROM changes AS c JOIN ranges AS r ON r.seq = c.seq"
+             " JOIN objects AS o ON o.id = c.object_id"
+             " WHERE c.seq BETWEEN ?1 AND ?2%s"
+             " ORDER BY c.seq, r.offset%s",
+             f && f->tag ? " AND c.object_id IN (SELECT id FROM objects WHERE tag = ?3)" : "",
+             f && f->limit ? " LIMIT ?4" : "");
+    *out = NULL;
+    mw_trace_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return set_err(r, -ENOMEM, "out of memory");
+    it->r = r;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &it->stmt, NULL) != SQLITE_OK) {
+        int rc = db_err(r, "read");
+        free(it);
+        return rc;
+    }
+    bind_bounds(it->stmt, f);
+    if (f && f->limit)
+        sqlite3_bind_int64(it->stmt, 4, clamp(f->limit));
+    *out = it;
+    return 0;
+}
+
+static const char *col_text(sqlite3_stmt *s, int i)
+{
+    return (const char *)sqlite3_column_text(s, i);
+}
+
+int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
+{
+    sqlite3_stmt *s = it->stmt;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if (rc != SQLITE_ROW)
+        return db_err(it->r, "read");
+    memset(row, 0, sizeof(*row));
+    row->seq = (uint64_t)sqlite3_column_int64(s, 0);
+    row->time_ns = (uint64_t)sqlite3_column_int64(s, 1);
+    row->tag = col_text(s, 2);
+    row->object_id = (uint64_t)sqlite3_column_int64(s, 3);
+    row->object_size = (uint64_t)sqlite3_column_int64(s, 4);
+    row->offset = (uint64_t)sqlite3_column_int64(s, 5);
+    row->length = (uint64_t)sqlite3_column_int64(s, 6);
+    /* Trust the blobs, not the length column: a hand-made trace may disagree. */
+    if (sqlite3_column_type(s, 7) != SQLITE_NULL) {
+        row->old = sqlite3_column_blob(s, 7);
+        if (!row->old)
+            row->old = (const unsigned char *)"";
+        if ((uint64_t)sqlite3_column_bytes(s, 7) != row->length)
+            return set_err(it->r, MW_EFORMAT,
+                           "change %" PRIu64 " in the trace is damaged: old bytes do not match "
+                           "its length", row->seq);
+    }
+    row->new_ = sqlite3_column_blob(s, 8);
+    if (!row->new_)
+        row->new_ = (const unsigned char *)"";
+    if ((uint64_t)sqlite3_column_bytes(s, 8) != row->length)
+        return set_err(it->r, MW_EFORMAT,
+                       "change %" PRIu64 " in the trace is damaged: new bytes do not match its "
+                       "length", row->seq);
+    row->complete = sqlite3_column_int(s, 9);
+    row->file = col_text(s, 10);
+    row->line = sqlite3_column_int(s, 11);
+    row->function = col_text(s, 12);
+    row->thread_id = sqlite3_column_int64(s, 13);
+    row->thread_name = col_text(s, 14);
+    row->native_symbol = col_text(s, 15);
+    if (!row->tag)
+        row->tag = "";
+    return 1;
+}
+
+void mw_trace_iter_finish(mw_trace_iter *it)
+{
+    if (!it)
+        return;
+    sqlite3_finalize(it->stmt);
+    free(it);
+}
+
+int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
+                            mw_trace_summary_fn fn, void *ctx)
+{
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "SELECT o.tag, count(DISTINCT o.id), count(DISTINCT c.seq), count(g.seq),"
+             " coalesce(sum(g.length), 0), min(c.seq), max(c.seq)"
+             " FROM objects AS o"
+             " LEFT JOIN changes AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
+             " LEFT JOIN ranges AS g ON g.seq = c.seq"
+             "%s GROUP BY o.tag ORDER BY min(o.id)",
+             f && f->tag ? " WHERE o.tag = ?3" : "");
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    bind_bounds(s, f);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct mw_trace_tag_summary t = {0};
+        t.tag = col_text(s, 0);
+        if (!t.tag)
+            t.tag = "";
+        t.objects = (uint64_t)sqlite3_column_int64(s, 1);
+        t.changes = (uint64_t)sqlite3_column_int64(s, 2);
+        t.ranges = (uint64_t)sqlite3_column_int64(s, 3);
+        t.bytes = (uint64_t)sqlite3_column_int64(s, 4);
+        t.has_changes = sqlite3_column_type(s, 5) != SQLITE_NULL;
+        t.first_seq = (uint64_t)sqlite3_column_int64(s, 5);
+        t.last_seq = (uint64_t)sqlite3_column_int64(s, 6);
+        int stop = fn(&t, ctx);
+        if (stop) {
+            sqlite3_finalize(s);
+            return stop;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        rc = db_err(r, "read");
+    else
+        rc = 0;
+    sqlite3_finalize(s);
+    return rc;
+}

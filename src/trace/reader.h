@@ -1,0 +1,86 @@
+/* Reading a trace file (schemas/trace.sql): open and validate it, list its tags, iterate
+ * its changed ranges with filters. Used by `memwatch query` and `memwatch diff`.
+ *
+ * The file is opened read-only (SQLITE_OPEN_READONLY): nothing here can change a trace. */
+#ifndef MW_TRACE_READER_H
+#define MW_TRACE_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mw_trace_reader mw_trace_reader;
+typedef struct sqlite3 sqlite3;
+
+/* Opens and validates path. Statuses, each with its own message on the handle:
+ *   -ENOENT (or another -errno)  the file cannot be opened
+ *   MW_EFORMAT                   not an SQLite database
+ *   MW_ETRACE                    an SQLite database, but not a memwatch trace
+ *   MW_ESCHEMA                   a trace from a newer memwatch (see found_version)
+ * On failure *out is still set when a handle exists, for mw_trace_reader_errmsg; close it.
+ * found_version may be NULL; it receives the file's schema version when one was read. */
+int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version);
+void mw_trace_reader_close(mw_trace_reader *r);
+const char *mw_trace_reader_errmsg(const mw_trace_reader *r);
+/* The read-only connection, for statements of the user's own (query --sql). */
+sqlite3 *mw_trace_reader_db(mw_trace_reader *r);
+
+/* Counts of the whole trace. */
+int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes);
+/* The distinct tags in watch order, as a NULL-terminated array the caller frees with
+ * mw_trace_reader_free_tags. */
+int mw_trace_reader_tags(mw_trace_reader *r, char ***tags_out, size_t *n_out);
+void mw_trace_reader_free_tags(char **tags);
+/* 1 when some object has this tag, 0 when none, negative on error. */
+int mw_trace_reader_has_tag(mw_trace_reader *r, const char *tag);
+
+/* Which ranges to visit. Bounds are inclusive; a zero-initialized filter selects all. */
+struct mw_trace_filter {
+    const char *tag;          /* NULL: every tag */
+    int has_since, has_until;
+    uint64_t since, until;    /* seq bounds */
+    uint64_t limit;           /* 0: no limit (counts ranges) */
+};
+
+/* One changed range with its change and object. Pointers stay valid until the next call
+ * on the iterator. */
+struct mw_trace_row {
+    uint64_t seq;
+    uint64_t time_ns;
+    const char *tag;
+    uint64_t object_id;
+    uint64_t object_size;
+    uint64_t offset, length;
+    const unsigned char *old;   /* NULL: unavailable */
+    const unsigned char *new_;
+    int complete;
+    const char *file;           /* NULL: unknown */
+    int line;                   /* 0: unknown */
+    const char *function;       /* NULL: unknown */
+    int64_t thread_id;          /* 0: unknown */
+    const char *thread_name;    /* NULL: unknown */
+    const char *native_symbol;  /* NULL: unknown */
+};
+
+typedef struct mw_trace_iter mw_trace_iter;
+/* Rows in (seq, offset) order. */
+int mw_trace_iter_start(mw_trace_reader *r, const struct mw_trace_filter *f, mw_trace_iter **out);
+/* 1 and fills *row, 0 at the end, negative on error (message on the reader). */
+int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row);
+void mw_trace_iter_finish(mw_trace_iter *it);
+
+/* One tag's totals (query --summary), over the changes the filter selects (limit ignored). */
+struct mw_trace_tag_summary {
+    const char *tag;
+    uint64_t objects;
+    uint64_t changes;
+    uint64_t ranges;
+    uint64_t bytes;
+    int has_changes;            /* 0: first_seq/last_seq are meaningless */
+    uint64_t first_seq, last_seq;
+};
+typedef int (*mw_trace_summary_fn)(const struct mw_trace_tag_summary *s, void *ctx);
+/* Calls fn for each tag in watch order; stops and returns fn's value when it is not 0. */
+int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
+                            mw_trace_summary_fn fn, void *ctx);
+
+#endif

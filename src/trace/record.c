@@ -1,0 +1,632 @@
+/* The record stream: encoder (runs in the traced process) and decoder (runs in
+ * `memwatch trace`). No SQLite here: the traced process's library links only this file.
+ *
+ * DESIGN: a frame is `u32 length, u8 type, payload` (record.h). The decoder trusts nothing:
+ * every read is bounds-checked against the frame, every count is checked against the bytes
+ * that could hold it before anything is allocated, and the frame length is capped
+ * (MW_REC_MAX_FRAME), so malformed or truncated input gives MW_EFORMAT, never a crash or a
+ * huge allocation. A decoding error is sticky: the stream cannot be resynchronized. */
+#include "record.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mw_error.h"
+
+#define NULL_LEN 0xFFFFFFFFu
+/* Bytes of range data (old + new) per frame before a change is split. */
+#define FRAME_DATA_BUDGET (16u << 20)
+/* Room for a frame's fixed fields and strings: header + data budget + 24 bytes per
+ * piece (at most 65536 pieces per frame) stays below MW_REC_MAX_FRAME. */
+#define FRAME_HEADER_MAX (8u << 20)
+
+/* ---- encoding ---- */
+
+void mw_rec_buf_free(struct mw_rec_buf *b)
+{
+    if (!b)
+        return;
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+static int reserve(struct mw_rec_buf *b, size_t n)
+{
+    if (b->cap - b->len >= n)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < n) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    unsigned char *p = realloc(b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Callers reserve first; these only store. */
+static void put_bytes(struct mw_rec_buf *b, const void *p, size_t n)
+{
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+static void put_u8(struct mw_rec_buf *b, unsigned v)
+{
+    b->data[b->len++] = (unsigned char)v;
+}
+
+static void put_u32(struct mw_rec_buf *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b->data[b->len++] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_u64(struct mw_rec_buf *b, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        b->data[b->len++] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_str(struct mw_rec_buf *b, const char *s)
+{
+    if (!s) {
+        put_u32(b, NULL_LEN);
+        return;
+    }
+    size_t n = strlen(s);
+    put_u32(b, (uint32_t)n);
+    put_bytes(b, s, n);
+}
+
+static size_t str_size(const char *s)
+{
+    return 4 + (s ? strlen(s) : 0);
+}
+
+/* Starts a frame; returns the offset of its length field. */
+static size_t frame_begin(struct mw_rec_buf *b, enum mw_record_type type)
+{
+    size_t at = b->len;
+    put_u32(b, 0);
+    put_u8(b, type);
+    return at;
+}
+
+static void frame_end(struct mw_rec_buf *b, size_t at)
+{
+    uint32_t n = (uint32_t)(b->len - at - 4);
+    for (int i = 0; i < 4; i++)
+        b->data[at + i] = (unsigned char)(n >> (8 * i));
+}
+
+int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r)
+{
+    size_t need = 5 + str_size(r->python_version) + str_size(r->backend) + 16;
+    if (need > FRAME_HEADER_MAX)
+        return MW_EINVAL;
+    int rc = reserve(b, need);
+    if (rc)
+        return rc;
+    size_t at = frame_begin(b, MW_REC_HELLO);
+    put_str(b, r->python_version);
+    put_str(b, r->backend);
+    put_u64(b, (uint64_t)r->pid);
+    put_u64(b, (uint64_t)r->page_size);
+    frame_end(b, at);
+    return 0;
+}
+
+int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r)
+{
+    if (!r->tag || r->ndim < -1 || r->ndim > MW_REC_MAX_NDIM)
+        return MW_EINVAL;
+    size_t dims = r->ndim > 0 ? (size_t)r->ndim : 0;
+    size_t need = 5 + 8 + str_size(r->tag) + str_size(r->type_name) + 8 + 8 + 1 +
+                  str_size(r->format) + 8 + 4 + 2 + 16 * dims + 8;
+    if (need > FRAME_HEADER_MAX)
+        return MW_EINVAL;
+    int rc = reserve(b, need);
+    if (rc)
+        return rc;
+    size_t at = frame_begin(b, MW_REC_OBJECT);
+    put_u64(b, r->id);
+    put_str(b, r->tag);
+    put_str(b, r->type_name);
+    put_u64(b, r->address);
+    put_u64(b, r->size);
+    put_u8(b, r->readonly ? 1 : 0);
+    put_str(b, r->format);
+    put_u64(b, (uint64_t)r->itemsize);
+    put_u32(b, (uint32_t)r->ndim);
+    put_u8(b, dims && r->shape ? 1 : 0);
+    if (dims && r->shape)
+        for (size_t i = 0; i < dims; i++)
+            put_u64(b, (uint64_t)r->shape[i]);
+    put_u8(b, dims && r->strides ? 1 : 0);
+    if (dims && r->strides)
+        for (size_t i = 0; i < dims; i++)
+            put_u64(b, (uint64_t)r->strides[i]);
+    put_u64(b, r->time_ns);
+    frame_end(b, at);
+    return 0;
+}
+
+int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r)
+{
+    int rc = reserve(b, 5 + 16);
+    if (rc)
+        return rc;
+    size_t at = frame_begin(b, MW_REC_UNWATCH);
+    put_u64(b, r->id);
+    put_u64(b, r->time_ns);
+    frame_end(b, at);
+    return 0;
+}
+
+int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
+{
+    int rc = reserve(b, 5 + 40);
+    if (rc)
+        return rc;
+    size_t at = frame_begin(b, MW_REC_STATS);
+    put_u64(b, r->faults);
+    put_u64(b, r->checks);
+    put_u64(b, r->changes);
+    put_u64(b, r->old_unavailable);
+    put_u64(b, r->tracked_objects_peak);
+    frame_end(b, at);
+    return 0;
+}
+
+/* Appends ranges (or pieces of them) from (*ri, *rpos) until the frame's data budget is
+ * used; returns how many pieces it wrote. The frame's nranges field is at count_at. */
+static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, uint32_t *ri,
+                           uint64_t *rpos, size_t count_at)
+{
+    size_t budget = FRAME_DATA_BUDGET;
+    uint32_t n = 0;
+    while (*ri < r->nranges) {
+        const struct mw_rec_range *g = &r->ranges[*ri];
+        unsigned copies = g->old ? 2 : 1;
+        uint64_t left = g->length - *rpos;
+        uint64_t piece = left;
+        if (piece * copies > budget) {
+            piece = budget / copies;
+            if (n > 0 && piece < 4096)
+                break;   /* next frame */
+            if (piece == 0)
+                break;
+        }
+        put_u64(b, g->offset + *rpos);
+        put_u64(b, piece);
+        if (g->old) {
+            put_u32(b, (uint32_t)piece);
+            put_bytes(b, g->old + *rpos, (size_t)piece);
+        } else {
+            put_u32(b, NULL_LEN);
+        }
+        put_u32(b, (uint32_t)piece);
+        put_bytes(b, g->new_ + *rpos, (size_t)piece);
+        budget -= (size_t)piece * copies;
+        n++;
+        *rpos += piece;
+        if (*rpos == g->length) {
+            (*ri)++;
+            *rpos = 0;
+        }
+        if (budget == 0)
+            break;
+    }
+    for (int i = 0; i < 4; i++)
+        b->data[count_at + i] = (unsigned char)(n >> (8 * i));
+    return n;
+}
+
+int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
+{
+    if (r->nranges && !r->ranges)
+        return MW_EINVAL;
+    for (uint32_t i = 0; i < r->nranges; i++)
+        if (!r->ranges[i].new_ && r->ranges[i].length)
+            return MW_EINVAL;
+    size_t head = 5 + 32 + str_size(r->thread_name) + str_size(r->file) + 4 +
+                  str_size(r->function) + str_size(r->native_symbol) +
+                  str_size(r->native_library) + 4;
+    if (head > FRAME_HEADER_MAX)
+        return MW_EINVAL;
+    size_t start = b->len;
+    uint32_t ri = 0;
+    uint64_t rpos = 0;
+    int first = 1;
+    do {
+        /* Worst case per frame: header, data budget, and 24 bytes of fields per piece. */
+        size_t pieces = r->nranges - ri;
+        size_t need = head + FRAME_DATA_BUDGET + 24 * (pieces < 65536 ? pieces : 65536) + 64;
+        int rc = reserve(b, need);
+        if (rc) {
+            b->len = start;
+            return rc;
+        }
+        size_t at, count_at;
+        if (first) {
+            at = frame_begin(b, MW_REC_CHANGE);
+            put_u64(b, r->seq);
+            put_u64(b, r->time_ns);
+            put_u64(b, r->object_id);
+            put_u64(b, (uint64_t)r->thread_id);
+            put_str(b, r->thread_name);
+            put_str(b, r->file);
+            put_u32(b, (uint32_t)r->line);
+            put_str(b, r->function);
+            put_str(b, r->native_symbol);
+            put_str(b, r->native_library);
+        } else {
+            at = frame_begin(b, MW_REC_RANGES);
+            put_u64(b, r->seq);
+        }
+        count_at = b->len;
+        put_u32(b, 0);
+        /* Cap pieces per frame so that the reserve above holds. */
+        struct mw_rec_change capped = *r;
+        if (capped.nranges - ri > 65536)
+            capped.nranges = ri + 65536;
+        put_ranges(b, &capped, &ri, &rpos, count_at);
+        frame_end(b, at);
+        first = 0;
+    } while (ri < r->nranges);
+    return 0;
+}
+
+int mw_rec_buf_flush(struct mw_rec_buf *b, int fd)
+{
+    size_t done = 0;
+    int rc = 0;
+    while (done < b->len) {
+        ssize_t n = write(fd, b->data + done, b->len - done);
+        if (n >= 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            if (poll(&p, 1, -1) >= 0 || errno == EINTR)
+                continue;
+        }
+        rc = -errno;
+        break;
+    }
+    /* Keep what was not written, so that the caller may retry. */
+    memmove(b->data, b->data + done, b->len - done);
+    b->len -= done;
+    return rc;
+}
+
+/* ---- decoding ---- */
+
+struct mw_rec_decoder {
+    unsigned char *data;       /* fed bytes; [pos, len) not yet decoded */
+    size_t len, cap, pos;
+    int error;                 /* sticky MW_EFORMAT */
+    char *strings;             /* copies of the current frame's strings, NUL-terminated */
+    size_t strings_cap, strings_len;
+    int64_t shape[MW_REC_MAX_NDIM], strides[MW_REC_MAX_NDIM];
+    struct mw_rec_range *ranges;
+    size_t ranges_cap;
+};
+
+int mw_rec_decoder_create(mw_rec_decoder **out)
+{
+    *out = calloc(1, sizeof(**out));
+    return *out ? 0 : -ENOMEM;
+}
+
+void mw_rec_decoder_destroy(mw_rec_decoder *d)
+{
+    if (!d)
+        return;
+    free(d->data);
+    free(d->strings);
+    free(d->ranges);
+    free(d);
+}
+
+int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len)
+{
+    if (d->pos > 0) {
+        memmove(d->data, d->data + d->pos, d->len - d->pos);
+        d->len -= d->pos;
+        d->pos = 0;
+    }
+    if (d->cap - d->len < len) {
+        size_t cap = d->cap ? d->cap : 65536;
+        while (cap - d->len < len) {
+            if (cap > SIZE_MAX / 2)
+                return -ENOMEM;
+            cap *= 2;
+        }
+        unsigned char *p = realloc(d->data, cap);
+        if (!p)
+            return -ENOMEM;
+        d->data = p;
+        d->cap = cap;
+    }
+    if (len)
+        memcpy(d->data + d->len, bytes, len);
+    d->len += len;
+    return 0;
+}
+
+size_t mw_rec_decoder_pending(const mw_rec_decoder *d, int *partial_type)
+{
+    size_t n = d->len - d->pos;
+    if (partial_type)
+        *partial_type = n >= 5 ? d->data[d->pos + 4] : 0;
+    return n;
+}
+
+/* A bounds-checked reader over one frame. Any short read sets bad. */
+struct cursor {
+    const unsigned char *p, *end;
+    int bad;
+    mw_rec_decoder *d;
+};
+
+static int need(struct cursor *c, size_t n)
+{
+    if (c->bad || (size_t)(c->end - c->p) < n) {
+        c->bad = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static uint64_t get_u64(struct cursor *c)
+{
+    if (!need(c, 8))
+        return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)c->p[i] << (8 * i);
+    c->p += 8;
+    return v;
+}
+
+static uint32_t get_u32(struct cursor *c)
+{
+    if (!need(c, 4))
+        return 0;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)c->p[i] << (8 * i);
+    c->p += 4;
+    return v;
+}
+
+static unsigned get_u8(struct cursor *c)
+{
+    if (!need(c, 1))
+        return 0;
+    return *c->p++;
+}
+
+/* A string, copied NUL-terminated into the decoder's string area (sized for the frame). */
+static const char *get_str(struct cursor *c)
+{
+    uint32_t n = get_u32(c);
+    if (c->bad || n == NULL_LEN)
+        return NULL;
+    if (!need(c, n))
+        return NULL;
+    if (memchr(c->p, '\0', n)) {
+        c->bad = 1;
+        return NULL;
+    }
+    mw_rec_decoder *d = c->d;
+    char *s = d->strings + d->strings_len;
+    memcpy(s, c->p, n);
+    s[n] = '\0';
+    d->strings_len += (size_t)n + 1;
+    c->p += n;
+    return s;
+}
+
+/* A blob of exactly want bytes (or NULL when allowed); points into the frame. */
+static const unsigned char *get_blob(struct cursor *c, uint64_t want, int null_ok)
+{
+    uint32_t n = get_u32(c);
+    if (c->bad)
+        return NULL;
+    if (n == NULL_LEN) {
+        if (!null_ok)
+            c->bad = 1;
+        return NULL;
+    }
+    if (n != want || !need(c, n)) {
+        c->bad = 1;
+        return NULL;
+    }
+    const unsigned char *p = c->p;
+    c->p += n;
+    return p;
+}
+
+static int get_ranges(struct cursor *c, uint32_t *nout, const struct mw_rec_range **out)
+{
+    mw_rec_decoder *d = c->d;
+    uint32_t n = get_u32(c);
+    /* Each range takes at least 24 bytes of the frame: check before allocating. */
+    if (c->bad || (size_t)(c->end - c->p) / 24 < n)
+        return MW_EFORMAT;
+    if (n > d->ranges_cap) {
+        struct mw_rec_range *r = realloc(d->ranges, n * sizeof(*r));
+        if (!r)
+            return -ENOMEM;
+        d->ranges = r;
+        d->ranges_cap = n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        struct mw_rec_range *g = &d->ranges[i];
+        g->offset = get_u64(c);
+        g->length = get_u64(c);
+        if (g->offset + g->length < g->offset)
+            c->bad = 1;
+        g->old = get_blob(c, g->length, 1);
+        g->new_ = get_blob(c, g->length, 0);
+        if (c->bad)
+            return MW_EFORMAT;
+    }
+    *nout = n;
+    *out = n ? d->ranges : NULL;
+    return 0;
+}
+
+static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,
+                        struct mw_rec_decoded *out)
+{
+    struct cursor c = {.p = p, .end = p + n, .d = d};
+    /* Strings take at most (frame length) bytes including their NULs: each has a 4-byte
+     * length in the frame but only one byte of terminator. */
+    if (d->strings_cap < n) {
+        char *s = realloc(d->strings, n);
+        if (!s)
+            return -ENOMEM;
+        d->strings = s;
+        d->strings_cap = n;
+    }
+    d->strings_len = 0;
+    memset(out, 0, sizeof(*out));
+    unsigned type = get_u8(&c);
+    out->type = (enum mw_record_type)type;
+    int rc = 0;
+    switch (type) {
+    case MW_REC_HELLO: {
+        struct mw_rec_hello *h = &out->u.hello;
+        h->python_version = get_str(&c);
+        h->backend = get_str(&c);
+        h->pid = (int64_t)get_u64(&c);
+        h->page_size = (int64_t)get_u64(&c);
+        break;
+    }
+    case MW_REC_OBJECT: {
+        struct mw_rec_object *o = &out->u.object;
+        o->id = get_u64(&c);
+        o->tag = get_str(&c);
+        if (!c.bad && !o->tag)
+            c.bad = 1;
+        o->type_name = get_str(&c);
+        o->address = get_u64(&c);
+        o->size = get_u64(&c);
+        unsigned ro = get_u8(&c);
+        if (ro > 1)
+            c.bad = 1;
+        o->readonly = (int)ro;
+        o->format = get_str(&c);
+        o->itemsize = (int64_t)get_u64(&c);
+        o->ndim = (int32_t)get_u32(&c);
+        if (o->ndim < -1 || o->ndim > MW_REC_MAX_NDIM)
+            c.bad = 1;
+        int dims = c.bad ? 0 : (o->ndim > 0 ? o->ndim : 0);
+        unsigned has = get_u8(&c);
+        if (has > 1 || (has && !dims))
+            c.bad = 1;
+        if (has && !c.bad) {
+            for (int i = 0; i < dims; i++)
+                d->shape[i] = (int64_t)get_u64(&c);
+            o->shape = d->shape;
+        }
+        has = get_u8(&c);
+        if (has > 1 || (has && !dims))
+            c.bad = 1;
+        if (has && !c.bad) {
+            for (int i = 0; i < dims; i++)
+                d->strides[i] = (int64_t)get_u64(&c);
+            o->strides = d->strides;
+        }
+        o->time_ns = get_u64(&c);
+        break;
+    }
+    case MW_REC_UNWATCH:
+        out->u.unwatch.id = get_u64(&c);
+        out->u.unwatch.time_ns = get_u64(&c);
+        break;
+    case MW_REC_CHANGE: {
+        struct mw_rec_change *ch = &out->u.change;
+        ch->seq = get_u64(&c);
+        ch->time_ns = get_u64(&c);
+        ch->object_id = get_u64(&c);
+        ch->thread_id = (int64_t)get_u64(&c);
+        ch->thread_name = get_str(&c);
+        ch->file = get_str(&c);
+        ch->line = (int32_t)get_u32(&c);
+        ch->function = get_str(&c);
+        ch->native_symbol = get_str(&c);
+        ch->native_library = get_str(&c);
+        if (!c.bad)
+            rc = get_ranges(&c, &ch->nranges, &ch->ranges);
+        break;
+    }
+    case MW_REC_RANGES: {
+        struct mw_rec_ranges *rs = &out->u.ranges;
+        rs->seq = get_u64(&c);
+        if (!c.bad)
+            rc = get_ranges(&c, &rs->nranges, &rs->ranges);
+        break;
+    }
+    case MW_REC_STATS: {
+        struct mw_rec_stats *s = &out->u.stats;
+        s->faults = get_u64(&c);
+        s->checks = get_u64(&c);
+        s->changes = get_u64(&c);
+        s->old_unavailable = get_u64(&c);
+        s->tracked_objects_peak = get_u64(&c);
+        break;
+    }
+    default:
+        return MW_EFORMAT;
+    }
+    if (rc)
+        return rc;
+    /* The frame must be consumed exactly: trailing bytes mean a different format. */
+    if (c.bad || c.p != c.end)
+        return MW_EFORMAT;
+    return 0;
+}
+
+int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out)
+{
+    if (d->error)
+        return d->error;
+    size_t avail = d->len - d->pos;
+    if (avail < 4)
+        return 0;
+    const unsigned char *p = d->data + d->pos;
+    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    if (n == 0 || n > MW_REC_MAX_FRAME) {
+        d->error = MW_EFORMAT;
+        return d->error;
+    }
+    if (avail - 4 < n)
+        return 0;
+    int rc = decode_frame(d, p + 4, n, out);
+    if (rc == MW_EFORMAT) {
+        d->error = rc;
+        return rc;
+    }
+    if (rc)
+        return rc;
+    d->pos += 4 + (size_t)n;
+    return 1;
+}

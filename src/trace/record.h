@@ -1,0 +1,137 @@
+/* The record stream between the traced process and the trace writer.
+ *
+ * DESIGN: the traced process never touches the trace file. It encodes what it finds into
+ * records and writes them to a pipe; the `memwatch trace` process on the other end turns
+ * them into SQLite rows (writer.c). So whatever the traced process dies of (SIGKILL,
+ * os._exit, a real segfault), every record already written to the pipe reaches the file,
+ * and the pipe is the bounded queue: when it is full, the traced program's write blocks
+ * (documented in memwatch-trace(1)); nothing is ever dropped.
+ *
+ * Wire format: a sequence of frames, each `u32 length (of what follows, little endian),
+ * u8 type, payload`. Payload fields are little-endian fixed-width integers, and
+ * strings/blobs as `u32 length, bytes` (u32 0xFFFFFFFF = NULL). */
+#ifndef MW_RECORD_H
+#define MW_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum mw_record_type {
+    MW_REC_HELLO = 1,       /* the traced interpreter started */
+    MW_REC_OBJECT = 2,      /* an object was watched */
+    MW_REC_UNWATCH = 3,     /* an object stopped being watched */
+    MW_REC_CHANGE = 4,      /* a change with its ranges */
+    MW_REC_STATS = 5,       /* engine statistics at the end of the run */
+    MW_REC_RANGES = 6,      /* more ranges of the change just sent (large changes) */
+};
+
+/* Frames are bounded so that a malformed length cannot make the reader allocate
+ * gigabytes: mw_rec_encode_change splits a change whose bytes do not fit in one frame
+ * into a MW_REC_CHANGE frame followed by MW_REC_RANGES frames with the same seq (a range
+ * longer than a frame is cut into adjacent ranges). The decoder refuses longer frames. */
+#define MW_REC_MAX_FRAME (32u << 20)
+#define MW_REC_MAX_NDIM 64
+
+struct mw_rec_hello {
+    const char *python_version;   /* sys.version */
+    const char *backend;          /* detection backend in use */
+    int64_t pid;
+    int64_t page_size;
+};
+
+struct mw_rec_object {
+    uint64_t id;                  /* unique in the run */
+    const char *tag;
+    const char *type_name;        /* Python type name, e.g. "numpy.ndarray" */
+    uint64_t address;
+    uint64_t size;
+    int readonly;
+    const char *format;           /* struct-module format, NULL when unknown */
+    int64_t itemsize;             /* 0 when unknown */
+    int32_t ndim;                 /* -1 when unknown */
+    const int64_t *shape;         /* ndim entries, or NULL */
+    const int64_t *strides;       /* ndim entries, or NULL */
+    uint64_t time_ns;             /* since the run started (CLOCK_MONOTONIC based) */
+};
+
+struct mw_rec_unwatch {
+    uint64_t id;
+    uint64_t time_ns;
+};
+
+struct mw_rec_range {
+    uint64_t offset;
+    uint64_t length;
+    const unsigned char *old;     /* NULL: old value unavailable (range incomplete) */
+    const unsigned char *new_;
+};
+
+struct mw_rec_change {
+    uint64_t seq;                 /* global, increasing */
+    uint64_t time_ns;
+    uint64_t object_id;
+    int64_t thread_id;            /* kernel tid */
+    const char *thread_name;      /* may be NULL */
+    const char *file;             /* may be NULL */
+    int32_t line;                 /* 0 = unknown */
+    const char *function;         /* may be NULL */
+    const char *native_symbol;    /* may be NULL */
+    const char *native_library;   /* may be NULL */
+    uint32_t nranges;
+    const struct mw_rec_range *ranges;
+};
+
+/* Continuation of a change: more of its ranges (see MW_REC_MAX_FRAME). */
+struct mw_rec_ranges {
+    uint64_t seq;
+    uint32_t nranges;
+    const struct mw_rec_range *ranges;
+};
+
+struct mw_rec_stats {
+    uint64_t faults, checks, changes, old_unavailable, tracked_objects_peak;
+};
+
+/* Encoding: appends frames to a growable buffer; the caller writes buf->data to the fd.
+ * A zero-initialized struct is an empty buffer. Encoders return 0, -ENOMEM, or MW_EINVAL
+ * (a string too long for a frame, ndim out of range); on error the buffer is unchanged.
+ * Strings must not contain NUL bytes (they are C strings on both sides). */
+struct mw_rec_buf {
+    unsigned char *data;
+    size_t len, cap;
+};
+void mw_rec_buf_free(struct mw_rec_buf *b);
+int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r);
+int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r);
+int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r);
+int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r);
+int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r);
+/* Writes the whole buffer to fd (retrying on EINTR and short writes), then empties it. */
+int mw_rec_buf_flush(struct mw_rec_buf *b, int fd);
+
+/* Decoding: one frame at a time. A decoded record's pointers point into the frame and
+ * stay valid until the next call on the same decoder. */
+struct mw_rec_decoded {
+    enum mw_record_type type;
+    union {
+        struct mw_rec_hello hello;
+        struct mw_rec_object object;
+        struct mw_rec_unwatch unwatch;
+        struct mw_rec_change change;
+        struct mw_rec_stats stats;
+        struct mw_rec_ranges ranges;
+    } u;
+};
+typedef struct mw_rec_decoder mw_rec_decoder;
+int mw_rec_decoder_create(mw_rec_decoder **out);
+void mw_rec_decoder_destroy(mw_rec_decoder *d);
+/* Feeds bytes read from the pipe. */
+int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len);
+/* 1 and fills *out when a whole frame is available, 0 when more bytes are needed,
+ * MW_EFORMAT on a malformed frame. */
+int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out);
+/* Bytes fed but not yet returned as whole frames (a partial frame at end of input), and
+ * that partial frame's type when its type byte has arrived (else 0). */
+size_t mw_rec_decoder_pending(const mw_rec_decoder *d, int *partial_type);
+
+#endif

@@ -1,0 +1,615 @@
+/* The trace writer: record stream -> SQLite rows.
+ *
+ * DESIGN: one connection, owned by the thread that calls these functions. Records are
+ * applied inside a transaction opened lazily by the first record of a batch; a batch is
+ * committed when it holds BATCH_RECORDS records or when its first record is BATCH_NS old,
+ * whichever comes first, so after a crash of either process the file holds every record
+ * that arrived up to 100 ms before it. WAL with synchronous=NORMAL: a commit survives the
+ * death of the process (not of the machine) without an fsync per batch. At close the WAL is
+ * checkpointed and the file switched back to a rollback journal, so the finished trace is
+ * one self-contained file that can be copied or opened from a read-only directory. */
+#include "writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mw_error.h"
+#include "schema.h"
+
+#ifndef MEMWATCH_VERSION
+#define MEMWATCH_VERSION "unknown"
+#endif
+
+#define BATCH_RECORDS 8192
+#define BATCH_NS (100 * 1000 * 1000ull)
+#define READ_SIZE (256 * 1024)
+
+enum {
+    ST_OBJECT, ST_UNWATCH, ST_CHANGE, ST_RANGE, ST_STATS, ST_HELLO, ST_META, ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_OBJECT] = "INSERT INTO objects (id, tag, type_name, address, size, readonly, format,"
+                  " itemsize, ndim, shape, strides, watched_ns)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_UNWATCH] = "UPDATE objects SET unwatched_ns = ? WHERE id = ?",
+    [ST_CHANGE] = "INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file,"
+                  " line, function, native_symbol, native_library)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_RANGE] = "INSERT INTO ranges (seq, offset, length, old, new, complete)"
+                 " VALUES (?, ?, ?, ?, ?, ?)",
+    [ST_STATS] = "UPDATE run SET faults = ?, checks = ?, changes = ?, old_unavailable = ?,"
+                 " tracked_objects_peak = ? WHERE id = 1",
+    [ST_HELLO] = "UPDATE run SET python_version = ?, pid = ? WHERE id = 1",
+    [ST_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+};
+
+struct mw_trace_writer {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[ST_COUNT];
+    int in_txn;                 /* a batch is open */
+    size_t batch_records;
+    uint64_t batch_start_ns;    /* CLOCK_MONOTONIC of the batch's first record */
+    int have_change;            /* last_seq is valid (for MW_REC_RANGES) */
+    uint64_t last_seq;
+    uint64_t dropped;
+    struct mw_trace_totals totals;
+    char errmsg[512];
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int set_err(mw_trace_writer *w, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int set_err(mw_trace_writer *w, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->errmsg, sizeof(w->errmsg), fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+static int db_err(mw_trace_writer *w, const char *what)
+{
+    return set_err(w, MW_ETRACE, "%s: %s", what, sqlite3_errmsg(w->db));
+}
+
+static int exec(mw_trace_writer *w, const char *sql)
+{
+    if (sqlite3_exec(w->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return db_err(w, sql);
+    return 0;
+}
+
+/* Runs a prepared statement to completion and resets it. */
+static int step(mw_trace_writer *w, int which)
+{
+    sqlite3_stmt *s = w->stmt[which];
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE)
+        return db_err(w, "cannot write the trace");
+    return 0;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *t)
+{
+    if (t)
+        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);   /* reset right after the step */
+    else
+        sqlite3_bind_null(s, i);
+}
+
+static void bind_blob(sqlite3_stmt *s, int i, const unsigned char *p, uint64_t n)
+{
+    if (!p)
+        sqlite3_bind_null(s, i);
+    else if (n == 0)
+        sqlite3_bind_zeroblob(s, i, 0);
+    else
+        sqlite3_bind_blob64(s, i, p, n, SQLITE_STATIC);
+}
+
+/* ---- a tiny JSON builder for argv, shape and strides ---- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->cap - b->len < n + 1) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap - b->len < n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+static void sb_json_string(struct sbuf *b, const char *s)
+{
+    sb_add(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            sb_add(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof(esc), "\\u%04x", *p);
+            sb_add(b, esc, 6);
+        } else {
+            sb_add(b, (const char *)p, 1);
+        }
+    }
+    sb_add(b, "\"", 1);
+}
+
+static char *json_argv(int argc, char *const *argv)
+{
+    struct sbuf b = {0};
+    sb_str(&b, "[");
+    for (int i = 0; i < argc; i++) {
+        if (i)
+            sb_str(&b, ", ");
+        sb_json_string(&b, argv[i] ? argv[i] : "");
+    }
+    sb_str(&b, "]");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+static char *json_ints(const int64_t *v, int n)
+{
+    struct sbuf b = {0};
+    sb_str(&b, "[");
+    for (int i = 0; i < n; i++) {
+        char num[32];
+        snprintf(num, sizeof(num), "%s%" PRId64, i ? ", " : "", v[i]);
+        sb_str(&b, num);
+    }
+    sb_str(&b, "]");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ---- lifecycle ---- */
+
+static void unlink_sidecars(const char *path)
+{
+    static const char *const suffix[] = {"-wal", "-shm", "-journal"};
+    size_t n = strlen(path);
+    char *p = malloc(n + 16);
+    if (!p)
+        return;
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        snprintf(p, n + 16, "%s%s", path, suffix[i]);
+        unlink(p);
+    }
+    free(p);
+}
+
+int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out)
+{
+    *out = NULL;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EEXIST && force) {
+        if (unlink(path) != 0)
+            return -errno;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    }
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    /* A -wal left next to a file that no longer exists would be replayed into ours. */
+    unlink_sidecars(path);
+
+    mw_trace_writer *w = calloc(1, sizeof(*w));
+    if (!w) {
+        unlink(path);
+        return -ENOMEM;
+    }
+    int rc;
+    if (sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        rc = db_err(w, "cannot open the trace");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(w->db, 1);
+    if ((rc = exec(w, "PRAGMA journal_mode = WAL")) ||
+        (rc = exec(w, "PRAGMA synchronous = NORMAL")) ||
+        /* Index pages stay in memory instead of being read back for each batch, and the WAL
+         * is folded into the file less often (it is truncated at close anyway). */
+        (rc = exec(w, "PRAGMA cache_size = -65536")) ||
+        (rc = exec(w, "PRAGMA wal_autocheckpoint = 16384")) ||
+        (rc = exec(w, "BEGIN")) || (rc = exec(w, mw_trace_schema_sql)))
+        goto fail;
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(w->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->stmt[i],
+                               NULL) != SQLITE_OK) {
+            rc = db_err(w, "cannot prepare the trace statements");
+            goto fail;
+        }
+    }
+    sqlite3_bind_text(w->stmt[ST_META], 1, "memwatch_version", -1, SQLITE_STATIC);
+    sqlite3_bind_text(w->stmt[ST_META], 2, MEMWATCH_VERSION, -1, SQLITE_STATIC);
+    if ((rc = step(w, ST_META)) || (rc = exec(w, "COMMIT")))
+        goto fail;
+    *out = w;
+    return 0;
+
+fail:
+    /* The caller prints the reason; keep nothing half-made on disk. The message is lost
+     * with the handle, so errors here are reported as the status alone. */
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(w->stmt[i]);
+    sqlite3_close(w->db);
+    free(w);
+    unlink(path);
+    unlink_sidecars(path);
+    return rc;
+}
+
+const char *mw_trace_writer_errmsg(const mw_trace_writer *w)
+{
+    if (!w)
+        return "no trace writer";
+    return w->errmsg[0] ? w->errmsg : "no error";
+}
+
+int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
+{
+    char *argv = json_argv(run->argc, run->argv);
+    if (!argv)
+        return set_err(w, -ENOMEM, "out of memory");
+    sqlite3_stmt *s;
+    int rc = 0;
+    if (sqlite3_prepare_v2(w->db,
+                           "UPDATE run SET mode = ?, target = ?, argv = ?, cwd = ?,"
+                           " start_unix_ns = ? WHERE id = 1",
+                           -1, &s, NULL) != SQLITE_OK) {
+        free(argv);
+        return db_err(w, "cannot record the run");
+    }
+    bind_text(s, 1, run->mode);
+    bind_text(s, 2, run->target);
+    sqlite3_bind_text(s, 3, argv, -1, free);
+    bind_text(s, 4, run->cwd);
+    sqlite3_bind_int64(s, 5, run->start_unix_ns);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_err(w, "cannot record the run");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+static int begin_batch(mw_trace_writer *w)
+{
+    if (w->in_txn)
+        return 0;
+    int rc = exec(w, "BEGIN");
+    if (rc)
+        return rc;
+    w->in_txn = 1;
+    w->batch_records = 0;
+    w->batch_start_ns = now_ns();
+    return 0;
+}
+
+int mw_trace_writer_commit(mw_trace_writer *w)
+{
+    if (!w->in_txn)
+        return 0;
+    int rc = exec(w, "COMMIT");
+    if (rc) {
+        /* Leave no transaction open: the caller may go on and end the run. */
+        sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    w->in_txn = 0;
+    w->batch_records = 0;
+    return rc;
+}
+
+static int insert_ranges(mw_trace_writer *w, uint64_t seq, uint32_t n,
+                         const struct mw_rec_range *r)
+{
+    sqlite3_stmt *s = w->stmt[ST_RANGE];
+    for (uint32_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, (int64_t)seq);
+        sqlite3_bind_int64(s, 2, (int64_t)r[i].offset);
+        sqlite3_bind_int64(s, 3, (int64_t)r[i].length);
+        bind_blob(s, 4, r[i].old, r[i].length);
+        bind_blob(s, 5, r[i].new_ ? r[i].new_ : (const unsigned char *)"", r[i].length);
+        sqlite3_bind_int(s, 6, r[i].old != NULL);
+        int rc = step(w, ST_RANGE);
+        if (rc)
+            return rc;
+        w->totals.ranges++;
+    }
+    return 0;
+}
+
+static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
+{
+    sqlite3_stmt *s = w->stmt[ST_OBJECT];
+    char *shape = NULL, *strides = NULL;
+    if (o->ndim >= 0 && o->shape && !(shape = json_ints(o->shape, o->ndim)))
+        return set_err(w, -ENOMEM, "out of memory");
+    if (o->ndim >= 0 && o->strides && !(strides = json_ints(o->strides, o->ndim))) {
+        free(shape);
+        return set_err(w, -ENOMEM, "out of memory");
+    }
+    sqlite3_bind_int64(s, 1, (int64_t)o->id);
+    bind_text(s, 2, o->tag);
+    bind_text(s, 3, o->type_name);
+    sqlite3_bind_int64(s, 4, (int64_t)o->address);
+    sqlite3_bind_int64(s, 5, (int64_t)o->size);
+    sqlite3_bind_int(s, 6, o->readonly != 0);
+    bind_text(s, 7, o->format);
+    if (o->itemsize > 0)
+        sqlite3_bind_int64(s, 8, o->itemsize);
+    if (o->ndim >= 0)
+        sqlite3_bind_int(s, 9, o->ndim);
+    if (shape)
+        sqlite3_bind_text(s, 10, shape, -1, free);
+    if (strides)
+        sqlite3_bind_text(s, 11, strides, -1, free);
+    sqlite3_bind_int64(s, 12, (int64_t)o->time_ns);
+    int rc = step(w, ST_OBJECT);
+    if (!rc)
+        w->totals.objects++;
+    return rc;
+}
+
+static int apply_change(mw_trace_writer *w, const struct mw_rec_change *c)
+{
+    sqlite3_stmt *s = w->stmt[ST_CHANGE];
+    sqlite3_bind_int64(s, 1, (int64_t)c->seq);
+    sqlite3_bind_int64(s, 2, (int64_t)c->time_ns);
+    sqlite3_bind_int64(s, 3, (int64_t)c->object_id);
+    if (c->thread_id)
+        sqlite3_bind_int64(s, 4, c->thread_id);
+    bind_text(s, 5, c->thread_name);
+    bind_text(s, 6, c->file);
+    if (c->line > 0)
+        sqlite3_bind_int(s, 7, c->line);
+    bind_text(s, 8, c->function);
+    bind_text(s, 9, c->native_symbol);
+    bind_text(s, 10, c->native_library);
+    int rc = step(w, ST_CHANGE);
+    if (rc)
+        return rc;
+    w->totals.changes++;
+    w->have_change = 1;
+    w->last_seq = c->seq;
+    return insert_ranges(w, c->seq, c->nranges, c->ranges);
+}
+
+int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
+{
+    int rc = begin_batch(w);
+    if (rc)
+        return rc;
+    w->batch_records++;
+    sqlite3_stmt *s;
+    switch (rec->type) {
+    case MW_REC_HELLO: {
+        const struct mw_rec_hello *h = &rec->u.hello;
+        s = w->stmt[ST_HELLO];
+        bind_text(s, 1, h->python_version);
+        sqlite3_bind_int64(s, 2, h->pid);
+        if ((rc = step(w, ST_HELLO)))
+            return rc;
+        char num[32];
+        snprintf(num, sizeof(num), "%" PRId64, h->page_size);
+        s = w->stmt[ST_META];
+        sqlite3_bind_text(s, 1, "page_size", -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, num, -1, SQLITE_TRANSIENT);
+        if ((rc = step(w, ST_META)))
+            return rc;
+        sqlite3_bind_text(s, 1, "backend", -1, SQLITE_STATIC);
+        bind_text(s, 2, h->backend);
+        return step(w, ST_META);
+    }
+    case MW_REC_OBJECT:
+        return apply_object(w, &rec->u.object);
+    case MW_REC_UNWATCH:
+        s = w->stmt[ST_UNWATCH];
+        sqlite3_bind_int64(s, 1, (int64_t)rec->u.unwatch.time_ns);
+        sqlite3_bind_int64(s, 2, (int64_t)rec->u.unwatch.id);
+        return step(w, ST_UNWATCH);
+    case MW_REC_CHANGE:
+        return apply_change(w, &rec->u.change);
+    case MW_REC_RANGES:
+        if (!w->have_change || rec->u.ranges.seq != w->last_seq)
+            return set_err(w, MW_EFORMAT, "ranges of change %" PRIu64 " arrived after another change",
+                           rec->u.ranges.seq);
+        return insert_ranges(w, rec->u.ranges.seq, rec->u.ranges.nranges, rec->u.ranges.ranges);
+    case MW_REC_STATS: {
+        const struct mw_rec_stats *st = &rec->u.stats;
+        s = w->stmt[ST_STATS];
+        sqlite3_bind_int64(s, 1, (int64_t)st->faults);
+        sqlite3_bind_int64(s, 2, (int64_t)st->checks);
+        sqlite3_bind_int64(s, 3, (int64_t)st->changes);
+        sqlite3_bind_int64(s, 4, (int64_t)st->old_unavailable);
+        sqlite3_bind_int64(s, 5, (int64_t)st->tracked_objects_peak);
+        return step(w, ST_STATS);
+    }
+    }
+    return set_err(w, MW_EFORMAT, "unknown record type %d", (int)rec->type);
+}
+
+static int store_dropped(mw_trace_writer *w)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "UPDATE run SET changes_dropped = %" PRIu64 " WHERE id = 1",
+             w->dropped);
+    return exec(w, sql);
+}
+
+int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
+{
+    mw_rec_decoder *d;
+    int rc = mw_rec_decoder_create(&d);
+    unsigned char *buf = malloc(READ_SIZE);
+    if (rc || !buf) {
+        mw_rec_decoder_destroy(d);
+        free(buf);
+        return set_err(w, -ENOMEM, "out of memory");
+    }
+    uint64_t offset = 0;   /* bytes consumed, for messages */
+    for (;;) {
+        int timeout = -1;
+        if (w->in_txn) {
+            uint64_t age = now_ns() - w->batch_start_ns;
+            if (age >= BATCH_NS) {
+                if ((rc = mw_trace_writer_commit(w)))
+                    goto out;
+                continue;
+            }
+            timeout = (int)((BATCH_NS - age + 999999) / 1000000);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, timeout);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = set_err(w, -errno, "cannot wait for records: %s", strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            continue;   /* the batch is due: committed at the top */
+        ssize_t got = read(fd, buf, READ_SIZE);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            rc = set_err(w, -errno, "cannot read records: %s", strerror(errno));
+            goto out;
+        }
+        if (got == 0)
+            break;
+        offset += (uint64_t)got;
+        if ((rc = mw_rec_decoder_feed(d, buf, (size_t)got))) {
+            set_err(w, rc, "out of memory");
+            goto out;
+        }
+        struct mw_rec_decoded rec;
+        while ((rc = mw_rec_decoder_next(d, &rec)) == 1) {
+            if ((rc = mw_trace_writer_apply(w, &rec)))
+                goto out;
+            if (w->batch_records >= BATCH_RECORDS ||
+                ((w->batch_records & 63) == 0 && now_ns() - w->batch_start_ns >= BATCH_NS))
+                if ((rc = mw_trace_writer_commit(w)))
+                    goto out;
+        }
+        if (rc < 0) {
+            set_err(w, rc, "malformed record in the stream (within its first %" PRIu64 " bytes)",
+                    offset);
+            goto out;
+        }
+    }
+    /* End of the stream. A partial frame means the traced process died while sending it. */
+    int type;
+    if (mw_rec_decoder_pending(d, &type) > 0 && (type == MW_REC_CHANGE || type == MW_REC_RANGES)) {
+        w->dropped++;
+        if ((rc = begin_batch(w)) || (rc = store_dropped(w)))
+            goto out;
+    }
+    rc = mw_trace_writer_commit(w);
+out:
+    if (rc)
+        mw_trace_writer_commit(w);   /* keep what was applied */
+    mw_rec_decoder_destroy(d);
+    free(buf);
+    return rc;
+}
+
+int mw_trace_writer_end_run(mw_trace_writer *w, const struct mw_run_end *end)
+{
+    int rc = mw_trace_writer_commit(w);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(w->db,
+                           "UPDATE run SET end_unix_ns = ?, duration_ns = ?, exit_status = ?,"
+                           " end_signal = ?, core_dumped = ?, ended_by = ?,"
+                           " changes_dropped = ? WHERE id = 1",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(w, "cannot record the end of the run");
+    sqlite3_bind_int64(s, 1, end->end_unix_ns);
+    sqlite3_bind_int64(s, 2, end->duration_ns);
+    if (end->exit_status >= 0)
+        sqlite3_bind_int(s, 3, end->exit_status);
+    if (end->signal > 0)
+        sqlite3_bind_int(s, 4, end->signal);
+    sqlite3_bind_int(s, 5, end->core_dumped != 0);
+    if (end->signal > 0)
+        sqlite3_bind_text(s, 6, "signal", -1, SQLITE_STATIC);
+    else if (end->exit_status >= 0)
+        sqlite3_bind_text(s, 6, "exit", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 7, (int64_t)w->dropped);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_err(w, "cannot record the end of the run");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *out)
+{
+    *out = w->totals;
+}
+
+int mw_trace_writer_close(mw_trace_writer *w)
+{
+    if (!w)
+        return 0;
+    int rc = mw_trace_writer_commit(w);
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(w->stmt[i]);
+    if (!rc)
+        rc = exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
+    if (!rc)
+        rc = exec(w, "PRAGMA journal_mode = DELETE");
+    if (sqlite3_close(w->db) != SQLITE_OK && !rc)
+        rc = MW_ETRACE;
+    free(w);
+    return rc;
+}

@@ -1,0 +1,56 @@
+/* The trace writer: turns the record stream from the traced process into rows of the
+ * trace file (schemas/trace.sql), in batched transactions on a WAL database.
+ *
+ * It runs in the `memwatch trace` process, not in the traced one (see record.h). */
+#ifndef MW_TRACE_WRITER_H
+#define MW_TRACE_WRITER_H
+
+#include <stdint.h>
+#include "record.h"
+
+typedef struct mw_trace_writer mw_trace_writer;
+
+struct mw_run_info {
+    const char *mode;             /* "script", "module" or "command" */
+    const char *target;           /* script path, module name or the command text */
+    int argc;                     /* the script's sys.argv */
+    char *const *argv;
+    const char *cwd;
+    int64_t start_unix_ns;        /* wall clock, for people */
+};
+
+struct mw_run_end {
+    int64_t end_unix_ns;
+    int64_t duration_ns;
+    int exit_status;              /* when it exited: the status; else -1 */
+    int signal;                   /* when a signal ended it: the signal number; else 0 */
+    int core_dumped;
+};
+
+/* What the end-of-run line says. */
+struct mw_trace_totals {
+    uint64_t objects;
+    uint64_t changes;
+    uint64_t ranges;
+};
+
+/* Creates the trace file with the schema. An existing file is an error (-EEXIST) unless
+ * force is set, in which case it (and its -wal/-shm) is replaced. Runs before the script
+ * starts, so an unwritable path fails early. */
+int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out);
+int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run);
+/* Applies one decoded record inside the current batch. */
+int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec);
+/* Commits the current batch (no-op when empty). */
+int mw_trace_writer_commit(mw_trace_writer *w);
+/* Reads records from fd until end of file, committing at least every 100 ms and every
+ * few thousand records. Returns 0 at end of file. */
+int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd);
+int mw_trace_writer_end_run(mw_trace_writer *w, const struct mw_run_end *end);
+void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *out);
+/* Commits, checkpoints and closes. Accepts NULL. */
+int mw_trace_writer_close(mw_trace_writer *w);
+/* The last error in words (SQLite's message or ours). */
+const char *mw_trace_writer_errmsg(const mw_trace_writer *w);
+
+#endif

@@ -1,0 +1,55 @@
+# Trace fixtures for the query and diff tests, made with nothing but the sqlite3 CLI and
+# the schema file memwatch embeds: that the schema is usable this way is part of what these
+# tests check. Needs $MEMWATCH_SOURCE_DIR.
+
+# make_trace FILE: two tags, three changes, one range with its old bytes unavailable.
+make_trace() {
+    sqlite3 "$1" < "$MEMWATCH_SOURCE_DIR/schemas/trace.sql" || return
+    sqlite3 "$1" <<'SQL'
+INSERT INTO meta (key, value) VALUES ('memwatch_version', 'test'), ('backend', 'test');
+UPDATE run SET mode = 'script', target = 'train.py', argv = '["train.py"]', cwd = '/tmp',
+               exit_status = 0, ended_by = 'exit';
+INSERT INTO objects (id, tag, type_name, address, size, format, itemsize, ndim, shape,
+                     strides, watched_ns) VALUES
+  (1, 'weights', 'bytearray', 4096, 64, 'B', 1, 1, '[64]', '[1]', 1000),
+  (2, 'bias', 'array.array', 8192, 16, 'f', 4, 1, '[4]', '[4]', 2000);
+INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file, line, function)
+VALUES
+  (1, 1500000, 1, 101, 'MainThread', 'train.py', 10, 'step'),
+  (2, 2500000, 2, 101, 'MainThread', 'train.py', 11, 'step'),
+  (3, 3500000, 1, 102, 'worker', 'train.py', 20, 'update');
+INSERT INTO ranges (seq, offset, length, old, new, complete) VALUES
+  (1, 0, 4, x'00000000', x'01020304', 1),
+  (1, 20, 1, x'00', x'41', 1),
+  (2, 4, 4, x'0000803f', x'00000040', 1),
+  (3, 2, 2, x'0304', x'ffff', 1),
+  (3, 40, 24, NULL, x'000102030405060708090a0b0c0d0e0f1011121314151617', 0);
+SQL
+}
+
+# make_empty_trace FILE: a trace of a run that watched one object and saw no change.
+make_empty_trace() {
+    sqlite3 "$1" < "$MEMWATCH_SOURCE_DIR/schemas/trace.sql" || return
+    sqlite3 "$1" "INSERT INTO objects (id, tag, size, watched_ns) VALUES (1, 'idle', 8, 0);"
+}
+
+# run_memwatch [-N] [--separate-stderr] ARGS...: `run` on the memwatch binary.
+run_memwatch() {
+    local opts=()
+    while [[ $1 == -[0-9]* || $1 == '!' || $1 == --separate-stderr ]]; do
+        opts+=("$1")
+        shift
+    done
+    run "${opts[@]}" "$MEMWATCH" "$@"
+}
+
+# assert_synopsis_matches_usage PAGE USAGE-TEXT: the man page's SYNOPSIS says what the
+# usage's first lines (up to the first blank line) say, whitespace aside.
+assert_synopsis_matches_usage() {
+    local synopsis usage
+    synopsis=$(mandoc -Tascii "$1" | col -b | sed -n '/^SYNOPSIS/,/^[A-Z]/p' | sed '1d;$d' |
+               tr -s ' \t\n' ' ' | sed 's/^ //; s/ $//')
+    usage=$(sed -n '1,/^$/p' <<<"$2" | sed 's/^usage: //' | tr -s ' \t\n' ' ' |
+            sed 's/^ //; s/ $//')
+    assert_equal "$synopsis" "$usage"
+}

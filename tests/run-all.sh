@@ -1,0 +1,8 @@
+#!/bin/sh
+# The README's second command: build (installing what is missing) and run the whole suite.
+set -eu
+cd "$(dirname "$0")/.."
+sh cmake/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMWATCH_WERROR=ON >/dev/null
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j2 "$@"

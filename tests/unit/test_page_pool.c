@@ -1,0 +1,96 @@
+/* page_pool.c: capacity, reuse, and lock-free allocation under contention. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "page_pool.h"
+#include "unit.h"
+
+static size_t ps;
+
+static void test_capacity_follows_commit(void)
+{
+    struct mw_page_pool *p;
+    CHECK_EQ_INT(mw_page_pool_create(ps, 64, &p), 0);
+    CHECK_EQ_INT(mw_page_pool_alloc(p), MW_SLOT_NONE);      /* nothing committed */
+    CHECK_EQ_INT(mw_page_pool_commit(p, 16), 0);
+    CHECK_EQ_INT(mw_page_pool_committed(p), 16);
+    uint32_t got[16];
+    int distinct = 1;
+    for (int i = 0; i < 16; i++) {
+        got[i] = mw_page_pool_alloc(p);
+        CHECK(got[i] != MW_SLOT_NONE);
+        for (int j = 0; j < i; j++)
+            if (got[j] == got[i])
+                distinct = 0;
+        memset(mw_page_pool_data(p, got[i]), i, ps);        /* writable */
+    }
+    CHECK(distinct);
+    CHECK_EQ_INT(mw_page_pool_alloc(p), MW_SLOT_NONE);      /* full */
+    CHECK_EQ_INT(mw_page_pool_in_use(p), 16);
+    mw_page_pool_free(p, got[3]);
+    CHECK_EQ_INT(mw_page_pool_alloc(p), got[3]);            /* reused */
+    CHECK_EQ_INT(((unsigned char *)mw_page_pool_data(p, got[3]))[0], 3);
+    CHECK_EQ_INT(mw_page_pool_commit(p, 1000), 0);           /* clamps to max */
+    CHECK_EQ_INT(mw_page_pool_committed(p), 64);
+    CHECK(mw_page_pool_overlaps(p, (uintptr_t)mw_page_pool_data(p, 5), 1));
+    CHECK(mw_page_pool_overlaps(p, (uintptr_t)mw_page_pool_meta(p, 5), 8));
+    int x;
+    CHECK(!mw_page_pool_overlaps(p, (uintptr_t)&x, sizeof(x)));
+    mw_page_pool_destroy(p);
+}
+
+static struct mw_page_pool *shared;
+static atomic_int errors;
+
+static void *churn(void *arg)
+{
+    unsigned char tag = (unsigned char)(uintptr_t)arg;
+    uint32_t held[8];
+    for (int round = 0; round < 20000; round++) {
+        int n = 0;
+        for (; n < 8; n++) {
+            held[n] = mw_page_pool_alloc(shared);
+            if (held[n] == MW_SLOT_NONE)
+                break;
+            unsigned char *d = mw_page_pool_data(shared, held[n]);
+            d[0] = tag;
+            d[ps - 1] = tag;
+        }
+        for (int i = 0; i < n; i++) {
+            unsigned char *d = mw_page_pool_data(shared, held[i]);
+            if (d[0] != tag || d[ps - 1] != tag)   /* someone else got our slot */
+                atomic_fetch_add(&errors, 1);
+            mw_page_pool_free(shared, held[i]);
+        }
+    }
+    return NULL;
+}
+
+static void test_concurrent_alloc_free(void)
+{
+    CHECK_EQ_INT(mw_page_pool_create(ps, 256, &shared), 0);
+    CHECK_EQ_INT(mw_page_pool_commit(shared, 24), 0);   /* fewer than 4 x 8: contention */
+    pthread_t t[4];
+    for (uintptr_t i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, churn, (void *)(i + 1));
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    CHECK_EQ_INT(atomic_load(&errors), 0);
+    CHECK_EQ_INT(mw_page_pool_in_use(shared), 0);
+    /* Every slot is back: all 24 can be taken again, and no more. */
+    int n = 0;
+    while (mw_page_pool_alloc(shared) != MW_SLOT_NONE)
+        n++;
+    CHECK_EQ_INT(n, 24);
+    mw_page_pool_destroy(shared);
+}
+
+int main(void)
+{
+    ps = (size_t)sysconf(_SC_PAGESIZE);
+    RUN(test_capacity_follows_commit);
+    RUN(test_concurrent_alloc_free);
+    return UNIT_DONE();
+}
