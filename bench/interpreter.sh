@@ -8,8 +8,11 @@
 # numpy loop) under `memwatch trace -q -f -o <tmp>.db` and under python3, alternating which
 # goes first from round to round, and prints for each workload the median whole-process
 # wall time of both and their ratio. The time includes starting the interpreter and, for
-# memwatch, creating and closing the trace file. Wall time comes from bash's
-# EPOCHREALTIME, so nothing but bash, the two programs and awk is needed.
+# memwatch, creating and closing the trace file: the first row, an empty program
+# (`-c pass`), shows that fixed cost alone; the "workloads" row sums the workloads' medians.
+# Wall time comes from bash's EPOCHREALTIME and CPU time (user + system, of the whole
+# process tree) from bash's `times`, so nothing but bash, the two programs and awk is
+# needed. On a busy machine the CPU times are the steadier figures.
 #
 # Defaults: 7 rounds, memwatch from ./build/memwatch (or $MEMWATCH), python from
 # /usr/bin/python3 (or $MEMWATCH_PYTHON): the interpreter memwatch runs scripts in.
@@ -41,8 +44,9 @@ if (($#)); then workloads=("$@"); else workloads=("$here"/workloads/*.py); fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# seconds COMMAND...: runs COMMAND with its output discarded; prints its wall time.
-seconds() {
+# measure COMMAND...: runs COMMAND with its output discarded; prints "WALL CPU" in seconds.
+# Runs in a subshell ($(...)), so `times` there counts only COMMAND's process tree.
+measure() {
     local start=$EPOCHREALTIME
     "$@" >/dev/null 2>"$tmp/stderr" || {
         echo "bench: '$*' failed:" >&2
@@ -50,46 +54,72 @@ seconds() {
         exit 1
     }
     local end=$EPOCHREALTIME
-    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.4f\n", e - s }'
+    # The second line of `times`: the children's user and system time, as 0m0.123s.
+    # (Not in a pipe: a pipe's subshell has no children of its own.)
+    times >"$tmp/times"
+    sed -n 2p "$tmp/times" | awk -v s="$start" -v e="$end" '{
+        cpu = 0
+        for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); cpu += t[1] * 60 + t[2] }
+        printf "%.4f %.4f\n", e - s, cpu }'
 }
 
+# median FIELD: the median of field FIELD of the lines on stdin.
 median() {
-    sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    awk -v f="$1" '{ print $f }' | sort -g |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo "memwatch: $memwatch ($("$memwatch" --version))"
 echo "python:   $python ($("$python" --version 2>&1))"
-echo "rounds:   $rounds, alternating; whole-process wall time, median"
+echo "rounds:   $rounds, alternating which runs first; medians of whole-process times"
 echo
 
+# program_args ENTRY: the interpreter arguments of one entry ("empty" is `-c pass`).
+program_args() {
+    if [[ $1 == empty ]]; then args=(-c pass); else args=("$1"); fi
+}
+entries=(empty "${workloads[@]}")
+
 # Warm-up: page cache, numpy's import, the trace file's directory.
-for w in "${workloads[@]}"; do
-    seconds "$python" "$w" >/dev/null
-    seconds "$memwatch" trace -q -f -o "$tmp/t.db" "$w" >/dev/null
+for e in "${entries[@]}"; do
+    program_args "$e"
+    measure "$python" "${args[@]}" >/dev/null
+    measure "$memwatch" trace -q -f -o "$tmp/t.db" "${args[@]}" >/dev/null
 done
 
 declare -A py_times mw_times
 for ((r = 1; r <= rounds; r++)); do
-    for w in "${workloads[@]}"; do
-        name=$(basename "$w" .py)
+    for e in "${entries[@]}"; do
+        program_args "$e"
         if ((r % 2)); then
-            py_times[$name]+="$(seconds "$python" "$w") "
-            mw_times[$name]+="$(seconds "$memwatch" trace -q -f -o "$tmp/t.db" "$w") "
+            py_times[$e]+="$(measure "$python" "${args[@]}")"$'\n'
+            mw_times[$e]+="$(measure "$memwatch" trace -q -f -o "$tmp/t.db" "${args[@]}")"$'\n'
         else
-            mw_times[$name]+="$(seconds "$memwatch" trace -q -f -o "$tmp/t.db" "$w") "
-            py_times[$name]+="$(seconds "$python" "$w") "
+            mw_times[$e]+="$(measure "$memwatch" trace -q -f -o "$tmp/t.db" "${args[@]}")"$'\n'
+            py_times[$e]+="$(measure "$python" "${args[@]}")"$'\n'
         fi
     done
 done
 
-printf '%-14s %10s %10s %8s\n' workload python3 memwatch ratio
-total_py=0 total_mw=0
-for w in "${workloads[@]}"; do
-    name=$(basename "$w" .py)
-    py=$(tr ' ' '\n' <<<"${py_times[$name]}" | grep . | median)
-    mw=$(tr ' ' '\n' <<<"${mw_times[$name]}" | grep . | median)
-    awk -v n="$name" -v p="$py" -v m="$mw" 'BEGIN { printf "%-14s %9.3fs %9.3fs %8.3f\n", n, p, m, m / p }'
-    total_py=$(awk -v a="$total_py" -v b="$py" 'BEGIN { print a + b }')
-    total_mw=$(awk -v a="$total_mw" -v b="$mw" 'BEGIN { print a + b }')
+printf '%-16s %27s   %27s\n' "" "wall time" "CPU time (user+sys)"
+printf '%-16s %9s %9s %7s   %9s %9s %7s\n' workload python3 memwatch ratio python3 memwatch ratio
+row() {
+    awk -v n="$1" -v pw="$2" -v mw="$3" -v pc="$4" -v mc="$5" 'BEGIN {
+        printf "%-16s %8.3fs %8.3fs %7.3f   %8.3fs %8.3fs %7.3f\n", n, pw, mw, mw / pw, pc, mc, mc / pc }'
+}
+sum_pw=0 sum_mw=0 sum_pc=0 sum_mc=0
+add() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
+for e in "${entries[@]}"; do
+    pw=$(printf '%s' "${py_times[$e]}" | median 1)
+    mw=$(printf '%s' "${mw_times[$e]}" | median 1)
+    pc=$(printf '%s' "${py_times[$e]}" | median 2)
+    mc=$(printf '%s' "${mw_times[$e]}" | median 2)
+    if [[ $e == empty ]]; then
+        row "empty (-c pass)" "$pw" "$mw" "$pc" "$mc"
+        continue
+    fi
+    row "$(basename "$e" .py)" "$pw" "$mw" "$pc" "$mc"
+    sum_pw=$(add "$sum_pw" "$pw") sum_mw=$(add "$sum_mw" "$mw")
+    sum_pc=$(add "$sum_pc" "$pc") sum_mc=$(add "$sum_mc" "$mc")
 done
-awk -v p="$total_py" -v m="$total_mw" 'BEGIN { printf "%-14s %9.3fs %9.3fs %8.3f\n", "all", p, m, m / p }'
+row "workloads" "$sum_pw" "$sum_mw" "$sum_pc" "$sum_mc"

@@ -1,7 +1,7 @@
 # Dict and string work: hashing, formatting, splitting, joining (bench/interpreter.sh).
 counts = {}
 words = []
-for i in range(500_000):
+for i in range(900_000):
     key = f"key-{i % 5000}-{i % 7}"
     counts[key] = counts.get(key, 0) + 1
     if i % 3 == 0:

@@ -15,4 +15,4 @@ def ackermann(m, n):
 
 
 sys.setrecursionlimit(10000)
-print(fib(31), ackermann(2, 500))
+print(fib(32), ackermann(2, 500))

@@ -9,7 +9,9 @@
  * - Fault on FAULTING/DIRTY: another thread got there first; return and let the write
  *   run again (it succeeds once that handler has unprotected the page).
  * - Fault on CHECKING: the checker has re-protected the page and is comparing it; wait
- *   (sched_yield) until it is CLEAN, then handle it as a first write. So the checker
+ *   until it is CLEAN (sleeping on a futex on the state word, after setting
+ *   MW_PAGE_WAITERS so the checker wakes us; spinning writers would steal the CPU the
+ *   checker needs), then handle it as a first write. So the checker
  *   always compares a page no one can modify, and a write racing with a check is in this
  *   check or the next one, never lost.
  * - Fault on REMOVED, or on a page the index no longer knows: the page is being (or was
@@ -19,10 +21,11 @@
  *   with one exchange. A page is on the list at most once (only CLEAN->FAULTING pushes).
  *
  * Async-signal-safety: claim() and what it calls use only atomics, memcpy, mprotect,
- * sched_yield, clock_gettime and gettid (direct system calls), and the writer hook, which
+ * futex, sched_yield, clock_gettime and gettid (direct system calls), and the writer hook, which
  * must be async-signal-safe itself. No locks, no allocation. errno is saved and restored
  * by the caller (signal_chain.c). */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -30,6 +33,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
+#include <linux/futex.h>
 #include <unistd.h>
 
 #include "detector.h"
@@ -48,6 +52,14 @@ static size_t hot_bytes;
 
 /* The address this thread last let re-execute without owning it (see DESIGN). */
 static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
+/* This thread's kernel id, saved by its first fault (a system call less per fault);
+ * reset in a forked child, where the thread has a new id. */
+static __thread pid_t cached_tid __attribute__((tls_model("initial-exec")));
+
+static void forget_tid_in_child(void)
+{
+    cached_tid = 0;
+}
 
 static int mprotect_available(void)
 {
@@ -102,7 +114,9 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext)
         memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
         struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
         memset(&m->writer, 0, sizeof(m->writer));
-        m->writer.tid = (pid_t)syscall(SYS_gettid);
+        if (!cached_tid)
+            cached_tid = (pid_t)syscall(SYS_gettid);
+        m->writer.tid = cached_tid;
         m->writer.fault_ip = fault_ip(ucontext);
         m->fault_ns = now_ns();
         m->acct = MW_ACCT_OF(ap);
@@ -160,9 +174,27 @@ static int mprotect_claim(int sig, siginfo_t *info, void *ucontext)
             result = take_page(e, page, ucontext) == 0 ? 1 : -1;
             break;
         }
-        if (s == MW_PAGE_CHECKING) {
-            sched_yield();
+        if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {
+            if (!(s & MW_PAGE_WAITERS) &&
+                !atomic_compare_exchange_strong_explicit(&e->state, &s, s | MW_PAGE_WAITERS,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;
+            /* Sleeps while the state is still CHECKING|WAITERS; the timeout only bounds
+             * the wait should a wake ever be missed. */
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            syscall(SYS_futex, &e->state, FUTEX_WAIT_PRIVATE,
+                    MW_PAGE_CHECKING | MW_PAGE_WAITERS, &ts, NULL, 0);
             continue;
+        }
+        if (s == MW_PAGE_REMOVED && e->addr == page) {
+            /* Being unwatched: its protection is about to be lifted anyway. Lift it now,
+             * because the thread unwatching it may be the one writing (its own allocator
+             * memory can share the page) and would otherwise wait for itself. */
+            uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+            mprotect((void *)page, env.page_size, MW_PROT_OF(ap));
+            result = 1;
+            break;
         }
         if (s == MW_PAGE_FAULTING || s == MW_PAGE_REMOVED) {
             sched_yield();
@@ -194,6 +226,7 @@ static int mprotect_claim(int sig, siginfo_t *info, void *ucontext)
 static int mprotect_init(const struct mw_detector_env *e)
 {
     if (!hot) {
+        pthread_atfork(NULL, NULL, forget_tid_in_child);
         hot_bytes = e->page_size;
         void *m = mmap(NULL, hot_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                        -1, 0);

@@ -2,7 +2,6 @@
  * mw_region_index_lookup/enter/leave are async-signal-safe: atomics and plain reads of
  * memory that stays mapped until reclamation proves no handler can read it. */
 #include <errno.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,7 +34,7 @@ struct mw_region_index {
     struct table *retired;       /* replaced tables, unmapped at reclamation */
     struct mw_page *limbo;       /* removed entries, linked through ->next */
     struct mw_page *free_list;   /* reusable entries, linked through ->next */
-    void **slabs;                /* malloc'd array of slab addresses */
+    void **slabs;                /* slab addresses, in a mapping of our own */
     size_t nslabs, slabs_cap;
 };
 
@@ -103,7 +102,8 @@ void mw_region_index_destroy(struct mw_region_index *idx)
     }
     for (size_t i = 0; i < idx->nslabs; i++)
         munmap(idx->slabs[i], SLAB_BYTES);
-    free(idx->slabs);
+    if (idx->slabs)
+        munmap(idx->slabs, idx->slabs_cap * sizeof(void *));
     munmap(idx, idx->self_bytes);
 }
 
@@ -142,9 +142,13 @@ struct mw_page *mw_region_index_lookup(const struct mw_region_index *idx, uintpt
 static int add_slab(struct mw_region_index *idx)
 {
     if (idx->nslabs == idx->slabs_cap) {
-        size_t ncap = idx->slabs_cap ? idx->slabs_cap * 2 : 16;
-        void **n = realloc(idx->slabs, ncap * sizeof(*n));
-        if (!n)
+        size_t ncap = idx->slabs_cap ? idx->slabs_cap * 2 : idx->page_size / sizeof(void *);
+        void **n = idx->slabs
+            ? mremap(idx->slabs, idx->slabs_cap * sizeof(void *), ncap * sizeof(void *),
+                     MREMAP_MAYMOVE)
+            : mmap(NULL, ncap * sizeof(void *), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (n == MAP_FAILED)
             return -ENOMEM;
         idx->slabs = n;
         idx->slabs_cap = ncap;
@@ -325,6 +329,8 @@ int mw_region_index_overlaps(const struct mw_region_index *idx, uintptr_t addr, 
     for (size_t i = 0; i < idx->nslabs; i++)
         if (overlaps(addr, len, idx->slabs[i], SLAB_BYTES))
             return 1;
+    if (idx->slabs && overlaps(addr, len, idx->slabs, idx->slabs_cap * sizeof(void *)))
+        return 1;
     return 0;
 }
 

@@ -44,6 +44,11 @@ enum mw_page_state {
     MW_PAGE_REMOVED,
 };
 
+/* Or'ed into CHECKING by a fault handler that sleeps (futex) until the checker is done
+ * with the page; the checker leaves CHECKING with an exchange and wakes the sleepers. */
+#define MW_PAGE_WAITERS 0x100u
+#define MW_PAGE_STATE(s) ((s) & 0xffu)
+
 /* acct_prot packs the index of the account charged for this page's copies (upper 24
  * bits) and the page's original protection (lower 8 bits), so a handler reads both in
  * one atomic load. */

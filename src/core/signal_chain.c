@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "signal_chain.h"
@@ -233,13 +234,20 @@ static pthread_once_t altstack_once = PTHREAD_ONCE_INIT;
 static __thread int altstack_done __attribute__((tls_model("initial-exec")));
 static size_t altstack_size;
 
+/* The kernel's sigaltstack: a raw system call, since the injected library may define
+ * sigaltstack itself. The kernel's stack_t is glibc's on Linux. */
+static int real_sigaltstack(const stack_t *ss, stack_t *old)
+{
+    return (int)syscall(SYS_sigaltstack, ss, old);
+}
+
 static void altstack_free(void *mem)
 {
     stack_t ss, cur;
     memset(&ss, 0, sizeof(ss));
     ss.ss_flags = SS_DISABLE;
-    if (sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem)
-        sigaltstack(&ss, NULL);
+    if (real_sigaltstack(NULL, &cur) == 0 && cur.ss_sp == mem)
+        real_sigaltstack(&ss, NULL);
     munmap(mem, altstack_size);
 }
 
@@ -255,7 +263,7 @@ int mw_signal_altstack_ensure(void)
     if (altstack_done)
         return 0;
     stack_t cur;
-    if (sigaltstack(NULL, &cur) != 0)
+    if (real_sigaltstack(NULL, &cur) != 0)
         return -errno;
     altstack_done = 1;
     if (!(cur.ss_flags & SS_DISABLE))
@@ -269,11 +277,50 @@ int mw_signal_altstack_ensure(void)
     memset(&ss, 0, sizeof(ss));
     ss.ss_sp = mem;
     ss.ss_size = size;
-    if (sigaltstack(&ss, NULL) != 0) {
+    if (real_sigaltstack(&ss, NULL) != 0) {
         int e = errno;
         munmap(mem, size);
         return -e;
     }
     pthread_setspecific(altstack_key, mem);
+    return 0;
+}
+
+/* The stack the program believes it installed (see mw_signal_chain_sigaltstack). */
+static __thread stack_t virtual_stack __attribute__((tls_model("initial-exec")));
+static __thread int has_virtual_stack __attribute__((tls_model("initial-exec")));
+
+int mw_signal_chain_sigaltstack(const stack_t *ss, stack_t *old)
+{
+    stack_t real;
+    if (real_sigaltstack(NULL, &real) != 0)
+        return -1;
+    if (ss && !(ss->ss_flags & SS_DISABLE) && ss->ss_size < (size_t)MINSIGSTKSZ) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (ss && (real.ss_flags & SS_ONSTACK)) {
+        errno = EPERM;         /* changing it while running on it, as the kernel says */
+        return -1;
+    }
+    if (old) {
+        if (has_virtual_stack) {
+            *old = virtual_stack;
+            old->ss_flags = real.ss_flags & SS_ONSTACK;
+        } else {
+            memset(old, 0, sizeof(*old));
+            old->ss_flags = SS_DISABLE;
+        }
+    }
+    if (ss) {
+        if (ss->ss_flags & SS_DISABLE) {
+            has_virtual_stack = 0;
+        } else {
+            virtual_stack = *ss;
+            has_virtual_stack = 1;
+            if (mw_signal_altstack_ensure() != 0)
+                return real_sigaltstack(ss, NULL);   /* no stack of ours: use theirs */
+        }
+    }
     return 0;
 }

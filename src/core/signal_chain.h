@@ -18,6 +18,7 @@
  * - mw_signal_chain_ensure_first() re-installs memwatch's handler if something replaced
  *   it behind the interposer's back (a raw rt_sigaction syscall, a library resolving
  *   libc's sigaction directly), chaining the intruder.
+ * - Alternate stacks: see mw_signal_chain_sigaltstack.
  * Everything that runs in the handler is async-signal-safe. */
 #ifndef MW_SIGNAL_CHAIN_H
 #define MW_SIGNAL_CHAIN_H
@@ -49,5 +50,13 @@ void mw_signal_chain_resolve(void);
 /* Gives the calling thread an alternate signal stack if it has none (once per thread;
  * freed at thread exit). 0 or -errno. */
 int mw_signal_altstack_ensure(void);
+
+/* For the interposed sigaltstack(): a program's alternate stack is often heap memory
+ * (faulthandler allocates it with PyMem_Malloc) and may share pages with watched
+ * objects; the kernel cannot deliver a signal onto a protected stack page. So the
+ * program's stack is only recorded (and reported back by later calls), and the thread
+ * gets an mmap'd stack of memwatch's own instead. Same contract as sigaltstack(2):
+ * 0, or -1 with errno. Not for use in a signal handler (it may allocate). */
+int mw_signal_chain_sigaltstack(const stack_t *ss, stack_t *old);
 
 #endif

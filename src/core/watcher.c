@@ -32,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -449,7 +452,7 @@ int mw_engine_owns_address(const void *addr)
     struct mw_page *e = mw_region_index_lookup(idx, page);
     uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_acquire) : MW_PAGE_UNTRACKED;
     mw_region_index_leave(idx);
-    return s <= MW_PAGE_CHECKING;
+    return MW_PAGE_STATE(s) <= MW_PAGE_CHECKING;
 }
 
 /* Async-signal-safe. */
@@ -907,6 +910,14 @@ static int emit_range(size_t off, size_t len, void *ctx)
     return add_rec(ctx, off, len, 1);
 }
 
+/* Ends CHECKING and wakes the writers sleeping on the page (see detect_mprotect.c). */
+static void leave_checking(struct mw_page *e, uint32_t to)
+{
+    uint32_t was = atomic_exchange_explicit(&e->state, to, memory_order_acq_rel);
+    if (was & MW_PAGE_WAITERS)
+        syscall(SYS_futex, &e->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 /* Compares one CHECKING page (already re-armed unless rearmed == 0) and makes it CLEAN.
  * Writes only to scratch, the pool and the entry (see DESIGN). */
 static void check_page(struct mw_page *e, int rearmed)
@@ -951,7 +962,7 @@ static void check_page(struct mw_page *e, int rearmed)
             mw_page_pool_free(engine.pool, slot);
             mw_acct_uncharge(a, engine.copy_cost);
         }
-        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        leave_checking(e, MW_PAGE_CLEAN);
         return;
     }
     /* The page could not be re-protected: it stays writable and dirty, with its current
@@ -974,7 +985,7 @@ static void check_page(struct mw_page *e, int rearmed)
     }
     if (slot != MW_SLOT_NONE)
         memcpy(mw_page_pool_data(engine.pool, slot), page, ps);
-    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    leave_checking(e, MW_PAGE_DIRTY);
     engine.det->requeue(e);
 }
 
@@ -1306,7 +1317,7 @@ void mw_engine_unprotect_all(void)
 static void unprotect_in_child(struct mw_page *e, void *ctx)
 {
     (void)ctx;
-    uint32_t s = atomic_load(&e->state);
+    uint32_t s = MW_PAGE_STATE(atomic_load(&e->state));
     if (s == MW_PAGE_CLEAN || s == MW_PAGE_FAULTING || s == MW_PAGE_CHECKING)
         mprotect((void *)e->addr, engine.page_size, MW_PROT_OF(atomic_load(&e->acct_prot)));
 }

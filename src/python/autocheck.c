@@ -25,6 +25,12 @@
 #include "module.h"
 
 #define POLL_MS 20
+/* In line mode the poller waits for writes to settle (no new fault for a poll period), so a
+ * long write in progress (a numpy op on a large array, with the GIL released) is not split
+ * into two changes; a writer that never pauses is still checked this often. */
+#define MAX_UNSETTLED_MS 1000
+
+static uint64_t fault_count;             /* atomic: faults seen by the writer hook */
 
 static int check_signal;                 /* Python-level signal used in line mode */
 static pthread_t poller;
@@ -37,6 +43,7 @@ static pthread_cond_t poller_wake = PTHREAD_COND_INITIALIZER;
 static void on_fault(struct mw_writer *out, void *ctx)
 {
     (void)ctx;
+    __atomic_add_fetch(&fault_count, 1, __ATOMIC_RELAXED);
     mw_location_capture(out);
     if (check_signal)
         PyErr_SetInterruptEx(check_signal);
@@ -53,7 +60,7 @@ static PyObject *autocheck_handler(PyObject *self, PyObject *args)
     (void)self;
     (void)args;
     /* A check that fails must not raise into whatever line the script is on. */
-    if (mw_check_all() < 0)
+    if (mw_check_all_ex(1) < 0)
         PyErr_WriteUnraisable(NULL);
     Py_RETURN_NONE;
 }
@@ -63,7 +70,20 @@ static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARG
 static void *poll_loop(void *arg)
 {
     (void)arg;
+    /* Created with every signal blocked; the synchronous ones must not be: this thread's
+     * checks write to memory that may share a page with watched data, and a blocked
+     * SIGSEGV would kill the process instead of reaching memwatch's handler. */
+    sigset_t sync;
+    sigemptyset(&sync);
+    sigaddset(&sync, SIGSEGV);
+    sigaddset(&sync, SIGBUS);
+    sigaddset(&sync, SIGFPE);
+    sigaddset(&sync, SIGILL);
+    sigaddset(&sync, SIGTRAP);
+    pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
     unsigned period_ms = mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms : POLL_MS;
+    uint64_t seen_faults = 0;
+    unsigned unsettled_ms = 0;
     pthread_mutex_lock(&poller_lock);
     while (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE)) {
         struct timespec deadline;
@@ -77,11 +97,21 @@ static void *poll_loop(void *arg)
         pthread_cond_timedwait(&poller_wake, &poller_lock, &deadline);
         if (__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE))
             break;
-        if (!mw_engine_has_dirty() || _Py_IsFinalizing())
+        if (!mw_engine_has_dirty() || _Py_IsFinalizing()) {
+            unsettled_ms = 0;
             continue;
+        }
+        uint64_t faults = __atomic_load_n(&fault_count, __ATOMIC_RELAXED);
+        if (mw_run.check_mode == MW_CHECK_LINE && faults != seen_faults &&
+            unsettled_ms < MAX_UNSETTLED_MS) {
+            seen_faults = faults;
+            unsettled_ms += period_ms;
+            continue;
+        }
+        unsettled_ms = 0;
         pthread_mutex_unlock(&poller_lock);
         PyGILState_STATE gil = PyGILState_Ensure();
-        if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && mw_check_all() < 0)
+        if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && mw_check_all_ex(1) < 0)
             PyErr_WriteUnraisable(NULL);
         PyGILState_Release(gil);
         pthread_mutex_lock(&poller_lock);

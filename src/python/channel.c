@@ -1,24 +1,91 @@
+/* DESIGN: records are encoded by whichever thread runs a check (with the GIL held) into the
+ * current buffer; flushing hands the buffer to a sender thread through a FIFO queue, and
+ * the sender writes it to the pipe with no lock held. So the traced program never blocks
+ * on the pipe (or on the disk behind it) while it holds the GIL, and records reach the
+ * pipe in the order they were encoded. The queue is bounded (QUEUE_LIMIT bytes): a thread
+ * that flushes into a full queue waits, with the GIL released, until the sender catches up
+ * (memwatch-trace(1): "when the trace falls behind"). Nothing is ever dropped, except when
+ * the reading end is gone (memwatch trace itself was killed); then records are discarded.
+ *
+ * Locks: `lock` protects every static below. It is never held while taking the GIL nor
+ * during write(). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
 
-/* Flushing earlier than at each check keeps the buffer small when one check finds a lot. */
+/* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
+/* How much may wait for the pipe before encoders wait. */
+#define QUEUE_LIMIT ((size_t)64 << 20)
+
+struct chunk {
+    struct mw_rec_buf buf;
+    struct chunk *next;
+};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static int channel_fd = -1;               /* protected by lock */
-static struct mw_rec_buf buffer;          /* protected by lock */
+static pthread_cond_t work_ready = PTHREAD_COND_INITIALIZER;   /* queue became non-empty */
+static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;    /* the sender wrote a chunk */
+static int channel_fd = -1;
+static int broken;                      /* the reader is gone: discard */
+static struct mw_rec_buf current;       /* being encoded */
+static struct chunk *queue_head, *queue_tail;
+static size_t queued_bytes;
+static int sending;                     /* the sender is writing a chunk it took */
+static pthread_t sender;
+static int sender_running, sender_stop;
 static int64_t start_ns;
-static uint64_t last_object_id, last_seq; /* atomics */
+static uint64_t last_object_id, last_seq;   /* atomics */
 
 static int64_t monotonic_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void *send_loop(void *arg)
+{
+    (void)arg;
+    /* Started with every signal blocked; faults must still reach memwatch's handler. */
+    sigset_t sync;
+    sigemptyset(&sync);
+    sigaddset(&sync, SIGSEGV);
+    sigaddset(&sync, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        while (!queue_head && !sender_stop)
+            pthread_cond_wait(&work_ready, &lock);
+        if (!queue_head)
+            break;
+        struct chunk *c = queue_head;
+        queue_head = c->next;
+        if (!queue_head)
+            queue_tail = NULL;
+        sending = 1;
+        int fd = broken ? -1 : channel_fd;
+        pthread_mutex_unlock(&lock);
+        int status = fd >= 0 ? mw_rec_buf_flush(&c->buf, fd) : 0;
+        pthread_mutex_lock(&lock);
+        if (status < 0)
+            broken = 1;
+        queued_bytes -= c->buf.cap;
+        sending = 0;
+        mw_rec_buf_free(&c->buf);
+        free(c);
+        pthread_cond_broadcast(&work_done);
+    }
+    pthread_mutex_unlock(&lock);
+    return NULL;
 }
 
 int mw_channel_open(int fd, int64_t start_monotonic_ns)
@@ -33,7 +100,7 @@ int mw_channel_open(int fd, int64_t start_monotonic_ns)
 int mw_channel_is_open(void)
 {
     pthread_mutex_lock(&lock);
-    int open = channel_fd >= 0;
+    int open = channel_fd >= 0 && !broken;
     pthread_mutex_unlock(&lock);
     return open;
 }
@@ -54,72 +121,169 @@ uint64_t mw_channel_next_seq(void)
     return __atomic_add_fetch(&last_seq, 1, __ATOMIC_RELAXED);
 }
 
-static int flush_locked(void)
+static int start_sender_locked(void)
 {
-    if (channel_fd < 0 || buffer.len == 0) {
-        buffer.len = 0;
+    if (sender_running)
         return 0;
-    }
-    int status = mw_rec_buf_flush(&buffer, channel_fd);
-    if (status < 0) {
-        /* The reader is gone (memwatch trace was killed): stop sending, keep running. */
-        buffer.len = 0;
-        channel_fd = -1;
-    }
-    return status;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(&sender, NULL, send_loop, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err)
+        return -err;
+    sender_running = 1;
+    sender_stop = 0;
+    return 0;
 }
 
-#define ENCODE(call)                                         \
-    do {                                                     \
-        pthread_mutex_lock(&lock);                           \
-        int status_ = 0;                                     \
-        if (channel_fd >= 0) {                               \
-            status_ = (call);                                \
-            if (status_ == 0 && buffer.len >= FLUSH_THRESHOLD) \
-                status_ = flush_locked();                    \
-        }                                                    \
-        pthread_mutex_unlock(&lock);                         \
-        return status_;                                      \
+static int queue_has_room(void) { return queued_bytes <= QUEUE_LIMIT || broken; }
+static int queue_is_empty(void) { return (!queue_head && !sending) || broken; }
+
+/* Waits with `lock` held until ready() says so; releases the GIL meanwhile if this thread
+ * holds it, and takes it back only after letting go of `lock` (see the lock order above).
+ * The predicate is tested under `lock` before every wait, so no wake-up is missed. */
+static void wait_until(int (*ready)(void))
+{
+    if (ready())
+        return;
+    if (Py_IsInitialized() && PyGILState_Check()) {
+        pthread_mutex_unlock(&lock);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&lock);
+        while (!ready())
+            pthread_cond_wait(&work_done, &lock);
+        pthread_mutex_unlock(&lock);
+        Py_END_ALLOW_THREADS
+        pthread_mutex_lock(&lock);
+    } else {
+        while (!ready())
+            pthread_cond_wait(&work_done, &lock);
+    }
+}
+
+/* Moves the current buffer to the queue; waits while the queue is over its limit. */
+static int hand_over_locked(void)
+{
+    if (channel_fd < 0 || broken) {
+        current.len = 0;
+        return 0;
+    }
+    if (current.len == 0)
+        return 0;
+    if (start_sender_locked() < 0) {
+        /* No thread: write it ourselves. */
+        int status = mw_rec_buf_flush(&current, channel_fd);
+        if (status < 0)
+            broken = 1;
+        return status;
+    }
+    struct chunk *c = malloc(sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->buf = current;
+    c->next = NULL;
+    current = (struct mw_rec_buf){0};
+    if (queue_tail)
+        queue_tail->next = c;
+    else
+        queue_head = c;
+    queue_tail = c;
+    queued_bytes += c->buf.cap;
+    pthread_cond_signal(&work_ready);
+    wait_until(queue_has_room);
+    return 0;
+}
+
+#define ENCODE(call)                                            \
+    do {                                                        \
+        pthread_mutex_lock(&lock);                              \
+        int status_ = 0;                                        \
+        if (channel_fd >= 0 && !broken) {                       \
+            status_ = (call);                                   \
+            if (status_ == 0 && current.len >= FLUSH_THRESHOLD) \
+                status_ = hand_over_locked();                   \
+        }                                                       \
+        pthread_mutex_unlock(&lock);                            \
+        return status_;                                         \
     } while (0)
 
-int mw_channel_hello(const struct mw_rec_hello *r) { ENCODE(mw_rec_encode_hello(&buffer, r)); }
-int mw_channel_object(const struct mw_rec_object *r) { ENCODE(mw_rec_encode_object(&buffer, r)); }
-int mw_channel_change(const struct mw_rec_change *r) { ENCODE(mw_rec_encode_change(&buffer, r)); }
-int mw_channel_stats(const struct mw_rec_stats *r) { ENCODE(mw_rec_encode_stats(&buffer, r)); }
+int mw_channel_hello(const struct mw_rec_hello *r) { ENCODE(mw_rec_encode_hello(&current, r)); }
+int mw_channel_object(const struct mw_rec_object *r) { ENCODE(mw_rec_encode_object(&current, r)); }
+int mw_channel_change(const struct mw_rec_change *r) { ENCODE(mw_rec_encode_change(&current, r)); }
+int mw_channel_stats(const struct mw_rec_stats *r) { ENCODE(mw_rec_encode_stats(&current, r)); }
 
 int mw_channel_unwatch(uint64_t object_id)
 {
     struct mw_rec_unwatch r = {.id = object_id, .time_ns = mw_channel_now_ns()};
-    ENCODE(mw_rec_encode_unwatch(&buffer, &r));
+    ENCODE(mw_rec_encode_unwatch(&current, &r));
 }
 
 int mw_channel_flush(void)
 {
     pthread_mutex_lock(&lock);
-    int status = flush_locked();
+    int status = hand_over_locked();
+    pthread_mutex_unlock(&lock);
+    return status;
+}
+
+int mw_channel_write_now(void)
+{
+    pthread_mutex_lock(&lock);
+    int status = 0;
+    if (channel_fd >= 0 && !broken && current.len) {
+        status = mw_rec_buf_flush(&current, channel_fd);
+        if (status < 0)
+            broken = 1;
+    }
+    current.len = 0;
+    pthread_mutex_unlock(&lock);
+    return status;
+}
+
+int mw_channel_drain(void)
+{
+    pthread_mutex_lock(&lock);
+    int status = hand_over_locked();
+    wait_until(queue_is_empty);
     pthread_mutex_unlock(&lock);
     return status;
 }
 
 void mw_channel_detach(void)
 {
-    /* Called in a forked child, where only this thread exists and the lock may have been
-     * held by a thread that is gone: reset it rather than take it. */
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    lock = fresh;
+    /* In a forked child only this thread exists (no sender), and the lock may have been
+     * held by a thread that is gone: start over rather than take it. */
+    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_ready = PTHREAD_COND_INITIALIZER, fresh_done = PTHREAD_COND_INITIALIZER;
+    lock = fresh_lock;
+    work_ready = fresh_ready;
+    work_done = fresh_done;
     if (channel_fd >= 0)
         close(channel_fd);
     channel_fd = -1;
-    buffer.len = 0;
+    current.len = 0;
+    queue_head = queue_tail = NULL;   /* the parent's to send; leaked in the child */
+    queued_bytes = 0;
+    sending = 0;
+    sender_running = 0;
 }
 
 void mw_channel_close(void)
 {
+    mw_channel_drain();
     pthread_mutex_lock(&lock);
-    flush_locked();
+    int joined = sender_running;
+    sender_stop = 1;
+    pthread_cond_signal(&work_ready);
+    pthread_mutex_unlock(&lock);
+    if (joined)
+        pthread_join(sender, NULL);
+    pthread_mutex_lock(&lock);
+    sender_running = 0;
     if (channel_fd >= 0)
         close(channel_fd);
     channel_fd = -1;
-    mw_rec_buf_free(&buffer);
+    mw_rec_buf_free(&current);
     pthread_mutex_unlock(&lock);
 }

@@ -18,11 +18,15 @@ int mw_channel_object(const struct mw_rec_object *r);
 int mw_channel_unwatch(uint64_t object_id);
 int mw_channel_change(const struct mw_rec_change *r);
 int mw_channel_stats(const struct mw_rec_stats *r);
-/* Writes what is buffered to the pipe (blocks only while the pipe is full). */
+/* Hands what is buffered to the sender thread (waits only while its queue is full). */
 int mw_channel_flush(void);
+/* Waits until everything encoded so far is in the pipe. */
+int mw_channel_drain(void);
+/* Writes what is buffered from this thread, now (before the interpreter starts). */
+int mw_channel_write_now(void);
 /* In a forked child: forget the pipe without writing to it. */
 void mw_channel_detach(void);
-/* Flush and close (end of run). */
+/* Drain, stop the sender and close (end of run). */
 void mw_channel_close(void);
 
 #endif

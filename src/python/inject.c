@@ -46,7 +46,7 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         Py_XDECREF(r);
         Py_XDECREF(module);
         PyErr_Clear();
-        mw_channel_flush();
+        mw_channel_drain();
     }
     for (;;)
         syscall(SYS_exit_group, status);
@@ -84,6 +84,14 @@ static void restore_environment(void)
         unsetenv(ours[i]);
 }
 
+/* Every exit path that runs atexit functions (including Py_Exit from inside Py_RunMain)
+ * sends what is still queued before the process ends. */
+static void drain_at_exit(void)
+{
+    if (getpid() == traced_pid)
+        mw_channel_close();
+}
+
 __attribute__((constructor)) static void mw_inject_start(void)
 {
     const char *fd_text = getenv("MEMWATCH_TRACE_FD");
@@ -109,6 +117,7 @@ __attribute__((constructor)) static void mw_inject_start(void)
             .page_size = sysconf(_SC_PAGESIZE),
         };
         mw_channel_hello(&hello);
-        mw_channel_flush();
+        mw_channel_write_now();
+        atexit(drain_at_exit);
     }
 }

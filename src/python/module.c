@@ -93,7 +93,7 @@ static PyObject *call_default(const char *method, PyObject *args)
     PyObject *fn = PyObject_GetAttrString(w, method);
     if (!fn)
         return NULL;
-    PyObject *result = PyObject_Call(fn, args, NULL);
+    PyObject *result = args ? PyObject_Call(fn, args, NULL) : PyObject_CallNoArgs(fn);
     Py_DECREF(fn);
     return result;
 }
@@ -138,7 +138,7 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     mw_finish_all();
     Py_CLEAR(default_watcher);
     mw_engine_unprotect_all();
-    mw_channel_flush();
+    mw_channel_drain();
     Py_RETURN_NONE;
 }
 

@@ -19,6 +19,11 @@ struct mw_watched {
     uint64_t region_id;
     uint64_t object_id;      /* the object's id in the trace */
     struct mw_buffer buf;
+    /* The span's bytes as of the last check, kept when the value must be exact (a callback
+     * that receives full values, or a strided view whose changes are re-derived in its own
+     * coordinates): values are then built from what the checks saw, never from memory that
+     * other threads may be writing at that moment. NULL when not kept. */
+    unsigned char *shadow;
     int refs;
     int live;                /* still registered with the engine */
     struct mw_watched *next; /* in the owner's list */
@@ -35,6 +40,7 @@ struct WatcherObject {
     struct mw_watched *watched;  /* list of live entries */
     PyObject *pending;           /* list of Change objects waiting for the callback */
     Py_ssize_t found;            /* changes found since the last check_changes() */
+    size_t shadow_bytes;         /* memory held by the shadows of this watcher's objects */
     WatcherObject *next_live;    /* in the list of live watchers (for the end of the run) */
     PyObject *weakrefs;
 };
@@ -47,6 +53,8 @@ int mw_watcher_type_ready(PyObject *module);
 /* Runs one check of every watched page; routes each change to the trace and to its
  * watcher. Needs the GIL. Returns the number of changes found or -1 with an exception. */
 Py_ssize_t mw_check_all(void);
+/* The same for automatic checks, which are skipped while another check is running. */
+Py_ssize_t mw_check_all_ex(int automatic);
 /* The end of the run: a final check, then every watch of every watcher is dropped and
  * its memory unprotected. Needs the GIL. */
 void mw_finish_all(void);

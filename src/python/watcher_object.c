@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <pthread.h>
 #include <string.h>
 #include <structmember.h>
 
@@ -25,6 +26,10 @@
 
 PyObject *mw_MemoryLimitError;
 static WatcherObject *live_watchers;   /* protected by the GIL */
+/* Engine counters of the watchers already closed, and objects watched at once at most;
+ * sent to the trace at the end of the run. Protected by the GIL. */
+static struct mw_rec_stats run_totals;
+static uint64_t objects_now;
 
 /* ---- phase 1: harvest ------------------------------------------------------------ */
 
@@ -103,6 +108,7 @@ static void watched_decref(struct mw_watched *w)
         return;
     mw_buffer_release(&w->buf);
     Py_XDECREF(w->tag);
+    free(w->shadow);
     PyMem_RawFree(w);
 }
 
@@ -132,44 +138,44 @@ static PyObject *thread_name_for(pid_t tid)
     return name;
 }
 
-/* The value's bytes in the object's own coordinates (C order), before and after the
- * change: the current memory with the harvested bytes laid over it. */
-static int build_values(const struct harvested *it, unsigned char **old_out,
-                        unsigned char **new_out, int *old_known)
+/* The span's bytes before and after the change. With a shadow they are exactly what the
+ * checks saw; without one, bytes the change did not touch come from memory as it is now. */
+static int build_spans(struct harvested *it, unsigned char **old_out, unsigned char **new_out,
+                       int *old_known)
 {
-    const struct mw_buffer *b = &it->watched->buf;
-    unsigned char *old_span = malloc(b->span ? b->span : 1);
-    unsigned char *new_span = malloc(b->span ? b->span : 1);
-    unsigned char *old_val = malloc(b->logical_size ? b->logical_size : 1);
-    unsigned char *new_val = malloc(b->logical_size ? b->logical_size : 1);
-    if (!old_span || !new_span || !old_val || !new_val) {
+    struct mw_watched *w = it->watched;
+    size_t span = w->buf.span ? w->buf.span : 1;
+    unsigned char *old_span = malloc(span), *new_span = malloc(span);
+    if (!old_span || !new_span) {
         free(old_span);
         free(new_span);
-        free(old_val);
-        free(new_val);
         return -1;
     }
-    memcpy(new_span, b->start, b->span);
+    memcpy(new_span, w->shadow ? w->shadow : w->buf.start, w->buf.span);
+    memcpy(old_span, new_span, w->buf.span);
     *old_known = 1;
     for (size_t i = 0; i < it->nranges; i++) {
         const struct harvested_range *r = &it->ranges[i];
         memcpy(new_span + r->offset, r->new_, r->length);
-    }
-    memcpy(old_span, new_span, b->span);
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct harvested_range *r = &it->ranges[i];
         if (r->old)
             memcpy(old_span + r->offset, r->old, r->length);
         else
             *old_known = 0;
     }
-    mw_buffer_gather(b, old_span, old_val);
-    mw_buffer_gather(b, new_span, new_val);
-    free(old_span);
-    free(new_span);
-    *old_out = old_val;
-    *new_out = new_val;
+    if (w->shadow)
+        memcpy(w->shadow, new_span, w->buf.span);
+    *old_out = old_span;
+    *new_out = new_span;
     return 0;
+}
+
+/* The value's bytes in the object's own coordinates (C order). */
+static unsigned char *gather_value(const struct mw_buffer *b, const unsigned char *span_bytes)
+{
+    unsigned char *value = malloc(b->logical_size ? b->logical_size : 1);
+    if (value)
+        mw_buffer_gather(b, span_bytes, value);
+    return value;
 }
 
 /* For an object whose elements are not one contiguous block (a strided numpy view), the
@@ -295,16 +301,17 @@ static int route(struct harvested *it)
 {
     struct mw_watched *w = it->watched;
     const struct mw_buffer *b = &w->buf;
-    unsigned char *old_val = NULL, *new_val = NULL;
+    unsigned char *old_span = NULL, *new_span = NULL, *old_val = NULL, *new_val = NULL;
     int old_known = 1;
     struct mw_rec_range *ranges = NULL;
     size_t nranges = 0;
     int status = -1;
     PyObject *thread_name = NULL;
 
-    if (build_values(it, &old_val, &new_val, &old_known) < 0) {
+    if (build_spans(it, &old_span, &new_span, &old_known) < 0 ||
+        !(old_val = gather_value(b, old_span)) || !(new_val = gather_value(b, new_span))) {
         PyErr_NoMemory();
-        return -1;
+        goto out;
     }
     if (b->contiguous) {
         nranges = it->nranges;
@@ -368,13 +375,85 @@ static int route(struct harvested *it)
 out:
     Py_XDECREF(thread_name);
     free(ranges);
+    free(old_span);
+    free(new_span);
     free(old_val);
     free(new_val);
     return status;
 }
 
+/* Keeps a shadow of w's bytes when its values must be exact (see struct mw_watched).
+ * Charged to the watcher's memory limit. */
+static int ensure_shadow(WatcherObject *self, struct mw_watched *w)
+{
+    int wanted = !w->buf.contiguous ||
+                 (self->capture_full_values && self->callback && self->callback != Py_None);
+    if (!wanted || w->shadow)
+        return 0;
+    struct mw_watcher_stats s;
+    mw_watcher_stats(self->core, &s);
+    if (s.memory_used_bytes + self->shadow_bytes + w->buf.span > s.memory_limit_bytes) {
+        PyErr_Format(mw_MemoryLimitError,
+                     "cannot watch '%U': keeping its value (%zu bytes) would exceed "
+                     "max_memory_mb; raise the limit or use capture_full_values=False",
+                     w->tag, w->buf.span);
+        return -1;
+    }
+    w->shadow = malloc(w->buf.span ? w->buf.span : 1);
+    if (!w->shadow) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(w->shadow, w->buf.start, w->buf.span);
+    self->shadow_bytes += w->buf.span;
+    return 0;
+}
+
+/* Routing runs Python code (thread names, Change objects), where the eval breaker may run an
+ * automatic check in the same thread, or another thread may take the GIL and check. Checks
+ * must not overlap, or newer changes would be routed before older ones:
+ *   - a check nested in the same thread finds nothing now; the pages stay dirty for the next;
+ *   - an automatic check while another thread checks is skipped for the same reason;
+ *   - an explicit check (check_changes, unwatch, the end) waits for the other thread's check
+ *     to finish, with the GIL released, so that it sees every write made before it.
+ * checking_thread is protected by the GIL; check_done signals its release. */
+static unsigned long checking_thread;
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t check_done = PTHREAD_COND_INITIALIZER;
+
+static int begin_check(int automatic)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (checking_thread == me || (checking_thread && automatic))
+        return 0;
+    while (checking_thread) {
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&check_lock);
+        pthread_cond_wait(&check_done, &check_lock);
+        pthread_mutex_unlock(&check_lock);
+        Py_END_ALLOW_THREADS
+    }
+    checking_thread = me;
+    return 1;
+}
+
+static void end_check(void)
+{
+    pthread_mutex_lock(&check_lock);
+    checking_thread = 0;
+    pthread_cond_broadcast(&check_done);
+    pthread_mutex_unlock(&check_lock);
+}
+
 Py_ssize_t mw_check_all(void)
 {
+    return mw_check_all_ex(0);
+}
+
+Py_ssize_t mw_check_all_ex(int automatic)
+{
+    if (!begin_check(automatic))
+        return 0;
     struct harvest h = {0};
     int status = mw_engine_check(collect, &h);
     Py_ssize_t found = 0;
@@ -391,6 +470,7 @@ Py_ssize_t mw_check_all(void)
     }
     free(h.items);
     mw_channel_flush();
+    end_check();
     if (failed)
         return -1;
     if (status < 0) {
@@ -548,6 +628,14 @@ static PyObject *Watcher_set_callback(WatcherObject *self, PyObject *fn)
         return NULL;
     Py_XSETREF(self->callback, Py_NewRef(fn));
     self->callback_takes_change = one;
+    if (self->core && self->watched) {
+        /* Values from here on are exact: settle what is pending, then keep shadows. */
+        if (mw_check_all() < 0)
+            return NULL;
+        for (struct mw_watched *w = self->watched; w; w = w->next)
+            if (ensure_shadow(self, w) < 0)
+                return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -614,7 +702,13 @@ static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_bu
     w->tag = Py_NewRef(tag);
     w->owner = self;
     w->refs = 1;
+    /* The engine validates the range (mapped, not ours) before the shadow reads it. */
     int status = mw_watcher_watch(self->core, w->buf.start, w->buf.span, w, &w->region_id);
+    if (status >= 0 && ensure_shadow(self, w) < 0) {
+        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
+        watched_decref(w);
+        return NULL;
+    }
     if (status < 0) {
         watched_decref(w);
         const char *t = PyUnicode_AsUTF8(tag);
@@ -626,11 +720,15 @@ static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_bu
     if (!ptr || PyDict_SetItem(self->by_tag, tag, ptr) < 0) {
         Py_XDECREF(ptr);
         mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
+        if (w->shadow)
+            self->shadow_bytes -= w->buf.span;
         watched_decref(w);
         return NULL;
     }
     Py_DECREF(ptr);
     w->live = 1;
+    if (++objects_now > run_totals.tracked_objects_peak)
+        run_totals.tracked_objects_peak = objects_now;
     w->object_id = mw_channel_next_object_id();
     w->next = self->watched;
     self->watched = w;
@@ -694,6 +792,9 @@ static void detach_entry(WatcherObject *self, struct mw_watched *w)
     w->next = NULL;
     w->live = 0;
     w->owner = NULL;
+    objects_now--;
+    if (w->shadow)
+        self->shadow_bytes -= w->buf.span;
     mw_channel_unwatch(w->object_id);
     watched_decref(w);
 }
@@ -786,7 +887,7 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
     return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
-                         "memory_used_bytes", (unsigned long long)s.memory_used_bytes,
+                         "memory_used_bytes", (unsigned long long)(s.memory_used_bytes + self->shadow_bytes),
                          "memory_limit_bytes", (unsigned long long)s.memory_limit_bytes,
                          "faults", (unsigned long long)s.faults,
                          "checks", (unsigned long long)s.checks,
@@ -813,6 +914,12 @@ static void close_watcher(WatcherObject *self, int final_check)
     mw_channel_flush();
     if (self->by_tag)
         PyDict_Clear(self->by_tag);
+    struct mw_watcher_stats st;
+    mw_watcher_stats(self->core, &st);
+    run_totals.faults += st.faults;
+    run_totals.checks += st.checks;
+    run_totals.changes += st.changes;
+    run_totals.old_unavailable += st.old_unavailable;
     mw_watcher_destroy(self->core);
     self->core = NULL;
     for (WatcherObject **p = &live_watchers; *p; p = &(*p)->next_live)
@@ -828,6 +935,7 @@ void mw_finish_all(void)
         PyErr_WriteUnraisable(NULL);
     while (live_watchers)
         close_watcher(live_watchers, 0);
+    mw_channel_stats(&run_totals);
 }
 
 static int Watcher_traverse(WatcherObject *self, visitproc visit, void *arg)

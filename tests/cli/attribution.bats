@@ -4,6 +4,7 @@
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+bats_require_minimum_version 1.5.0
 
 fixture="$MEMWATCH_SOURCE_DIR/tests/fixtures/attribution.py"
 

@@ -12,7 +12,10 @@ setup() {
     : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
     : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
     FIXTURES="$MEMWATCH_SOURCE_DIR/tests/fixtures"
-    cd "$BATS_TEST_TMPDIR"
+    # An empty directory of its own (bats keeps its files in $BATS_TEST_TMPDIR), to see
+    # what memwatch creates.
+    mkdir "$BATS_TEST_TMPDIR/cwd"
+    cd "$BATS_TEST_TMPDIR/cwd"
 }
 
 # run_memwatch [-N] ARGS...: `run` on the memwatch binary (stdout and stderr merged).
@@ -136,6 +139,17 @@ TRACE_USAGE_START="usage: memwatch trace "
         run_memwatch -0 trace -q -f -o t.db --backend "$good" "$FIXTURES/marker.py" m
     done
     [ -e m ]
+    # uffd is valid; where it is not available, memwatch says so before the script runs.
+    rm m
+    run_memwatch --separate-stderr trace -q -f -o t.db --backend uffd "$FIXTURES/marker.py" m
+    if ((status == 2)); then
+        [[ $stderr == "memwatch: backend 'uffd' is not available on this system: "* ]] ||
+            fail "got: $stderr"
+        [ ! -e m ]
+    else
+        assert_equal "$status" 0
+        [ -e m ]
+    fi
 }
 
 @test "-o FILE that exists: exit 2 'already exists' and the file is unchanged; -f overwrites it" {

@@ -12,9 +12,13 @@ import memwatch
 from memwatch import MemoryWatcher
 
 
+class RecordingWatcher(MemoryWatcher):
+    """A watcher that keeps the changes its callback is given in .changes."""
+
+
 @pytest.fixture
 def watcher():
-    w = MemoryWatcher()
+    w = RecordingWatcher()
     changes = []
     w.set_callback(lambda change: changes.append(change))
     w.changes = changes
@@ -93,23 +97,31 @@ def test_memory_limit():
 
 
 def test_old_value_unavailable_when_pool_is_exhausted():
-    # 1 MB of limit, 1 MB of pages written: some old contents cannot be kept, yet every
-    # change is still reported, marked as such.
-    w = MemoryWatcher(max_memory_mb=1)
+    # A 1 MB limit and 2 MiB of pages written at once: not every old page can be kept, yet
+    # the change is still reported, marked as such, and counted.
+    w = MemoryWatcher(max_memory_mb=1, capture_full_values=False)
     calls = []
     w.set_callback(lambda change: calls.append(change))
-    data = bytearray(700 * 1024)
+    data = bytearray(2 * 1024 * 1024)
     w.watch_object(data, "data")
-    for i in range(0, len(data), 4096):
-        data[i] = 1
+    data[:] = b"\x01" * len(data)
     assert w.check_changes() == 1
     [c] = calls
-    stats = w.get_stats()
-    assert c.new_value == bytes(data)
-    if stats["old_value_unavailable"]:
-        assert c.old_value is None
-    else:
-        assert c.old_value == bytes(len(data))
+    assert w.get_stats()["old_value_unavailable"] >= 1
+    assert c.old is None
+    olds = [old for _, old, _ in c.ranges]
+    assert None in olds
+    # Ranges whose old bytes were kept still say what they were, and every byte is reported.
+    assert all(old == bytes(len(old)) for old in olds if old is not None)
+    assert sum(len(new) for _, _, new in c.ranges) == len(data)
+    assert all(new == b"\x01" * len(new) for _, _, new in c.ranges)
+
+
+def test_full_values_count_against_the_limit():
+    w = MemoryWatcher(max_memory_mb=1)
+    w.set_callback(lambda tag, old, new: None)
+    with pytest.raises(memwatch.MemoryLimitError, match="capture_full_values=False"):
+        w.watch_object(bytearray(2 * 1024 * 1024), "big")
 
 
 def test_watch_buffer_errors(watcher):
@@ -196,11 +208,12 @@ def test_buffer_kinds(watcher):
     ints[3] = 9
     assert watcher.check_changes() == 5
     got = {c.tag: (c.offset, c.old, c.new) for c in watcher.changes}
-    assert got["array"] == (4, b"\x00" * 4, (7).to_bytes(4, "little"))
+    # Bytes, exactly: only the bytes whose value changed.
+    assert got["array"] == (4, b"\x00", b"\x07")
     assert got["memoryview"] == (0, b"\x00", b"\x01")
     assert got["mmap"] == (10, b"\x00", b"\x05")
-    assert got["struct"] == (4, (2).to_bytes(4, "little"), (3).to_bytes(4, "little"))
-    assert got["ints"] == (12, b"\x00" * 4, (9).to_bytes(4, "little"))
+    assert got["struct"] == (4, b"\x02", b"\x03")
+    assert got["ints"] == (12, b"\x00", b"\x09")
 
 
 def test_read_only_bytes_catch_corruption(watcher):
@@ -224,7 +237,7 @@ def test_numpy_strided_view_reports_only_its_elements(watcher):
     assert watcher.check_changes() == 1
     [c] = watcher.changes
     # In the view's own bytes (C order), element [1, 1] is item 5.
-    assert (c.offset, c.old, c.new) == (5 * 4, bytes(4), (7).to_bytes(4, "little"))
+    assert (c.offset, c.old, c.new) == (5 * 4, b"\x00", b"\x07")
     assert c.new_value == view.tobytes()
 
 
@@ -281,19 +294,22 @@ def test_threads_write_while_main_checks():
     w = MemoryWatcher(max_memory_mb=256)
     last = {}
     w.set_callback(lambda c: last.__setitem__(c.tag, c.new_value))
-    arrays = [np.zeros(1 << 18, dtype=np.float64) for _ in range(4)]
+    arrays = [np.zeros(1 << 14, dtype=np.float64) for _ in range(4)]   # 128 KiB each
     for i, a in enumerate(arrays):
         w.watch_object(a, f"a{i}")
     stop = time.monotonic() + 2.0
 
-    def work(a):
+    iterations = [0] * len(arrays)
+
+    def work(i, a):
         k = 0
         while time.monotonic() < stop:
             k += 1
             np.add(a, 1.0, out=a)         # releases the GIL while writing
             a[k % a.size] = k
+        iterations[i] = k
 
-    threads = [threading.Thread(target=work, args=(a,)) for a in arrays]
+    threads = [threading.Thread(target=work, args=(i, a)) for i, a in enumerate(arrays)]
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
@@ -301,5 +317,6 @@ def test_threads_write_while_main_checks():
     for t in threads:
         t.join()
     w.check_changes()
+    assert all(iterations), f"a writer made no progress: {iterations}"
     for i, a in enumerate(arrays):
         assert last[f"a{i}"] == a.tobytes(), f"a{i}: last reported value differs from content"

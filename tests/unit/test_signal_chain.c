@@ -37,6 +37,8 @@ static int is_ours(int sig)
            cur.sa_sigaction != intruder;
 }
 
+static struct sigaction before_install;
+
 static void test_later_handlers_are_chained(void)
 {
     struct sigaction sa, old;
@@ -44,7 +46,8 @@ static void test_later_handlers_are_chained(void)
     sa.sa_sigaction = intruder;
     sa.sa_flags = SA_SIGINFO;
     CHECK_EQ_INT(mw_signal_chain_sigaction(SIGSEGV, &sa, &old), 1);
-    CHECK(old.sa_handler == SIG_DFL);            /* what was there before memwatch */
+    /* What was there before memwatch (SIG_DFL, or a sanitizer's handler). */
+    CHECK(old.sa_handler == before_install.sa_handler);
     CHECK(is_ours(SIGSEGV));
     struct sigaction now;
     CHECK_EQ_INT(mw_signal_chain_sigaction(SIGSEGV, NULL, &now), 1);
@@ -52,9 +55,7 @@ static void test_later_handlers_are_chained(void)
     raise(SIGSEGV);                              /* not a fault of ours: chained */
     CHECK_EQ_INT(atomic_load(&intruder_calls), 1);
     CHECK_EQ_INT(mw_signal_chain_sigaction(SIGUSR1, &sa, NULL), 0);   /* not ours */
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = SIG_DFL;
-    mw_signal_chain_sigaction(SIGSEGV, &sa, NULL);
+    mw_signal_chain_sigaction(SIGSEGV, &before_install, NULL);
 }
 
 static void test_ensure_first_undoes_raw_replacement(void)
@@ -95,6 +96,9 @@ static void test_faulthandler_pattern_dies_by_sigsegv(void)
         close(fds[0]);
         report_fd = fds[1];
         struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;                 /* as in a plain python3 process */
+        mw_signal_chain_sigaction(SIGSEGV, &sa, NULL);
         memset(&sa, 0, sizeof(sa));
         sa.sa_sigaction = fake_faulthandler;
         sa.sa_flags = SA_SIGINFO | SA_NODEFER;
@@ -151,6 +155,8 @@ static void test_altstack_per_thread(void)
 
 int main(void)
 {
+    mw_signal_chain_resolve();
+    mw_signal_chain_real_sigaction(SIGSEGV, NULL, &before_install);
     CHECK_EQ_INT(mw_signal_chain_install(claim_nothing), 0);
     CHECK(mw_signal_chain_installed(SIGSEGV));
     CHECK(mw_signal_chain_installed(SIGBUS));
