@@ -32,11 +32,13 @@ int mw_cli_bad_option(const char *const *usage, int opt, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 extern const char *const trace_usage[];
 extern const char *const query_usage[];
 extern const char *const diff_usage[];
+extern const char *const report_usage[];
 extern const char *const help_usage[];
 
 const struct mw_command *mw_cli_find_command(const char *name);

@@ -14,6 +14,7 @@ static const char *const main_usage[] = {
     "   trace    run a Python script and record every change to the memory it watches",
     "   query    list the changes recorded in a trace",
     "   diff     show how one watched object changed, byte by byte",
+    "   report   write a self-contained HTML view of a trace",
     "   help     show the help of memwatch or of one command",
     "",
     "'memwatch help <command>' or 'memwatch <command> -h' tells more about one command.",
@@ -29,6 +30,7 @@ static const struct mw_command commands[] = {
     {"trace", cmd_trace, trace_usage, "run a script and record changes"},
     {"query", cmd_query, query_usage, "list recorded changes"},
     {"diff", cmd_diff, diff_usage, "show one object's history"},
+    {"report", cmd_report, report_usage, "write an HTML view of a trace"},
     {"help", cmd_help, help_usage, "show help"},
     {NULL, NULL, NULL, NULL},
 };
