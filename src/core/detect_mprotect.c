@@ -17,6 +17,16 @@
  * - Fault on REMOVED, or on a page the index no longer knows: the page is being (or was
  *   just) unwatched; the engine unprotects before it forgets, so returning once lets the
  *   write run. A second fault at the same address in a row is not stale: it is chained.
+ * - Neighbours: a watched object often shares its page with unrelated, busy data (a small
+ *   bytearray in a pymalloc pool next to objects whose reference counts change all the
+ *   time). A fault outside the page's watched bytes (struct mw_page.span) is a neighbour's
+ *   write: the handler copies the page, unprotects it, sets the x86 trap flag and marks it
+ *   OPEN, so exactly that instruction runs; the SIGTRAP handler then protects the page again
+ *   and compares the watched bytes with the copy. Equal (the usual case): CLEAN again, and
+ *   the next write to the watched bytes faults with its own writer. Different (another
+ *   thread wrote them in that window): the page becomes DIRTY with the copy as its old
+ *   contents, writer unknown. After MW_NEIGHBOUR_TRAPS such writes between two checks the
+ *   page is simply left DIRTY (writer unknown), which bounds the cost on hot pages.
  * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
  *   with one exchange. A page is on the list at most once (only CLEAN->FAULTING pushes).
  *
@@ -49,6 +59,19 @@ struct hot {
 static struct mw_detector_env env;
 static struct hot *hot;
 static size_t hot_bytes;
+
+/* Neighbour writes single-stepped per page between two checks before the page is left
+ * open until the next check (see DESIGN). */
+#define MW_NEIGHBOUR_TRAPS 32
+/* A store may start up to this many bytes before the watched bytes it reaches. */
+#define MW_MAX_STORE 64
+#define X86_TRAP_FLAG 0x100
+
+/* The page this thread opened for one neighbour instruction, and the trap handler that
+ * was installed before ours (for traps that are not ours). */
+static __thread struct mw_page *open_page __attribute__((tls_model("initial-exec")));
+static struct sigaction previous_trap_action;
+static int trap_installed;
 
 /* The address this thread last let re-execute without owning it (see DESIGN). */
 static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
@@ -99,7 +122,7 @@ static uintptr_t fault_ip(void *ucontext)
 
 /* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
  * Returns 0 when the page was unprotected, -1 when mprotect failed (state restored). */
-static int take_page(struct mw_page *e, uintptr_t page, void *ucontext)
+static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int neighbour)
 {
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
@@ -123,6 +146,12 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext)
         mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
         if (hook)
             hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
+        if (neighbour) {
+            /* A neighbour's write opened the page: whoever writes the watched bytes
+             * later does so without a fault, so the writer is unknown. (The hook still
+             * ran: it also asks for an early check, which protects the page again.) */
+            memset(&m->writer, 0, sizeof(m->writer));
+        }
         atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
@@ -143,6 +172,124 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext)
     atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
     push_dirty(e);
     return 0;
+}
+
+/* Async-signal-safe: lets one neighbour instruction write the FAULTING page e (see DESIGN).
+ * Returns 0 when the page is open, -1 when it could not be (the caller takes the page). */
+static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext)
+{
+#if defined(__x86_64__)
+    ucontext_t *uc = ucontext;
+    if (!trap_installed || !uc || open_page)
+        return -1;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+    if (!mw_acct_try_charge(acct, env.copy_cost))
+        return -1;
+    uint32_t slot = mw_page_pool_alloc(env.pool);
+    if (slot == MW_SLOT_NONE) {
+        mw_acct_uncharge(acct, env.copy_cost);
+        return -1;
+    }
+    memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
+    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+    memset(&m->writer, 0, sizeof(m->writer));
+    m->fault_ns = now_ns();
+    m->acct = MW_ACCT_OF(ap);
+    atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    atomic_store_explicit(&e->state, MW_PAGE_OPEN, memory_order_release);
+    if (mprotect((void *)page, env.page_size, MW_PROT_OF(ap)) != 0) {
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_FAULTING, memory_order_release);
+        return -1;
+    }
+    atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
+    open_page = e;
+    uc->uc_mcontext.gregs[REG_EFL] |= X86_TRAP_FLAG;
+    return 0;
+#else
+    (void)e;
+    (void)page;
+    (void)ucontext;
+    return -1;
+#endif
+}
+
+/* Async-signal-safe: the neighbour instruction ran; close the page again (see DESIGN). */
+static void close_neighbour(struct mw_page *e)
+{
+    uintptr_t page = e->addr;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
+    const unsigned char *copy = mw_page_pool_data(env.pool, slot);
+    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+    uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
+    /* Protect first, then compare: a write racing with us faults and waits for OPEN to end. */
+    int protected_again = mprotect((void *)page, env.page_size, MW_PROT_OF(ap) & ~PROT_WRITE) == 0;
+    if (protected_again && (hi <= lo || memcmp(copy + lo, (const void *)(page + lo), hi - lo) == 0)) {
+        struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        return;
+    }
+    /* Another thread changed watched bytes while the page was open (or it cannot be
+     * protected): keep it writable and DIRTY, with the copy as its old contents. */
+    if (protected_again)
+        mprotect((void *)page, env.page_size, MW_PROT_OF(ap));
+    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    push_dirty(e);
+}
+
+/* The SIGTRAP handler. Async-signal-safe; saves and restores errno. */
+static void trap_handler(int sig, siginfo_t *info, void *ucontext)
+{
+    int saved_errno = errno;
+    struct mw_page *e = open_page;
+    if (e) {
+        open_page = NULL;
+#if defined(__x86_64__)
+        ((ucontext_t *)ucontext)->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)X86_TRAP_FLAG;
+#endif
+        close_neighbour(e);
+        errno = saved_errno;
+        return;
+    }
+    /* Not ours: behave as the handler installed before us would. */
+    struct sigaction prev = previous_trap_action;
+    if (prev.sa_flags & SA_SIGINFO) {
+        prev.sa_sigaction(sig, info, ucontext);
+    } else if (prev.sa_handler != SIG_IGN && prev.sa_handler != SIG_DFL) {
+        prev.sa_handler(sig);
+    } else if (prev.sa_handler == SIG_DFL) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        mw_signal_chain_real_sigaction(SIGTRAP, &dfl, NULL);
+        raise(SIGTRAP);
+    }
+    errno = saved_errno;
+}
+
+static void install_trap_handler(void)
+{
+#if defined(__x86_64__)
+    if (trap_installed)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = trap_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (mw_signal_chain_real_sigaction(SIGTRAP, &sa, &previous_trap_action) == 0)
+        trap_installed = 1;
+#endif
 }
 
 /* The fault path. Async-signal-safe. Returns 1 when the fault was memwatch's (or stale)
@@ -171,7 +318,16 @@ static int mprotect_claim(int sig, siginfo_t *info, void *ucontext)
                 atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
                 continue;
             }
-            result = take_page(e, page, ucontext) == 0 ? 1 : -1;
+            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+            uintptr_t off = addr - page;
+            int neighbour = off + MW_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
+            if (neighbour &&
+                atomic_load_explicit(&e->traps, memory_order_relaxed) < MW_NEIGHBOUR_TRAPS &&
+                open_for_neighbour(e, page, ucontext) == 0) {
+                result = 1;
+                break;
+            }
+            result = take_page(e, page, ucontext, neighbour) == 0 ? 1 : -1;
             break;
         }
         if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {
@@ -196,7 +352,7 @@ static int mprotect_claim(int sig, siginfo_t *info, void *ucontext)
             result = 1;
             break;
         }
-        if (s == MW_PAGE_FAULTING || s == MW_PAGE_REMOVED) {
+        if (s == MW_PAGE_FAULTING || s == MW_PAGE_REMOVED || s == MW_PAGE_OPEN) {
             sched_yield();
             result = 1;
             break;
@@ -235,7 +391,10 @@ static int mprotect_init(const struct mw_detector_env *e)
         hot = m;
     }
     env = *e;
-    return mw_signal_chain_install(mprotect_claim);
+    int rc = mw_signal_chain_install(mprotect_claim);
+    if (rc == 0)
+        install_trap_handler();   /* after the chain resolved the real sigaction */
+    return rc;
 }
 
 static int mprotect_protect(uintptr_t start, size_t len, int prot)

@@ -8,13 +8,12 @@
  * first write faults, the SIGSEGV handler copies the old contents lazily, unprotects and
  * pushes the page on a lock-free dirty list; collect takes the list; rearm re-protects.
  *
- * How userfaultfd fits (detect_uffd.c, later): protect = UFFDIO_REGISTER (once per large
- * range) + UFFDIO_WRITEPROTECT; with WP_ASYNC nobody is told before a write lands, so the
- * detector sets MW_DETECT_EAGER_COPY and the engine copies old contents into pool slots
- * at protect time and refreshes them after each check; collect = PAGEMAP_SCAN with
- * PM_SCAN_WP_MATCHING (which re-protects what it reports, so rearm is a no-op) marking
- * the reported entries DIRTY; with UFFD_FEATURE_SIGBUS the fault path is the same as
- * mprotect's, on SIGBUS. */
+ * The userfaultfd mechanism (detect_uffd.c): protect = UFFDIO_REGISTER of the whole VMAs
+ * (lazily, once) + UFFDIO_WRITEPROTECT; in UFFD_FEATURE_SIGBUS mode the fault path is the
+ * same as mprotect's, on SIGBUS, so old copies stay lazy and writers known. (A WP_ASYNC
+ * variant would set MW_DETECT_EAGER_COPY, copy old contents at protect time and collect
+ * with PAGEMAP_SCAN + PM_SCAN_WP_MATCHING; the engine does not implement eager copies:
+ * see notes/uffd-docs.md for why it is not the default.) */
 #ifndef MW_DETECTOR_H
 #define MW_DETECTOR_H
 
@@ -93,5 +92,6 @@ struct mw_detector_ops {
 };
 
 extern const struct mw_detector_ops mw_detect_mprotect;
+extern const struct mw_detector_ops mw_detect_uffd;   /* detect_uffd.c: SIGBUS mode */
 
 #endif

@@ -33,8 +33,11 @@
  *   CHECKING  the checker re-protected it and is comparing; a fault waits for CLEAN
  *   UNTRACKED never protected by us: read-only mapping, or the engine was stopped
  *   REMOVED   leaving the index; a fault on it is stale and retries
+ *   OPEN      unprotected for one instruction: a neighbour's write (outside the watched
+ *             bytes) runs single-stepped, then the page is protected again (SIGTRAP)
  * Transitions: CLEAN->FAULTING (handler CAS), FAULTING->DIRTY|CLEAN (that handler),
- * DIRTY->CHECKING->CLEAN (checker, engine lock), CLEAN|UNTRACKED->REMOVED (engine lock). */
+ * DIRTY->CHECKING->CLEAN (checker, engine lock), CLEAN|UNTRACKED->REMOVED (engine lock),
+ * FAULTING->OPEN->CLEAN|DIRTY (the faulting thread, in its SIGSEGV then SIGTRAP handler). */
 enum mw_page_state {
     MW_PAGE_CLEAN = 0,
     MW_PAGE_FAULTING,
@@ -42,6 +45,7 @@ enum mw_page_state {
     MW_PAGE_CHECKING,
     MW_PAGE_UNTRACKED,
     MW_PAGE_REMOVED,
+    MW_PAGE_OPEN,
 };
 
 /* Or'ed into CHECKING by a fault handler that sleeps (futex) until the checker is done
@@ -55,6 +59,9 @@ enum mw_page_state {
 #define MW_ACCT_PROT(acct, prot) (((uint32_t)(acct) << 8) | ((uint32_t)(prot) & 0xffu))
 #define MW_ACCT_OF(ap) ((ap) >> 8)
 #define MW_PROT_OF(ap) ((int)((ap) & 0xffu))
+#define MW_SPAN(lo, hi) (((uint32_t)(lo) << 16) | (uint32_t)(hi))
+#define MW_SPAN_LO(s) ((uintptr_t)((s) >> 16))
+#define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffu))
 
 /* Set in nregions when regions points to a vector rather than to one region. */
 #define MW_REGIONS_VEC 0x80000000u
@@ -65,6 +72,10 @@ struct mw_page {
     _Atomic uint32_t slot;           /* pool slot of the old contents, MW_SLOT_NONE */
     struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
+    /* The page's watched bytes as offsets [lo, hi) packed lo << 16 | hi: a write elsewhere on
+     * the page is a neighbour's (see detect_mprotect.c). Written under the engine lock. */
+    _Atomic uint32_t span;
+    _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
     uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */
     void *regions;                   /* engine lock; owned by watcher.c */
 };

@@ -202,7 +202,7 @@ static struct mw_ref *refs_of(struct mw_page *e, struct mw_ref *tmp)
     return tmp;
 }
 
-static int refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baseline)
+static int refs_add_raw(struct mw_page *e, struct mw_region *r, unsigned char *baseline)
 {
     uint32_t n = nrefs(e);
     if (n == 0 && !baseline && !(e->nregions & MW_REGIONS_VEC)) {
@@ -237,7 +237,7 @@ static int refs_add(struct mw_page *e, struct mw_region *r, unsigned char *basel
 }
 
 /* Removes r from the page; returns its baseline (caller frees). */
-static unsigned char *refs_remove(struct mw_page *e, struct mw_region *r)
+static unsigned char *refs_remove_raw(struct mw_page *e, struct mw_region *r)
 {
     uint32_t n = nrefs(e);
     if (!(e->nregions & MW_REGIONS_VEC)) {
@@ -264,6 +264,38 @@ static unsigned char *refs_remove(struct mw_page *e, struct mw_region *r)
         return b;
     }
     return NULL;
+}
+
+/* Keeps e->span, the bounding box of the page's watched bytes, for the fault handler. */
+static void update_span(struct mw_page *e)
+{
+    struct mw_ref tmp, *refs = refs_of(e, &tmp);
+    uint32_t n = nrefs(e);
+    uintptr_t lo = engine.page_size, hi = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uintptr_t a = refs[i].r->addr, b = refs[i].r->addr + refs[i].r->size;
+        uintptr_t l = a > e->addr ? a - e->addr : 0;
+        uintptr_t h = b < e->addr + engine.page_size ? b - e->addr : engine.page_size;
+        if (l < lo)
+            lo = l;
+        if (h > hi)
+            hi = h;
+    }
+    atomic_store_explicit(&e->span, n ? MW_SPAN(lo, hi) : 0, memory_order_release);
+}
+
+static int refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baseline)
+{
+    int rc = refs_add_raw(e, r, baseline);
+    update_span(e);
+    return rc;
+}
+
+static unsigned char *refs_remove(struct mw_page *e, struct mw_region *r)
+{
+    unsigned char *b = refs_remove_raw(e, r);
+    update_span(e);
+    return b;
 }
 
 static size_t window_lo(const struct mw_region *r, uintptr_t page)
@@ -586,7 +618,7 @@ static void remove_region_locked(struct mw_region *r)
                 mw_acct_uncharge(&engine.accts[MW_ACCT_OF(ap)], engine.page_cost);
                 for (;;) {
                     uint32_t s = atomic_load_explicit(&e->state, memory_order_acquire);
-                    if (s == MW_PAGE_FAULTING) {
+                    if (s == MW_PAGE_FAULTING || s == MW_PAGE_OPEN) {
                         sched_yield();
                         continue;
                     }
@@ -765,7 +797,7 @@ static int watch_locked(mw_watcher *w, uintptr_t addr, size_t size, void *user,
         if (e) {
             uint32_t s;
             while ((s = atomic_load_explicit(&e->state, memory_order_acquire)) ==
-                   MW_PAGE_FAULTING)
+                       MW_PAGE_FAULTING || s == MW_PAGE_OPEN)
                 sched_yield();
             unsigned char *baseline = NULL;
             if (s == MW_PAGE_DIRTY) {
@@ -928,6 +960,7 @@ static void check_page(struct mw_page *e, int rearmed)
     const unsigned char *old = slot != MW_SLOT_NONE ? mw_page_pool_data(engine.pool, slot)
                                                     : NULL;
     int same = old && memcmp(old, page, ps) == 0;
+    atomic_store_explicit(&e->traps, 0, memory_order_relaxed);
     uint32_t wi = UINT32_MAX - 1;        /* not created yet */
     struct mw_ref tmp, *refs = refs_of(e, &tmp);
     uint32_t n = nrefs(e);
@@ -1278,7 +1311,7 @@ static void collect_clean(struct mw_page *e, void *ctx)
 {
     (void)ctx;
     uint32_t s;
-    while ((s = atomic_load(&e->state)) == MW_PAGE_FAULTING)
+    while ((s = atomic_load(&e->state)) == MW_PAGE_FAULTING || s == MW_PAGE_OPEN)
         sched_yield();
     if (s == MW_PAGE_CLEAN && atomic_compare_exchange_strong(&e->state, &s, MW_PAGE_UNTRACKED))
         svec_push(&engine.scratch.pages, &e, sizeof(e));
@@ -1318,7 +1351,7 @@ static void unprotect_in_child(struct mw_page *e, void *ctx)
 {
     (void)ctx;
     uint32_t s = MW_PAGE_STATE(atomic_load(&e->state));
-    if (s == MW_PAGE_CLEAN || s == MW_PAGE_FAULTING || s == MW_PAGE_CHECKING)
+    if (s == MW_PAGE_CLEAN || s == MW_PAGE_FAULTING || s == MW_PAGE_CHECKING || s == MW_PAGE_OPEN)
         mprotect((void *)e->addr, engine.page_size, MW_PROT_OF(atomic_load(&e->acct_prot)));
 }
 

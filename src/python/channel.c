@@ -60,6 +60,7 @@ static void *send_loop(void *arg)
     sigemptyset(&sync);
     sigaddset(&sync, SIGSEGV);
     sigaddset(&sync, SIGBUS);
+    sigaddset(&sync, SIGTRAP);
     pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
     pthread_mutex_lock(&lock);
     for (;;) {

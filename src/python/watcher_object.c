@@ -213,6 +213,12 @@ static int logical_ranges(const struct harvested *it, const unsigned char *old_v
     return 0;
 }
 
+/* Who wrote, in native code (see native_writer). */
+struct native_writer {
+    char symbol[160];
+    const char *library;
+};
+
 static PyObject *bytes_or_none(const unsigned char *p, size_t n)
 {
     if (!p)
@@ -230,7 +236,7 @@ static PyObject *text_or_none(const char *s)
 static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject *thread_name,
                              const struct mw_rec_range *ranges, size_t nranges,
                              const unsigned char *old_val, const unsigned char *new_val,
-                             int old_known, const Dl_info *native, int capture_full)
+                             int old_known, const struct native_writer *native, int capture_full)
 {
     PyObject *change = PyStructSequence_New(mw_ChangeType);
     if (!change)
@@ -266,8 +272,8 @@ static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject 
         capture_full && old_known ? bytes_or_none(old_val, it->watched->buf.logical_size)
                                   : Py_NewRef(Py_None),
         capture_full ? bytes_or_none(new_val, it->watched->buf.logical_size) : Py_NewRef(Py_None),
-        text_or_none(native ? native->dli_sname : NULL),
-        text_or_none(native ? native->dli_fname : NULL),
+        text_or_none(native ? native->symbol : NULL),
+        text_or_none(native ? native->library : NULL),
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -283,18 +289,30 @@ static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject 
 }
 
 /* The native code that made the write, when it is not the interpreter itself (a numpy
- * ufunc, memmove called through ctypes, a torch kernel). */
-static int native_writer(uintptr_t ip, Dl_info *info)
+ * ufunc, memmove called through ctypes, a torch kernel): "symbol+0xoffset", or
+ * "+0xoffset" from the library's start when the library exports no symbol there (its
+ * internal functions are stripped). */
+static int native_writer(uintptr_t ip, struct native_writer *out)
 {
     static uintptr_t interpreter_base;
-    if (!ip || !dladdr((void *)ip, info) || !info->dli_fname)
+    Dl_info info;
+    if (!ip || !dladdr((void *)ip, &info) || !info.dli_fname)
         return 0;
     if (!interpreter_base) {
         Dl_info self;
         if (dladdr((void *)&PyObject_GetBuffer, &self))
             interpreter_base = (uintptr_t)self.dli_fbase;
     }
-    return (uintptr_t)info->dli_fbase != interpreter_base;
+    if ((uintptr_t)info.dli_fbase == interpreter_base)
+        return 0;
+    if (info.dli_sname && info.dli_saddr)
+        snprintf(out->symbol, sizeof out->symbol, "%s+0x%lx", info.dli_sname,
+                 (unsigned long)(ip - (uintptr_t)info.dli_saddr));
+    else
+        snprintf(out->symbol, sizeof out->symbol, "+0x%lx",
+                 (unsigned long)(ip - (uintptr_t)info.dli_fbase));
+    out->library = info.dli_fname;
+    return 1;
 }
 
 static int route(struct harvested *it)
@@ -339,7 +357,7 @@ static int route(struct harvested *it)
     thread_name = thread_name_for(it->writer.tid);
     if (!thread_name)
         goto out;
-    Dl_info native;
+    struct native_writer native;
     int has_native = native_writer(it->writer.fault_ip, &native);
     uint64_t seq = mw_channel_next_seq();
     const char *tname = PyUnicode_Check(thread_name) ? PyUnicode_AsUTF8(thread_name) : NULL;
@@ -352,8 +370,8 @@ static int route(struct harvested *it)
         .file = it->writer.file[0] ? it->writer.file : NULL,
         .line = it->writer.line,
         .function = it->writer.function[0] ? it->writer.function : NULL,
-        .native_symbol = has_native ? native.dli_sname : NULL,
-        .native_library = has_native ? native.dli_fname : NULL,
+        .native_symbol = has_native ? native.symbol : NULL,
+        .native_library = has_native ? native.library : NULL,
         .nranges = (uint32_t)nranges,
         .ranges = ranges,
     };

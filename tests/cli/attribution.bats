@@ -33,9 +33,9 @@ q() {
 
 @test "line: a numpy in-place op has its Python line and a native symbol from numpy" {
     trace
-    run q "SELECT count(DISTINCT seq), min(line), max(native_library LIKE '%numpy%'),
-                  max(native_symbol IS NOT NULL) FROM change_ranges c
-           JOIN changes USING (seq) WHERE tag = 'arr'"
+    run q "SELECT count(*), min(c.line), max(c.native_library LIKE '%numpy%'),
+                  max(c.native_symbol IS NOT NULL)
+           FROM changes c JOIN objects o ON o.id = c.object_id WHERE o.tag = 'arr'"
     assert_output "1|14|1|1"
 }
 

@@ -44,6 +44,7 @@ static struct mw_page *watch_page(uintptr_t page, uint32_t acct)
 {
     struct mw_page *e = mw_region_index_page_new(idx, page);
     atomic_store(&e->acct_prot, MW_ACCT_PROT(acct, PROT_READ | PROT_WRITE));
+    atomic_store(&e->span, MW_SPAN(0, ps));   /* the whole page is watched */
     e->nregions = 1;
     mw_region_index_insert(idx, e);
     return e;
@@ -234,6 +235,53 @@ static void test_plain_handler_convention(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* A write outside the page's watched bytes runs single-stepped and leaves the page CLEAN
+ * and protected; the next write to the watched bytes faults with its own writer. */
+static void test_neighbour_write_is_not_a_change(void)
+{
+    unsigned char *b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct mw_page *e = watch_page((uintptr_t)b, 0);
+    atomic_store(&e->span, MW_SPAN(0, 64));            /* only the first 64 bytes */
+    CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
+    uint64_t faults = atomic_load(&accts[0].faults);
+
+    b[1000] = 1;                                        /* a neighbour */
+    CHECK_EQ_INT(b[1000], 1);
+    CHECK(!det->has_dirty());
+    CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
+    CHECK_EQ_INT(atomic_load(&e->traps), 1);
+    CHECK_EQ_INT(atomic_load(&e->slot), MW_SLOT_NONE);
+    b[2000] = 2;                                        /* protected again: traps again */
+    CHECK_EQ_INT(atomic_load(&e->traps), 2);
+    CHECK(!det->has_dirty());
+
+    b[10] = 3;                                          /* the watched bytes */
+    CHECK(det->has_dirty());
+    struct mw_page *l = det->collect();
+    CHECK(l == e);
+    CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_DIRTY);
+    uint32_t slot = atomic_load(&e->slot);
+    CHECK(slot != MW_SLOT_NONE);
+    if (slot != MW_SLOT_NONE) {
+        const struct mw_slot_meta *m = mw_page_pool_meta(pool, slot);
+        CHECK_EQ_INT(m->writer.line, 42);                /* the hook ran: writer known */
+        CHECK_EQ_INT(((const unsigned char *)mw_page_pool_data(pool, slot))[10], 0);
+    }
+    CHECK(atomic_load(&accts[0].faults) > faults);
+    settle(e);
+
+    /* Past the per-check budget, a neighbour leaves the page DIRTY, writer unknown. */
+    atomic_store(&e->traps, 1000);
+    b[3000] = 4;
+    CHECK(det->has_dirty());
+    l = det->collect();
+    CHECK(l == e);
+    slot = atomic_load(&e->slot);
+    if (slot != MW_SLOT_NONE)
+        CHECK_EQ_INT(mw_page_pool_meta(pool, slot)->writer.tid, 0);
+    settle(e);
+}
+
 int main(void)
 {
     ps = (size_t)sysconf(_SC_PAGESIZE);
@@ -254,6 +302,7 @@ int main(void)
     CHECK(mw_signal_chain_installed(SIGSEGV));
 
     RUN(test_first_write_is_caught);
+    RUN(test_neighbour_write_is_not_a_change);
     RUN(test_no_copy_at_limit);
     RUN(test_fault_waits_while_checking);
     RUN(test_foreign_fault_is_chained);
