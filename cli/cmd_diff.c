@@ -1,5 +1,8 @@
-/* memwatch diff: one watched object's history as hexdumps, old above new, changed bytes
- * marked; or (--from/--to) the net difference between two points of that history.
+/* memwatch diff: one watched object's history, one block per change: for an object with
+ * an element type (numpy, torch, array.array, ctypes, typed memoryview) its changed
+ * elements with their old and new values, NaN and Inf that appeared flagged; for bytes
+ * (or with --bytes) hexdumps, old above new, changed bytes marked. Or (--from/--to) the
+ * net difference between two points of that history.
  *
  * DESIGN: a trace holds the changed bytes only, not whole objects. The context around a
  * change is rebuilt from the rest of the history: a byte's value before the first change
@@ -16,19 +19,24 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "elements.h"
 #include "format.h"
+#include "mw_error.h"
 #include "reader.h"
 
 const char *const diff_usage[] = {
-    "usage: memwatch diff [-t trace] [--from seq] [--to seq] [-C rows] [--color[=when]] tag",
+    "usage: memwatch diff [-t trace] [--from seq] [--to seq] [-C rows] [--bytes] [--color[=when]] tag",
     "",
-    "Show how the object watched under tag changed, one hexdump per change: the bytes",
-    "before (-) above the bytes after (+), changed bytes marked.",
+    "Show how the object watched under tag changed, one block per change. For typed objects",
+    "(numpy, torch, array.array, ctypes) each changed element: name[index]: old -> new, with",
+    "NaN and Inf that appeared flagged (!!). For bytes, a hexdump: the bytes before (-)",
+    "above the bytes after (+), changed bytes marked.",
     "",
     "    -t, --trace trace   read this trace (default: the newest memwatch-*.db here)",
     "    --from seq          with --to: the net change after change seq (default: the start)",
     "    --to seq            ... up to and including change seq (default: the end)",
     "    -C, --context rows  rows of 16 bytes shown around each change (default 1)",
+    "    -b, --bytes         hexdumps for typed objects too",
     "    --color[=when]      mark changes with color: auto (the default), always, never",
     "    -h, --help          show this help",
     "",
@@ -44,6 +52,7 @@ static const struct option diff_options[] = {
     {"from", required_argument, NULL, OPT_FROM},
     {"to", required_argument, NULL, OPT_TO},
     {"context", required_argument, NULL, 'C'},
+    {"bytes", no_argument, NULL, 'b'},
     {"color", optional_argument, NULL, OPT_COLOR},
     {"colour", optional_argument, NULL, OPT_COLOR},
     {"help", no_argument, NULL, 'h'},
@@ -79,6 +88,7 @@ struct change {
 
 struct object {
     uint64_t id, size;
+    const struct mw_elem_layout *layout;   /* NULL: shown as bytes */
     uint64_t lo, hi;      /* extent of the bytes the history touches */
     unsigned char *val, *state;   /* hi - lo bytes each; NULL when the extent is too large */
 };
@@ -432,6 +442,205 @@ static void where_text(char *buf, size_t n, const struct change *c)
         buf[0] = '\0';
 }
 
+/* ---- elements ---- */
+
+/* The changed elements of one block, as lines, with their NaN/Inf counts. */
+struct elem_lines {
+    char **line;
+    size_t n, cap;
+    uint64_t nan, inf;
+    int oom;
+    /* the widened ranges' known-byte masks, to tell decoded values from guesses */
+    const struct mw_rec_range *wr;
+    unsigned char *const *old_known, *const *new_known;
+    size_t nwr;
+    const char *tag;
+    int color;
+};
+
+static void elem_lines_free(struct elem_lines *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->line[i]);
+    free(e->line);
+}
+
+static int all_set(const unsigned char *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!m[i])
+            return 0;
+    return 1;
+}
+
+static int elem_line(const struct mw_elem_change *c, void *vctx)
+{
+    struct elem_lines *e = vctx;
+    size_t k = 0;
+    while (k + 1 < e->nwr && e->wr[k].offset + e->wr[k].length <= c->offset)
+        k++;
+    size_t at = (size_t)(c->offset - e->wr[k].offset), size = c->scalar->size;
+    const unsigned char *old = all_set(e->old_known[k] + at, size) ? c->old : NULL;
+    const unsigned char *new_ = all_set(e->new_known[k] + at, size) ? c->new_ : NULL;
+    unsigned flags = c->flags;
+    if (!new_)
+        flags = 0;
+    else if (!old)
+        flags &= MW_ELEM_F_NONFINITE_APPEARED;
+    char name[1024], ov[512], nv[512];
+    mw_elem_format_name(e->tag, c->ndim, c->index, c->scalar, name, sizeof name);
+    mw_elem_format_value(c->scalar, old, ov, sizeof ov);
+    mw_elem_format_value(c->scalar, new_, nv, sizeof nv);
+    const char *flag = flags & MW_ELEM_F_NAN_APPEARED   ? "NaN appeared"
+                       : flags & MW_ELEM_F_INF_APPEARED ? "Inf appeared"
+                       : flags & MW_ELEM_F_NAN_GONE     ? "NaN gone"
+                       : flags & MW_ELEM_F_INF_GONE     ? "Inf gone"
+                                                        : NULL;
+    int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
+    e->nan += (flags & MW_ELEM_F_NAN_APPEARED) != 0;
+    e->inf += (flags & MW_ELEM_F_INF_APPEARED) != 0;
+    char *line;
+    int n;
+    if (e->color)
+        n = asprintf(&line, "  %s: " RED "%s" RESET " -> " GREEN "%s" RESET "%s%s%s%s", name, ov, nv,
+                     flag ? "  " : "", flag && alarm ? BOLD RED "!! " : "", flag ? flag : "",
+                     flag && alarm ? RESET : "");
+    else
+        n = asprintf(&line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
+                     flag && alarm ? "!! " : "", flag ? flag : "");
+    if (n < 0 || grow((void **)&e->line, &e->cap, e->n, sizeof(*e->line))) {
+        if (n >= 0)
+            free(line);
+        e->oom = 1;
+        return 1;
+    }
+    e->line[e->n++] = line;
+    return 0;
+}
+
+/* Decodes the elements under byte runs [runs[2i], runs[2i+1]) of object o, with each byte's
+ * before and after values from describe (so bytes the change did not touch come from the
+ * rest of the history, like the hexdump's context). */
+static int collect_elements(const struct object *o, const uint64_t *runs, size_t nruns,
+                            describe_fn describe, void *dctx, struct elem_lines *e)
+{
+    size_t is = mw_elem_layout_itemsize(o->layout);
+    struct mw_rec_range *wr = calloc(nruns ? nruns : 1, sizeof *wr);
+    unsigned char **ok = calloc(nruns ? nruns : 1, sizeof *ok);
+    unsigned char **nk = calloc(nruns ? nruns : 1, sizeof *nk);
+    size_t n = 0;
+    int rc = -1;
+    if (!wr || !ok || !nk)
+        goto out;
+    for (size_t i = 0; i < nruns; i++) {
+        uint64_t a = runs[2 * i] / is * is, b = (runs[2 * i + 1] + is - 1) / is * is;
+        if (b > o->size)
+            b = o->size;
+        if (a >= b)
+            continue;
+        if (n && wr[n - 1].offset + wr[n - 1].length >= a) {
+            if (b > wr[n - 1].offset + wr[n - 1].length)
+                wr[n - 1].length = b - wr[n - 1].offset;
+            continue;
+        }
+        wr[n++] = (struct mw_rec_range){a, b - a, NULL, NULL};
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t len = (size_t)wr[i].length;
+        unsigned char *ob = malloc(len), *nb = malloc(len);
+        ok[i] = malloc(len);
+        nk[i] = malloc(len);
+        wr[i].old = ob;
+        wr[i].new_ = nb;
+        if (!ob || !nb || !ok[i] || !nk[i])
+            goto out;
+        for (size_t b = 0; b < len; b++) {
+            struct bytes_at ba;
+            describe(dctx, wr[i].offset + b, &ba);
+            ob[b] = ba.before_known ? ba.before : 0;
+            nb[b] = ba.after_known ? ba.after : 0;
+            ok[i][b] = (unsigned char)ba.before_known;
+            nk[i][b] = (unsigned char)ba.after_known;
+        }
+    }
+    e->wr = wr;
+    e->old_known = ok;
+    e->new_known = nk;
+    e->nwr = n;
+    rc = n ? mw_elem_diff(o->layout, wr, n, NULL, NULL, 0, elem_line, e) : 0;
+    if (rc == MW_EINVAL)
+        rc = -2;   /* bytes past the elements the object's shape has (a hand-made trace) */
+    else if (e->oom || rc)
+        rc = -1;
+out:
+    for (size_t i = 0; wr && i < n; i++) {
+        free((void *)wr[i].old);
+        free((void *)wr[i].new_);
+        free(ok[i]);
+        free(nk[i]);
+    }
+    free(wr);
+    free(ok);
+    free(nk);
+    return rc;
+}
+
+static void print_nonfinite(const struct elem_lines *e, int color)
+{
+    if (!e->nan && !e->inf)
+        return;
+    char what[96];
+    if (e->nan && e->inf)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN and %" PRIu64 " Inf appeared", e->nan, e->inf);
+    else if (e->nan)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN appeared", e->nan);
+    else
+        snprintf(what, sizeof what, "%" PRIu64 " Inf appeared", e->inf);
+    printf("%s!! %s%s\n", color ? BOLD RED : "", what, color ? RESET : "");
+}
+
+static void print_lines(const struct elem_lines *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        puts(e->line[i]);
+}
+
+static int print_change_elements(struct history *h, const struct change *c, const char *tag,
+                                 int color)
+{
+    const struct object *o = &h->obj[c->obj];
+    uint64_t *runs = malloc(2 * (c->n ? c->n : 1) * sizeof *runs);
+    if (!runs)
+        return -1;
+    for (size_t k = 0; k < c->n; k++) {
+        runs[2 * k] = h->rg[c->first + k].offset;
+        runs[2 * k + 1] = h->rg[c->first + k].offset + h->rg[c->first + k].length;
+    }
+    struct elem_lines e = {.tag = tag, .color = color};
+    struct change_ctx x = {h, c};
+    int rc = collect_elements(o, runs, c->n, describe_change, &x, &e);
+    free(runs);
+    if (rc) {
+        elem_lines_free(&e);
+        return rc;
+    }
+    char where[1024], thread[96] = "", obj[48] = "";
+    where_text(where, sizeof(where), c);
+    if (c->thread_name)
+        snprintf(thread, sizeof(thread), "  thread %s", c->thread_name);
+    else if (c->thread_id)
+        snprintf(thread, sizeof(thread), "  thread %" PRId64, c->thread_id);
+    if (h->nobj > 1)
+        snprintf(obj, sizeof(obj), " (object %" PRIu64 ")", o->id);
+    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %zu element%s%s%s%s\n", color ? BOLD : "", c->seq,
+           (double)c->time_ns / 1e9, tag, obj, e.n, e.n == 1 ? "" : "s", where, thread,
+           color ? RESET : "");
+    print_nonfinite(&e, color);
+    print_lines(&e);
+    elem_lines_free(&e);
+    return 0;
+}
+
 static void print_change(struct history *h, const struct change *c, const char *tag,
                          unsigned ctx, int color)
 {
@@ -532,6 +741,57 @@ static int print_net(struct history *h, const char *tag, uint64_t from, uint64_t
             replay_apply(h, &h->ch[k]);
         }
         struct net_ctx x = {o, bv, bs, touched};
+        if (o->layout) {
+            /* runs of touched bytes, decoded as elements */
+            uint64_t *runs = NULL;
+            size_t nruns = 0, cap = 0;
+            int bad = 0;
+            for (size_t b = 0; b < n && !bad;) {
+                if (!touched[b]) {
+                    b++;
+                    continue;
+                }
+                size_t e2 = b;
+                while (e2 < n && touched[e2])
+                    e2++;
+                if (grow((void **)&runs, &cap, 2 * nruns + 1, sizeof *runs))
+                    bad = 1;
+                else {
+                    runs[2 * nruns] = o->lo + b;
+                    runs[2 * nruns + 1] = o->lo + e2;
+                    nruns++;
+                }
+                b = e2;
+            }
+            struct elem_lines e = {.tag = tag, .color = color};
+            int erc = bad ? -1 : collect_elements(o, runs, nruns, describe_net, &x, &e);
+            if (erc) {
+                free(runs);
+                elem_lines_free(&e);
+                free(bv), free(bs), free(touched);
+                if (erc == -2)
+                    mw_cli_error("'%s' changed bytes past its elements: use --bytes", tag);
+                else
+                    mw_cli_error("out of memory");
+                return MW_EXIT_FAILURE;
+            }
+            free(runs);
+            char obj[48] = "";
+            if (h->nobj > 1)
+                snprintf(obj, sizeof(obj), " (object %" PRIu64 ")", o->id);
+            if (printed++)
+                putchar('\n');
+            printf("%s%s%s  from seq %" PRIu64 " to seq %" PRIu64 "  %zu change%s (seq %" PRIu64
+                   "..%" PRIu64 "), %zu element%s differ%s%s\n",
+                   color ? BOLD : "", tag, obj, from, to, nchanges, nchanges == 1 ? "" : "s",
+                   first, last, e.n, e.n == 1 ? "" : "s", e.n == 1 ? "s" : "",
+                   color ? RESET : "");
+            print_nonfinite(&e, color);
+            print_lines(&e);
+            elem_lines_free(&e);
+            free(bv), free(bs), free(touched);
+            continue;
+        }
         struct view v = {.size = o->size};
         uint64_t differing = 0;
         for (size_t b = 0; b < n; b++) {
@@ -563,6 +823,19 @@ static int print_net(struct history *h, const char *tag, uint64_t from, uint64_t
     return MW_EXIT_OK;
 }
 
+/* Element layouts of the history's typed objects (the others stay NULL: bytes). */
+static int find_layouts(mw_trace_reader *r, struct history *h)
+{
+    for (size_t i = 0; i < h->nobj; i++) {
+        const struct mw_elem_layout *l;
+        int typed, rc = mw_trace_reader_layout(r, h->obj[i].id, &l, &typed);
+        if (rc < 0)
+            return rc == -ENOMEM ? -2 : -1;
+        h->obj[i].layout = typed ? l : NULL;
+    }
+    return 0;
+}
+
 static int parse_u64(const char *s, uint64_t *out)
 {
     if (!*s || *s < '0' || *s > '9')
@@ -591,10 +864,10 @@ int cmd_diff(int argc, char **argv)
 {
     const char *trace = NULL, *color_when = "auto";
     uint64_t from = 0, to = 0, ctx = 1;
-    int has_from = 0, has_to = 0;
+    int has_from = 0, has_to = 0, bytes = 0;
     int opt;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":t:C:h", diff_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":t:C:bh", diff_options, NULL)) != -1) {
         switch (opt) {
         case 't':
             trace = optarg;
@@ -624,6 +897,9 @@ int cmd_diff(int argc, char **argv)
                 return mw_cli_usage_error(diff_usage,
                                           "'--color' takes auto, always or never, not '%s'",
                                           color_when);
+            break;
+        case 'b':
+            bytes = 1;
             break;
         case 'h':
             mw_cli_print_usage(stdout, diff_usage);
@@ -662,6 +938,9 @@ int cmd_diff(int argc, char **argv)
         status = MW_EXIT_FAILURE;
     } else if (h.nch == 0) {
         mw_cli_error("'%s' did not change in '%s'", tag, path);
+    } else if (!bytes && (rc = find_layouts(r, &h)) < 0) {
+        mw_cli_error("%s", rc == -2 ? "out of memory" : mw_trace_reader_errmsg(r));
+        status = MW_EXIT_FAILURE;
     } else {
         replay_init(&h);
         if (has_from || has_to) {
@@ -672,7 +951,15 @@ int cmd_diff(int argc, char **argv)
             for (size_t c = 0; c < h.nch; c++) {
                 if (c)
                     putchar('\n');
-                print_change(&h, &h.ch[c], tag, (unsigned)ctx, color);
+                int erc = h.obj[h.ch[c].obj].layout
+                              ? print_change_elements(&h, &h.ch[c], tag, color) : -2;
+                if (erc == -1) {
+                    mw_cli_error("out of memory");
+                    status = MW_EXIT_FAILURE;
+                    break;
+                } else if (erc == -2) {
+                    print_change(&h, &h.ch[c], tag, (unsigned)ctx, color);
+                }
                 replay_apply(&h, &h.ch[c]);
             }
         }

@@ -1,19 +1,23 @@
-/* memwatch query: list the changes recorded in a trace, one row per changed byte range;
- * per-tag totals (--summary); or the rows of a read-only SQL statement (--sql). */
+/* memwatch query: list the changes recorded in a trace, one row per changed byte range or
+ * (--elements) per changed element; per-tag totals (--summary); or the rows of a read-only
+ * SQL statement (--sql). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "elements.h"
 #include "format.h"
+#include "mw_error.h"
 #include "reader.h"
 
 const char *const query_usage[] = {
-    "usage: memwatch query [-s] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
+    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
@@ -23,7 +27,9 @@ const char *const query_usage[] = {
     "    --until seq        only changes numbered seq or earlier",
     "    -n, --limit n      at most n rows",
     "    -f, --format fmt   table (the default), csv, json or jsonl",
-    "    -s, --summary      one row per tag: changes, bytes changed, first and last seq",
+    "    -e, --elements     one row per changed element: index, old and new value",
+    "    -s, --summary      one row per tag: changes, bytes changed, first and last seq,",
+    "                       and for typed objects elements changed, deltas, NaN and Inf",
     "    --sql statement    run one read-only SQL statement on the trace, print its rows",
     "    -h, --help         show this help",
     "",
@@ -41,6 +47,7 @@ static const struct option query_options[] = {
     {"limit", required_argument, NULL, 'n'},
     {"format", required_argument, NULL, 'f'},
     {"summary", no_argument, NULL, 's'},
+    {"elements", no_argument, NULL, 'e'},
     {"sql", required_argument, NULL, OPT_SQL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -188,14 +195,279 @@ static int list_changes(mw_trace_reader *r, const char *path, const struct mw_tr
     return MW_EXIT_OK;
 }
 
+/* A real number: a short text in tables (%.6g), the number elsewhere. */
+static void real_cell(struct mw_cell *c, double v, int table, char *buf, size_t size)
+{
+    if (table) {
+        snprintf(buf, size, "%.6g", v);
+        text_cell(c, buf);
+        c->type = MW_CELL_TEXT;
+    } else {
+        c->type = MW_CELL_REAL;
+        c->r = v;
+    }
+}
+
+/* ---- --elements ---- */
+
+/* The ranges of one change, copied out of the iterator. */
+struct pending {
+    struct mw_trace_row row;          /* of the first range; strings copied below */
+    char *tag, *file, *function, *thread_name, *native_symbol;
+    struct mw_rec_range *ranges;
+    unsigned char **bufs;             /* old/new copies, two per range */
+    size_t n, cap;
+};
+
+static void pending_clear(struct pending *p)
+{
+    for (size_t i = 0; i < 2 * p->n; i++)
+        free(p->bufs[i]);
+    free(p->tag), free(p->file), free(p->function), free(p->thread_name);
+    free(p->native_symbol);
+    p->tag = p->file = p->function = p->thread_name = p->native_symbol = NULL;
+    p->n = 0;
+}
+
+static char *dup_opt(const char *s, int *oom)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        *oom = 1;
+    return d;
+}
+
+static unsigned char *dup_blob(const unsigned char *p, uint64_t n, int *oom)
+{
+    if (!p)
+        return NULL;
+    unsigned char *d = malloc(n ? (size_t)n : 1);
+    if (!d)
+        *oom = 1;
+    else
+        memcpy(d, p, (size_t)n);
+    return d;
+}
+
+static int pending_add(struct pending *p, const struct mw_trace_row *row)
+{
+    int oom = 0;
+    if (p->n == 0) {
+        p->row = *row;
+        p->tag = dup_opt(row->tag, &oom);
+        p->file = dup_opt(row->file, &oom);
+        p->function = dup_opt(row->function, &oom);
+        p->thread_name = dup_opt(row->thread_name, &oom);
+        p->native_symbol = dup_opt(row->native_symbol, &oom);
+    }
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        struct mw_rec_range *g = realloc(p->ranges, cap * sizeof *g);
+        unsigned char **b = g ? realloc(p->bufs, 2 * cap * sizeof *b) : NULL;
+        if (g)
+            p->ranges = g;
+        if (!b)
+            return -1;
+        p->bufs = b;
+        p->cap = cap;
+    }
+    unsigned char *old = dup_blob(row->old, row->length, &oom);
+    unsigned char *new_ = dup_blob(row->new_, row->length, &oom);
+    p->bufs[2 * p->n] = old;
+    p->bufs[2 * p->n + 1] = new_;
+    p->ranges[p->n++] = (struct mw_rec_range){row->offset, row->length, old, new_};
+    return oom ? -1 : 0;
+}
+
+struct elem_out {
+    mw_output *o;
+    int table;
+    uint64_t limit;
+    const struct pending *p;
+    int write_failed;
+};
+
+static const char *nonfinite_note(unsigned flags)
+{
+    if (flags & MW_ELEM_F_NAN_APPEARED)
+        return "NaN appeared";
+    if (flags & MW_ELEM_F_INF_APPEARED)
+        return "Inf appeared";
+    if (flags & MW_ELEM_F_NAN_GONE)
+        return "NaN gone";
+    if (flags & MW_ELEM_F_INF_GONE)
+        return "Inf gone";
+    return NULL;
+}
+
+/* Stops the diff (returns 1) at the limit or on a write error. */
+static int element_row(const struct mw_elem_change *e, void *ctx)
+{
+    struct elem_out *x = ctx;
+    const struct pending *p = x->p;
+    char name[1024], index[MW_REC_MAX_NDIM * 24], old[512], new_[512], delta_s[32],
+        where[1024], thread[64];
+    struct mw_cell c[20];
+    memset(c, 0, sizeof(c));
+    mw_elem_format_name(p->tag ? p->tag : "", e->ndim, e->index, e->scalar, name, sizeof name);
+    mw_elem_format_index(e->ndim, e->index, index, sizeof index);
+    mw_elem_format_value(e->scalar, e->old, old, sizeof old);
+    mw_elem_format_value(e->scalar, e->new_, new_, sizeof new_);
+    int has_delta = e->old && e->new_ && e->scalar->kind != MW_ELEM_COMPLEX &&
+                    !isnan(e->old_num) && !isnan(e->new_num) &&
+                    isfinite(e->new_num - e->old_num);
+    double delta = has_delta ? e->new_num - e->old_num : 0;
+    const char *note = nonfinite_note(e->flags);
+    if (x->table) {
+        int_cell(&c[0], (int64_t)p->row.seq);
+        time_cell(&c[1], p->row.time_ns);
+        text_cell(&c[2], name);
+        text_cell(&c[3], old);
+        text_cell(&c[4], new_);
+        if (has_delta)
+            real_cell(&c[5], delta, 1, delta_s, sizeof delta_s);
+        text_cell(&c[6], note);
+        if (p->file) {
+            snprintf(where, sizeof(where), "%s:%d%s%s", p->file, p->row.line,
+                     p->function ? " " : "", p->function ? p->function : "");
+            text_cell(&c[7], where);
+        } else {
+            text_cell(&c[7], p->native_symbol);
+        }
+        if (p->thread_name) {
+            text_cell(&c[8], p->thread_name);
+        } else if (p->row.thread_id) {
+            snprintf(thread, sizeof(thread), "%" PRId64, p->row.thread_id);
+            text_cell(&c[8], thread);
+        }
+    } else {
+        int_cell(&c[0], (int64_t)p->row.seq);
+        int_cell(&c[1], (int64_t)p->row.time_ns);
+        text_cell(&c[2], p->tag);
+        int_cell(&c[3], (int64_t)p->row.object_id);
+        text_cell(&c[4], name);
+        c[5].type = MW_CELL_JSON;
+        c[5].s = index;
+        text_cell(&c[6], e->scalar->path[0] ? e->scalar->path : NULL);
+        int_cell(&c[7], (int64_t)e->offset);
+        if (e->old)
+            text_cell(&c[8], old);
+        if (e->new_)
+            text_cell(&c[9], new_);
+        if (e->old && !isnan(e->old_num))
+            c[10].type = MW_CELL_REAL, c[10].r = e->old_num;
+        if (e->new_ && !isnan(e->new_num))
+            c[11].type = MW_CELL_REAL, c[11].r = e->new_num;
+        if (has_delta)
+            c[12].type = MW_CELL_REAL, c[12].r = delta;
+        text_cell(&c[13], note);
+        text_cell(&c[14], p->file);
+        if (p->row.line > 0)
+            int_cell(&c[15], p->row.line);
+        text_cell(&c[16], p->function);
+        text_cell(&c[17], p->thread_name);
+        if (p->row.thread_id)
+            int_cell(&c[18], p->row.thread_id);
+    }
+    if (mw_output_row(x->o, c) < 0) {
+        x->write_failed = 1;
+        return 1;
+    }
+    return x->limit && mw_output_rows(x->o) >= x->limit ? 1 : 0;
+}
+
+/* Decodes the pending change into element rows. 1: stop (limit, write error). */
+static int flush_elements(mw_trace_reader *r, struct pending *p, struct elem_out *x)
+{
+    if (p->n == 0)
+        return 0;
+    const struct mw_elem_layout *l;
+    int rc = mw_trace_reader_layout(r, p->row.object_id, &l, NULL);
+    if (rc < 0)
+        return rc;
+    x->p = p;
+    rc = mw_elem_diff(l, p->ranges, p->n, NULL, NULL, 0, element_row, x);
+    pending_clear(p);
+    if (rc == MW_EINVAL)
+        return 0;   /* ranges past the object's end (a hand-made trace): nothing to decode */
+    return rc;
+}
+
+static int list_elements(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
+                         enum mw_format format)
+{
+    static const char *const tcols[] = {"seq", "time", "element", "old", "new", "delta",
+                                        "note", "where", "thread"};
+    static const char *const dcols[] = {"seq", "time_ns", "tag", "object_id", "element",
+                                        "index", "field", "offset", "old", "new", "old_value",
+                                        "new_value", "delta", "note", "file", "line",
+                                        "function", "thread", "thread_id"};
+    int table = format == MW_FORMAT_TABLE;
+    struct mw_trace_filter all = *f;
+    all.limit = 0;   /* the limit counts elements, not ranges */
+    mw_trace_iter *it;
+    if (mw_trace_iter_start(r, &all, &it) < 0) {
+        mw_cli_error("%s", mw_trace_reader_errmsg(r));
+        return MW_EXIT_FAILURE;
+    }
+    struct elem_out x = {
+        .o = table ? mw_output_begin(stdout, format, NCOLS(tcols), tcols)
+                   : mw_output_begin(stdout, format, NCOLS(dcols), dcols),
+        .table = table,
+        .limit = f->limit,
+    };
+    if (!x.o) {
+        mw_trace_iter_finish(it);
+        mw_cli_error("out of memory");
+        return MW_EXIT_FAILURE;
+    }
+    struct pending p = {0};
+    struct mw_trace_row row;
+    int rc, stop = 0;
+    while ((rc = mw_trace_iter_next(it, &row)) == 1) {
+        if (p.n && p.row.seq != row.seq && (stop = flush_elements(r, &p, &x)) != 0)
+            break;
+        if (pending_add(&p, &row) < 0) {
+            stop = -ENOMEM;
+            break;
+        }
+    }
+    if (rc >= 0 && !stop)
+        stop = flush_elements(r, &p, &x);
+    pending_clear(&p);
+    free(p.ranges);
+    free(p.bufs);
+    uint64_t rows = mw_output_rows(x.o);
+    int out_rc = mw_output_end(x.o);
+    mw_trace_iter_finish(it);
+    if (rc < 0 || stop < 0) {
+        mw_cli_error("%s", stop == -ENOMEM ? "out of memory" : mw_trace_reader_errmsg(r));
+        return MW_EXIT_FAILURE;
+    }
+    if (out_rc < 0 || x.write_failed) {
+        mw_cli_error("cannot write the output: %s", strerror(errno));
+        return MW_EXIT_FAILURE;
+    }
+    if (rows == 0 && !f->tag && !f->has_since && !f->has_until) {
+        uint64_t objects = 0, changes = 0;
+        if (mw_trace_reader_counts(r, &objects, &changes) == 0 && changes == 0)
+            mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64
+                         " object%s watched)",
+                         path, objects, objects == 1 ? "" : "s");
+    }
+    return MW_EXIT_OK;
+}
+
 struct summary_ctx {
     mw_output *o;
+    int table;
 };
 
 static int summary_row(const struct mw_trace_tag_summary *s, void *ctx)
 {
     struct summary_ctx *sc = ctx;
-    struct mw_cell c[7];
+    struct mw_cell c[16];
+    char dmin[32], dmax[32], dmean[32];
     memset(c, 0, sizeof(c));
     text_cell(&c[0], s->tag);
     int_cell(&c[1], (int64_t)s->objects);
@@ -206,6 +478,20 @@ static int summary_row(const struct mw_trace_tag_summary *s, void *ctx)
         int_cell(&c[5], (int64_t)s->first_seq);
         int_cell(&c[6], (int64_t)s->last_seq);
     }
+    if (s->has_numbers) {
+        int_cell(&c[7], (int64_t)s->elements);
+        if (s->deltas) {
+            real_cell(&c[8], s->delta_min, sc->table, dmin, sizeof dmin);
+            real_cell(&c[9], s->delta_max, sc->table, dmax, sizeof dmax);
+            real_cell(&c[10], s->delta_mean, sc->table, dmean, sizeof dmean);
+        }
+        int_cell(&c[11], (int64_t)s->nan_appeared);
+        int_cell(&c[12], (int64_t)s->nan_gone);
+        int_cell(&c[13], (int64_t)s->inf_appeared);
+        int_cell(&c[14], (int64_t)s->inf_gone);
+        if (s->has_first_nonfinite)
+            int_cell(&c[15], (int64_t)s->first_nonfinite_seq);
+    }
     return mw_output_row(sc->o, c) < 0 ? 1 : 0;
 }
 
@@ -213,8 +499,12 @@ static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace
                      enum mw_format format)
 {
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",
-                                       "first_seq", "last_seq"};
-    struct summary_ctx sc = {mw_output_begin(stdout, format, NCOLS(cols), cols)};
+                                       "first_seq", "last_seq", "elements_changed",
+                                       "delta_min", "delta_max", "delta_mean", "nan_appeared",
+                                       "nan_gone", "inf_appeared", "inf_gone",
+                                       "first_nonfinite_seq"};
+    struct summary_ctx sc = {mw_output_begin(stdout, format, NCOLS(cols), cols),
+                             format == MW_FORMAT_TABLE};
     if (!sc.o) {
         mw_cli_error("out of memory");
         return MW_EXIT_FAILURE;
@@ -342,12 +632,12 @@ int cmd_query(int argc, char **argv)
 {
     struct mw_trace_filter f = {0};
     enum mw_format format = MW_FORMAT_TABLE;
-    int summary = 0;
+    int summary = 0, elements = 0;
     const char *sql = NULL;
     const char *since_arg = NULL;
     int opt;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":n:f:sh", query_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, ":n:f:seh", query_options, NULL)) != -1) {
         switch (opt) {
         case OPT_TAG:
             f.tag = optarg;
@@ -379,6 +669,9 @@ int cmd_query(int argc, char **argv)
         case 's':
             summary = 1;
             break;
+        case 'e':
+            elements = 1;
+            break;
         case OPT_SQL:
             sql = optarg;
             break;
@@ -398,6 +691,11 @@ int cmd_query(int argc, char **argv)
         return mw_cli_usage_error(query_usage,
                                   "'--sql' cannot be combined with '--summary', '--tag', "
                                   "'--since', '--until' or '--limit'");
+    if (sql && elements)
+        return mw_cli_usage_error(query_usage, "'--sql' cannot be combined with '--elements'");
+    if (summary && elements)
+        return mw_cli_usage_error(query_usage,
+                                  "'--summary' and '--elements' cannot be combined");
     if (summary && f.limit)
         return mw_cli_usage_error(query_usage, "'--limit' cannot be combined with '--summary'");
     if (f.has_since && f.has_until && f.since > f.until)
@@ -415,6 +713,8 @@ int cmd_query(int argc, char **argv)
         ;
     else if (summary)
         status = summarize(r, path, &f, format);
+    else if (elements)
+        status = list_elements(r, path, &f, format);
     else
         status = list_changes(r, path, &f, format);
     mw_trace_reader_close(r);

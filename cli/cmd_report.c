@@ -1,15 +1,235 @@
-/* memwatch report: a self-contained HTML view of a trace. */
+/* memwatch report: a self-contained HTML view of a trace (src/trace/report.c does the work).
+ *
+ * The page is written to a temporary file next to its destination and moved into place only
+ * when complete, so that a failure never leaves half a page, and without -f an existing file
+ * is never replaced (link(2) refuses to, even if one appears while the report is written). */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "format.h"
+#include "reader.h"
+#include "report.h"
 
 const char *const report_usage[] = {
-    "usage: memwatch report [-fh] [-o file.html] [trace]",
+    "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]",
+    "",
+    "Write a self-contained HTML view of a trace: the run, a timeline of the changes of",
+    "each tag, where each tag changed, the lines that wrote, and NaN/Inf values that",
+    "appeared. It opens from a file in any current browser, without network access.",
+    "",
+    "    -o, --output FILE  write the page to FILE ('-': standard output; default: the",
+    "                       trace's name with .html in place of .db)",
+    "    -f, --force        overwrite an existing FILE",
+    "    --marks n          draw at most n changes as individual marks (default 20000);",
+    "                       the rest are counted in density bins",
+    "    -h, --help         show this help",
+    "",
+    "Without trace, the newest memwatch-*.db in the current directory is read.",
+    "The name of the file written is printed on standard output.",
     NULL,
 };
 
+enum { OPT_MARKS = 256 };
+
+static const struct option report_options[] = {
+    {"output", required_argument, NULL, 'o'},
+    {"force", no_argument, NULL, 'f'},
+    {"marks", required_argument, NULL, OPT_MARKS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* The trace's name with its .db suffix replaced by .html (or .html added). */
+static char *default_output(const char *trace)
+{
+    size_t n = strlen(trace);
+    const char *base = strrchr(trace, '/');
+    base = base ? base + 1 : trace;
+    if (n > 3 && strcmp(trace + n - 3, ".db") == 0 && trace + n - 3 > base)
+        n -= 3;
+    char *out = malloc(n + sizeof(".html"));
+    if (out) {
+        memcpy(out, trace, n);
+        memcpy(out + n, ".html", sizeof(".html"));
+    }
+    return out;
+}
+
+/* A temporary file in the directory of path; *tmp_out is its name (the caller frees it). */
+static FILE *open_temp(const char *path, char **tmp_out)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
+    const char *base = path + dir;
+    size_t n = dir + 1 + strlen(base) + sizeof(".XXXXXX");
+    char *tmp = malloc(n);
+    if (!tmp)
+        return NULL;
+    snprintf(tmp, n, "%.*s.%s.XXXXXX", (int)dir, path, base);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        errno = e;
+        return NULL;
+    }
+    /* mkstemp makes the file private; a report is an ordinary file, as open(2) would make. */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) < 0) {
+        /* Not fatal: the page is still correct, only its mode is stricter. */
+    }
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        errno = e;
+        return NULL;
+    }
+    *tmp_out = tmp;
+    return f;
+}
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static int write_report(mw_trace_reader *r, const char *trace, const char *output, int force,
+                        uint32_t marks)
+{
+    int to_stdout = strcmp(output, "-") == 0;
+    if (!to_stdout) {
+        if (same_file(output, trace)) {
+            mw_cli_error("refusing to overwrite the trace '%s' with its report", trace);
+            return MW_EXIT_USAGE;
+        }
+        struct stat st;
+        if (!force && lstat(output, &st) == 0) {
+            mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
+            return MW_EXIT_USAGE;
+        }
+    }
+    char *tmp = NULL;
+    FILE *f = to_stdout ? stdout : open_temp(output, &tmp);
+    if (!f) {
+        mw_cli_error("cannot write '%s': %s", output, strerror(errno));
+        return errno == ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
+    }
+    struct mw_report_options opt = {.trace_name = trace, .max_marks = marks};
+    struct mw_report_summary sum = {0};
+    char err[1024];
+    int rc = mw_report_write(mw_trace_reader_db(r), f, &opt, &sum, err, sizeof(err));
+    if (to_stdout) {
+        if (rc == 0 && fflush(stdout) != 0)
+            snprintf(err, sizeof(err), "cannot write the report: %s", strerror(errno)), rc = -EIO;
+    } else if (fclose(f) != 0 && rc == 0) {
+        snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
+        rc = -EIO;
+    }
+    if (rc == 0 && !to_stdout) {
+        if (force) {
+            if (rename(tmp, output) < 0) {
+                snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
+                rc = -EIO;
+            }
+        } else if (link(tmp, output) < 0) {
+            if (errno == EEXIST) {
+                unlink(tmp);
+                free(tmp);
+                mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
+                return MW_EXIT_USAGE;
+            }
+            /* A file system without hard links: the check above has to do. */
+            if (rename(tmp, output) < 0) {
+                snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
+                rc = -EIO;
+            }
+        }
+    }
+    if (tmp) {
+        unlink(tmp);   /* after link(2), or on failure; after rename(2) it is gone already */
+        free(tmp);
+    }
+    if (rc < 0) {
+        mw_cli_error("%s", err);
+        return MW_EXIT_FAILURE;
+    }
+    if (sum.changes == 0)
+        mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64
+                     " object%s watched)",
+                     trace, sum.objects, sum.objects == 1 ? "" : "s");
+    if (!to_stdout && printf("%s\n", output) < 0)
+        return MW_EXIT_FAILURE;
+    return MW_EXIT_OK;
+}
+
 int cmd_report(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    mw_cli_error("report is not implemented yet");
-    return MW_EXIT_USAGE;
+    const char *output = NULL;
+    int force = 0;
+    uint32_t marks = 0;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":o:fh", report_options, NULL)) != -1) {
+        switch (opt) {
+        case 'o':
+            output = optarg;
+            break;
+        case 'f':
+            force = 1;
+            break;
+        case OPT_MARKS: {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || v == 0 || v > UINT32_MAX)
+                return mw_cli_usage_error(report_usage,
+                                          "'--marks' needs a positive number, not '%s'", optarg);
+            marks = (uint32_t)v;
+            break;
+        }
+        case 'h':
+            mw_cli_print_usage(stdout, report_usage);
+            return MW_EXIT_OK;
+        default:
+            /* A long option: name it as typed (getopt sets optopt to its value). */
+            if (optind > 0 && strncmp(argv[optind - 1], "--", 2) == 0)
+                optopt = 0;
+            return mw_cli_bad_option(report_usage, opt, argv);
+        }
+    }
+    if (argc - optind > 1)
+        return mw_cli_usage_error(report_usage, "too many arguments: one trace at a time");
+    if (output && !*output)
+        return mw_cli_usage_error(report_usage, "'--output' needs a file name");
+
+    mw_trace_reader *r;
+    char *path;
+    int status = mw_cli_open_trace(optind < argc ? argv[optind] : NULL, &r, &path);
+    if (status)
+        return status;
+    char *out = output ? strdup(output) : default_output(path);
+    if (!out) {
+        mw_cli_error("out of memory");
+        status = MW_EXIT_FAILURE;
+    } else {
+        status = write_report(r, path, out, force, marks);
+    }
+    free(out);
+    mw_trace_reader_close(r);
+    free(path);
+    return status;
 }

@@ -170,6 +170,7 @@ static char *cell_text(const struct mw_cell *c, int table)
             return NULL;
         return s;
     case MW_CELL_TEXT:
+    case MW_CELL_JSON:
         return strdup(c->s ? c->s : "");
     case MW_CELL_BLOB:
         if (table && c->len > TABLE_BLOB_FULL) {
@@ -221,6 +222,9 @@ static void json_value(FILE *f, const struct mw_cell *c)
         return;
     case MW_CELL_TEXT:
         mw_json_string(f, c->s ? c->s : "", c->s ? strlen(c->s) : 0);
+        return;
+    case MW_CELL_JSON:
+        fputs(c->s && *c->s ? c->s : "null", f);
         return;
     case MW_CELL_BLOB:
         if ((s = malloc(2 * c->len + 1))) {

@@ -17,7 +17,10 @@ enum mw_format { MW_FORMAT_TABLE, MW_FORMAT_CSV, MW_FORMAT_JSON, MW_FORMAT_JSONL
 /* 0 and *out for "table", "csv", "json", "jsonl"; -1 otherwise. */
 int mw_format_parse(const char *name, enum mw_format *out);
 
-enum mw_cell_type { MW_CELL_NULL, MW_CELL_INT, MW_CELL_REAL, MW_CELL_TEXT, MW_CELL_BLOB };
+/* MW_CELL_JSON: s is JSON text (an array of indices), written as is in json/jsonl and as
+ * text in tables and CSV. */
+enum mw_cell_type { MW_CELL_NULL, MW_CELL_INT, MW_CELL_REAL, MW_CELL_TEXT, MW_CELL_BLOB,
+                    MW_CELL_JSON };
 
 struct mw_cell {
     enum mw_cell_type type;

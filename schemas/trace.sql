@@ -15,6 +15,11 @@
 --   ranges    the changed byte ranges of each change, with their old and new bytes
 --   change_ranges   (view) one row per changed range with its tag, hex bytes and location
 --   tag_summary     (view) one row per tag: changes, ranges, bytes changed, first/last seq
+--   change_stats    numeric summary of each change of an object with an element type
+--                   (numpy, torch, array.array, ctypes, typed memoryview): elements changed,
+--                   min/max/mean of new - old, NaN and Inf that appeared or went away
+--   change_numbers  (view) change_stats with each change's tag and location
+--   tag_numbers     (view) change_stats per tag
 --
 -- Byte values are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes could
 -- not be kept (memory limit reached while the program ran); `complete` is then 0.
@@ -36,6 +41,10 @@
 --     SELECT seq, hex(substr(new, 16 - offset + 1, 4)) FROM change_ranges
 --      WHERE tag = 'weights' AND offset <= 16 AND offset + length >= 20;
 --
+--   Where did a NaN or Inf first appear in a watched float array?
+--     SELECT tag, seq, nan_appeared, inf_appeared, location FROM change_numbers
+--      WHERE nan_appeared + inf_appeared > 0 ORDER BY seq LIMIT 1;
+--
 --   Per tag totals, and how the run ended:
 --     SELECT * FROM tag_summary;
 --     SELECT target, exit_status, end_signal, ended_by, changes_dropped FROM run;
@@ -47,11 +56,32 @@
 --             "SELECT seq, offset, old, new FROM change_ranges WHERE tag = ?", ("weights",)):
 --         print(seq, off, old, new)         # old and new are bytes (old may be None)
 --
+-- ELEMENTS
+--   An object's element type is objects.format (struct-module / PEP 3118 format: '<f',
+--   'd', 'Zf' complex, '?' bool, 'T{<i:x:<d:y:}' a structure with fields x and y), with
+--   itemsize, shape and strides. `memwatch query --elements` and `memwatch diff` turn the
+--   ranges into elements: there is no table of elements, because one change of a large
+--   array is millions of them, while its ranges are one row.
+--   Where an element is: for an object whose strides leave no gaps (C or Fortran order)
+--   a range's offset counts bytes of memory from the object's lowest byte, so the item at
+--   offset b is number b / itemsize in memory order and its index follows from the
+--   strides; for a view with gaps (a[:, ::2]) offsets count bytes of the view's value in C
+--   order (what tobytes() gives), so item k of the view in C order starts at k * itemsize.
+--   Ranges of typed objects are widened to whole items by the traced process, so each
+--   range decodes on its own; in Python, for a C-order float32 array (format '<f' or 'f'):
+--     import struct
+--     for seq, off, old, new in db.execute("SELECT seq, offset, old, new FROM change_ranges"
+--                                          " WHERE tag = ?", ("weights",)):
+--         for i in range(0, len(new), 4):
+--             print(seq, (off + i) // 4, struct.unpack_from("<f", old, i)[0] if old else None,
+--                   struct.unpack_from("<f", new, i)[0])
+--
 -- VERSIONING
 --   PRAGMA user_version is the schema version. Later versions only add tables, columns,
---   views and meta keys (typed elements will add an `elements` table keyed by
---   (seq, offset, index)); meta.read_compat is the oldest reader version that can still
+--   views and meta keys; meta.read_compat is the oldest reader version that can still
 --   read the file. A reader refuses a file whose read_compat is newer than itself.
+--   change_stats and its views came later within version 1: a reader finds them in
+--   sqlite_master, and traces without them read as before.
 
 PRAGMA user_version = 1;
 
@@ -167,6 +197,50 @@ SELECT o.tag             AS tag,
   LEFT JOIN changes AS c ON c.object_id = o.id
   LEFT JOIN ranges AS r ON r.seq = c.seq
  GROUP BY o.tag;
+
+-- Numeric summary of one change of a typed object, computed by the writer (the `memwatch
+-- trace` process, not the traced one) from the change's ranges. One row per change of an
+-- object with an element type; none for bytes (bytearray, mmap, watch_buffer). An element
+-- is one scalar: one per field of a structure, one per entry of a sub-array.
+CREATE TABLE change_stats (
+    seq          INTEGER PRIMARY KEY REFERENCES changes (seq),
+    elements     INTEGER NOT NULL,            -- elements whose value changed
+    unknown      INTEGER NOT NULL DEFAULT 0,  -- of which the old (or new) value is unknown
+    deltas       INTEGER NOT NULL DEFAULT 0,  -- of which new - old is counted below: both
+                                              -- known, a number, not complex, finite
+    delta_min    REAL,                        -- NULL when deltas = 0
+    delta_max    REAL,
+    delta_mean   REAL,
+    nan_appeared INTEGER NOT NULL DEFAULT 0,  -- float elements that became NaN
+    nan_gone     INTEGER NOT NULL DEFAULT 0,  -- ... that were NaN and are not any more
+    inf_appeared INTEGER NOT NULL DEFAULT 0,  -- ... that became +-Inf
+    inf_gone     INTEGER NOT NULL DEFAULT 0
+);
+
+-- change_stats with each change's tag and location ('file:line function').
+CREATE VIEW change_numbers AS
+SELECT c.seq AS seq, c.time_ns AS time_ns, o.tag AS tag, c.object_id AS object_id,
+       s.elements AS elements, s.unknown AS unknown, s.deltas AS deltas,
+       s.delta_min AS delta_min, s.delta_max AS delta_max, s.delta_mean AS delta_mean,
+       s.nan_appeared AS nan_appeared, s.nan_gone AS nan_gone,
+       s.inf_appeared AS inf_appeared, s.inf_gone AS inf_gone,
+       CASE WHEN c.file IS NULL THEN c.native_symbol
+            ELSE c.file || ':' || coalesce(c.line, '?') || coalesce(' ' || c.function, '')
+       END AS location
+  FROM change_stats AS s
+  JOIN changes AS c ON c.seq = s.seq
+  JOIN objects AS o ON o.id = c.object_id;
+
+-- change_stats per tag; delta_mean weighs each change by its counted deltas.
+CREATE VIEW tag_numbers AS
+SELECT tag, count(*) AS changes, sum(elements) AS elements, sum(unknown) AS unknown,
+       min(delta_min) AS delta_min, max(delta_max) AS delta_max,
+       sum(delta_mean * deltas) / nullif(sum(deltas), 0) AS delta_mean,
+       sum(nan_appeared) AS nan_appeared, sum(nan_gone) AS nan_gone,
+       sum(inf_appeared) AS inf_appeared, sum(inf_gone) AS inf_gone,
+       min(CASE WHEN nan_appeared + inf_appeared > 0 THEN seq END) AS first_nonfinite_seq
+  FROM change_numbers
+ GROUP BY tag;
 
 INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('read_compat', '1');
 INSERT INTO run (id) VALUES (1);

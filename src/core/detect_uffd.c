@@ -33,9 +33,16 @@
  * - The page state machine and its ordering rules are those of detect_mprotect.c: CLEAN
  *   ->FAULTING by CAS, copy, lift, DIRTY, push on a Treiber stack; a fault on CHECKING
  *   sleeps on the state word until the checker is done; REMOVED/stale faults retry once.
- *   The code is not shared with detect_mprotect.c because that file's fault path also
- *   single-steps neighbour writes on mprotect pages (SIGTRAP), which this mode does not
- *   need to make its first version correct; a hot neighbour costs one fault per check.
+ * - Neighbours (a small watched object shares its page with busy, unrelated data): as in
+ *   detect_mprotect.c, a fault outside the page's watched bytes (mw_page.span) copies the
+ *   page, lifts the protection, sets the x86 trap flag and marks the page OPEN; after that
+ *   one instruction the SIGTRAP handler protects the page again and compares the watched
+ *   bytes: equal, the page is CLEAN again and the next write to the watched bytes faults
+ *   with its own writer (exact attribution); different (another thread wrote them in that
+ *   window), DIRTY with writer unknown. After MW_UFFD_NEIGHBOUR_TRAPS such writes between
+ *   two checks the page is left DIRTY (writer unknown), which bounds the cost of a hot
+ *   page to that many traps per check. The code is this file's own (not shared with
+ *   detect_mprotect.c) so that each mechanism's fault path can be read on its own.
  *
  * Async-signal-safety: uffd_claim() and what it calls use only atomics, memcpy, ioctl,
  * mprotect, futex, sched_yield, clock_gettime and gettid, plus the writer hook, which
@@ -94,6 +101,15 @@ static int uffd = -1;
 static int maps_fd = -1;
 static uint64_t features;          /* what UFFDIO_API granted */
 static int availability = -1;      /* -1 not probed yet */
+
+#define MW_UFFD_NEIGHBOUR_TRAPS 32
+#define MW_UFFD_MAX_STORE 64      /* a store may start this far before the bytes it reaches */
+#define X86_TRAP_FLAG 0x100
+
+static __thread struct mw_page *open_page __attribute__((tls_model("initial-exec")));
+static __thread int open_sig __attribute__((tls_model("initial-exec")));
+static struct sigaction previous_trap_action;
+static int trap_installed;
 
 static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
 static __thread pid_t cached_tid __attribute__((tls_model("initial-exec")));
@@ -231,7 +247,7 @@ static int lift(uintptr_t page, int prot, int sig)
 
 /* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
  * Returns 0 when the page was opened, -1 when that failed (state restored). */
-static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
+static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig, int neighbour)
 {
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
@@ -255,6 +271,8 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
         mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
         if (hook)
             hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
+        if (neighbour)   /* the watched bytes' writer will not fault: unknown */
+            memset(&m->writer, 0, sizeof(m->writer));
         atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
@@ -274,6 +292,125 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
     atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
     push_dirty(e);
     return 0;
+}
+
+/* Async-signal-safe: opens the FAULTING page e for one neighbour instruction (DESIGN).
+ * 0 when open, -1 when it could not be (the caller takes the page instead). */
+static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
+{
+#if defined(__x86_64__)
+    ucontext_t *uc = ucontext;
+    if (!trap_installed || !uc || open_page)
+        return -1;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+    if (!mw_acct_try_charge(acct, env.copy_cost))
+        return -1;
+    uint32_t slot = mw_page_pool_alloc(env.pool);
+    if (slot == MW_SLOT_NONE) {
+        mw_acct_uncharge(acct, env.copy_cost);
+        return -1;
+    }
+    memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
+    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+    memset(&m->writer, 0, sizeof(m->writer));
+    m->fault_ns = now_ns();
+    m->acct = MW_ACCT_OF(ap);
+    atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    atomic_store_explicit(&e->state, MW_PAGE_OPEN, memory_order_release);
+    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_FAULTING, memory_order_release);
+        return -1;
+    }
+    atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
+    open_page = e;
+    open_sig = sig;
+    uc->uc_mcontext.gregs[REG_EFL] |= X86_TRAP_FLAG;
+    return 0;
+#else
+    (void)e;
+    (void)page;
+    (void)ucontext;
+    (void)sig;
+    return -1;
+#endif
+}
+
+/* Async-signal-safe: the neighbour instruction ran; protect the page again, then compare
+ * its watched bytes with the copy (a write racing with us faults and waits for OPEN). */
+static void close_neighbour(struct mw_page *e, int sig)
+{
+    uintptr_t page = e->addr;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
+    const unsigned char *copy = mw_page_pool_data(env.pool, slot);
+    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+    uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
+    int again = sig == SIGBUS
+                    ? wp_range(page, env.page_size, 1) == 0
+                    : mprotect((void *)page, env.page_size, MW_PROT_OF(ap) & ~PROT_WRITE) == 0;
+    if (again && (hi <= lo || memcmp(copy + lo, (const void *)(page + lo), hi - lo) == 0)) {
+        struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        return;
+    }
+    if (again)
+        lift(page, MW_PROT_OF(ap), sig);
+    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    push_dirty(e);
+}
+
+/* SIGTRAP: ours when this thread has a page open; otherwise the previous handler's. */
+static void trap_handler(int sig, siginfo_t *info, void *ucontext)
+{
+    int saved_errno = errno;
+    struct mw_page *e = open_page;
+    if (e) {
+        open_page = NULL;
+#if defined(__x86_64__)
+        ((ucontext_t *)ucontext)->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)X86_TRAP_FLAG;
+#endif
+        close_neighbour(e, open_sig);
+        errno = saved_errno;
+        return;
+    }
+    struct sigaction prev = previous_trap_action;
+    if (prev.sa_flags & SA_SIGINFO) {
+        prev.sa_sigaction(sig, info, ucontext);
+    } else if (prev.sa_handler != SIG_IGN && prev.sa_handler != SIG_DFL) {
+        prev.sa_handler(sig);
+    } else if (prev.sa_handler == SIG_DFL) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        mw_signal_chain_real_sigaction(SIGTRAP, &dfl, NULL);
+        raise(SIGTRAP);
+    }
+    errno = saved_errno;
+}
+
+static void install_trap_handler(void)
+{
+#if defined(__x86_64__)
+    if (trap_installed)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = trap_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (mw_signal_chain_real_sigaction(SIGTRAP, &sa, &previous_trap_action) == 0)
+        trap_installed = 1;
+#endif
 }
 
 /* The fault path. Async-signal-safe. 1: ours (or stale), run the instruction again;
@@ -304,7 +441,16 @@ static int uffd_claim(int sig, siginfo_t *info, void *ucontext)
                 atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
                 continue;
             }
-            result = take_page(e, page, ucontext, sig) == 0 ? 1 : -1;
+            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+            uintptr_t off = addr - page;
+            int neighbour = off + MW_UFFD_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
+            if (neighbour &&
+                atomic_load_explicit(&e->traps, memory_order_relaxed) < MW_UFFD_NEIGHBOUR_TRAPS &&
+                open_for_neighbour(e, page, ucontext, sig) == 0) {
+                result = 1;
+                break;
+            }
+            result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
             break;
         }
         if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {
@@ -372,6 +518,7 @@ static int uffd_init(const struct mw_detector_env *e)
     if (maps_fd < 0)
         maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     env = *e;
+    install_trap_handler();
     return mw_signal_chain_install(uffd_claim);
 }
 

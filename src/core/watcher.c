@@ -125,11 +125,18 @@ static struct engine {
     size_t accts_bytes;
     uint32_t naccts;
     const struct mw_detector_ops *det;
+    enum mw_backend want;          /* requested by mw_engine_set_backend; AUTO by default */
     mw_writer_hook hook;
     void *hook_ctx;
     uint64_t next_id;
     struct mw_region **regions;    /* sorted by id */
     size_t nregions, regions_cap;
+    /* region_ids[i] is regions[i]'s id, kept when the region leaves (regions[i] = NULL, a
+     * hole) so that lookups stay a binary search and a removal is O(1); holes are
+     * compacted away when they are half the array (amortized O(1) per removal: unwatching
+     * a million objects one by one was quadratic with a memmove per removal). */
+    uint64_t *region_ids;
+    size_t nholes;
     size_t limits_sum;
     uint64_t checks;
     struct {
@@ -381,6 +388,38 @@ static int vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot
 
 /* ---- engine setup ------------------------------------------------------------------- */
 
+static const struct mw_detector_ops *detector_for(enum mw_backend b)
+{
+    if (b == MW_BACKEND_UFFD)
+        return mw_detect_uffd.available() ? &mw_detect_uffd : NULL;
+    if (b == MW_BACKEND_MPROTECT)
+        return &mw_detect_mprotect;
+    /* auto: measured in notes/uffd-docs.md, uffd (SIGBUS mode) costs about as much per
+     * first write as mprotect, and scales past vm.max_map_count. */
+    return mw_detect_uffd.available() ? &mw_detect_uffd : &mw_detect_mprotect;
+}
+
+/* Makes det the engine's mechanism (engine lock; nothing protected). */
+static int use_detector_locked(enum mw_backend b)
+{
+    const struct mw_detector_ops *det = detector_for(b);
+    if (!det)
+        return MW_EBACKEND;
+    if (det == engine.det)
+        return 0;
+    struct mw_detector_env env = {
+        .index = engine.index, .pool = engine.pool, .accts = engine.accts,
+        .page_size = engine.page_size, .copy_cost = engine.copy_cost,
+    };
+    int rc = det->init(&env);
+    if (rc)
+        return rc;
+    engine.det = det;
+    if (engine.hook)
+        det->set_writer_hook(engine.hook, engine.hook_ctx);
+    return 0;
+}
+
 static int init_locked(void)
 {
     if (engine.initialized)
@@ -405,16 +444,9 @@ static int init_locked(void)
         goto fail_pool;
     }
     engine.maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    engine.det = &mw_detect_mprotect;
-    struct mw_detector_env env = {
-        .index = engine.index, .pool = engine.pool, .accts = engine.accts,
-        .page_size = engine.page_size, .copy_cost = engine.copy_cost,
-    };
-    rc = engine.det->init(&env);
+    rc = use_detector_locked(engine.want);
     if (rc)
         goto fail_accts;
-    if (engine.hook)
-        engine.det->set_writer_hook(engine.hook, engine.hook_ctx);
     engine.next_id = 1;
     engine.initialized = 1;
     return 0;
@@ -455,12 +487,47 @@ void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx)
 
 enum mw_backend mw_engine_default_backend(void)
 {
-    return MW_BACKEND_MPROTECT;
+    return detector_for(MW_BACKEND_AUTO)->backend;
 }
 
 int mw_engine_backend_available(enum mw_backend backend)
 {
-    return backend == MW_BACKEND_AUTO || backend == MW_BACKEND_MPROTECT;
+    return backend == MW_BACKEND_AUTO || detector_for(backend) != NULL;
+}
+
+int mw_engine_set_backend(enum mw_backend backend)
+{
+    if (!mw_engine_backend_available(backend))
+        return MW_EBACKEND;
+    pthread_mutex_lock(&engine.lock);
+    int rc = 0;
+    if (!engine.initialized) {
+        engine.want = backend;
+    } else if (engine.detached) {
+        rc = MW_EBACKEND;
+    } else if (backend != MW_BACKEND_AUTO && engine.det->backend != backend) {
+        /* Switching is only safe while no page is protected or dirty. */
+        if (engine.nregions == engine.nholes && mw_region_index_count(engine.index) == 0 &&
+            !engine.det->has_dirty())
+            rc = use_detector_locked(backend);
+        else
+            rc = MW_EBACKEND;
+        if (rc == 0)
+            engine.want = backend;
+    }
+    pthread_mutex_unlock(&engine.lock);
+    return rc;
+}
+
+enum mw_backend mw_engine_backend(void)
+{
+    pthread_mutex_lock(&engine.lock);
+    enum mw_backend b = engine.initialized ? engine.det->backend
+                                           : detector_for(engine.want)
+                                                 ? detector_for(engine.want)->backend
+                                                 : MW_BACKEND_MPROTECT;
+    pthread_mutex_unlock(&engine.lock);
+    return b;
 }
 
 const char *mw_backend_name(enum mw_backend backend)
@@ -468,7 +535,7 @@ const char *mw_backend_name(enum mw_backend backend)
     switch (backend) {
     case MW_BACKEND_AUTO: return "auto";
     case MW_BACKEND_MPROTECT: return "mprotect";
-    case MW_BACKEND_UFFD: return "userfaultfd";
+    case MW_BACKEND_UFFD: return "uffd";
     }
     return "unknown";
 }
@@ -525,6 +592,9 @@ int mw_watcher_create(const struct mw_watcher_config *config, mw_watcher **out)
     int rc = mw_engine_init();
     if (rc)
         return rc;
+    if (config && config->backend != MW_BACKEND_AUTO &&
+        (rc = mw_engine_set_backend(config->backend)) != 0)
+        return rc;
     struct mw_watcher *w = calloc(1, sizeof(*w));
     if (!w)
         return -ENOMEM;
@@ -564,12 +634,30 @@ static struct mw_region **find_region(uint64_t id)
     size_t lo = 0, hi = engine.nregions;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (engine.regions[mid]->id < id)
+        if (engine.region_ids[mid] < id)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < engine.nregions && engine.regions[lo]->id == id ? &engine.regions[lo] : NULL;
+    return lo < engine.nregions && engine.region_ids[lo] == id && engine.regions[lo]
+               ? &engine.regions[lo] : NULL;
+}
+
+/* Squeezes the holes out of the region array (engine lock; not while iterating it). */
+static void compact_regions_locked(void)
+{
+    if (engine.nholes < 1024 || engine.nholes * 2 < engine.nregions)
+        return;
+    size_t j = 0;
+    for (size_t i = 0; i < engine.nregions; i++) {
+        if (!engine.regions[i])
+            continue;
+        engine.regions[j] = engine.regions[i];
+        engine.region_ids[j] = engine.region_ids[i];
+        j++;
+    }
+    engine.nregions = j;
+    engine.nholes = 0;
 }
 
 static void free_baseline(unsigned char *b, const struct mw_region *r, size_t bytes)
@@ -680,10 +768,8 @@ static void remove_region_locked(struct mw_region *r)
     r->w->tracked_bytes -= r->size;
     struct mw_region **slot = find_region(r->id);
     if (slot) {
-        size_t i = (size_t)(slot - engine.regions);
-        memmove(&engine.regions[i], &engine.regions[i + 1],
-                (engine.nregions - i - 1) * sizeof(*engine.regions));
-        engine.nregions--;
+        *slot = NULL;
+        engine.nholes++;
     }
     free(r);
 }
@@ -695,8 +781,9 @@ void mw_watcher_destroy(mw_watcher *w)
     pthread_mutex_lock(&engine.lock);
     if (!engine.detached) {
         for (size_t i = engine.nregions; i-- > 0;)
-            if (engine.regions[i]->w == w)
+            if (engine.regions[i] && engine.regions[i]->w == w)
                 remove_region_locked(engine.regions[i]);
+        compact_regions_locked();
         engine.accts[w->acct].live = 0;
         engine.limits_sum -= w->limit;
         mw_region_index_reclaim(engine.index);
@@ -767,9 +854,13 @@ static int watch_locked(mw_watcher *w, uintptr_t addr, size_t size, void *user,
         mw_acct_uncharge(acct, fixed);
         return -ENOMEM;
     }
+    compact_regions_locked();
     if (engine.nregions == engine.regions_cap) {
         size_t ncap = engine.regions_cap ? engine.regions_cap * 2 : 64;
-        struct mw_region **nr = realloc(engine.regions, ncap * sizeof(*nr));
+        uint64_t *ni = realloc(engine.region_ids, ncap * sizeof(*ni));
+        if (ni)
+            engine.region_ids = ni;
+        struct mw_region **nr = ni ? realloc(engine.regions, ncap * sizeof(*nr)) : NULL;
         if (!nr) {
             free(r);
             mw_acct_uncharge(acct, fixed);
@@ -784,6 +875,7 @@ static int watch_locked(mw_watcher *w, uintptr_t addr, size_t size, void *user,
     r->user = user;
     r->w = w;
     r->charge = charge;
+    engine.region_ids[engine.nregions] = r->id;
     engine.regions[engine.nregions++] = r;    /* ids grow: stays sorted */
     w->tracked_objects++;
     w->tracked_bytes += size;
@@ -1168,6 +1260,101 @@ static int deliver(mw_change_fn fn, void *ctx)
     return nchanges;
 }
 
+/* ---- kernel writes ------------------------------------------------------------------
+ * A system call that writes into a protected page (read() into a watched buffer) fails
+ * with EFAULT: the kernel does not take the fault on the program's behalf. The
+ * interposed read-family calls (kwrite_interpose.c) open the buffer's watched pages
+ * first, from the calling thread, by an atomic no-op write to a watched byte of each (the
+ * ordinary fault path: old copy, writer, DIRTY), and pin the buffer so that a check on
+ * another thread compares those pages but leaves them writable (the "could not re-arm"
+ * path of check_page) until the call returns. Pins are a small lock-free table; when it
+ * is full the call goes unpinned and the interposer retries once on EFAULT. */
+#define KWRITE_PINS 64
+static struct {
+    _Atomic uintptr_t lo, hi;
+} kwrite_pins[KWRITE_PINS];
+
+static int kwrite_pinned(uintptr_t start, size_t len)
+{
+    for (size_t i = 0; i < KWRITE_PINS; i++) {
+        uintptr_t lo = atomic_load_explicit(&kwrite_pins[i].lo, memory_order_seq_cst);
+        if (!lo)
+            continue;
+        uintptr_t hi = atomic_load_explicit(&kwrite_pins[i].hi, memory_order_seq_cst);
+        if (start < hi && start + len > lo)
+            return 1;
+    }
+    return 0;
+}
+
+static int engine_watches_anything(void)
+{
+    struct mw_region_index *idx = engine.index;
+    return idx && !engine.detached && !engine.stopped && mw_region_index_count(idx) > 0;
+}
+
+int mw_engine_owns_range(const void *addr, size_t len)
+{
+    if (!engine_watches_anything() || len == 0)
+        return 0;
+    size_t ps = engine.page_size;
+    uintptr_t first = (uintptr_t)addr & ~(uintptr_t)(ps - 1);
+    uintptr_t last = ((uintptr_t)addr + len - 1) & ~(uintptr_t)(ps - 1);
+    for (uintptr_t p = first;; p += ps) {
+        if (mw_engine_owns_address((const void *)p))
+            return 1;
+        if (p == last)
+            break;
+    }
+    return 0;
+}
+
+int mw_engine_kwrite_begin(const void *addr, size_t len)
+{
+    if (!engine_watches_anything() || len == 0 || (uintptr_t)addr + len < (uintptr_t)addr)
+        return 0;
+    size_t ps = engine.page_size;
+    uintptr_t lo = (uintptr_t)addr & ~(uintptr_t)(ps - 1);
+    uintptr_t hi = (((uintptr_t)addr + len - 1) & ~(uintptr_t)(ps - 1)) + ps;
+    int token = 0;
+    for (size_t i = 0; i < KWRITE_PINS && !token; i++) {
+        uintptr_t zero = 0;
+        if (atomic_compare_exchange_strong(&kwrite_pins[i].lo, &zero, (uintptr_t)1)) {
+            atomic_store(&kwrite_pins[i].hi, hi);
+            atomic_store(&kwrite_pins[i].lo, lo);
+            token = (int)i + 1;
+        }
+    }
+    atomic_thread_fence(memory_order_seq_cst);
+    struct mw_region_index *idx = engine.index;
+    for (uintptr_t p = lo; p < hi; p += ps) {
+        mw_region_index_enter(idx);
+        struct mw_page *e = mw_region_index_lookup(idx, p);
+        uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_seq_cst)
+                       : MW_PAGE_UNTRACKED;
+        uint32_t span = e ? atomic_load_explicit(&e->span, memory_order_acquire) : 0;
+        mw_region_index_leave(idx);
+        s = MW_PAGE_STATE(s);
+        if (s != MW_PAGE_CLEAN && s != MW_PAGE_CHECKING)
+            continue;
+        /* A watched byte of the page, so that the fault path takes the page for good
+         * rather than treating it as a neighbour's write; the atomic no-op cannot lose
+         * a concurrent store. The fault (if the page is still protected) runs here. */
+        volatile unsigned char *b = (volatile unsigned char *)(p + MW_SPAN_LO(span));
+        __atomic_fetch_or((unsigned char *)b, 0, __ATOMIC_SEQ_CST);
+    }
+    return token;
+}
+
+void mw_engine_kwrite_end(int token)
+{
+    if (token <= 0 || token > KWRITE_PINS)
+        return;
+    /* hi first: a pin claimed again in between must not lose its new hi. */
+    atomic_store(&kwrite_pins[token - 1].hi, 0);
+    atomic_store(&kwrite_pins[token - 1].lo, 0);
+}
+
 static int check_locked(mw_change_fn fn, void *ctx)
 {
     size_t ps = engine.page_size;
@@ -1218,12 +1405,17 @@ static int check_locked(mw_change_fn fn, void *ctx)
             j++;
         for (size_t k = i; k < j; k++)
             atomic_store_explicit(&pages[k]->state, MW_PAGE_CHECKING, memory_order_release);
+        /* Pairs with the fence in mw_engine_kwrite_begin: either it sees CHECKING and its
+         * pre-touch waits for this check, or we see its pin (see kwrite below). */
+        atomic_thread_fence(memory_order_seq_cst);
+        int pinned = kwrite_pinned(e->addr, (j - i) * ps);
         /* Re-protect FIRST, then compare. */
-        int rearmed = engine.det->rearm(e->addr, (j - i) * ps, prot) == 0;
+        int rearmed = !pinned && engine.det->rearm(e->addr, (j - i) * ps, prot) == 0;
         for (size_t k = i; k < j; k++) {
             int ok = rearmed;
             if (!rearmed)   /* try page by page before giving up on a page */
-                ok = engine.det->rearm(pages[k]->addr, ps, prot) == 0;
+                ok = !kwrite_pinned(pages[k]->addr, ps) &&
+                     engine.det->rearm(pages[k]->addr, ps, prot) == 0;
             check_page(pages[k], ok);
         }
         i = j;
@@ -1277,6 +1469,7 @@ int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void 
         int n = check_locked(fn, ctx);
         slot = find_region(region_id);
         remove_region_locked(*slot);
+        compact_regions_locked();
         mw_region_index_reclaim(engine.index);
         if (n < 0)
             rc = n;

@@ -83,10 +83,32 @@ struct mw_watcher_stats {
 int mw_engine_init(void);
 /* Optional: fills struct mw_writer at fault time. */
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
-/* Which backend auto resolves to, and whether one is available. */
+/* Which backend auto resolves to (uffd where the kernel has userfaultfd write-protection
+ * with UFFD_FEATURE_SIGBUS and WP_UNPOPULATED, mprotect otherwise; MEMWATCH_DISABLE_UFFD=1
+ * in the environment simulates a kernel without it), and whether one is available. */
 enum mw_backend mw_engine_default_backend(void);
 int mw_engine_backend_available(enum mw_backend backend);
+/* "auto", "mprotect", "uffd". */
 const char *mw_backend_name(enum mw_backend backend);
+/* The mechanism is process-wide (a fault names a page, not a watcher). Before the engine
+ * is initialized, or while it watches nothing, the next mw_engine_init or
+ * mw_watcher_create with an explicit backend selects it; once something is watched, a
+ * watcher asking for another backend gets MW_EBACKEND. MW_EBACKEND if unavailable. */
+int mw_engine_set_backend(enum mw_backend backend);
+/* The backend in use (resolved, never AUTO once initialized; before, what auto picks). */
+enum mw_backend mw_engine_backend(void);
+
+/* Kernel writes into watched memory (read(), readv(), recv() into a watched buffer):
+ * protected pages make such calls fail with EFAULT, under both mechanisms. Before the
+ * call, mw_engine_kwrite_begin opens the watched pages of [addr, addr+len) the way a
+ * first write from the calling thread would (old copy kept, writer = this thread and its
+ * Python line) and pins the range so that no check protects those pages again until
+ * mw_engine_kwrite_end(token). Returns a token for mw_engine_kwrite_end (0: nothing to
+ * release). Cheap when nothing is watched. Not async-signal-safe. */
+int mw_engine_kwrite_begin(const void *addr, size_t len);
+void mw_engine_kwrite_end(int token);
+/* Does [addr, addr+len) touch a page the engine protects? (To decide on a retry.) */
+int mw_engine_owns_range(const void *addr, size_t len);
 /* True when addr lies on a page the engine protects (for signal chaining decisions). */
 int mw_engine_owns_address(const void *addr);
 /* Undo all protection (before interpreter finalization, and in a forked child). */

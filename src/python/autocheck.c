@@ -18,7 +18,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
+#include "channel.h"
 
 #include "inject.h"
 #include "location.h"
@@ -31,6 +33,10 @@
 #define MAX_UNSETTLED_MS 1000
 
 static uint64_t fault_count;             /* atomic: faults seen by the writer hook */
+/* SIGTERM arrived while its action was the default one (see on_term). */
+static volatile sig_atomic_t term_requested;
+static struct timespec term_time;
+#define TERM_GRACE_MS 1000
 
 static int check_signal;                 /* Python-level signal used in line mode */
 static pthread_t poller;
@@ -45,7 +51,7 @@ static void on_fault(struct mw_writer *out, void *ctx)
     (void)ctx;
     __atomic_add_fetch(&fault_count, 1, __ATOMIC_RELAXED);
     mw_location_capture(out);
-    if (check_signal)
+    if (check_signal && mw_run.check_mode == MW_CHECK_LINE)
         PyErr_SetInterruptEx(check_signal);
 }
 
@@ -55,14 +61,55 @@ void mw_autocheck_request(void)
         PyErr_SetInterruptEx(check_signal);
 }
 
+/* Dies by SIGTERM as python3 would, now that the trace has everything. */
+static void die_by_term(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGTERM, &dfl, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    raise(SIGTERM);
+}
+
+/* SIGTERM with its default action would kill the script before memwatch's final check.
+ * Async-signal-safe: it only asks the main thread to finish the trace and then die by
+ * SIGTERM (autocheck_handler); the poller does so without a final check if the main thread
+ * does not get there within TERM_GRACE_MS. */
+static void on_term(int sig)
+{
+    (void)sig;
+    if (!term_requested)
+        clock_gettime(CLOCK_MONOTONIC, &term_time);
+    term_requested = 1;
+    if (check_signal)
+        PyErr_SetInterruptEx(check_signal);
+}
+
 static PyObject *autocheck_handler(PyObject *self, PyObject *args)
 {
-    (void)self;
     (void)args;
+    if (term_requested) {
+        PyObject *r = PyObject_CallMethod(self, "_finish", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        die_by_term();
+    }
     /* A check that fails must not raise into whatever line the script is on. */
     if (mw_check_all_ex(1) < 0)
         PyErr_WriteUnraisable(NULL);
     Py_RETURN_NONE;
+}
+
+static int term_grace_over(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - term_time.tv_sec) * 1000 + (now.tv_nsec - term_time.tv_nsec) / 1000000;
+    return ms >= TERM_GRACE_MS;
 }
 
 static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARGS, NULL};
@@ -97,6 +144,10 @@ static void *poll_loop(void *arg)
         pthread_cond_timedwait(&poller_wake, &poller_lock, &deadline);
         if (__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE))
             break;
+        if (term_requested && term_grace_over()) {
+            mw_channel_drain();
+            die_by_term();
+        }
         if (!mw_engine_has_dirty() || _Py_IsFinalizing()) {
             unsettled_ms = 0;
             continue;
@@ -140,13 +191,29 @@ static int install_line_handler(PyObject *module)
     return 0;
 }
 
+static void install_term_handler(void)
+{
+    struct sigaction old, sa;
+    if (sigaction(SIGTERM, NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+        (old.sa_flags & SA_SIGINFO))
+        return;   /* the script's own (or an inherited SIG_IGN) stays */
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 int mw_autocheck_start(PyObject *module)
 {
     mw_engine_set_writer_hook(on_fault, NULL);
-    if (!mw_run.traced || mw_run.check_mode == MW_CHECK_MANUAL)
+    if (!mw_run.traced)
         return 0;
-    if (mw_run.check_mode == MW_CHECK_LINE && install_line_handler(module) < 0)
+    /* The Python-level check handler serves line mode and the end on SIGTERM. */
+    if (install_line_handler(module) < 0)
         return -1;
+    install_term_handler();
+    if (mw_run.check_mode == MW_CHECK_MANUAL)
+        return 0;
     __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
     /* The poller must not take signals meant for the main thread. */
     sigset_t all, old;

@@ -17,12 +17,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "elements.h"
 #include "mw_error.h"
 #include "schema.h"
+
+struct layout_entry {
+    uint64_t id;
+    mw_elem_layout *layout;
+    int typed;
+};
 
 struct mw_trace_reader {
     sqlite3 *db;
     char *path;
+    int has_stats;              /* -1: not looked yet; 0/1: the trace has change_stats */
+    struct layout_entry *layouts;   /* objects asked about, in no order */
+    size_t nlayouts, caplayouts;
     char errmsg[1024];
 };
 
@@ -132,6 +142,7 @@ int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_ver
         free(r);
         return -ENOMEM;
     }
+    r->has_stats = -1;
     *out = r;
     /* errno first: SQLite's "unable to open database file" does not say why. */
     struct stat st;
@@ -161,6 +172,9 @@ void mw_trace_reader_close(mw_trace_reader *r)
     if (!r)
         return;
     sqlite3_close(r->db);
+    for (size_t i = 0; i < r->nlayouts; i++)
+        mw_elem_layout_destroy(r->layouts[i].layout);
+    free(r->layouts);
     free(r->path);
     free(r);
 }
@@ -366,6 +380,167 @@ void mw_trace_iter_finish(mw_trace_iter *it)
     free(it);
 }
 
+/* 1 when the trace has the change_stats table (traces made before it do not). */
+static int has_stats(mw_trace_reader *r)
+{
+    if (r->has_stats < 0) {
+        char *v = NULL;
+        int rc = query_text(r, "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                               " AND name = 'change_stats'", &v);
+        r->has_stats = rc > 0 && v && strcmp(v, "1") == 0;
+        free(v);
+    }
+    return r->has_stats;
+}
+
+/* The numeric summary of tag t->tag over the filter's seq bounds. */
+static int tag_numbers(mw_trace_reader *r, const struct mw_trace_filter *f,
+                       struct mw_trace_tag_summary *t)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT count(*), sum(s.elements), sum(s.unknown), sum(s.deltas),"
+                           " min(s.delta_min), max(s.delta_max), sum(s.delta_mean * s.deltas),"
+                           " sum(s.nan_appeared), sum(s.nan_gone), sum(s.inf_appeared),"
+                           " sum(s.inf_gone),"
+                           " min(CASE WHEN s.nan_appeared + s.inf_appeared > 0 THEN s.seq END)"
+                           " FROM change_stats AS s JOIN changes AS c ON c.seq = s.seq"
+                           " JOIN objects AS o ON o.id = c.object_id"
+                           " WHERE s.seq BETWEEN ?1 AND ?2 AND o.tag = ?3",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    bind_bounds(s, f);
+    sqlite3_bind_text(s, 3, t->tag, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        t->has_numbers = sqlite3_column_int64(s, 0) > 0;
+        t->elements = (uint64_t)sqlite3_column_int64(s, 1);
+        t->unknown = (uint64_t)sqlite3_column_int64(s, 2);
+        t->deltas = (uint64_t)sqlite3_column_int64(s, 3);
+        t->delta_min = sqlite3_column_double(s, 4);
+        t->delta_max = sqlite3_column_double(s, 5);
+        t->delta_mean = t->deltas ? sqlite3_column_double(s, 6) / (double)t->deltas : 0;
+        t->nan_appeared = (uint64_t)sqlite3_column_int64(s, 7);
+        t->nan_gone = (uint64_t)sqlite3_column_int64(s, 8);
+        t->inf_appeared = (uint64_t)sqlite3_column_int64(s, 9);
+        t->inf_gone = (uint64_t)sqlite3_column_int64(s, 10);
+        t->has_first_nonfinite = sqlite3_column_type(s, 11) != SQLITE_NULL;
+        t->first_nonfinite_seq = (uint64_t)sqlite3_column_int64(s, 11);
+        rc = 0;
+    } else {
+        rc = db_err(r, "read");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* "[3, 4]" -> up to max integers; the count, or -1 when it is not such an array. */
+static int parse_int_array(const char *text, int64_t *v, int max)
+{
+    const char *p = text;
+    int n = 0;
+    while (*p == ' ')
+        p++;
+    if (*p++ != '[')
+        return -1;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        if (*p == ']')
+            return n;
+        if (n == max)
+            return -1;
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno)
+            return -1;
+        v[n++] = x;
+        p = end;
+        while (*p == ' ')
+            p++;
+        if (*p == ',')
+            p++;
+        else if (*p != ']')
+            return -1;
+    }
+}
+
+int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
+                           const struct mw_elem_layout **out, int *typed)
+{
+    /* Newest first: rows of one object come together. */
+    for (size_t i = r->nlayouts; i-- > 0;)
+        if (r->layouts[i].id == object_id) {
+            *out = r->layouts[i].layout;
+            if (typed)
+                *typed = r->layouts[i].typed;
+            return 0;
+        }
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT format, type_name, itemsize, ndim, shape, strides, size"
+                           " FROM objects WHERE id = ?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    sqlite3_bind_int64(s, 1, (int64_t)object_id);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        rc = rc == SQLITE_DONE ? set_err(r, MW_EFORMAT, "the trace names object %" PRIu64
+                                         " but has no such object", object_id)
+                               : db_err(r, "read");
+        sqlite3_finalize(s);
+        return rc;
+    }
+    int64_t shape[MW_REC_MAX_NDIM], strides[MW_REC_MAX_NDIM];
+    const char *shape_t = col_text(s, 4), *strides_t = col_text(s, 5);
+    int ndim = sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 3);
+    int ns = shape_t ? parse_int_array(shape_t, shape, MW_REC_MAX_NDIM) : -1;
+    int nt = strides_t ? parse_int_array(strides_t, strides, MW_REC_MAX_NDIM) : -1;
+    if (ndim < 0 || ndim > MW_REC_MAX_NDIM || (ndim > 0 && ns != ndim))
+        ndim = -1;   /* shape unknown: one dimension */
+    struct mw_elem_desc d = {
+        .format = col_text(s, 0),
+        .type_name = col_text(s, 1),
+        .itemsize = sqlite3_column_int64(s, 2),
+        .ndim = ndim,
+        .shape = ndim >= 0 ? shape : NULL,
+        .strides = ndim >= 0 && nt == ndim ? strides : NULL,
+        .size = (uint64_t)sqlite3_column_int64(s, 6),
+        .contiguous = -1,
+    };
+    mw_elem_layout *l = NULL;
+    int is_typed = 0;
+    rc = d.format ? mw_elem_layout_create(&d, &l) : MW_EFORMAT;
+    if (rc == 0) {
+        is_typed = mw_elem_layout_typed(l);
+    } else if (rc != -ENOMEM) {
+        /* Shown as bytes. */
+        struct mw_elem_desc b = {.format = "B", .itemsize = 1, .ndim = -1, .size = d.size,
+                                 .contiguous = 1};
+        rc = mw_elem_layout_create(&b, &l);
+    }
+    sqlite3_finalize(s);
+    if (rc)
+        return set_err(r, rc == -ENOMEM ? -ENOMEM : MW_EFORMAT, "cannot lay out object %" PRIu64,
+                       object_id);
+    if (r->nlayouts == r->caplayouts) {
+        size_t cap = r->caplayouts ? r->caplayouts * 2 : 8;
+        struct layout_entry *g = realloc(r->layouts, cap * sizeof *g);
+        if (!g) {
+            mw_elem_layout_destroy(l);
+            return set_err(r, -ENOMEM, "out of memory");
+        }
+        r->layouts = g;
+        r->caplayouts = cap;
+    }
+    r->layouts[r->nlayouts++] = (struct layout_entry){object_id, l, is_typed};
+    *out = l;
+    if (typed)
+        *typed = is_typed;
+    return 0;
+}
+
 int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                             mw_trace_summary_fn fn, void *ctx)
 {
@@ -395,6 +570,10 @@ int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
         t.has_changes = sqlite3_column_type(s, 5) != SQLITE_NULL;
         t.first_seq = (uint64_t)sqlite3_column_int64(s, 5);
         t.last_seq = (uint64_t)sqlite3_column_int64(s, 6);
+        if (has_stats(r) == 1 && (rc = tag_numbers(r, f, &t)) < 0) {
+            sqlite3_finalize(s);
+            return rc;
+        }
         int stop = fn(&t, ctx);
         if (stop) {
             sqlite3_finalize(s);

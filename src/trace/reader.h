@@ -10,6 +10,7 @@
 
 typedef struct mw_trace_reader mw_trace_reader;
 typedef struct sqlite3 sqlite3;
+struct mw_elem_layout;
 
 /* Opens and validates path. Statuses, each with its own message on the handle:
  *   -ENOENT (or another -errno)  the file cannot be opened
@@ -77,10 +78,25 @@ struct mw_trace_tag_summary {
     uint64_t bytes;
     int has_changes;            /* 0: first_seq/last_seq are meaningless */
     uint64_t first_seq, last_seq;
+    /* Numeric summary of the changes of typed objects (table change_stats); has_numbers
+     * is 0 when the tag has none (bytes, or a trace without the table). */
+    int has_numbers;
+    uint64_t elements, unknown, deltas;
+    double delta_min, delta_max, delta_mean;    /* meaningful when deltas > 0 */
+    uint64_t nan_appeared, nan_gone, inf_appeared, inf_gone;
+    int has_first_nonfinite;
+    uint64_t first_nonfinite_seq;               /* the first change where NaN/Inf appeared */
 };
 typedef int (*mw_trace_summary_fn)(const struct mw_trace_tag_summary *s, void *ctx);
 /* Calls fn for each tag in watch order; stops and returns fn's value when it is not 0. */
 int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                             mw_trace_summary_fn fn, void *ctx);
+
+/* The element layout of an object (elements.h), read from its objects row and kept by the
+ * reader: 0 and *out, valid until the reader is closed. An object of plain bytes, without
+ * a format, or with a format this cannot read gets a layout of bytes (format 'B'); *typed
+ * says whether it has an element type (mw_elem_layout_typed). */
+int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
+                           const struct mw_elem_layout **out, int *typed);
 
 #endif

@@ -964,7 +964,7 @@ static int scan(struct report *r)
             uint64_t bin = c.m.t >= r->tmax ? TIME_BINS - 1 : c.m.t * TIME_BINS / r->tmax;
             if (c.tag) {
                 struct tag *t = c.tag;
-                if (!t->first_seq || seq < t->first_seq) {
+                if (t->rank == 0 || seq < t->first_seq) {
                     t->first_seq = seq;
                     t->first_t = c.m.t;
                 }

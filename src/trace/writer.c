@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "elements.h"
 #include "mw_error.h"
 #include "schema.h"
 
@@ -34,7 +35,8 @@
 #define READ_SIZE (256 * 1024)
 
 enum {
-    ST_OBJECT, ST_UNWATCH, ST_CHANGE, ST_RANGE, ST_STATS, ST_HELLO, ST_META, ST_COUNT
+    ST_OBJECT, ST_UNWATCH, ST_CHANGE, ST_RANGE, ST_STATS, ST_HELLO, ST_META, ST_ELEM_STATS,
+    ST_COUNT
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
@@ -51,6 +53,23 @@ static const char *const stmt_sql[ST_COUNT] = {
                  " tracked_objects_peak = ? WHERE id = 1",
     [ST_HELLO] = "UPDATE run SET python_version = ?, pid = ? WHERE id = 1",
     [ST_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+    /* OR REPLACE: a change continued in MW_REC_RANGES frames is stored again, summed. */
+    [ST_ELEM_STATS] = "INSERT OR REPLACE INTO change_stats (seq, elements, unknown, deltas,"
+                      " delta_min, delta_max, delta_mean, nan_appeared, nan_gone, inf_appeared,"
+                      " inf_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+};
+
+/* A watched object with an element type: its layout, for the numeric summary of its
+ * changes, and its NaN/Inf history for the end-of-run line. Objects of plain bytes have
+ * none, so a run that watches a million bytearrays pays nothing here. */
+struct typed_object {
+    uint64_t id;
+    mw_elem_layout *layout;
+    char *tag;
+    uint64_t nan_appeared, inf_appeared;
+    uint64_t first_seq, first_nan, first_inf;
+    char *first_file;
+    int first_line;
 };
 
 struct mw_trace_writer {
@@ -63,6 +82,14 @@ struct mw_trace_writer {
     uint64_t last_seq;
     uint64_t dropped;
     struct mw_trace_totals totals;
+    /* typed objects, in id order (ids only grow); the change being stored and its
+     * numeric summary so far (a change may continue in MW_REC_RANGES frames) */
+    struct typed_object *typed;
+    size_t ntyped, captyped;
+    struct typed_object *cur_typed;
+    struct mw_elem_stats cur_stats;
+    char *cur_file;
+    int cur_line;
     char errmsg[512];
 };
 
@@ -367,6 +394,132 @@ static int insert_ranges(mw_trace_writer *w, uint64_t seq, uint32_t n,
     return 0;
 }
 
+/* Remembers o's layout when it has an element type. A format this cannot read is not an
+ * error: the object's changes are simply stored without a numeric summary. */
+static int add_typed(mw_trace_writer *w, const struct mw_rec_object *o)
+{
+    if (!o->format || o->ndim > MW_REC_MAX_NDIM)
+        return 0;
+    struct mw_elem_desc d = {
+        .format = o->format,
+        .type_name = o->type_name,
+        .itemsize = o->itemsize,
+        .ndim = o->ndim,
+        .shape = o->shape,
+        .strides = o->strides,
+        .size = o->size,
+        .contiguous = -1,
+    };
+    mw_elem_layout *l;
+    int rc = mw_elem_layout_create(&d, &l);
+    if (rc == -ENOMEM)
+        return set_err(w, rc, "out of memory");
+    if (rc)
+        return 0;
+    if (!mw_elem_layout_typed(l)) {
+        mw_elem_layout_destroy(l);
+        return 0;
+    }
+    if (w->ntyped == w->captyped) {
+        size_t cap = w->captyped ? w->captyped * 2 : 16;
+        struct typed_object *t = realloc(w->typed, cap * sizeof *t);
+        if (!t) {
+            mw_elem_layout_destroy(l);
+            return set_err(w, -ENOMEM, "out of memory");
+        }
+        w->typed = t;
+        w->captyped = cap;
+        w->cur_typed = NULL;   /* may have moved */
+    }
+    struct typed_object *t = &w->typed[w->ntyped];
+    memset(t, 0, sizeof *t);
+    t->id = o->id;
+    t->layout = l;
+    if (!(t->tag = strdup(o->tag ? o->tag : ""))) {
+        mw_elem_layout_destroy(l);
+        return set_err(w, -ENOMEM, "out of memory");
+    }
+    /* Ids only grow in one run; keep the array sorted for the lookup anyway. */
+    size_t at = w->ntyped;
+    while (at > 0 && w->typed[at - 1].id > o->id) {
+        struct typed_object tmp = w->typed[at - 1];
+        w->typed[at - 1] = w->typed[at];
+        w->typed[at] = tmp;
+        at--;
+    }
+    w->ntyped++;
+    return 0;
+}
+
+static struct typed_object *find_typed(mw_trace_writer *w, uint64_t id)
+{
+    size_t lo = 0, hi = w->ntyped;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (w->typed[mid].id < id)
+            lo = mid + 1;
+        else if (w->typed[mid].id > id)
+            hi = mid;
+        else
+            return &w->typed[mid];
+    }
+    return NULL;
+}
+
+static int stats_elem(const struct mw_elem_change *c, void *ctx)
+{
+    mw_elem_stats_add(ctx, c);
+    return 0;
+}
+
+/* Adds the elements of ranges to the current change's summary and stores it. */
+static int store_elem_stats(mw_trace_writer *w, uint64_t seq, uint32_t n,
+                            const struct mw_rec_range *r)
+{
+    struct typed_object *t = w->cur_typed;
+    if (!t)
+        return 0;
+    struct mw_elem_stats before = w->cur_stats;
+    /* Ranges past the object (a hand-made stream) only lose their summary. */
+    if (mw_elem_diff(t->layout, r, n, NULL, NULL, 0, stats_elem, &w->cur_stats) == -ENOMEM)
+        return set_err(w, -ENOMEM, "out of memory");
+    const struct mw_elem_stats *st = &w->cur_stats;
+    if (st->elements == 0)
+        return 0;
+    sqlite3_stmt *s = w->stmt[ST_ELEM_STATS];
+    sqlite3_bind_int64(s, 1, (int64_t)seq);
+    sqlite3_bind_int64(s, 2, (int64_t)st->elements);
+    sqlite3_bind_int64(s, 3, (int64_t)st->unknown);
+    sqlite3_bind_int64(s, 4, (int64_t)st->deltas);
+    if (st->deltas) {
+        sqlite3_bind_double(s, 5, st->delta_min);
+        sqlite3_bind_double(s, 6, st->delta_max);
+        sqlite3_bind_double(s, 7, st->delta_sum / (double)st->deltas);
+    }
+    sqlite3_bind_int64(s, 8, (int64_t)st->nan_appeared);
+    sqlite3_bind_int64(s, 9, (int64_t)st->nan_gone);
+    sqlite3_bind_int64(s, 10, (int64_t)st->inf_appeared);
+    sqlite3_bind_int64(s, 11, (int64_t)st->inf_gone);
+    int rc = step(w, ST_ELEM_STATS);
+    if (rc)
+        return rc;
+    uint64_t nan = st->nan_appeared - before.nan_appeared;
+    uint64_t inf = st->inf_appeared - before.inf_appeared;
+    if (nan || inf) {
+        t->nan_appeared += nan;
+        t->inf_appeared += inf;
+        if (!t->first_seq || t->first_seq == seq) {
+            if (!t->first_seq && w->cur_file && !(t->first_file = strdup(w->cur_file)))
+                return set_err(w, -ENOMEM, "out of memory");
+            t->first_seq = seq;
+            t->first_line = w->cur_line;
+            t->first_nan += nan;
+            t->first_inf += inf;
+        }
+    }
+    return 0;
+}
+
 static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
 {
     sqlite3_stmt *s = w->stmt[ST_OBJECT];
@@ -396,6 +549,8 @@ static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
     int rc = step(w, ST_OBJECT);
     if (!rc)
         w->totals.objects++;
+    if (!rc)
+        rc = add_typed(w, o);
     return rc;
 }
 
@@ -420,7 +575,18 @@ static int apply_change(mw_trace_writer *w, const struct mw_rec_change *c)
     w->totals.changes++;
     w->have_change = 1;
     w->last_seq = c->seq;
-    return insert_ranges(w, c->seq, c->nranges, c->ranges);
+    if ((rc = insert_ranges(w, c->seq, c->nranges, c->ranges)))
+        return rc;
+    w->cur_typed = w->ntyped ? find_typed(w, c->object_id) : NULL;
+    if (!w->cur_typed)
+        return 0;
+    mw_elem_stats_init(&w->cur_stats);
+    free(w->cur_file);
+    w->cur_file = NULL;
+    if (c->file && !(w->cur_file = strdup(c->file)))
+        return set_err(w, -ENOMEM, "out of memory");
+    w->cur_line = c->line;
+    return store_elem_stats(w, c->seq, c->nranges, c->ranges);
 }
 
 int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
@@ -462,7 +628,11 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
         if (!w->have_change || rec->u.ranges.seq != w->last_seq)
             return set_err(w, MW_EFORMAT, "ranges of change %" PRIu64 " arrived after another change",
                            rec->u.ranges.seq);
-        return insert_ranges(w, rec->u.ranges.seq, rec->u.ranges.nranges, rec->u.ranges.ranges);
+        if ((rc = insert_ranges(w, rec->u.ranges.seq, rec->u.ranges.nranges,
+                                rec->u.ranges.ranges)))
+            return rc;
+        return store_elem_stats(w, rec->u.ranges.seq, rec->u.ranges.nranges,
+                                rec->u.ranges.ranges);
     case MW_REC_STATS: {
         const struct mw_rec_stats *st = &rec->u.stats;
         s = w->stmt[ST_STATS];
@@ -597,6 +767,28 @@ void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *ou
     *out = w->totals;
 }
 
+int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trace_nonfinite *out)
+{
+    for (size_t k = 0; k < w->ntyped; k++) {
+        const struct typed_object *t = &w->typed[k];
+        if (!t->first_seq || i-- > 0)
+            continue;
+        *out = (struct mw_trace_nonfinite){
+            .tag = t->tag,
+            .object_id = t->id,
+            .nan_appeared = t->nan_appeared,
+            .inf_appeared = t->inf_appeared,
+            .first_seq = t->first_seq,
+            .first_nan = t->first_nan,
+            .first_inf = t->first_inf,
+            .first_file = t->first_file,
+            .first_line = t->first_line,
+        };
+        return 1;
+    }
+    return 0;
+}
+
 int mw_trace_writer_close(mw_trace_writer *w)
 {
     if (!w)
@@ -610,6 +802,13 @@ int mw_trace_writer_close(mw_trace_writer *w)
         rc = exec(w, "PRAGMA journal_mode = DELETE");
     if (sqlite3_close(w->db) != SQLITE_OK && !rc)
         rc = MW_ETRACE;
+    for (size_t i = 0; i < w->ntyped; i++) {
+        mw_elem_layout_destroy(w->typed[i].layout);
+        free(w->typed[i].tag);
+        free(w->typed[i].first_file);
+    }
+    free(w->typed);
+    free(w->cur_file);
     free(w);
     return rc;
 }

@@ -5,6 +5,7 @@
 #ifndef MW_TRACE_WRITER_H
 #define MW_TRACE_WRITER_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "record.h"
 
@@ -48,6 +49,22 @@ int mw_trace_writer_commit(mw_trace_writer *w);
 int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd);
 int mw_trace_writer_end_run(mw_trace_writer *w, const struct mw_run_end *end);
 void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *out);
+
+/* A watched float object in which a NaN or Inf appeared (for the end-of-run line). The
+ * writer decodes each change of a typed object into elements as it stores it (see
+ * elements.h and the change_stats table), so this costs the traced program nothing. */
+struct mw_trace_nonfinite {
+    const char *tag;
+    uint64_t object_id;
+    uint64_t nan_appeared, inf_appeared;   /* over the whole run */
+    uint64_t first_seq;                    /* the first change where one appeared */
+    uint64_t first_nan, first_inf;         /* how many appeared in that change */
+    const char *first_file;                /* its location; NULL unknown */
+    int first_line;                        /* 0 unknown */
+};
+/* The i-th such object in watch order: 1 and *out (valid until the writer is closed), or
+ * 0 when there are no more. */
+int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trace_nonfinite *out);
 /* Commits, checkpoints and closes. Accepts NULL. */
 int mw_trace_writer_close(mw_trace_writer *w);
 /* The last error in words (SQLite's message or ours). */

@@ -534,13 +534,36 @@ int main(void)
 {
     ps = (size_t)sysconf(_SC_PAGESIZE);
     rec = calloc(MAXC, sizeof(*rec));
+    /* The whole file runs under each backend: this process with the default one, and a
+     * child with MEMWATCH_DISABLE_UFFD=1 (a kernel without userfaultfd: mprotect). */
+    const char *off = getenv("MEMWATCH_DISABLE_UFFD");
+    int child_status = 0;
+    if (!off && mw_engine_backend_available(MW_BACKEND_UFFD)) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            setenv("MEMWATCH_DISABLE_UFFD", "1", 1);
+            execl("/proc/self/exe", "test_watcher", (char *)NULL);
+            _exit(127);
+        }
+        waitpid(pid, &child_status, 0);
+        CHECK(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0);
+    }
     CHECK_EQ_INT(mw_engine_init(), 0);
     mw_engine_set_writer_hook(hook, NULL);
-    CHECK_EQ_INT(mw_engine_default_backend(), MW_BACKEND_MPROTECT);
+    enum mw_backend expect = off ? MW_BACKEND_MPROTECT : MW_BACKEND_UFFD;
+    fprintf(stderr, "backend: %s\n", mw_backend_name(mw_engine_backend()));
     CHECK(strcmp(mw_backend_name(MW_BACKEND_MPROTECT), "mprotect") == 0);
-    struct mw_watcher_config uffd = { .backend = MW_BACKEND_UFFD };
-    mw_watcher *none;
-    CHECK_EQ_INT(mw_watcher_create(&uffd, &none), MW_EBACKEND);
+    CHECK(strcmp(mw_backend_name(MW_BACKEND_UFFD), "uffd") == 0);
+    if (off) {
+        CHECK_EQ_INT(mw_engine_default_backend(), MW_BACKEND_MPROTECT);
+        CHECK(!mw_engine_backend_available(MW_BACKEND_UFFD));
+        struct mw_watcher_config uffd = { .backend = MW_BACKEND_UFFD };
+        mw_watcher *none;
+        CHECK_EQ_INT(mw_watcher_create(&uffd, &none), MW_EBACKEND);
+    } else {
+        CHECK_EQ_INT(mw_engine_default_backend(), expect);
+        CHECK_EQ_INT(mw_engine_backend(), expect);
+    }
     RUN(test_exact_ranges);
     RUN(test_validation);
     RUN(test_many_regions_per_page);
