@@ -43,6 +43,7 @@ static int sending;                     /* the sender is writing a chunk it took
 static pthread_t sender;
 static int sender_running, sender_stop;
 static int64_t start_ns;
+static uint64_t waited_ns;              /* time encoders spent waiting for queue room */
 static uint64_t last_object_id, last_seq;   /* atomics */
 
 static int64_t monotonic_ns(void)
@@ -192,7 +193,11 @@ static int hand_over_locked(void)
     queue_tail = c;
     queued_bytes += c->buf.cap;
     pthread_cond_signal(&work_ready);
-    wait_until(queue_has_room);
+    if (!queue_has_room()) {
+        int64_t t0 = monotonic_ns();
+        wait_until(queue_has_room);
+        waited_ns += (uint64_t)(monotonic_ns() - t0);
+    }
     return 0;
 }
 
@@ -218,6 +223,14 @@ int mw_channel_unwatch(uint64_t object_id)
 {
     struct mw_rec_unwatch r = {.id = object_id, .time_ns = mw_channel_now_ns()};
     ENCODE(mw_rec_encode_unwatch(&current, &r));
+}
+
+uint64_t mw_channel_waited_ns(void)
+{
+    pthread_mutex_lock(&lock);
+    uint64_t ns = waited_ns;
+    pthread_mutex_unlock(&lock);
+    return ns;
 }
 
 int mw_channel_flush(void)

@@ -20,6 +20,8 @@ int mw_channel_change(const struct mw_rec_change *r);
 int mw_channel_stats(const struct mw_rec_stats *r);
 /* Hands what is buffered to the sender thread (waits only while its queue is full). */
 int mw_channel_flush(void);
+/* How long the traced program has waited for the trace to catch up (queue full). */
+uint64_t mw_channel_waited_ns(void);
 /* Waits until everything encoded so far is in the pipe. */
 int mw_channel_drain(void);
 /* Writes what is buffered from this thread, now (before the interpreter starts). */

@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <structmember.h>
@@ -127,14 +128,37 @@ static void harvested_free(struct harvested *it)
 
 /* Python's name for a kernel thread id. Threads that ended are remembered by the helper
  * in module.c (names of finished threads), so a write made just before a thread ends is
- * still attributed to its name. */
+ * still attributed to its name. One check usually sees few writers: names are looked up
+ * once per check and thread (thread_names, reset by mw_check_all). */
+#define NAME_CACHE 16
+static struct {
+    pid_t tid;
+    PyObject *name;
+} thread_names[NAME_CACHE];
+static int thread_names_used;
+
+static void forget_thread_names(void)
+{
+    for (int i = 0; i < thread_names_used; i++)
+        Py_CLEAR(thread_names[i].name);
+    thread_names_used = 0;
+}
+
 static PyObject *thread_name_for(pid_t tid)
 {
+    for (int i = 0; i < thread_names_used; i++)
+        if (thread_names[i].tid == tid)
+            return Py_NewRef(thread_names[i].name);
     PyObject *module = PyImport_ImportModule("memwatch");
     if (!module)
         return NULL;
     PyObject *name = PyObject_CallMethod(module, "_thread_name", "i", (int)tid);
     Py_DECREF(module);
+    if (name && thread_names_used < NAME_CACHE) {
+        thread_names[thread_names_used].tid = tid;
+        thread_names[thread_names_used].name = Py_NewRef(name);
+        thread_names_used++;
+    }
     return name;
 }
 
@@ -292,27 +316,70 @@ static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject 
  * ufunc, memmove called through ctypes, a torch kernel): "symbol+0xoffset", or
  * "+0xoffset" from the library's start when the library exports no symbol there (its
  * internal functions are stripped). */
+/* The interpreter's own code: writes from there (bytearray item assignment, ...) are the
+ * Python line's, and dladdr() is too slow to ask for every change. */
+static uintptr_t interpreter_lo, interpreter_hi;
+
+static int find_interpreter(struct dl_phdr_info *info, size_t size, void *ctx)
+{
+    (void)size;
+    uintptr_t probe = (uintptr_t)ctx, lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD)
+            continue;
+        uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
+        if (a < lo)
+            lo = a;
+        if (b > hi)
+            hi = b;
+    }
+    if (probe >= lo && probe < hi) {
+        interpreter_lo = lo;
+        interpreter_hi = hi;
+        return 1;
+    }
+    return 0;
+}
+
+#define NATIVE_CACHE 8
+static struct {
+    uintptr_t ip;
+    struct native_writer writer;
+    int found;
+} native_cache[NATIVE_CACHE];
+static unsigned native_cache_next;
+
 static int native_writer(uintptr_t ip, struct native_writer *out)
 {
-    static uintptr_t interpreter_base;
+    if (!ip)
+        return 0;
+    if (!interpreter_hi)
+        dl_iterate_phdr(find_interpreter, (void *)(uintptr_t)&PyObject_GetBuffer);
+    if (ip >= interpreter_lo && ip < interpreter_hi)
+        return 0;
+    for (unsigned i = 0; i < NATIVE_CACHE; i++)
+        if (native_cache[i].ip == ip) {
+            *out = native_cache[i].writer;
+            return native_cache[i].found;
+        }
     Dl_info info;
-    if (!ip || !dladdr((void *)ip, &info) || !info.dli_fname)
-        return 0;
-    if (!interpreter_base) {
-        Dl_info self;
-        if (dladdr((void *)&PyObject_GetBuffer, &self))
-            interpreter_base = (uintptr_t)self.dli_fbase;
+    int found = dladdr((void *)ip, &info) && info.dli_fname;
+    if (found) {
+        if (info.dli_sname && info.dli_saddr)
+            snprintf(out->symbol, sizeof out->symbol, "%s+0x%lx", info.dli_sname,
+                     (unsigned long)(ip - (uintptr_t)info.dli_saddr));
+        else
+            snprintf(out->symbol, sizeof out->symbol, "+0x%lx",
+                     (unsigned long)(ip - (uintptr_t)info.dli_fbase));
+        out->library = info.dli_fname;
     }
-    if ((uintptr_t)info.dli_fbase == interpreter_base)
-        return 0;
-    if (info.dli_sname && info.dli_saddr)
-        snprintf(out->symbol, sizeof out->symbol, "%s+0x%lx", info.dli_sname,
-                 (unsigned long)(ip - (uintptr_t)info.dli_saddr));
-    else
-        snprintf(out->symbol, sizeof out->symbol, "+0x%lx",
-                 (unsigned long)(ip - (uintptr_t)info.dli_fbase));
-    out->library = info.dli_fname;
-    return 1;
+    unsigned slot = native_cache_next++ % NATIVE_CACHE;
+    native_cache[slot].ip = ip;
+    native_cache[slot].found = found;
+    if (found)
+        native_cache[slot].writer = *out;
+    return found;
 }
 
 static int route(struct harvested *it)
@@ -487,6 +554,7 @@ Py_ssize_t mw_check_all_ex(int automatic)
         harvested_free(&h.items[i]);
     }
     free(h.items);
+    forget_thread_names();
     mw_channel_flush();
     end_check();
     if (failed)
@@ -902,7 +970,7 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
         return NULL;
     struct mw_watcher_stats s;
     mw_watcher_stats(self->core, &s);
-    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n}",
+    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n,s:d}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
                          "memory_used_bytes", (unsigned long long)(s.memory_used_bytes + self->shadow_bytes),
@@ -914,7 +982,8 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
                          "backend", mw_backend_name(self->backend == MW_BACKEND_AUTO
                                                         ? mw_engine_default_backend()
                                                         : self->backend),
-                         "pending_callbacks", PyList_GET_SIZE(self->pending));
+                         "pending_callbacks", PyList_GET_SIZE(self->pending),
+                         "trace_wait_seconds", mw_channel_waited_ns() / 1e9);
 }
 
 /* Drops every watch of this watcher, after a last check so nothing is lost. */

@@ -15,12 +15,13 @@
  *   400 MB array costs as little as a one-byte change. For C- or Fortran-contiguous arrays of
  *   two or more dimensions the cells are element rows and columns (leading dimensions folded
  *   into rows); otherwise elements (typed, contiguous) or bytes in one dimension.
- * - NaN/Inf: the trace stores changed bytes, not values, so a float's bytes outside the
- *   changed range are unknown (they did not change). A value can only become NaN or Inf by
- *   changing its exponent to all ones, so looking at the exponent bits that are in the range
- *   is enough to say "appeared" for certain when they all are, and "possibly" when only some
- *   are (the unknown bits are the same in the old and new value). Typed elements (issue 7)
- *   will make this exact; see HOOK(elements) below.
+ * - NaN/Inf: when the writer counted them (the change_stats table, typed elements), its
+ *   counts are exact and win. The elements are named from the changed bytes: ranges of
+ *   typed objects are widened to whole items, so each float decodes. In traces from before
+ *   that, a float's bytes outside the changed range are unknown (they did not change); a
+ *   value can only become NaN or Inf by changing its exponent to all ones, so the exponent
+ *   bits in the range say "appeared" for certain when they all are there, and "possibly"
+ *   when only some are (the unknown bits are the same in the old and new value).
  * - The page data is one JSON document inside <script type="application/json">: every
  *   string is escaped so that no "<" appears in it, hence no "</script>" can end it early. */
 #include "report.h"
@@ -86,7 +87,9 @@ struct object {
     int itemsize;
     int ndim;
     uint64_t shape[MAX_DIMS];
-    char order;                /* 'C', 'F', or 0 (not contiguous, or unknown) */
+    char order;                /* 'C', 'F', 'V' (a view with gaps: offsets count bytes of
+                                  its value in C order), or 0 (unknown) */
+    uint64_t items;            /* product of the shape, when known */
     int float_size;            /* 2, 4, 8 when NaN/Inf can be detected, else 0 */
     int big_endian;
 };
@@ -110,6 +113,7 @@ struct mark {
     unsigned char new_[PREVIEW], old[PREVIEW];
     uint8_t preview_len, has_old;
     uint8_t nonfinite;         /* NF_* of the change, 0 none */
+    int64_t elements;          /* elements changed (change_stats), -1 unknown */
 };
 
 struct nf_event {
@@ -150,6 +154,8 @@ struct report {
     uint64_t nf_total, nf_possible, nf_gone;
     uint64_t changes_without_ranges;
     int elements_table;
+    int change_stats;           /* the trace has the change_stats table */
+    int stats_used;             /* some change's NaN/Inf counts came from there */
 };
 
 static int fail(struct report *r, int status, const char *fmt, ...)
@@ -367,6 +373,10 @@ static void object_geometry(struct object *o, const char *strides_text)
     uint64_t count = 1;
     for (int i = 0; i < nd; i++)
         count *= o->shape[i];
+    o->items = count;
+    /* Not laid out without gaps: the trace's offsets count bytes of the view's value in C
+     * order (schemas/trace.sql, ELEMENTS), so item k is at k * itemsize all the same. */
+    o->order = 'V';
     if (count * (uint64_t)o->itemsize != o->size)
         return;
     if (ns < 0 && strides_text)
@@ -389,7 +399,7 @@ static void object_geometry(struct object *o, const char *strides_text)
             f_ok = 0;
         expect *= o->shape[i];
     }
-    o->order = c_ok ? 'C' : f_ok ? 'F' : 0;
+    o->order = c_ok ? 'C' : f_ok ? 'F' : 'V';
 }
 
 static void object_float(struct object *o)
@@ -422,12 +432,12 @@ static int heat_init(struct report *r, struct tag *t, uint64_t max_size)
     memset(h, 0, sizeof(*h));
     if (t->uniform && o->order && o->itemsize > 0 && o->ndim >= 1) {
         h->unit = (uint64_t)o->itemsize;
-        h->units = o->size / h->unit;
+        h->units = o->items;
         h->kind = "elements";
         if (o->ndim >= 2) {
             /* C order: the last dimension is the row; F order: the first is the column. */
             h->dims = 2;
-            if (o->order == 'C') {
+            if (o->order != 'F') {
                 h->minor_n = o->shape[o->ndim - 1];
             } else {
                 h->minor_n = o->shape[0];
@@ -779,10 +789,14 @@ static int load_counts(struct report *r)
     }
     sqlite3_finalize(s);
     if (sqlite3_prepare_v2(r->db,
-                           "SELECT count(*) FROM sqlite_master WHERE name = 'elements'", -1, &s,
-                           NULL) == SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW)
+                           "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'elements'), "
+                           "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                           "name = 'change_stats')",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
         r->elements_table = sqlite3_column_int(s, 0) > 0;
+        r->change_stats = sqlite3_column_int(s, 1) > 0;
+    }
     sqlite3_finalize(s);
     return 0;
 }
@@ -865,7 +879,14 @@ struct current {
     struct tag *tag;
     int keep;
     struct mark m;
+    /* NaN/Inf of this change as found in its bytes... */
+    uint64_t nf_bytes, nf_possible;
     int gone;
+    size_t nf_first;            /* its events start here in r->nf */
+    /* ...and as the writer counted them (change_stats), which wins when present. */
+    int has_stats;
+    uint64_t st_nan, st_inf, st_gone, st_unknown;
+    int64_t st_elements;
 };
 
 static int push_mark(struct report *r, const struct mark *m)
@@ -890,9 +911,38 @@ static int finish_change(struct report *r, struct current *c)
     struct tag *t = c->tag;
     if (c->m.nranges == 0)
         r->changes_without_ranges++;
+    /* When the writer decoded every element its counts are exact; when it could not (an
+     * old or new value unknown: a range that was not whole items), the bytes may still
+     * tell, and the larger count wins. */
+    if (c->has_stats && (c->st_unknown == 0 || c->st_nan + c->st_inf > c->nf_bytes)) {
+        /* The byte scan still names the elements, but only where the writer saw some. */
+        r->stats_used = 1;
+        uint64_t n = c->st_nan + c->st_inf;
+        if (n == 0) {
+            r->nnf = c->nf_first;
+            c->m.nonfinite = NF_NONE;
+        } else if (r->nnf == c->nf_first && r->nnf < NONFINITE_LISTED) {
+            struct nf_event *ev = &r->nf[r->nnf++];
+            ev->seq = c->m.seq;
+            ev->t = c->m.t;
+            ev->element = UINT64_MAX;   /* not found in the bytes: unknown */
+            ev->tag = c->m.tag;
+            ev->loc = c->m.loc;
+            ev->kind = c->st_nan ? NF_NAN : NF_INF;
+        }
+        if (n && (!c->m.nonfinite || c->m.nonfinite == NF_POSSIBLE))
+            c->m.nonfinite = c->st_nan ? NF_NAN : NF_INF;
+        c->nf_bytes = n;
+        c->nf_possible = 0;
+        c->gone = c->st_gone > 0;
+    }
+    r->nf_total += c->nf_bytes;
+    r->nf_possible += c->nf_possible;
     if (t) {
         t->ranges += c->m.nranges;
         t->bytes += c->m.bytes;
+        t->nonfinite += c->nf_bytes;
+        t->nonfinite_possible += c->nf_possible;
         if (c->gone)
             t->nonfinite_gone++;
     }
@@ -916,12 +966,22 @@ static int finish_change(struct report *r, struct current *c)
 static int scan(struct report *r)
 {
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
-                           "c.native_symbol, r.offset, r.length, r.new, r.old "
-                           "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
-                           "ORDER BY c.seq, r.offset",
-                           -1, &s, NULL) != SQLITE_OK)
+    /* change_stats came with typed elements; traces from before have no such table. */
+    const char *sql =
+        r->change_stats
+            ? "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
+              "c.native_symbol, r.offset, r.length, r.new, r.old, "
+              "st.seq, st.elements, st.nan_appeared, st.inf_appeared, st.nan_gone + st.inf_gone, "
+              "st.unknown "
+              "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
+              "LEFT JOIN change_stats AS st ON st.seq = c.seq "
+              "ORDER BY c.seq, r.offset"
+            : "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
+              "c.native_symbol, r.offset, r.length, r.new, r.old, NULL, NULL, NULL, NULL, NULL, "
+              "NULL "
+              "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
+              "ORDER BY c.seq, r.offset";
+    if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
         return db_fail(r, "read the changes");
     struct current c = {0};
     uint64_t cur_seq = 0;
@@ -942,6 +1002,17 @@ static int scan(struct report *r)
             c.obj = find_object(r, sqlite3_column_int64(s, 2));
             c.tag = c.obj ? &r->tags[c.obj->tag] : NULL;
             c.m.tag = c.obj ? (uint32_t)c.obj->tag : UINT32_MAX;
+            c.nf_first = r->nnf;
+            c.st_elements = -1;
+            if (sqlite3_column_type(s, 11) != SQLITE_NULL) {
+                c.has_stats = 1;
+                c.st_elements = sqlite3_column_int64(s, 12);
+                c.st_nan = (uint64_t)sqlite3_column_int64(s, 13);
+                c.st_inf = (uint64_t)sqlite3_column_int64(s, 14);
+                c.st_gone = (uint64_t)sqlite3_column_int64(s, 15);
+                c.st_unknown = (uint64_t)sqlite3_column_int64(s, 16);
+            }
+            c.m.elements = c.st_elements;
             const char *file = (const char *)sqlite3_column_text(s, 3);
             int line = sqlite3_column_int(s, 4);
             const char *function = (const char *)sqlite3_column_text(s, 5);
@@ -1027,13 +1098,10 @@ static int scan(struct report *r)
                     c.gone = 1;
                 if (!kind)
                     continue;
-                if (kind == NF_POSSIBLE) {
-                    r->nf_possible++;
-                    c.tag->nonfinite_possible++;
-                } else {
-                    r->nf_total++;
-                    c.tag->nonfinite++;
-                }
+                if (kind == NF_POSSIBLE)
+                    c.nf_possible++;
+                else
+                    c.nf_bytes++;
                 if (!c.m.nonfinite || (c.m.nonfinite == NF_POSSIBLE && kind != NF_POSSIBLE))
                     c.m.nonfinite = (uint8_t)kind;
                 if (r->nnf < NONFINITE_LISTED) {
@@ -1207,7 +1275,7 @@ static int write_data(struct report *r, const struct mw_report_options *opt)
             fputs("null", f);
         }
         fprintf(f, ",\"order\":%s,\"uniform\":%s,\"float_checked\":%s",
-                o->order == 'C' ? "\"C\"" : o->order == 'F' ? "\"F\"" : "null",
+                o->order == 'C' ? "\"C\"" : o->order == 'F' ? "\"F\"" : o->order == 'V' ? "\"V\"" : "null",
                 t->uniform ? "true" : "false", t->float_checked ? "true" : "false");
         fprintf(f,
                 ",\"nonfinite\":%" PRIu64 ",\"nonfinite_possible\":%" PRIu64
@@ -1338,6 +1406,9 @@ static int write_data(struct report *r, const struct mw_report_options *opt)
     fputs("],\"ranges\":[", f);
     for (size_t i = 0; i < r->nmarks; i++)
         fprintf(f, i ? ",%u" : "%u", r->marks[i].nranges);
+    fputs("],\"elements\":[", f);
+    for (size_t i = 0; i < r->nmarks; i++)
+        fprintf(f, i ? ",%" PRId64 : "%" PRId64, r->marks[i].elements);
     fputs("],\"nf\":[", f);
     for (size_t i = 0; i < r->nmarks; i++)
         fprintf(f, i ? ",%u" : "%u", r->marks[i].nonfinite);
@@ -1383,21 +1454,22 @@ static int write_data(struct report *r, const struct mw_report_options *opt)
     }
     putc(']', f);
 
-    /* NaN/Inf. HOOK(elements): when the trace has an elements table (issue 7), its typed
-     * values and per-change summaries are the exact source; until then the events come
-     * from the changed bytes (float_event) and the page says so. */
+    /* NaN/Inf: "source" says whether the counts are the writer's (change_stats) or were
+     * found in the bytes only (float_event), and the page says which. */
     jkey(f, &first, "nonfinite");
     fprintf(f,
             "{\"total\":%" PRIu64 ",\"possible\":%" PRIu64 ",\"gone\":%" PRIu64
-            ",\"listed\":%zu,\"source\":\"bytes\",\"events\":[",
-            r->nf_total, r->nf_possible, r->nf_gone, r->nnf);
+            ",\"listed\":%zu,\"source\":\"%s\",\"events\":[",
+            r->nf_total, r->nf_possible, r->nf_gone, r->nnf,
+            r->stats_used ? "change_stats" : "bytes");
     for (size_t i = 0; i < r->nnf; i++) {
         const struct nf_event *e = &r->nf[i];
         fprintf(f,
-                "%s{\"seq\":%" PRIu64 ",\"t\":%" PRIu64 ",\"tag\":%u,\"element\":%" PRIu64
+                "%s{\"seq\":%" PRIu64 ",\"t\":%" PRIu64 ",\"tag\":%u,\"element\":%" PRId64
                 ",\"loc\":%" PRId64 ",\"kind\":\"%s\"}",
-                i ? "," : "", e->seq, e->t, e->tag, e->element, r->locs[e->loc].out_index,
-                nf_name(e->kind));
+                i ? "," : "", e->seq, e->t, e->tag,
+                e->element == UINT64_MAX ? (int64_t)-1 : (int64_t)e->element,
+                r->locs[e->loc].out_index, nf_name(e->kind));
     }
     fputs("]}", f);
 

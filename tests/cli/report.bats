@@ -303,3 +303,29 @@ gaps = [b - a for a, b in zip(seqs, seqs[1:])]
 # 350 of 19,800 changes, which are two thirds of all: one every ~86 seqs
 assert min(gaps) >= 60 and max(gaps) <= 110, (min(gaps), max(gaps))'
 }
+
+@test "report takes NaN/Inf counts from change_stats when the writer decoded every element" {
+    sqlite3 t.db <<'SQL'
+INSERT INTO objects (id, tag, type_name, size, format, itemsize, ndim, shape, strides, watched_ns)
+VALUES (3, 'f32', 'numpy.ndarray', 16, '<f', 4, 1, '[4]', '[4]', 0);
+INSERT INTO changes (seq, time_ns, object_id, file, line, function) VALUES
+  (4, 4000000, 3, 's.py', 1, 'f'),   -- bytes: NaN; writer (all known): none -> none
+  (5, 4100000, 3, 's.py', 2, 'f'),   -- bytes: nothing; writer: one Inf -> Inf, element unknown
+  (6, 4200000, 3, 's.py', 3, 'f'),   -- bytes: NaN; writer could not decode -> the bytes' NaN
+  (7, 4300000, 3, 's.py', 4, 'f');   -- no change_stats row -> the bytes' NaN
+INSERT INTO ranges (seq, offset, length, old, new) VALUES
+  (4, 4, 4, x'0000803f', x'0000c07f'), (5, 8, 4, x'00000000', x'0000803f'),
+  (6, 6, 2, x'803f', x'c07f'), (7, 12, 4, x'00000000', x'0000c07f');
+INSERT INTO change_stats (seq, elements, unknown, nan_appeared, inf_appeared) VALUES
+  (4, 1, 0, 0, 0), (5, 1, 0, 0, 1), (6, 1, 1, 0, 0);
+SQL
+    run_memwatch -0 report t.db
+    page_check t.html '
+nf = data["nonfinite"]
+ev = [(e["seq"], e["element"], e["kind"]) for e in nf["events"]]
+assert ev == [(5, -1, "Inf"), (6, 1, "NaN"), (7, 3, "NaN")], ev
+assert (nf["total"], nf["source"]) == (3, "change_stats"), nf
+m = data["marks"]
+assert [m["nf"][m["seq"].index(s)] for s in (4, 5, 6, 7)] == [0, 2, 1, 1], m["nf"]
+assert [m["elements"][m["seq"].index(s)] for s in (3, 4, 5, 7)] == [-1, 1, 1, -1]'
+}
