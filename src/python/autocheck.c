@@ -98,8 +98,11 @@ static PyObject *autocheck_handler(PyObject *self, PyObject *args)
         PyErr_Clear();
         die_by_term();
     }
-    /* A check that fails must not raise into whatever line the script is on. */
-    if (mw_check_all_ex(1) < 0)
+    /* The main thread's check waits for one the poller may be running (only a check
+     * nested in this same thread is skipped), so a line's write is recorded before the
+     * script goes on. A check that fails must not raise into whatever line the script is
+     * on. */
+    if (mw_check_all_ex(0) < 0)
         PyErr_WriteUnraisable(NULL);
     Py_RETURN_NONE;
 }

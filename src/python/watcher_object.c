@@ -979,9 +979,7 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
                          "checks", (unsigned long long)s.checks,
                          "changes", (unsigned long long)s.changes,
                          "old_value_unavailable", (unsigned long long)s.old_unavailable,
-                         "backend", mw_backend_name(self->backend == MW_BACKEND_AUTO
-                                                        ? mw_engine_default_backend()
-                                                        : self->backend),
+                         "backend", mw_backend_name(mw_engine_backend()),
                          "pending_callbacks", PyList_GET_SIZE(self->pending),
                          "trace_wait_seconds", mw_channel_waited_ns() / 1e9);
 }

@@ -95,7 +95,7 @@ os.execv(sys.argv[1], sys.argv[1:])' "$MEMWATCH" trace -q -o "$db" "$fixture" "$
     # A terminal sends SIGINT to the whole foreground job: memwatch ignores it, the
     # script's process gets KeyboardInterrupt.
     kill -INT "$pid"
-    pkill -INT -f "python3 $fixture wait"
+    pkill -INT -P "$pid"
     wait_traced
     [ "$status" -eq 130 ]
     assert_valid_with_steps
@@ -114,6 +114,6 @@ os.execv(sys.argv[1], sys.argv[1:])' "$MEMWATCH" trace -q -o "$db" "$fixture" "$
     run q "SELECT count(*) >= 5, min(seq) = 1, max(seq) = count(*) FROM changes"
     assert_output "1|1|1"
     # The script was killed with memwatch: nothing is left running.
-    run pgrep -f "python3 $fixture forever"
+    run pgrep -P "$pid"
     assert_failure
 }

@@ -142,3 +142,7 @@ assert_synopsis_matches() {
     # The real page passes.
     run -0 assert_synopsis_matches "$MAN/memwatch-trace.1" trace -h
 }
+
+@test "memwatch-report.1 SYNOPSIS matches memwatch report -h" {
+    assert_synopsis_matches "$MAN/memwatch-report.1" report -h
+}

@@ -209,16 +209,20 @@ assert data["nonfinite"]["total"] == 0 and data["nonfinite"]["events"] == []
 assert data["totals"] == {"objects": 2, "tags": 2, "changes": 3, "marks": 3, "nonfinite_marks": 0, "changes_without_ranges": 0}, data["totals"]'
 }
 
-@test "report: a 2-D array heatmap is by element row and column, in C and Fortran order" {
+@test "report: a 2-D array heatmap is by element row and column: C, Fortran, a view with gaps" {
     sqlite3 t.db <<'SQL'
 INSERT INTO objects (id, tag, type_name, size, format, itemsize, ndim, shape, strides, watched_ns)
 VALUES (3, 'c2d', 'numpy.ndarray', 48, '<f', 4, 2, '[3, 4]', '[16, 4]', 0),
-       (4, 'f2d', 'numpy.ndarray', 48, '<f', 4, 2, '[3, 4]', '[4, 12]', 0);
+       (4, 'f2d', 'numpy.ndarray', 48, '<f', 4, 2, '[3, 4]', '[4, 12]', 0),
+       (5, 'gaps', 'numpy.ndarray', 44, '<f', 4, 2, '[2, 3]', '[24, 8]', 0);
 INSERT INTO changes (seq, time_ns, object_id, file, line, function) VALUES
-  (4, 4000000, 3, 'm.py', 1, 'f'), (5, 4100000, 4, 'm.py', 2, 'f');
--- element 6 in C order is [1, 2]; in Fortran order element 6 is [0, 2].
+  (4, 4000000, 3, 'm.py', 1, 'f'), (5, 4100000, 4, 'm.py', 2, 'f'),
+  (6, 4200000, 5, 'm.py', 3, 'f');
+-- element 6 in C order is [1, 2]; in Fortran order element 6 is [0, 2]; the view's
+-- offsets count bytes of its value in C order: item 4 is [1, 1].
 INSERT INTO ranges (seq, offset, length, old, new) VALUES
-  (4, 24, 4, x'00000000', x'0000803f'), (5, 24, 4, x'00000000', x'0000803f');
+  (4, 24, 4, x'00000000', x'0000803f'), (5, 24, 4, x'00000000', x'0000803f'),
+  (6, 16, 4, x'00000000', x'0000c07f');
 SQL
     run_memwatch -0 report t.db
     page_check t.html '
@@ -229,7 +233,11 @@ assert (c["dims"], c["transpose"], c["major_n"], c["minor_n"]) == (2, False, 3, 
 assert c["cells"] == [0,0,0,0, 0,0,1,0, 0,0,0,0], c["cells"]
 # Fortran: columns are major (4 of 3 rows each); cell [major=2][minor=0] = row 0, column 2
 assert (f["dims"], f["transpose"], f["major_n"], f["minor_n"]) == (2, True, 4, 3), f
-assert f["cells"] == [0,0,0, 0,0,0, 1,0,0, 0,0,0], f["cells"]'
+assert f["cells"] == [0,0,0, 0,0,0, 1,0,0, 0,0,0], f["cells"]
+g = h["gaps"]
+assert (g["dims"], g["units"], g["cells"]) == (2, 6, [0,0,0, 0,1,0]), g
+assert data["tags"][g["tag"]]["order"] == "V"
+assert [(e["seq"], e["element"], e["kind"]) for e in data["nonfinite"]["events"]] == [(6, 4, "NaN")]'
 }
 
 @test "report finds NaN and Inf from the changed bytes of float arrays" {

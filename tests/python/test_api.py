@@ -314,6 +314,7 @@ def test_threads_write_while_main_checks():
         t.start()
     while any(t.is_alive() for t in threads):
         w.check_changes()
+        time.sleep(0.001)   # a checking loop, not a GIL hog: the writers must get turns
     for t in threads:
         t.join()
     w.check_changes()
