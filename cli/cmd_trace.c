@@ -124,6 +124,24 @@ static void print_summary(const char *path, const mw_trace_writer *w)
     fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in '%s'; see: memwatch query %s\n",
             (unsigned long long)t.objects, t.objects == 1 ? "" : "s",
             (unsigned long long)t.changes, t.changes == 1 ? "" : "s", path, path);
+    /* NaN/Inf that appeared in watched float arrays (the writer decoded every change). */
+    struct mw_trace_nonfinite nf;
+    for (size_t i = 0; mw_trace_writer_nonfinite(w, i, &nf) == 1; i++) {
+        char first[64], all[96] = "", at[1024] = "";
+        if (nf.first_nan && nf.first_inf)
+            snprintf(first, sizeof first, "%llu NaN and %llu Inf", (unsigned long long)nf.first_nan,
+                     (unsigned long long)nf.first_inf);
+        else
+            snprintf(first, sizeof first, "%llu %s", (unsigned long long)(nf.first_nan ? nf.first_nan : nf.first_inf),
+                     nf.first_nan ? "NaN" : "Inf");
+        if (nf.nan_appeared + nf.inf_appeared > nf.first_nan + nf.first_inf)
+            snprintf(all, sizeof all, " (%llu NaN, %llu Inf in all)", (unsigned long long)nf.nan_appeared,
+                     (unsigned long long)nf.inf_appeared);
+        if (nf.first_file)
+            snprintf(at, sizeof at, ", %s:%d", nf.first_file, nf.first_line);
+        fprintf(stderr, "memwatch: %s: %s appeared at seq %llu%s%s\n", nf.tag, first,
+                (unsigned long long)nf.first_seq, at, all);
+    }
 }
 
 int cmd_trace(int argc, char **argv)

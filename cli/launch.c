@@ -164,17 +164,48 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     /* The injected library restores LD_PRELOAD to what it was, so subprocesses of the
      * script see the user's own environment. */
     const char *old = getenv("LD_PRELOAD");
+    const char *inject = l->inject;
+#ifdef MEMWATCH_SANITIZE_PRELOAD
+    /* A sanitized build (MEMWATCH_SANITIZE) injects a library that needs the ASan runtime,
+     * which must be the first object loaded: python3 itself is not sanitized, so the
+     * runtime goes ahead of ours in LD_PRELOAD. Leaks of the interpreter are not ours to
+     * report. The engine copies and compares whole pages around watched objects, which
+     * takes in the neighbours' heap redzones: memcpy/memcmp are not checked (the
+     * library's own loads and stores still are). The user's ASAN_OPTIONS come after
+     * ours, so theirs win. */
+    char *sanitized = malloc(strlen(MEMWATCH_SANITIZE_PRELOAD) + strlen(l->inject) + 2);
+    if (sanitized) {
+        sprintf(sanitized, "%s:%s", MEMWATCH_SANITIZE_PRELOAD, l->inject);
+        inject = sanitized;
+    }
+    /* handle_segv/handle_sigbus=0: faults that are not memwatch's die by the signal, as
+     * under python3, instead of ASan's report for code it did not build. The injected
+     * library gives the script the user's own ASAN_OPTIONS back (inject.c). */
+    static const char ours[] = "detect_leaks=0:replace_intrin=0:intercept_memcmp=0:"
+                               "handle_segv=0:handle_sigbus=0";
+    const char *user = getenv("ASAN_OPTIONS");
+    if (user)
+        setenv("MEMWATCH_SAVED_ASAN_OPTIONS", user, 1);
+    else
+        unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
+    char *opts = malloc(sizeof ours + (user ? strlen(user) + 1 : 0));
+    if (opts) {
+        sprintf(opts, "%s%s%s", ours, user ? ":" : "", user ? user : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+        free(opts);
+    }
+#endif
     if (old) {
         setenv("MEMWATCH_SAVED_LD_PRELOAD", old, 1);
-        char *both = malloc(strlen(old) + strlen(l->inject) + 2);
+        char *both = malloc(strlen(old) + strlen(inject) + 2);
         if (both) {
-            sprintf(both, "%s:%s", l->inject, old);
+            sprintf(both, "%s:%s", inject, old);
             setenv("LD_PRELOAD", both, 1);
             free(both);
         }
     } else {
         unsetenv("MEMWATCH_SAVED_LD_PRELOAD");
-        setenv("LD_PRELOAD", l->inject, 1);
+        setenv("LD_PRELOAD", inject, 1);
     }
     set_env_number("MEMWATCH_TRACE_FD", trace_fd);
     set_env_number("MEMWATCH_START_NS", (long long)start_monotonic_ns);

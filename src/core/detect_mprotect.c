@@ -62,7 +62,7 @@ static size_t hot_bytes;
 
 /* Neighbour writes single-stepped per page between two checks before the page is left
  * open until the next check (see DESIGN). */
-#define MW_NEIGHBOUR_TRAPS 32
+#define MW_NEIGHBOUR_TRAPS MW_NEIGHBOUR_BUDGET
 /* A store may start up to this many bytes before the watched bytes it reaches. */
 #define MW_MAX_STORE 64
 #define X86_TRAP_FLAG 0x100

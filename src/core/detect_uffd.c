@@ -102,7 +102,7 @@ static int maps_fd = -1;
 static uint64_t features;          /* what UFFDIO_API granted */
 static int availability = -1;      /* -1 not probed yet */
 
-#define MW_UFFD_NEIGHBOUR_TRAPS 32
+#define MW_UFFD_NEIGHBOUR_TRAPS MW_NEIGHBOUR_BUDGET
 #define MW_UFFD_MAX_STORE 64      /* a store may start this far before the bytes it reaches */
 #define X86_TRAP_FLAG 0x100
 

@@ -94,4 +94,9 @@ struct mw_detector_ops {
 extern const struct mw_detector_ops mw_detect_mprotect;
 extern const struct mw_detector_ops mw_detect_uffd;   /* detect_uffd.c: SIGBUS mode */
 
+/* Neighbour writes single-stepped per page between two checks (see detect_mprotect.c);
+ * past it, a neighbour's write leaves the page open until the next check (writer unknown),
+ * which bounds the cost of watching small objects in busy allocator pools. */
+#define MW_NEIGHBOUR_BUDGET 32
+
 #endif

@@ -55,6 +55,13 @@ int mw_signal_chain_real_sigaction(int sig, const struct sigaction *act,
 {
     sigaction_fn f = atomic_load_explicit(&real_sigaction_ptr, memory_order_acquire);
     if (!f) {
+        /* Called before our constructor: a runtime preloaded ahead of us (ASan's, in a
+         * sanitized build) installing its handlers during its own initialization, never
+         * from a signal handler. */
+        mw_signal_chain_resolve();
+        f = atomic_load_explicit(&real_sigaction_ptr, memory_order_acquire);
+    }
+    if (!f) {
         errno = ENOSYS;
         return -1;
     }

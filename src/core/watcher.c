@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -561,8 +562,45 @@ int mw_engine_has_dirty(void)
     return det && det->has_dirty();
 }
 
+/* The writable segments (.data, .bss) of the shared object the engine is part of: the
+ * fault handler writes there, so protecting them would fault inside the handler. */
+struct own_segments {
+    uintptr_t self, a;
+    size_t len;
+    int hit;
+};
+
+static int own_segments_cb(struct dl_phdr_info *info, size_t size, void *vctx)
+{
+    (void)size;
+    struct own_segments *c = vctx;
+    int mine = 0;
+    for (int i = 0; i < info->dlpi_phnum && !mine; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        mine = ph->p_type == PT_LOAD && c->self >= lo && c->self < lo + ph->p_memsz;
+    }
+    if (!mine)
+        return 0;
+    uintptr_t ps = (uintptr_t)engine.page_size;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_W))
+            continue;
+        uintptr_t lo = (info->dlpi_addr + ph->p_vaddr) & ~(ps - 1);
+        uintptr_t hi = (info->dlpi_addr + ph->p_vaddr + ph->p_memsz + ps - 1) & ~(ps - 1);
+        if (c->a < hi && c->a + c->len > lo)
+            c->hit = 1;
+    }
+    return 1;
+}
+
 static int owns_memory(uintptr_t a, size_t len)
 {
+    struct own_segments own = {(uintptr_t)&engine, a, len, 0};
+    dl_iterate_phdr(own_segments_cb, &own);
+    if (own.hit)
+        return 1;
     if (mw_page_pool_overlaps(engine.pool, a, len) ||
         mw_region_index_overlaps(engine.index, a, len) || engine.det->overlaps(a, len))
         return 1;
@@ -1052,6 +1090,7 @@ static void check_page(struct mw_page *e, int rearmed)
     const unsigned char *old = slot != MW_SLOT_NONE ? mw_page_pool_data(engine.pool, slot)
                                                     : NULL;
     int same = old && memcmp(old, page, ps) == 0;
+    /* A new budget of neighbour traps for the next window (MW_NEIGHBOUR_BUDGET). */
     atomic_store_explicit(&e->traps, 0, memory_order_relaxed);
     uint32_t wi = UINT32_MAX - 1;        /* not created yet */
     struct mw_ref tmp, *refs = refs_of(e, &tmp);

@@ -78,6 +78,15 @@ static void restore_environment(void)
         setenv("LD_PRELOAD", saved, 1);
     else
         unsetenv("LD_PRELOAD");
+#ifdef MEMWATCH_SANITIZE_PRELOAD
+    /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
+    const char *asan = getenv("MEMWATCH_SAVED_ASAN_OPTIONS");
+    if (asan)
+        setenv("ASAN_OPTIONS", asan, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
+#endif
     static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_TRACE_FD",
                                        "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)

@@ -20,6 +20,7 @@
 #include <structmember.h>
 
 #include "channel.h"
+#include "elements.h"
 #include "inject.h"
 #include "module.h"
 #include "mw_error.h"
@@ -388,8 +389,8 @@ static int route(struct harvested *it)
     const struct mw_buffer *b = &w->buf;
     unsigned char *old_span = NULL, *new_span = NULL, *old_val = NULL, *new_val = NULL;
     int old_known = 1;
-    struct mw_rec_range *ranges = NULL;
-    size_t nranges = 0;
+    struct mw_rec_range *ranges = NULL, *whole = NULL;
+    size_t nranges = 0, nwhole = 0;
     int status = -1;
     PyObject *thread_name = NULL;
 
@@ -421,6 +422,20 @@ static int route(struct harvested *it)
         status = 0;
         goto out;
     }
+    /* The trace gets whole elements, so that its readers can decode each changed one
+     * without the rest of the object (elements.h); the bytes are in old_val/new_val. */
+    size_t itemsize = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
+    if (itemsize > 1) {
+        if (!(whole = malloc(nranges * sizeof *whole))) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        if (mw_elem_align_ranges(itemsize, ranges, nranges, old_val, new_val, b->logical_size,
+                                 whole, &nwhole) != 0) {
+            free(whole);
+            whole = NULL;
+        }
+    }
     thread_name = thread_name_for(it->writer.tid);
     if (!thread_name)
         goto out;
@@ -439,8 +454,8 @@ static int route(struct harvested *it)
         .function = it->writer.function[0] ? it->writer.function : NULL,
         .native_symbol = has_native ? native.symbol : NULL,
         .native_library = has_native ? native.library : NULL,
-        .nranges = (uint32_t)nranges,
-        .ranges = ranges,
+        .nranges = (uint32_t)(whole ? nwhole : nranges),
+        .ranges = whole ? whole : ranges,
     };
     mw_channel_change(&rec);
 
@@ -460,6 +475,7 @@ static int route(struct harvested *it)
 out:
     Py_XDECREF(thread_name);
     free(ranges);
+    free(whole);
     free(old_span);
     free(new_span);
     free(old_val);
@@ -818,8 +834,9 @@ static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_bu
     w->object_id = mw_channel_next_object_id();
     w->next = self->watched;
     self->watched = w;
+    /* Sent with the next check's records (or when the buffer fills): watching a million
+     * objects must not cost a million hand-overs to the sender thread. */
     send_object_record(w);
-    mw_channel_flush();
     Py_RETURN_NONE;
 }
 

@@ -638,11 +638,13 @@ int mw_elem_layout_create(const struct mw_elem_desc *d, mw_elem_layout **out)
         l->shape = malloc(sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
         l->strides = malloc(sizeof(int64_t) * (size_t)(ndim ? ndim : 1));
         if (l->shape && l->strides) {
-            int64_t want = (int64_t)itemsize;
+            /* Unsigned: a hostile shape (a corrupted trace) may overflow the product,
+             * which only the default strides use; the item count below refuses it. */
+            uint64_t want = (uint64_t)itemsize;
             for (int i = ndim - 1; i >= 0; i--) {
                 l->shape[i] = d->shape[i];
-                l->strides[i] = d->strides ? d->strides[i] : want;
-                want *= d->shape[i];
+                l->strides[i] = d->strides ? d->strides[i] : (int64_t)want;
+                want *= (uint64_t)d->shape[i];
             }
         }
     }
@@ -654,11 +656,11 @@ int mw_elem_layout_create(const struct mw_elem_desc *d, mw_elem_layout **out)
     l->ndim = ndim;
     l->nitems = 1;
     for (int i = 0; i < ndim; i++) {
-        if (l->shape[i] < 0) {
+        if (l->shape[i] < 0 ||
+            __builtin_mul_overflow(l->nitems, (uint64_t)l->shape[i], &l->nitems)) {
             mw_elem_layout_destroy(l);
             return MW_EINVAL;
         }
-        l->nitems *= (uint64_t)l->shape[i];
     }
     l->contiguous = d->contiguous >= 0
                         ? d->contiguous

@@ -745,7 +745,8 @@ static int load_objects(struct report *r)
     sqlite3_finalize(s);
     /* Ids come sorted from the query; sorting again costs nothing and makes the lookup's
      * precondition local. */
-    qsort(r->objects, r->nobjects, sizeof(*r->objects), cmp_id);
+    if (r->nobjects > 1)   /* objects is NULL in a trace without objects */
+        qsort(r->objects, r->nobjects, sizeof(*r->objects), cmp_id);
     /* qsort may have moved objects: first_object indices were taken in id order already,
      * which is the order qsort keeps, so they still hold. */
     return 0;

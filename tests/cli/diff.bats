@@ -26,7 +26,7 @@ setup() {
 }
 
 @test "diff shows one block per change, old above new, changed bytes marked" {
-    run_memwatch -0 --separate-stderr diff -t t.db bias
+    run_memwatch -0 --separate-stderr diff --bytes -t t.db bias
     assert_equal "$stderr" ""
     assert_output - <<'OUT'
 seq 2  0.002500s  bias  1 range, 4 bytes  train.py:11 step  thread MainThread
@@ -77,25 +77,25 @@ weights  from seq 1 to seq 4  2 changes (seq 3..4), 24 bytes differ
 OUT
     run_memwatch -0 diff -t t.db --to 1 bias
     assert_output "bias  from seq 0 to seq 1  no changes"
-    run_memwatch -0 diff -t t.db --from 0 bias
+    run_memwatch -0 diff --bytes -t t.db --from 0 bias
     assert_line --index 0 "bias  from seq 0 to seq 2  1 change (seq 2..2), 2 bytes differ"
 }
 
 @test "diff colors only on request or on a terminal, and honours NO_COLOR" {
-    run_memwatch -0 diff -t t.db bias
+    run_memwatch -0 diff --bytes -t t.db bias
     refute_output --partial $'\e['
-    run_memwatch -0 diff -t t.db --color=always bias
+    run_memwatch -0 diff --bytes -t t.db --color=always bias
     assert_output --partial $'\e[31m80\e[0m'
     assert_output --partial $'\e[32m40\e[0m'
     refute_output --partial '^^'
-    run_memwatch -0 diff -t t.db --color bias
+    run_memwatch -0 diff --bytes -t t.db --color bias
     assert_output --partial $'\e[31m'
-    run_memwatch -0 diff -t t.db --color=never bias
+    run_memwatch -0 diff --bytes -t t.db --color=never bias
     refute_output --partial $'\e['
     if command -v script >/dev/null; then
-        run script -qec "$MEMWATCH diff -t t.db bias" /dev/null
+        run script -qec "$MEMWATCH diff --bytes -t t.db bias" /dev/null
         assert_output --partial $'\e[31m'
-        run env NO_COLOR=1 script -qec "$MEMWATCH diff -t t.db bias" /dev/null
+        run env NO_COLOR=1 script -qec "$MEMWATCH diff --bytes -t t.db bias" /dev/null
         refute_output --partial $'\e['
     fi
 }

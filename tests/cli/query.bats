@@ -88,12 +88,12 @@ OUT
 @test "query --summary gives one row per tag" {
     run_memwatch -0 query --summary t.db
     assert_output - <<'OUT'
-tag      objects  changes  ranges  bytes_changed  first_seq  last_seq
-weights        1        2       4             31          1         3
-bias           1        1       1              4          2         2
+tag      objects  changes  ranges  bytes_changed  first_seq  last_seq  elements_changed  delta_min  delta_max  delta_mean  nan_appeared  nan_gone  inf_appeared  inf_gone  first_nonfinite_seq
+weights        1        2       4             31          1         3  -                 -          -          -           -             -         -             -         -
+bias           1        1       1              4          2         2  -                 -          -          -           -             -         -             -         -
 OUT
     run_memwatch -0 query -s -f csv --tag bias t.db
-    assert_line --index 1 "bias,1,1,1,4,2,2"
+    assert_line --index 1 "bias,1,1,1,4,2,2,,,,,,,,,"
 }
 
 @test "query --sql runs a read-only statement in any format" {

@@ -297,12 +297,14 @@ def test_threads_write_while_main_checks():
     arrays = [np.zeros(1 << 14, dtype=np.float64) for _ in range(4)]   # 128 KiB each
     for i, a in enumerate(arrays):
         w.watch_object(a, f"a{i}")
-    stop = time.monotonic() + 2.0
+    ready = threading.Barrier(len(arrays) + 1)
+    stop = None
 
     iterations = [0] * len(arrays)
 
     def work(i, a):
         k = 0
+        ready.wait()        # every writer is running before the clock starts
         while time.monotonic() < stop:
             k += 1
             np.add(a, 1.0, out=a)         # releases the GIL while writing
@@ -312,6 +314,8 @@ def test_threads_write_while_main_checks():
     threads = [threading.Thread(target=work, args=(i, a)) for i, a in enumerate(arrays)]
     for t in threads:
         t.start()
+    stop = time.monotonic() + 2.0
+    ready.wait()
     while any(t.is_alive() for t in threads):
         w.check_changes()
         time.sleep(0.001)   # a checking loop, not a GIL hog: the writers must get turns

@@ -1,0 +1,141 @@
+#!/bin/bash
+# Fault injection beyond the ways a run ends (endings.bats): fork() without exec, a disk
+# that fills up while tracing, an output directory that disappears. Each asserts the exit
+# status and that what was written is a valid trace.
+
+load '/usr/lib/bats/bats-support/load'
+load '/usr/lib/bats/bats-assert/load'
+bats_require_minimum_version 1.5.0
+
+setup() {
+    db="$BATS_TEST_TMPDIR/t.db"
+    script="$BATS_TEST_TMPDIR/script.py"
+}
+
+q() {
+    sqlite3 "$db" "$1"
+}
+
+teardown() {
+    if [ -n "${mnt:-}" ] && mountpoint -q "$mnt"; then
+        umount "$mnt" || true
+    fi
+}
+
+@test "os.fork() without exec: the child records nothing, the parent's trace stays whole" {
+    cat > "$script" <<'PY'
+import os, sys, memwatch
+data = bytearray(64)
+memwatch.watch(data, "data")
+for i in range(1, 4):
+    data[i] = i
+memwatch.check()
+pid = os.fork()
+if pid == 0:
+    # The forked child writes the watched bytes, tries to watch, checks, then ends the
+    # way argv[1] says; none of it may reach the parent's trace.
+    for i in range(1, 4):
+        data[i] = 0xc0 + i
+    extra = bytearray(8)
+    try:
+        memwatch.watch(extra, "child-only")
+    except ValueError as e:
+        print("child watch refused:", e, flush=True)
+    extra[0] = 1
+    memwatch.check()
+    if sys.argv[1] == "os_exit":
+        os._exit(0)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print("child status", status, flush=True)
+for i in range(4, 7):
+    data[i] = i
+PY
+    for how in os_exit exit; do
+        run -0 "$MEMWATCH" trace -q -f -o "$db" "$script" "$how"
+        assert_output --partial "child status 0"
+        run q "PRAGMA integrity_check"
+        assert_output "ok"
+        # Only the parent's object and the parent's values, in order.
+        run q "SELECT group_concat(tag) FROM objects"
+        assert_output "data"
+        # (how the writes group into changes depends on timing; the bytes do not)
+        run q "SELECT min(offset), group_concat(new_hex, '') FROM
+               (SELECT offset, new_hex FROM change_ranges ORDER BY seq, offset)"
+        assert_output "1|010203040506"
+        run q "SELECT ended_by, exit_status, changes_dropped FROM run"
+        assert_output "exit|0|0"
+    done
+}
+
+@test "the disk fills up while tracing: the script keeps running, a clear message, the trace stays valid" {
+    mnt="$BATS_TEST_TMPDIR/small"
+    mkdir -p "$mnt"
+    if ! mount -t tmpfs -o size=2m tmpfs "$mnt" 2>/dev/null; then
+        mnt=""
+        skip "mounting a 2 MiB tmpfs is not permitted here (needs root); disk-full case not run"
+    fi
+    db="$mnt/t.db"
+    cat > "$script" <<'PY'
+import memwatch
+data = bytearray(256 * 1024)
+memwatch.watch(data, "data")
+for i in range(60):                            # 60 changes of 256 KiB: 15 MiB of new bytes
+    data[:] = bytes([i + 1]) * len(data)
+    memwatch.check()
+print("script finished", flush=True)
+PY
+    run -0 "$MEMWATCH" trace -q -o "$db" "$script"
+    assert_output --partial "script finished"
+    assert_output --regexp "memwatch: trace '.*t.db' is incomplete: .*(full|space)"
+    run q "PRAGMA integrity_check"
+    assert_output "ok"
+    # Complete up to the fault: the changes kept are the first ones, with no gap, each
+    # with its whole 256 KiB.
+    run q "SELECT count(*) > 0, count(*) = max(seq), min(seq) FROM changes"
+    assert_output "1|1|1"
+    run q "SELECT sum(length) = 262144 * count(DISTINCT seq) FROM ranges"
+    assert_output "1"
+    run q "SELECT count(*) FROM objects WHERE tag = 'data'"
+    assert_output "1"
+    # The readers still work on what is there.
+    run -0 "$MEMWATCH" query --summary "$db"
+    assert_output --partial "data"
+}
+
+@test "the output directory disappears mid-run: the script finishes, memwatch says the trace is gone" {
+    dir="$BATS_TEST_TMPDIR/out"
+    mkdir "$dir"
+    cat > "$script" <<'PY'
+import os, sys, time, memwatch
+data = bytearray(64)
+memwatch.watch(data, "data")
+for i in range(1, 6):
+    data[i] = i
+print("ready", flush=True)
+deadline = time.monotonic() + 30
+while not os.path.exists(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.02)
+for i in range(6, 11):
+    data[i] = i
+print("script finished", flush=True)
+sys.exit(4)
+PY
+    flag="$BATS_TEST_TMPDIR/flag"
+    "$MEMWATCH" trace -q -o "$dir/t.db" "$script" "$flag" > "$BATS_TEST_TMPDIR/log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 200); do
+        grep -q ready "$BATS_TEST_TMPDIR/log" && break
+        sleep 0.05
+    done
+    rm -rf "$dir"
+    touch "$flag"
+    rc=0
+    wait "$pid" || rc=$?
+    # The script's own status, unchanged.
+    [ "$rc" -eq 4 ]
+    run cat "$BATS_TEST_TMPDIR/log"
+    assert_output --partial "script finished"
+    assert_output --partial "memwatch: trace '$dir/t.db' was removed while the script ran"
+    [ ! -e "$dir" ]
+}
