@@ -34,7 +34,7 @@
 #include "writer.h"
 
 const char *const trace_usage[] = {
-    "usage: memwatch trace [-fhqu] [-o file] [--check mode] [--backend name] [-X opt] [-W arg] script.py [args ...]",
+    "usage: memwatch trace [-fhqu] [-o file] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
@@ -45,12 +45,13 @@ const char *const trace_usage[] = {
     "    -c CODE                run CODE, like python3 -c",
     "        --check MODE       when to look for changes: line (default), interval:MS, manual",
     "        --backend NAME     detection mechanism: auto (default), uffd, mprotect",
+    "        --on-nan ACTION    when NaN or Inf appears in a watched float array: off (default), warn, raise",
     "    -X OPT, -W ARG, -u     passed to python3 unchanged",
     "    -h, --help             show this help",
     NULL,
 };
 
-enum { OPT_CHECK = 256, OPT_BACKEND };
+enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
 
 static const struct option trace_options[] = {
     {"output", required_argument, NULL, 'o'},
@@ -58,6 +59,7 @@ static const struct option trace_options[] = {
     {"quiet", no_argument, NULL, 'q'},
     {"check", required_argument, NULL, OPT_CHECK},
     {"backend", required_argument, NULL, OPT_BACKEND},
+    {"on-nan", required_argument, NULL, OPT_ON_NAN},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -192,6 +194,11 @@ int cmd_trace(int argc, char **argv)
             if (mw_launch_parse_backend(&launch, optarg) < 0)
                 return mw_cli_usage_error(trace_usage,
                     "invalid --backend '%s': use auto, uffd or mprotect", optarg);
+            break;
+        case OPT_ON_NAN:
+            if (mw_launch_parse_on_nan(&launch, optarg) < 0)
+                return mw_cli_usage_error(trace_usage,
+                    "invalid --on-nan '%s': use off, warn or raise", optarg);
             break;
         case 'h':
             mw_cli_print_usage(stdout, trace_usage);
@@ -343,7 +350,12 @@ int cmd_trace(int argc, char **argv)
         mw_cli_error("trace '%s' is incomplete: %s", output, mw_trace_writer_errmsg(w));
     if (mw_trace_writer_end_run(w, &end) < 0 && write_status >= 0)
         mw_cli_error("cannot finish trace '%s': %s", output, mw_trace_writer_errmsg(w));
-    if (!quiet)
+    /* The writer kept writing to the open file; if its directory or the file itself was
+     * removed meanwhile, nothing is left to look at: say so instead of the summary. */
+    struct stat gone;
+    if (stat(output, &gone) != 0 && errno == ENOENT)
+        mw_cli_error("trace '%s' was removed while the script ran; its changes are lost", output);
+    else if (!quiet)
         print_summary(output, w);
     mw_trace_writer_close(w);
     return die_like(wstatus);

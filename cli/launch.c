@@ -15,6 +15,7 @@ void mw_launch_init(struct mw_launch *l)
     memset(l, 0, sizeof *l);
     l->check = "line";
     l->backend = "auto";
+    l->on_nan = "off";
 }
 
 int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value)
@@ -51,6 +52,14 @@ int mw_launch_parse_backend(struct mw_launch *l, const char *value)
     if (strcmp(value, "auto") && strcmp(value, "uffd") && strcmp(value, "mprotect"))
         return -1;
     l->backend = value;
+    return 0;
+}
+
+int mw_launch_parse_on_nan(struct mw_launch *l, const char *value)
+{
+    if (strcmp(value, "off") && strcmp(value, "warn") && strcmp(value, "raise"))
+        return -1;
+    l->on_nan = value;
     return 0;
 }
 
@@ -211,6 +220,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     set_env_number("MEMWATCH_START_NS", (long long)start_monotonic_ns);
     setenv("MEMWATCH_CHECK", l->check, 1);
     setenv("MEMWATCH_BACKEND", l->backend, 1);
+    setenv("MEMWATCH_ON_NAN", l->on_nan, 1);
 
     int argc = 0;
     const char **argv = calloc((size_t)(l->npyopts + l->script_argc + 4), sizeof *argv);

@@ -17,6 +17,7 @@ struct mw_launch {
     char **script_argv;
     const char *check;                /* "line", "interval:MS" or "manual" */
     const char *backend;              /* "auto", "uffd" or "mprotect" */
+    const char *on_nan;               /* "off", "warn" or "raise" */
     int npyopts;
     const char *pyopts[MW_LAUNCH_MAX_PYOPTS];   /* "-X", "opt", "-u", ... */
     /* Filled by mw_launch_resolve: */
@@ -30,6 +31,7 @@ void mw_launch_init(struct mw_launch *l);
 int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value);
 int mw_launch_parse_check(struct mw_launch *l, const char *value);
 int mw_launch_parse_backend(struct mw_launch *l, const char *value);
+int mw_launch_parse_on_nan(struct mw_launch *l, const char *value);
 /* -1 when the requested backend cannot work on this system. */
 int mw_launch_check_backend(const struct mw_launch *l);
 /* A directory python3 can run (it has a __main__.py). */

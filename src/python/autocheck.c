@@ -15,6 +15,7 @@
  * unwatches. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <frameobject.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -45,13 +46,46 @@ static volatile int poller_stop;         /* atomic */
 static pthread_mutex_t poller_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t poller_wake = PTHREAD_COND_INITIALIZER;
 
-/* Async-signal-safe: runs in the fault handler of the writing thread. */
+/* The line trace installed by a write (see on_fault): the check runs at the writing
+ * thread's next line, then the trace removes itself. Runs with the GIL held. */
+static int check_at_next_line(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    (void)obj;
+    (void)frame;
+    (void)arg;
+    if (what != PyTrace_LINE && what != PyTrace_RETURN)
+        return 0;
+    PyEval_SetTrace(NULL, NULL);
+    if (mw_check_all_ex(0) < 0)
+        PyErr_WriteUnraisable(NULL);
+    return mw_raise_pending_nonfinite() < 0 ? -1 : 0;
+}
+
+/* Async-signal-safe: runs in the fault handler of the writing thread.
+ *
+ * In line mode the check must run before the next line writes again (a page, once written,
+ * does not fault again until checked). The eval breaker alone comes too late for
+ * straight-line code (it is only looked at on calls and loop back-edges), so the handler
+ * also turns on, for this thread only, a line trace that runs the check at the very next
+ * line and removes itself: what PyEval_SetTrace() would store, written directly into the
+ * faulting thread's own state, which only this thread reads. Only when no trace or profile
+ * function is in use (a debugger's or coverage's stays untouched; then the eval breaker
+ * serves). */
 static void on_fault(struct mw_writer *out, void *ctx)
 {
     (void)ctx;
     __atomic_add_fetch(&fault_count, 1, __ATOMIC_RELAXED);
     mw_location_capture(out);
-    if (check_signal && mw_run.check_mode == MW_CHECK_LINE)
+    if (mw_run.check_mode != MW_CHECK_LINE)
+        return;
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    if (ts && ts->cframe && !ts->c_tracefunc && !ts->c_profilefunc && !ts->tracing &&
+        out->file[0]) {
+        ts->c_traceobj = NULL;
+        ts->c_tracefunc = check_at_next_line;
+        ts->cframe->use_tracing = 255;
+    }
+    if (check_signal)
         PyErr_SetInterruptEx(check_signal);
 }
 
@@ -104,6 +138,9 @@ static PyObject *autocheck_handler(PyObject *self, PyObject *args)
      * on. */
     if (mw_check_all_ex(0) < 0)
         PyErr_WriteUnraisable(NULL);
+    /* --on-nan: the script learns here, at the line after the write. */
+    if (mw_raise_pending_nonfinite() < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -65,6 +65,11 @@ static void parse_config(void)
         if (mw_run.interval_ms == 0)
             mw_run.interval_ms = 1;
     }
+    const char *on_nan = getenv("MEMWATCH_ON_NAN");
+    if (on_nan && strcmp(on_nan, "raise") == 0)
+        mw_run.on_nan = MW_ON_NAN_RAISE;
+    else if (on_nan && strcmp(on_nan, "warn") == 0)
+        mw_run.on_nan = MW_ON_NAN_WARN;
     if (backend && strcmp(backend, "uffd") == 0)
         mw_run.backend = MW_BACKEND_UFFD;
     else if (backend && strcmp(backend, "mprotect") == 0)
@@ -88,7 +93,8 @@ static void restore_environment(void)
     unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
 #endif
     static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_TRACE_FD",
-                                       "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND"};
+                                       "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND",
+                                       "MEMWATCH_ON_NAN"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         unsetenv(ours[i]);
 }

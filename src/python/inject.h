@@ -11,7 +11,10 @@ struct mw_run_config {
     enum mw_check_mode check_mode;
     unsigned interval_ms;          /* for MW_CHECK_INTERVAL */
     enum mw_backend backend;       /* requested by --backend */
+    int on_nan;                    /* --on-nan: MW_ON_NAN_* */
 };
+
+enum { MW_ON_NAN_OFF, MW_ON_NAN_WARN, MW_ON_NAN_RAISE };
 
 extern struct mw_run_config mw_run;
 

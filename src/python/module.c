@@ -26,6 +26,7 @@ static PyStructSequence_Field change_fields[] = {
     {"new_value", "the whole new value (None with capture_full_values=False)"},
     {"native_symbol", "native function that made the write, when not the interpreter"},
     {"native_library", "library of that function"},
+    {"elements", "for typed objects: list of (index, old, new) of the changed elements"},
     {NULL, NULL},
 };
 

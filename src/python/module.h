@@ -24,6 +24,7 @@ struct mw_watched {
      * coordinates): values are then built from what the checks saw, never from memory that
      * other threads may be writing at that moment. NULL when not kept. */
     unsigned char *shadow;
+    struct mw_elem_layout *layout; /* element layout of a typed object, else NULL */
     int refs;
     int live;                /* still registered with the engine */
     struct mw_watched *next; /* in the owner's list */
@@ -58,6 +59,9 @@ Py_ssize_t mw_check_all_ex(int automatic);
 /* The end of the run: a final check, then every watch of every watcher is dropped and
  * its memory unprotected. Needs the GIL. */
 void mw_finish_all(void);
+/* --on-nan: when a NaN or Inf appeared in a watched float array since the script was last
+ * told, raises FloatingPointError (raise) or warns (warn) once and returns -1 / 0. */
+int mw_raise_pending_nonfinite(void);
 /* A Python exception for a negative engine status. */
 PyObject *mw_raise_status(int status, const char *what);
 

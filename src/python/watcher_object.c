@@ -111,6 +111,7 @@ static void watched_decref(struct mw_watched *w)
     mw_buffer_release(&w->buf);
     Py_XDECREF(w->tag);
     free(w->shadow);
+    mw_elem_layout_destroy(w->layout);
     PyMem_RawFree(w);
 }
 
@@ -258,6 +259,129 @@ static PyObject *text_or_none(const char *s)
     return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
 }
 
+/* ---- elements, and NaN/Inf for --on-nan ------------------------------------------- */
+
+static PyObject *element_value(const struct mw_elem_change *c, const unsigned char *bytes,
+                               double num, double imag)
+{
+    if (!bytes)
+        Py_RETURN_NONE;
+    switch (c->scalar->kind) {
+    case MW_ELEM_BOOL: return PyBool_FromLong(num != 0);
+    case MW_ELEM_INT:
+    case MW_ELEM_UINT: return PyLong_FromDouble(num);
+    case MW_ELEM_FLOAT: return PyFloat_FromDouble(num);
+    case MW_ELEM_COMPLEX: return PyComplex_FromDoubles(num, imag);
+    default: {
+        char text[128];
+        mw_elem_format_value(c->scalar, bytes, text, sizeof text);
+        return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
+    }
+    }
+}
+
+static int append_element(const struct mw_elem_change *c, void *ctx)
+{
+    PyObject *list = ctx;
+    PyObject *index = PyTuple_New(c->ndim + (c->scalar->path[0] ? 1 : 0));
+    if (!index)
+        return -1;
+    for (int d = 0; d < c->ndim; d++)
+        PyTuple_SET_ITEM(index, d, PyLong_FromLongLong(c->index[d]));
+    if (c->scalar->path[0])
+        PyTuple_SET_ITEM(index, c->ndim, PyUnicode_FromString(c->scalar->path));
+    PyObject *item = Py_BuildValue("(NNN)", index,
+                                   element_value(c, c->old, c->old_num, c->old_imag),
+                                   element_value(c, c->new_, c->new_num, c->new_imag));
+    if (!item || PyList_Append(list, item) < 0) {
+        Py_XDECREF(item);
+        return -1;
+    }
+    Py_DECREF(item);
+    return 0;
+}
+
+static PyObject *elements_of(const struct mw_watched *w, const struct mw_rec_range *ranges,
+                             size_t nranges, const unsigned char *old_val,
+                             const unsigned char *new_val)
+{
+    PyObject *list = PyList_New(0);
+    if (!list || !w->layout)
+        return list;
+    if (mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
+                     append_element, list) != 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "memwatch: cannot decode the changed elements");
+        Py_DECREF(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* The first NaN or Inf that appeared since the script was last told (--on-nan). Protected
+ * by the GIL. */
+static char nonfinite_message[512];
+static int nonfinite_pending;
+
+struct nonfinite_search {
+    const struct mw_watched *w;
+    char name[200];
+    const char *what;
+    int found;
+};
+
+static int find_nonfinite(const struct mw_elem_change *c, void *ctx)
+{
+    struct nonfinite_search *s = ctx;
+    if (!(c->flags & MW_ELEM_F_NONFINITE_APPEARED))
+        return 0;
+    const char *tag = PyUnicode_AsUTF8(s->w->tag);
+    mw_elem_format_name(tag ? tag : "?", c->ndim, c->index, c->scalar, s->name, sizeof s->name);
+    s->what = (c->flags & MW_ELEM_F_NAN_APPEARED) ? "NaN" : "Inf";
+    s->found = 1;
+    return 1;   /* the first one is enough */
+}
+
+static void note_nonfinite(const struct harvested *it, const struct mw_rec_range *ranges,
+                           size_t nranges, const unsigned char *old_val,
+                           const unsigned char *new_val, uint64_t seq)
+{
+    const struct mw_watched *w = it->watched;
+    if (mw_run.on_nan == MW_ON_NAN_OFF || nonfinite_pending || !w->layout ||
+        !mw_elem_layout_has_float(w->layout))
+        return;
+    struct nonfinite_search s = {.w = w};
+    mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
+                 find_nonfinite, &s);
+    if (!s.found)
+        return;
+    const char *tag = PyUnicode_AsUTF8(w->tag);
+    if (it->writer.file[0])
+        snprintf(nonfinite_message, sizeof nonfinite_message,
+                 "%s appeared in watched '%s' at %s (change %llu), written by %s:%d in %s",
+                 s.what, tag ? tag : "?", s.name, (unsigned long long)seq, it->writer.file,
+                 it->writer.line, it->writer.function[0] ? it->writer.function : "?");
+    else
+        snprintf(nonfinite_message, sizeof nonfinite_message,
+                 "%s appeared in watched '%s' at %s (change %llu)", s.what, tag ? tag : "?",
+                 s.name, (unsigned long long)seq);
+    nonfinite_pending = 1;
+    /* Tell the script at its next safe point, in the main thread. */
+    mw_autocheck_request();
+}
+
+int mw_raise_pending_nonfinite(void)
+{
+    if (!nonfinite_pending)
+        return 0;
+    nonfinite_pending = 0;
+    if (mw_run.on_nan == MW_ON_NAN_RAISE) {
+        PyErr_SetString(PyExc_FloatingPointError, nonfinite_message);
+        return -1;
+    }
+    return PyErr_WarnEx(PyExc_RuntimeWarning, nonfinite_message, 1);
+}
+
 static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject *thread_name,
                              const struct mw_rec_range *ranges, size_t nranges,
                              const unsigned char *old_val, const unsigned char *new_val,
@@ -299,6 +423,7 @@ static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject 
         capture_full ? bytes_or_none(new_val, it->watched->buf.logical_size) : Py_NewRef(Py_None),
         text_or_none(native ? native->symbol : NULL),
         text_or_none(native ? native->library : NULL),
+        elements_of(it->watched, ranges, nranges, old_val, new_val),
     };
     int ok = 1;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -458,6 +583,7 @@ static int route(struct harvested *it)
         .ranges = whole ? whole : ranges,
     };
     mw_channel_change(&rec);
+    note_nonfinite(it, ranges, nranges, old_val, new_val, seq);
 
     WatcherObject *owner = w->owner;
     status = 1;
@@ -828,6 +954,23 @@ static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_bu
         return NULL;
     }
     Py_DECREF(ptr);
+    if (w->buf.has_view) {
+        /* Typed objects speak in elements (Change.elements, --on-nan). */
+        const Py_buffer *v = &w->buf.view;
+        int64_t shape[64], strides[64];
+        int ndim = v->ndim <= 64 ? v->ndim : -1;
+        for (int i = 0; i < ndim; i++) {
+            shape[i] = v->shape ? v->shape[i] : v->len / (v->itemsize ? v->itemsize : 1);
+            strides[i] = v->strides ? v->strides[i] : v->itemsize;
+        }
+        struct mw_elem_desc d = {v->format ? v->format : "B", w->buf.type_name, v->itemsize, ndim,
+                                 ndim > 0 ? shape : NULL, ndim > 0 ? strides : NULL,
+                                 w->buf.logical_size, w->buf.contiguous};
+        if (mw_elem_layout_create(&d, &w->layout) != 0 || !mw_elem_layout_typed(w->layout)) {
+            mw_elem_layout_destroy(w->layout);
+            w->layout = NULL;
+        }
+    }
     w->live = 1;
     if (++objects_now > run_totals.tracked_objects_peak)
         run_totals.tracked_objects_peak = objects_now;
@@ -976,7 +1119,7 @@ static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(
 {
     if (require_core(self) < 0)
         return NULL;
-    if (mw_check_all() < 0)
+    if (mw_check_all() < 0 || mw_raise_pending_nonfinite() < 0)
         return NULL;
     return deliver(self);
 }

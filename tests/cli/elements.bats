@@ -12,9 +12,11 @@ setup_file() {
     : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
     : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
     cd "$BATS_FILE_TMPDIR"
-    "$MEMWATCH" trace -q -f -o np.db "$MEMWATCH_SOURCE_DIR/tests/fixtures/elements.py"
+    # --check=manual: the fixture calls memwatch.check() where it wants a change to end, so
+    # the sequence numbers below are the fixture's own.
+    "$MEMWATCH" trace -q -f --check=manual -o np.db "$MEMWATCH_SOURCE_DIR/tests/fixtures/elements.py"
     if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
-        "$MEMWATCH" trace -q -f -o torch.db "$MEMWATCH_SOURCE_DIR/tests/fixtures/elements.py" torch
+        "$MEMWATCH" trace -q -f --check=manual -o torch.db "$MEMWATCH_SOURCE_DIR/tests/fixtures/elements.py" torch
     fi
 }
 
@@ -105,7 +107,9 @@ OUT
 OUT
     run_memwatch -0 query -e -f csv --tag view1 np.db
     assert_line --index 0 "seq,time_ns,tag,object_id,element,index,field,offset,old,new,old_value,new_value,delta,note,file,line,function,thread,thread_id"
-    assert_line --index 1 --regexp '^10,[0-9]+,view1,[0-9]+,view1\[2\],\[2\],,16,0,42,0,42,42,,.*elements\.py,[0-9]+,<module>,MainThread,[0-9]+$'
+    # (The writer may be unknown here: under --check=manual a small array on a busy heap page
+    # can be opened by a neighbour's write first; attribution.bats covers writers.)
+    assert_line --index 1 --regexp '^10,[0-9]+,view1,[0-9]+,view1\[2\],\[2\],,16,0,42,0,42,42,,(.*elements\.py,[0-9]+,<module>,MainThread,[0-9]+|,,,,)$'
     run_memwatch -0 query -e -f json --tag i8 np.db
     /usr/bin/python3 -c '
 import json, sys

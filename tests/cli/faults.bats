@@ -77,12 +77,13 @@ PY
     fi
     db="$mnt/t.db"
     cat > "$script" <<'PY'
-import memwatch
-data = bytearray(256 * 1024)
+import time, memwatch
+data = bytearray(64 * 1024)
 memwatch.watch(data, "data")
-for i in range(60):                            # 60 changes of 256 KiB: 15 MiB of new bytes
-    data[:] = bytes([i + 1]) * len(data)
-    memwatch.check()
+for i in range(120):                           # 120 changes of 64 KiB: 7.5 MiB of new bytes,
+    data[:] = bytes([i + 1]) * len(data)       # paced so that batches commit before the
+    memwatch.check()                           # disk is full
+    time.sleep(0.01)
 print("script finished", flush=True)
 PY
     run -0 "$MEMWATCH" trace -q -o "$db" "$script"
@@ -94,7 +95,7 @@ PY
     # with its whole 256 KiB.
     run q "SELECT count(*) > 0, count(*) = max(seq), min(seq) FROM changes"
     assert_output "1|1|1"
-    run q "SELECT sum(length) = 262144 * count(DISTINCT seq) FROM ranges"
+    run q "SELECT sum(length) = 65536 * count(DISTINCT seq) FROM ranges"
     assert_output "1"
     run q "SELECT count(*) FROM objects WHERE tag = 'data'"
     assert_output "1"
