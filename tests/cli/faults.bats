@@ -92,7 +92,7 @@ PY
     run q "PRAGMA integrity_check"
     assert_output "ok"
     # Complete up to the fault: the changes kept are the first ones, with no gap, each
-    # with its whole 256 KiB.
+    # with its whole 64 KiB.
     run q "SELECT count(*) > 0, count(*) = max(seq), min(seq) FROM changes"
     assert_output "1|1|1"
     run q "SELECT sum(length) = 65536 * count(DISTINCT seq) FROM ranges"
