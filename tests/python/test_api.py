@@ -325,3 +325,34 @@ def test_threads_write_while_main_checks():
     assert all(iterations), f"a writer made no progress: {iterations}"
     for i, a in enumerate(arrays):
         assert last[f"a{i}"] == a.tobytes(), f"a{i}: last reported value differs from content"
+
+
+def test_change_elements_for_typed_objects(watcher):
+    np = pytest.importorskip("numpy")
+    a = np.zeros((3, 4), dtype=np.float64)
+    watcher.watch_object(a, "a")
+    a[1, 2] = 2.5
+    a[2, 3] = -1
+    assert watcher.check_changes() >= 1
+    elements = [e for c in watcher.changes for e in c.elements]
+    assert elements == [((1, 2), 0.0, 2.5), ((2, 3), 0.0, -1.0)]
+
+
+def test_change_elements_name_struct_fields(watcher):
+    class Point(ctypes.Structure):
+        _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_double)]
+
+    p = Point(1, 2.0)
+    watcher.watch_object(p, "p")
+    p.y = 4.5
+    assert watcher.check_changes() == 1
+    [c] = watcher.changes
+    assert c.elements == [(("y",), 2.0, 4.5)]
+
+
+def test_bytes_objects_have_no_elements(watcher):
+    data = bytearray(4)
+    watcher.watch_object(data, "data")
+    data[0] = 1
+    watcher.check_changes()
+    assert watcher.changes[0].elements == []
