@@ -166,33 +166,61 @@ static PyObject *thread_name_for(pid_t tid)
 
 /* The span's bytes before and after the change. With a shadow they are exactly what the
  * checks saw; without one, bytes the change did not touch come from memory as it is now. */
-static int build_spans(struct harvested *it, unsigned char **old_out, unsigned char **new_out,
-                       int *old_known)
+static int build_spans(struct harvested *it, int sparse, unsigned char **old_out,
+                       unsigned char **new_out, int *old_known)
 {
     struct mw_watched *w = it->watched;
     size_t span = w->buf.span ? w->buf.span : 1;
-    unsigned char *old_span = malloc(span), *new_span = malloc(span);
-    if (!old_span || !new_span) {
-        free(old_span);
-        free(new_span);
-        return -1;
+    const unsigned char *src = w->shadow ? w->shadow : w->buf.start;
+    unsigned char *old_span = NULL, *new_span = NULL;
+    if (sparse) {
+        /* Only the bytes around each range are filled in (a whole element on each side,
+         * for element alignment); calloc'd pages that are never touched cost nothing, so a
+         * one-element change of a large array costs what the element does. */
+        size_t window = w->buf.has_view && w->buf.view.itemsize > 0 ? (size_t)w->buf.view.itemsize : 1;
+        old_span = calloc(1, span);
+        new_span = calloc(1, span);
+        if (!old_span || !new_span)
+            goto nomem;
+        for (size_t i = 0; i < it->nranges; i++) {
+            const struct harvested_range *r = &it->ranges[i];
+            size_t lo = r->offset > window ? r->offset - window : 0;
+            size_t hi = r->offset + r->length + window;
+            if (hi > w->buf.span)
+                hi = w->buf.span;
+            memcpy(new_span + lo, src + lo, hi - lo);
+            memcpy(old_span + lo, src + lo, hi - lo);
+        }
+    } else {
+        old_span = malloc(span);
+        new_span = malloc(span);
+        if (!old_span || !new_span)
+            goto nomem;
+        memcpy(new_span, src, w->buf.span);
+        memcpy(old_span, src, w->buf.span);
     }
-    memcpy(new_span, w->shadow ? w->shadow : w->buf.start, w->buf.span);
-    memcpy(old_span, new_span, w->buf.span);
     *old_known = 1;
     for (size_t i = 0; i < it->nranges; i++) {
         const struct harvested_range *r = &it->ranges[i];
         memcpy(new_span + r->offset, r->new_, r->length);
+        if (w->shadow)
+            memcpy(w->shadow + r->offset, r->new_, r->length);
+    }
+    /* Bytes the change did not touch are the same before and after. */
+    for (size_t i = 0; i < it->nranges; i++) {
+        const struct harvested_range *r = &it->ranges[i];
         if (r->old)
             memcpy(old_span + r->offset, r->old, r->length);
         else
             *old_known = 0;
     }
-    if (w->shadow)
-        memcpy(w->shadow, new_span, w->buf.span);
     *old_out = old_span;
     *new_out = new_span;
     return 0;
+nomem:
+    free(old_span);
+    free(new_span);
+    return -1;
 }
 
 /* The value's bytes in the object's own coordinates (C order). */
@@ -519,8 +547,18 @@ static int route(struct harvested *it)
     int status = -1;
     PyObject *thread_name = NULL;
 
-    if (build_spans(it, &old_span, &new_span, &old_known) < 0 ||
-        !(old_val = gather_value(b, old_span)) || !(new_val = gather_value(b, new_span))) {
+    /* Whole values only when someone looks at them: a callback (Change.old_value, ...) or a
+     * strided view (whose changes are re-derived in its own coordinates). */
+    int full = !b->contiguous || (w->owner && w->owner->callback && w->owner->callback != Py_None);
+    if (build_spans(it, !full, &old_span, &new_span, &old_known) < 0) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    if (b->contiguous) {   /* the span is the value: no second copy */
+        old_val = old_span;
+        new_val = new_span;
+        old_span = new_span = NULL;
+    } else if (!(old_val = gather_value(b, old_span)) || !(new_val = gather_value(b, new_span))) {
         PyErr_NoMemory();
         goto out;
     }
