@@ -13,6 +13,8 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -94,6 +96,10 @@ int mw_channel_open(int fd, int64_t start_monotonic_ns)
 {
     pthread_mutex_lock(&lock);
     channel_fd = fd;
+    /* Non-blocking, so that write_now_locked() never waits; the sender polls for room. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0)
+        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     start_ns = start_monotonic_ns ? start_monotonic_ns : monotonic_ns();
     pthread_mutex_unlock(&lock);
     return 0;
@@ -164,6 +170,34 @@ static void wait_until(int (*ready)(void))
     }
 }
 
+/* When nothing is waiting for the pipe, the checking thread writes what it found itself,
+ * if the pipe takes it all without waiting (the pipe is non-blocking): the changes are then
+ * in the pipe before the script goes on, even if its next line crashes the process. What
+ * does not fit stays in `current` for the sender. Returns 0 when all was written. */
+static int write_now_locked(void)
+{
+    size_t done = 0;
+    while (done < current.len) {
+        ssize_t n = write(channel_fd, current.data + done, current.len - done);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            broken = 1;
+            current.len = 0;
+            return 0;
+        }
+        break;
+    }
+    if (done)
+        memmove(current.data, current.data + done, current.len - done);
+    current.len -= done;
+    return current.len == 0 ? 0 : -1;
+}
+
 /* Moves the current buffer to the queue; waits while the queue is over its limit. */
 static int hand_over_locked(void)
 {
@@ -172,6 +206,8 @@ static int hand_over_locked(void)
         return 0;
     }
     if (current.len == 0)
+        return 0;
+    if (!queue_head && !sending && write_now_locked() == 0)
         return 0;
     if (start_sender_locked() < 0) {
         /* No thread: write it ourselves. */
