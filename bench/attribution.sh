@@ -26,9 +26,11 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int(
 
 measure() {   # kind count watch check -> "median_seconds changes"
     local times=() changes=0
+    local out
     for ((i = 0; i < runs; i++)); do
-        read -r t changes < <("$memwatch" trace -q -f --check="$4" -o "$tmp/a.db" \
+        out=$("$memwatch" trace -q -f --check="$4" -o "$tmp/a$i.db" \
             "$here/workloads/attribution_loops.py" "$1" "$2" "$3")
+        read -r t changes <<<"$out"
         times+=("$t")
     done
     echo "$(median "${times[@]}") $changes"
@@ -44,6 +46,6 @@ for kind in single whole; do
         read -r t n < <(measure "$kind" "$count" 1 "$mode")
         awk -v k="$kind" -v m="$mode" -v t="$t" -v b="$base" -v n="$n" 'BEGIN {
             printf "%-7s %-12s %12.4f %9.2f %10d %14s\n", k, m, t, t / b, n,
-                   n > 0 ? sprintf("%.2f", (t - b) / n * 1e6) : "-" }'
+                   (n > 0 ? sprintf("%.2f", (t - b) / n * 1e6) : "-") }'
     done
 done
