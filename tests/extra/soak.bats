@@ -1,4 +1,7 @@
 #!/bin/bash
+# Not part of the ctest suite yet: under --check=line it can still time out, and with
+# --backend uffd writes are lost (issue 9 and 6 stay open for it). Run it by hand:
+#   MEMWATCH=build/memwatch bats tests/extra/soak.bats
 # Concurrency soak (issue 9): 8 threads write watched numpy arrays (the GIL released while
 # numpy writes) and bytearrays under --check=line, while the main thread watches and
 # unwatches other objects. No deadlock (bounded by a timeout), no crash, a valid trace, and
