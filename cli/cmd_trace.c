@@ -302,7 +302,6 @@ int cmd_trace(int argc, char **argv)
     fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
 
     int64_t start_mono = clock_ns(CLOCK_MONOTONIC);
-    int64_t start_wall = run.start_unix_ns;
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -345,7 +344,6 @@ int cmd_trace(int argc, char **argv)
         .signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
         .core_dumped = WIFSIGNALED(wstatus) ? WCOREDUMP(wstatus) : 0,
     };
-    (void)start_wall;
     if (write_status < 0)
         mw_cli_error("trace '%s' is incomplete: %s", output, mw_trace_writer_errmsg(w));
     if (mw_trace_writer_end_run(w, &end) < 0 && write_status >= 0)
