@@ -245,6 +245,28 @@ static int lift(uintptr_t page, int prot, int sig)
     return mprotect((void *)page, env.page_size, prot) == 0 ? 0 : -errno;
 }
 
+/* Async-signal-safe: lets the writer hook describe the write. It runs only once the page
+ * is writable again: the hook writes to the writing thread's interpreter state, which may
+ * share a page with watched data, even this one (a write to a FAULTING page from its own
+ * owner would wait forever). A write of the hook's to another watched page faults into
+ * this handler again; that nested fault does not run the hook a second time. */
+static __thread int in_writer_hook __attribute__((tls_model("initial-exec")));
+
+static void run_writer_hook(struct mw_slot_meta *m, int neighbour)
+{
+    mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
+    if (hook && !in_writer_hook) {
+        in_writer_hook = 1;
+        hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
+        in_writer_hook = 0;
+    }
+    /* A neighbour's write opened the page: whoever writes the watched bytes later does so
+     * without a fault, so the writer is unknown. (The hook still ran: it also asks for an
+     * early check, which protects the page again.) */
+    if (neighbour)
+        memset(&m->writer, 0, sizeof(m->writer));
+}
+
 /* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
  * Returns 0 when the page was opened, -1 when that failed (state restored). */
 static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig, int neighbour)
@@ -268,11 +290,6 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
         m->writer.fault_ip = fault_ip(ucontext);
         m->fault_ns = now_ns();
         m->acct = MW_ACCT_OF(ap);
-        mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
-        if (hook)
-            hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
-        if (neighbour)   /* the watched bytes' writer will not fault: unknown */
-            memset(&m->writer, 0, sizeof(m->writer));
         atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
@@ -288,6 +305,8 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
         atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
         return -1;
     }
+    if (slot != MW_SLOT_NONE)
+        run_writer_hook(mw_page_pool_meta(env.pool, slot), neighbour);
     /* DIRTY before the push: whoever collects the page sees it DIRTY. */
     atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
     push_dirty(e);

@@ -79,6 +79,7 @@ struct mw_watcher {
     size_t tracked_objects;
     size_t tracked_bytes;
     uint64_t checks_base;
+    uint64_t pages_compared_base;
     uint64_t changes;
     uint64_t old_unavailable;
 };
@@ -140,6 +141,7 @@ static struct engine {
     size_t nholes;
     size_t limits_sum;
     uint64_t checks;
+    uint64_t pages_compared;
     struct {
         struct svec pages, recs, old, new_, writers, merged, ranges, frees;
     } scratch;
@@ -661,6 +663,7 @@ int mw_watcher_create(const struct mw_watcher_config *config, mw_watcher **out)
     w->acct = a;
     w->limit = limit;
     w->checks_base = engine.checks;
+    w->pages_compared_base = engine.pages_compared;
     engine.limits_sum += limit;
     /* The pool can hold every live watcher's budget in copies. */
     mw_page_pool_commit(engine.pool, engine.limits_sum / engine.copy_cost);
@@ -1459,6 +1462,7 @@ static int check_locked(mw_change_fn fn, void *ctx)
                      engine.det->rearm(pages[k]->addr, ps, prot) == 0;
             check_page(pages[k], ok);
         }
+        engine.pages_compared += j - i;
         i = j;
     }
 
@@ -1534,6 +1538,7 @@ void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out)
     out->memory_limit_bytes = w->limit;
     out->faults = atomic_load(&a->faults);
     out->checks = engine.checks - w->checks_base;
+    out->pages_compared = engine.pages_compared - w->pages_compared_base;
     out->changes = w->changes;
     out->old_unavailable = w->old_unavailable;
     pthread_mutex_unlock(&engine.lock);

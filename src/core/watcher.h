@@ -75,6 +75,7 @@ struct mw_watcher_stats {
     size_t memory_limit_bytes;
     uint64_t faults;            /* first writes to protected pages seen */
     uint64_t checks;
+    uint64_t pages_compared;    /* dirty pages the checks compared (engine-wide, like checks) */
     uint64_t changes;           /* changes reported */
     uint64_t old_unavailable;   /* changes whose old value could not be kept */
 };
