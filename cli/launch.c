@@ -204,6 +204,24 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
         free(opts);
     }
 #endif
+    /* A finished thread that CPython detached frees the TLS of cached thread stacks once
+     * glibc's stack cache passes 40 MiB, after it has blocked every signal: a free() that
+     * writes a protected heap page then kills the process (SIGBUS/SIGSEGV forced to the
+     * default action, memwatch's handler never runs). A cache that never overflows makes
+     * glibc reuse those stacks instead; their memory is returned to the kernel when cached.
+     * The user's own tunables come after ours, so theirs win; inject.c restores them. */
+    static const char stack_cache[] = "glibc.pthread.stack_cache_size=0x100000000000";
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables)
+        setenv("MEMWATCH_SAVED_GLIBC_TUNABLES", tunables, 1);
+    else
+        unsetenv("MEMWATCH_SAVED_GLIBC_TUNABLES");
+    char *tun = malloc(sizeof stack_cache + (tunables ? strlen(tunables) + 1 : 0));
+    if (tun) {
+        sprintf(tun, "%s%s%s", stack_cache, tunables ? ":" : "", tunables ? tunables : "");
+        setenv("GLIBC_TUNABLES", tun, 1);
+        free(tun);
+    }
     if (old) {
         setenv("MEMWATCH_SAVED_LD_PRELOAD", old, 1);
         char *both = malloc(strlen(old) + strlen(inject) + 2);

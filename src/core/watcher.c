@@ -1511,7 +1511,9 @@ int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void 
     if (!slot || (*slot)->w != w) {
         rc = MW_ENOENT;
     } else {
-        int n = check_locked(fn, ctx);
+        /* Without fn a check would re-protect every dirty page and drop what it found,
+         * other regions' changes included: those stay pending instead. */
+        int n = fn ? check_locked(fn, ctx) : 0;
         slot = find_region(region_id);
         remove_region_locked(*slot);
         compact_regions_locked();

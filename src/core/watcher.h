@@ -127,8 +127,10 @@ void mw_watcher_destroy(mw_watcher *w);
  * MW_EINVAL (NULL / zero size), MW_EUNMAPPED, MW_EOWN, MW_ELIMIT. */
 int mw_watcher_watch(mw_watcher *w, const void *addr, size_t size, void *user,
                      uint64_t *region_id_out);
-/* Stops watching. Runs a check first (see mw_engine_check) so that nothing written before
- * the unwatch is lost; fn may be NULL to discard. */
+/* Stops watching. With fn, runs a check first (see mw_engine_check) and hands fn every
+ * change found, of every region, so that nothing written before the unwatch is lost. With
+ * fn NULL, no check runs: what this region had pending is discarded, and other regions'
+ * pending changes stay for the next check. */
 int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void *ctx);
 /* Harvests every dirty page of every watcher (re-protect first, then diff) and calls fn
  * for each change, in region order; change->region_user tells whose it is. Returns the

@@ -92,7 +92,13 @@ static void restore_environment(void)
         unsetenv("ASAN_OPTIONS");
     unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
 #endif
-    static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_TRACE_FD",
+    const char *tunables = getenv("MEMWATCH_SAVED_GLIBC_TUNABLES");
+    if (tunables)
+        setenv("GLIBC_TUNABLES", tunables, 1);
+    else
+        unsetenv("GLIBC_TUNABLES");
+    static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_SAVED_GLIBC_TUNABLES",
+                                       "MEMWATCH_TRACE_FD",
                                        "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND",
                                        "MEMWATCH_ON_NAN"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)

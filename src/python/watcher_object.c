@@ -715,12 +715,27 @@ Py_ssize_t mw_check_all(void)
     return mw_check_all_ex(0);
 }
 
-Py_ssize_t mw_check_all_ex(int automatic)
+/* A check, or (core non-NULL) the check an unwatch of region_id runs before it forgets the
+ * region: its changes, of every region, are routed like any check's. *unwatch_status gets
+ * the unwatch's own status. */
+static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t region_id,
+                                  int *unwatch_status)
 {
-    if (!begin_check(automatic))
+    if (!begin_check(automatic)) {
+        if (core)   /* nested in this thread's own check: that one finds the changes */
+            *unwatch_status = mw_watcher_unwatch(core, region_id, NULL, NULL);
         return 0;
+    }
     struct harvest h = {0};
-    int status = mw_engine_check(collect, &h);
+    int status;
+    if (core) {
+        status = mw_watcher_unwatch(core, region_id, collect, &h);
+        *unwatch_status = status;
+        if (status == MW_ENOENT)
+            status = 0;
+    } else {
+        status = mw_engine_check(collect, &h);
+    }
     Py_ssize_t found = 0;
     int failed = 0;
     for (size_t i = 0; i < h.n; i++) {
@@ -748,6 +763,11 @@ Py_ssize_t mw_check_all_ex(int automatic)
         return -1;
     }
     return found;
+}
+
+Py_ssize_t mw_check_all_ex(int automatic)
+{
+    return check_and_route(automatic, NULL, 0, NULL);
 }
 
 PyObject *mw_raise_status(int status, const char *what)
@@ -1093,18 +1113,24 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
             PyErr_Format(PyExc_KeyError, "'%S' is not watched by this watcher", tag);
         return NULL;
     }
-    /* What was written before the unwatch is found now, not lost. */
-    if (mw_check_all() < 0)
-        return NULL;
-    w = find_tag(self, tag);   /* the check may have run code that unwatched it */
-    if (!w)
-        Py_RETURN_NONE;
-    int status = mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-    if (PyDict_DelItem(self->by_tag, tag) < 0)
-        PyErr_Clear();
-    detach_entry(self, w);
+    /* What was written before the unwatch is found by the unwatch's own check, in the same
+     * engine step that forgets the region: no write in between is lost. */
+    int status = 0;
+    struct mw_watched *keep = w;
+    keep->refs++;
+    Py_ssize_t checked = check_and_route(0, self->core, w->region_id, &status);
+    /* Routing ran Python code, which may have unwatched it already. */
+    w = find_tag(self, tag);
+    if (w == keep) {
+        if (PyDict_DelItem(self->by_tag, tag) < 0)
+            PyErr_Clear();
+        detach_entry(self, w);
+    }
+    watched_decref(keep);
     mw_channel_flush();
-    if (status < 0)
+    if (checked < 0)
+        return NULL;
+    if (status < 0 && status != MW_ENOENT)
         return mw_raise_status(status, "unwatch failed");
     Py_RETURN_NONE;
 }

@@ -449,6 +449,36 @@ static void test_threads_no_lost_change(void)
         free(shadow[k]);
 }
 
+/* Unwatching one region without a callback discards only that region's pending change:
+ * another region's change, on the same page or another, is still reported by the next
+ * check (it used to be re-protected and dropped with it). */
+static void test_unwatch_keeps_other_changes(void)
+{
+    mw_watcher *w;
+    CHECK_EQ_INT(mw_watcher_create(NULL, &w), 0);
+    unsigned char *b = map(2);
+    uint64_t a, c, d;
+    CHECK_EQ_INT(mw_watcher_watch(w, b, 64, NULL, &a), 0);
+    CHECK_EQ_INT(mw_watcher_watch(w, b + 100, 64, NULL, &c), 0);
+    CHECK_EQ_INT(mw_watcher_watch(w, b + ps, 64, NULL, &d), 0);
+    b[1] = 1;          /* a: discarded by its unwatch */
+    b[101] = 2;        /* c: same page */
+    b[ps + 1] = 3;     /* d: another page */
+    CHECK_EQ_INT(mw_watcher_unwatch(w, a, NULL, NULL), 0);
+    CHECK_EQ_INT(check(), 2);
+    CHECK_EQ_INT(rec[0].id, c);
+    CHECK_EQ_INT(rec[0].off[0], 1);
+    CHECK_EQ_INT(rec[0].new_[0][0], 2);
+    CHECK_EQ_INT(rec[1].id, d);
+    CHECK_EQ_INT(rec[1].new_[0][0], 3);
+    b[2] = 4;          /* a's bytes are plain memory now */
+    CHECK_EQ_INT(check(), 0);
+    CHECK_EQ_INT(mw_watcher_unwatch(w, c, NULL, NULL), 0);
+    CHECK_EQ_INT(mw_watcher_unwatch(w, d, NULL, NULL), 0);
+    munmap(b, 2 * ps);
+    mw_watcher_destroy(w);
+}
+
 /* The hook runs inside the fault handler and writes memory of its own (the thread's
  * interpreter state), which may share a page with watched data: the page that faulted, or
  * another watched page. Neither may hang or lose the write. */
@@ -592,6 +622,7 @@ int main(void)
     RUN(test_memory_limit);
     RUN(test_join_dirty_page);
     RUN(test_threads_no_lost_change);
+    RUN(test_unwatch_keeps_other_changes);
     RUN(test_hook_writes_watched_pages);
     RUN(test_check_cost_follows_dirty_pages);
     RUN(test_fork_detach_and_stop);    /* last: it stops the engine */
