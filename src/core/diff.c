@@ -8,7 +8,26 @@
 
 #include "diff.h"
 
+/* cur is watched memory, which memwatch reads but does not own: a watch_buffer() range is
+ * whatever the user named, and may cover another allocation's redzone or be freed while it
+ * is watched (then the engine goes on reporting what is written there, as a watchpoint
+ * should, until it is unwatched). AddressSanitizer's shadow describes the program's use of
+ * that memory, not whether memwatch may read it, so these reads are not instrumented; the
+ * memcmp/memcpy of whole pages are left unchecked the same way (replace_intrin=0 and
+ * intercept_memcmp=0, cli/launch.c). Every other access of memwatch's stays checked. The
+ * helpers carry the attribute too: GCC does not inline a checked function into an
+ * unchecked one. */
+#if defined(__has_attribute)
+#if __has_attribute(no_sanitize)
+#define MW_READS_WATCHED_MEMORY __attribute__((no_sanitize("address")))
+#endif
+#endif
+#ifndef MW_READS_WATCHED_MEMORY
+#define MW_READS_WATCHED_MEMORY
+#endif
+
 /* Bit i of the result is set when byte i of the 16-byte block differs. */
+MW_READS_WATCHED_MEMORY
 static inline uint32_t block_diff_mask(const unsigned char *a, const unsigned char *b)
 {
 #if defined(__SSE2__)
@@ -27,6 +46,7 @@ static inline uint32_t block_diff_mask(const unsigned char *a, const unsigned ch
 }
 
 /* True when the 64 bytes at a and b are equal: a cheap skip over unchanged stretches. */
+MW_READS_WATCHED_MEMORY
 static inline int equal64(const unsigned char *a, const unsigned char *b)
 {
     uint64_t acc = 0;
@@ -39,6 +59,7 @@ static inline int equal64(const unsigned char *a, const unsigned char *b)
     return acc == 0;
 }
 
+MW_READS_WATCHED_MEMORY
 long mw_diff_ranges(const void *old, const void *cur, size_t len, mw_diff_emit_fn emit,
                     void *ctx)
 {

@@ -28,6 +28,24 @@ setup() {
     unset NO_COLOR
 }
 
+# writer_re RE UNKNOWN: the regexp of a change's writer columns, RE; in a sanitized build
+# (MEMWATCH_SANITIZE: tests/sanitize.sh asan) RE or UNKNOWN, with the reason printed. There the
+# traced python3 allocates through ASan's allocator, which stores a dozen times into chunk
+# headers on every malloc and free; the fixture's small arrays share their page with such
+# chunks (memwatch's own check allocates some), so between two checks the page can use up the
+# engine's neighbour budget (MW_NEIGHBOUR_BUDGET, src/core/detector.h) and is left open until
+# the next check, as designed: the next write to the array is found, its writer is not.
+# Everything else is checked the same way in both builds; attribution.bats checks writers.
+writer_re() {
+    local cache="${MEMWATCH_BUILD_DIR:-$(dirname "$MEMWATCH")}/CMakeCache.txt"
+    if grep -qx 'MEMWATCH_SANITIZE:BOOL=ON' "$cache" 2>/dev/null; then
+        echo "# sanitized build: a writer may be unknown (ASan's allocator spends the page's neighbour budget)" >&3
+        printf '(%s|%s)' "$1" "$2"
+    else
+        printf '%s' "$1"
+    fi
+}
+
 # elements TRACE TAG: the tag's changed elements from `query -e -f jsonl`, one line each:
 # seq element index field old new note
 elements() {
@@ -100,9 +118,11 @@ OUT
 
 @test "query -e in every format, numbers as numbers, with --limit counting elements" {
     run_memwatch -0 query -e --tag f32 -n 2 np.db
-    assert_output - <<'OUT' --regexp
+    local writer
+    writer=$(writer_re '.*elements\.py:[0-9]+ <module> +MainThread' '- +-')
+    assert_output - <<OUT --regexp
 ^seq +time +element +old +new +delta +note +where +thread
- +1 +[0-9.]+ +f32\[1, 2\] +0\.0 +0\.1234 +0\.1234 +- +.*elements\.py:[0-9]+ <module> +MainThread
+ +1 +[0-9.]+ +f32\[1, 2\] +0\.0 +0\.1234 +0\.1234 +- +$writer
  +14 +[0-9.]+ +f32\[0, 0\] +0\.0 +inf +- +Inf appeared +.*$
 OUT
     run_memwatch -0 query -e -f csv --tag view1 np.db
@@ -142,7 +162,9 @@ assert abs(r["delta_min"] - 0.01) < 1e-6 and abs(r["delta_max"] - 0.1234) < 1e-6
 
 @test "diff shows elements by default and flags NaN and Inf; --bytes shows hexdumps" {
     run_memwatch -0 diff -t np.db f32
-    assert_output --regexp "seq 14  [0-9.]+s  f32  3 elements  .*elements\.py:[0-9]+ <module>  thread MainThread
+    local writer
+    writer=$(writer_re '  .*elements\.py:[0-9]+ <module>  thread MainThread' '')
+    assert_output --regexp "seq 14  [0-9.]+s  f32  3 elements$writer
 !! 1 NaN and 1 Inf appeared
   f32\[0, 0\]: 0\.0 -> inf  !! Inf appeared
   f32\[1, 2\]: 0\.1234 -> 0\.1334

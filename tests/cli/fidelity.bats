@@ -14,13 +14,18 @@ setup() {
     : "${MEMWATCH_PYTHON:?set MEMWATCH_PYTHON to the interpreter memwatch traces in}"
     : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
     # The fixtures see a known environment: no PYTHON* variable from the caller (an
-    # inherited PYTHONUNBUFFERED would change the buffering compared), and ctest's
-    # MEMWATCH* variables kept as shell variables but not exported.
+    # inherited PYTHONUNBUFFERED would change the buffering compared), and no MEMWATCH*
+    # variable exported, so any that reaches a script came from memwatch (ctest's are
+    # kept as shell variables; others, like tests/sanitize.sh's MEMWATCH_SANITIZE_ROOT
+    # or MEMWATCH_CI_EXTRA, are the caller's own and python3 would see them too).
     local var
     for var in $(compgen -e); do
-        [[ $var == PYTHON* ]] && unset "$var"
+        if [[ $var == PYTHON* ]]; then
+            unset "$var"
+        elif [[ $var == MEMWATCH* ]]; then
+            export -n "$var"
+        fi
     done
-    export -n MEMWATCH MEMWATCH_PYTHON MEMWATCH_SOURCE_DIR MEMWATCH_BUILD_DIR
     FIXTURES="$MEMWATCH_SOURCE_DIR/tests/fixtures"
     DB="$BATS_TEST_TMPDIR/t.db"
     # The fixtures run from a scratch copy: python3 -m writes __pycache__ next to modules.

@@ -31,19 +31,30 @@ class Watcher(MemoryWatcher):
     """A watcher that keeps (tag, offset, new) of each change in .changes."""
 
 
+def unwatch_all(w):
+    for tag in w.watched():
+        w.unwatch(tag)
+
+
 @pytest.fixture
 def watcher():
     w = Watcher()
     w.changes = []
     w.set_callback(lambda c: w.changes.append((c.tag, c.offset, c.new)))
-    return w
+    yield w
+    # The callback makes a reference cycle, so the watcher outlives the test until the
+    # garbage collector runs: its watches end here, not at some later test's check.
+    unwatch_all(w)
 
 
 @pytest.fixture
-def block():
+def block(watcher):
     """8 KiB of ctypes memory and its address."""
     buf = (ctypes.c_char * 8192)()
-    return buf, ctypes.addressof(buf)
+    yield buf, ctypes.addressof(buf)
+    # A watch_buffer() range is the caller's memory: end the watches on it before it is
+    # freed (this teardown runs before the watcher's, and before buf goes).
+    unwatch_all(watcher)
 
 
 # ---- sizes ------------------------------------------------------------------------------
