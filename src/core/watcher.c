@@ -397,11 +397,11 @@ static const struct mw_detector_ops *detector_for(enum mw_backend b)
         return mw_detect_uffd.available() ? &mw_detect_uffd : NULL;
     if (b == MW_BACKEND_MPROTECT)
         return &mw_detect_mprotect;
-    /* auto: mprotect. uffd (SIGBUS mode) costs about as much per first write and scales
-     * past vm.max_map_count, but the concurrency soak (tests/cli/soak.bats with --backend
-     * uffd) still loses writes made by several threads at once; until that is fixed it is
-     * used only on request. */
-    return &mw_detect_mprotect;
+    /* auto: uffd where the kernel has it. Its first write costs about what mprotect's does
+     * (bench/bench_backends.c), and protecting a page adds no kernel memory mapping, so it
+     * scales past vm.max_map_count (README "Backends"); it passes the concurrency soak
+     * (tests/cli/soak.bats, tests/unit/test_uffd_concurrency.c) as mprotect does. */
+    return mw_detect_uffd.available() ? &mw_detect_uffd : &mw_detect_mprotect;
 }
 
 /* Makes det the engine's mechanism (engine lock; nothing protected). */
@@ -1087,9 +1087,68 @@ static void leave_checking(struct mw_page *e, uint32_t to)
 
 /* Compares one CHECKING page (already re-armed unless rearmed == 0) and makes it CLEAN.
  * Writes only to scratch, the pool and the entry (see DESIGN). */
+/* True when the page is no longer mapped (the program unmapped watched memory). */
+static int page_unmapped(uintptr_t page)
+{
+    unsigned char vec;
+    return mincore((void *)page, engine.page_size, &vec) != 0 && errno == ENOMEM;
+}
+
+/* Re-protects [start, start+len) and tells whether all of it is still there to compare.
+ * mprotect fails on a range with unmapped pages; UFFDIO_WRITEPROTECT skips them silently,
+ * so under uffd the mapping is checked too (one mincore per run of pages). */
+static int rearm_mapped(uintptr_t start, size_t len, int prot)
+{
+    if (engine.det->rearm(start, len, prot) != 0)
+        return 0;
+    if (engine.det->backend != MW_BACKEND_UFFD)
+        return 1;
+    static unsigned char vec[4096];   /* under the engine lock */
+    size_t ps = engine.page_size, chunk = sizeof vec * ps;
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        if (mincore((void *)(start + off), n, vec) != 0 && errno == ENOMEM)
+            return 0;
+    }
+    return 1;
+}
+
+/* A CHECKING page whose memory was unmapped: nothing is left to compare, and reading it
+ * would fault. Its pending changes are gone with it; it stays in the index, unprotected,
+ * until its regions are unwatched. */
+static void forget_unmapped_page(struct mw_page *e)
+{
+    size_t ps = engine.page_size;
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
+    struct mw_ref tmp, *refs = refs_of(e, &tmp);
+    for (uint32_t i = 0; i < nrefs(e); i++) {
+        struct mw_region *r = refs[i].r;
+        if (refs[i].baseline) {
+            struct deferred_free f = { refs[i].baseline,
+                                       window_hi(r, e->addr, ps) - window_lo(r, e->addr),
+                                       r->w->acct };
+            svec_push(&engine.scratch.frees, &f, sizeof(f));
+            refs[i].baseline = NULL;
+        }
+    }
+    if (slot != MW_SLOT_NONE) {
+        struct mw_slot_meta *m = mw_page_pool_meta(engine.pool, slot);
+        struct mw_acct *a = &engine.accts[m->acct];
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&a->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(engine.pool, slot);
+        mw_acct_uncharge(a, engine.copy_cost);
+    }
+    leave_checking(e, MW_PAGE_UNTRACKED);
+}
+
 static void check_page(struct mw_page *e, int rearmed)
 {
     size_t ps = engine.page_size;
+    if (!rearmed && page_unmapped(e->addr)) {
+        forget_unmapped_page(e);
+        return;
+    }
     uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
     const unsigned char *page = (const unsigned char *)e->addr;
     const unsigned char *old = slot != MW_SLOT_NONE ? mw_page_pool_data(engine.pool, slot)
@@ -1454,12 +1513,11 @@ static int check_locked(mw_change_fn fn, void *ctx)
         atomic_thread_fence(memory_order_seq_cst);
         int pinned = kwrite_pinned(e->addr, (j - i) * ps);
         /* Re-protect FIRST, then compare. */
-        int rearmed = !pinned && engine.det->rearm(e->addr, (j - i) * ps, prot) == 0;
+        int rearmed = !pinned && rearm_mapped(e->addr, (j - i) * ps, prot);
         for (size_t k = i; k < j; k++) {
             int ok = rearmed;
             if (!rearmed)   /* try page by page before giving up on a page */
-                ok = !kwrite_pinned(pages[k]->addr, ps) &&
-                     engine.det->rearm(pages[k]->addr, ps, prot) == 0;
+                ok = !kwrite_pinned(pages[k]->addr, ps) && rearm_mapped(pages[k]->addr, ps, prot);
             check_page(pages[k], ok);
         }
         engine.pages_compared += j - i;
