@@ -23,7 +23,7 @@ uffd_here() {
     assert_output "mprotect"
 }
 
-@test "--backend uffd is recorded in the trace's meta; auto picks mprotect" {
+@test "--backend uffd is recorded in the trace's meta, and auto picks it" {
     uffd_here || skip "this kernel lacks userfaultfd write-protection"
     run "$MEMWATCH" trace -q -o "$BATS_TEST_TMPDIR/t.db" --backend uffd "$fixture"
     assert_success
@@ -32,7 +32,7 @@ uffd_here() {
     run "$MEMWATCH" trace -q -o "$BATS_TEST_TMPDIR/t.db" -f "$fixture"
     assert_success
     run backend_of
-    assert_output "mprotect"
+    assert_output "uffd"
 }
 
 @test "without userfaultfd, auto falls back to mprotect" {

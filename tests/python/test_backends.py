@@ -190,9 +190,9 @@ def test_fallback_when_uffd_is_unavailable(tmp_path):
     assert proc.stderr.startswith("memwatch: ")
 
 
-def test_auto_picks_mprotect(tmp_path):
-    # uffd is used on request only until it passes the concurrency soak (issue 6).
+def test_auto_picks_uffd_where_available(tmp_path):
+    need("uffd")
     proc, db = trace(tmp_path, "auto", FALLBACK)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "mprotect"
-    assert rows(db, "SELECT value FROM meta WHERE key = 'backend'") == [("mprotect",)]
+    assert proc.stdout.strip() == "uffd"
+    assert rows(db, "SELECT value FROM meta WHERE key = 'backend'") == [("uffd",)]

@@ -610,10 +610,8 @@ int main(void)
         mw_watcher *none;
         CHECK_EQ_INT(mw_watcher_create(&uffd, &none), MW_EBACKEND);
     } else {
-        /* auto is mprotect until uffd passes the concurrency soak (watcher.c). */
-        (void)expect;
-        CHECK_EQ_INT(mw_engine_default_backend(), MW_BACKEND_MPROTECT);
-        CHECK_EQ_INT(mw_engine_backend(), MW_BACKEND_MPROTECT);
+        CHECK_EQ_INT(mw_engine_default_backend(), expect);
+        CHECK_EQ_INT(mw_engine_backend(), expect);
     }
     RUN(test_exact_ranges);
     RUN(test_validation);
