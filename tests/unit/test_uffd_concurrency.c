@@ -1,5 +1,5 @@
 /* The engine under the userfaultfd backend (SIGBUS mode) with writing threads and a checking
- * thread, as in tests/extra/soak.bats: every change is applied to a shadow copy of its
+ * thread, as in tests/cli/soak.bats: every change is applied to a shadow copy of its
  * region; its old bytes must equal the shadow (nothing missed before it), and after the
  * writers stop and a last check, the shadow must equal memory (no write lost).
  *
