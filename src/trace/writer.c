@@ -81,7 +81,8 @@ struct mw_trace_writer {
     int have_change;            /* last_seq is valid (for MW_REC_RANGES) */
     uint64_t last_seq;
     uint64_t dropped;
-    struct mw_trace_totals totals;
+    struct mw_trace_totals totals;    /* committed: what the file holds */
+    struct mw_trace_totals pending;   /* in the open batch, counted once it commits */
     /* typed objects, in id order (ids only grow); the change being stored and its
      * numeric summary so far (a change may continue in MW_REC_RANGES frames) */
     struct typed_object *typed;
@@ -348,6 +349,13 @@ int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
     return rc;
 }
 
+/* Where a record just stored is counted: the open batch's counts reach the totals only
+ * when it commits, so a summary after a failed commit (a full disk) says what was saved. */
+static struct mw_trace_totals *counted(mw_trace_writer *w)
+{
+    return w->in_txn ? &w->pending : &w->totals;
+}
+
 static int begin_batch(mw_trace_writer *w)
 {
     if (w->in_txn)
@@ -369,7 +377,12 @@ int mw_trace_writer_commit(mw_trace_writer *w)
     if (rc) {
         /* Leave no transaction open: the caller may go on and end the run. */
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    } else {
+        w->totals.objects += w->pending.objects;
+        w->totals.changes += w->pending.changes;
+        w->totals.ranges += w->pending.ranges;
     }
+    memset(&w->pending, 0, sizeof w->pending);
     w->in_txn = 0;
     w->batch_records = 0;
     return rc;
@@ -389,7 +402,7 @@ static int insert_ranges(mw_trace_writer *w, uint64_t seq, uint32_t n,
         int rc = step(w, ST_RANGE);
         if (rc)
             return rc;
-        w->totals.ranges++;
+        counted(w)->ranges++;
     }
     return 0;
 }
@@ -548,7 +561,7 @@ static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
     sqlite3_bind_int64(s, 12, (int64_t)o->time_ns);
     int rc = step(w, ST_OBJECT);
     if (!rc)
-        w->totals.objects++;
+        counted(w)->objects++;
     if (!rc)
         rc = add_typed(w, o);
     return rc;
@@ -572,7 +585,7 @@ static int apply_change(mw_trace_writer *w, const struct mw_rec_change *c)
     int rc = step(w, ST_CHANGE);
     if (rc)
         return rc;
-    w->totals.changes++;
+    counted(w)->changes++;
     w->have_change = 1;
     w->last_seq = c->seq;
     if ((rc = insert_ranges(w, c->seq, c->nranges, c->ranges)))
