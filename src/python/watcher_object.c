@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <structmember.h>
+#include <sys/mman.h>
 
 #include "channel.h"
 #include "elements.h"
@@ -164,13 +165,37 @@ static PyObject *thread_name_for(pid_t tid)
     return name;
 }
 
+/* Buffers as large as the watched object, zeroed. A large one comes straight from mmap,
+ * whose pages cost nothing until touched: from malloc, glibc serves a 1 MiB calloc from the
+ * heap once its mmap threshold has adapted, memsets it, and trims the heap again when it is
+ * freed, which made a one-element change of a 1 MiB array cost ~0.8 ms. */
+#define SPAN_MMAP_MIN ((size_t)64 << 10)
+
+static unsigned char *span_alloc(size_t size)
+{
+    if (size < SPAN_MMAP_MIN)
+        return calloc(1, size ? size : 1);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void span_free(unsigned char *p, size_t size)
+{
+    if (!p)
+        return;
+    if (size < SPAN_MMAP_MIN)
+        free(p);
+    else
+        munmap(p, size);
+}
+
 /* The span's bytes before and after the change. With a shadow they are exactly what the
- * checks saw; without one, bytes the change did not touch come from memory as it is now. */
+ * checks saw; without one, bytes the change did not touch come from memory as it is now.
+ * Both buffers come from span_alloc(w->buf.span). */
 static int build_spans(struct harvested *it, int sparse, unsigned char **old_out,
                        unsigned char **new_out, int *old_known)
 {
     struct mw_watched *w = it->watched;
-    size_t span = w->buf.span ? w->buf.span : 1;
     const unsigned char *src = w->shadow ? w->shadow : w->buf.start;
     unsigned char *old_span = NULL, *new_span = NULL;
     if (sparse) {
@@ -178,8 +203,8 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
          * for element alignment); calloc'd pages that are never touched cost nothing, so a
          * one-element change of a large array costs what the element does. */
         size_t window = w->buf.has_view && w->buf.view.itemsize > 0 ? (size_t)w->buf.view.itemsize : 1;
-        old_span = calloc(1, span);
-        new_span = calloc(1, span);
+        old_span = span_alloc(w->buf.span);
+        new_span = span_alloc(w->buf.span);
         if (!old_span || !new_span)
             goto nomem;
         for (size_t i = 0; i < it->nranges; i++) {
@@ -192,8 +217,8 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
             memcpy(old_span + lo, src + lo, hi - lo);
         }
     } else {
-        old_span = malloc(span);
-        new_span = malloc(span);
+        old_span = span_alloc(w->buf.span);
+        new_span = span_alloc(w->buf.span);
         if (!old_span || !new_span)
             goto nomem;
         memcpy(new_span, src, w->buf.span);
@@ -218,8 +243,8 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
     *new_out = new_span;
     return 0;
 nomem:
-    free(old_span);
-    free(new_span);
+    span_free(old_span, w->buf.span);
+    span_free(new_span, w->buf.span);
     return -1;
 }
 
@@ -541,7 +566,7 @@ static int route(struct harvested *it)
     struct mw_watched *w = it->watched;
     const struct mw_buffer *b = &w->buf;
     unsigned char *old_span = NULL, *new_span = NULL, *old_val = NULL, *new_val = NULL;
-    int old_known = 1;
+    int old_known = 1, vals_are_spans = 0;
     struct mw_rec_range *ranges = NULL, *whole = NULL;
     size_t nranges = 0, nwhole = 0;
     int status = -1;
@@ -558,6 +583,7 @@ static int route(struct harvested *it)
         old_val = old_span;
         new_val = new_span;
         old_span = new_span = NULL;
+        vals_are_spans = 1;
     } else if (!(old_val = gather_value(b, old_span)) || !(new_val = gather_value(b, new_span))) {
         PyErr_NoMemory();
         goto out;
@@ -640,10 +666,15 @@ out:
     Py_XDECREF(thread_name);
     free(ranges);
     free(whole);
-    free(old_span);
-    free(new_span);
-    free(old_val);
-    free(new_val);
+    span_free(old_span, b->span);
+    span_free(new_span, b->span);
+    if (vals_are_spans) {
+        span_free(old_val, b->span);
+        span_free(new_val, b->span);
+    } else {
+        free(old_val);
+        free(new_val);
+    }
     return status;
 }
 
