@@ -9,11 +9,11 @@
  * pushes the page on a lock-free dirty list; collect takes the list; rearm re-protects.
  *
  * The userfaultfd mechanism (detect_uffd.c): protect = UFFDIO_REGISTER of the whole VMAs
- * (lazily, once) + UFFDIO_WRITEPROTECT; in UFFD_FEATURE_SIGBUS mode the fault path is the
- * same as mprotect's, on SIGBUS, so old copies stay lazy and writers known. (A WP_ASYNC
- * variant would set MW_DETECT_EAGER_COPY, copy old contents at protect time and collect
- * with PAGEMAP_SCAN + PM_SCAN_WP_MATCHING; the engine does not implement eager copies:
- * see notes/uffd-docs.md for why it is not the default.) */
+ * (lazily, once) + UFFDIO_WRITEPROTECT; in UFFD_FEATURE_SIGBUS mode the fault path is
+ * mprotect's (both share fault_path.c), on SIGBUS, so old copies stay lazy and writers
+ * known. (A WP_ASYNC variant would set MW_DETECT_EAGER_COPY, copy old contents at protect
+ * time and collect with PAGEMAP_SCAN + PM_SCAN_WP_MATCHING; the engine does not implement
+ * eager copies: see notes/uffd-docs.md for why it is not the default.) */
 #ifndef MW_DETECTOR_H
 #define MW_DETECTOR_H
 
@@ -94,7 +94,7 @@ struct mw_detector_ops {
 extern const struct mw_detector_ops mw_detect_mprotect;
 extern const struct mw_detector_ops mw_detect_uffd;   /* detect_uffd.c: SIGBUS mode */
 
-/* Neighbour writes single-stepped per page between two checks (see detect_mprotect.c);
+/* Neighbour writes single-stepped per page between two checks (see fault_path.c);
  * past it, a neighbour's write leaves the page open until the next check (writer unknown),
  * which bounds the cost of watching small objects in busy allocator pools. */
 #define MW_NEIGHBOUR_BUDGET 32

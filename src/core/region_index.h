@@ -73,7 +73,7 @@ struct mw_page {
     struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
     /* The page's watched bytes as offsets [lo, hi) packed lo << 16 | hi: a write elsewhere on
-     * the page is a neighbour's (see detect_mprotect.c). Written under the engine lock. */
+     * the page is a neighbour's (see fault_path.c). Written under the engine lock. */
     _Atomic uint32_t span;
     _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
     uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */

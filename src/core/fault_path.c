@@ -1,0 +1,495 @@
+/* The fault path of the page-protection detectors: what happens when a thread writes to a
+ * watched page that detect_mprotect.c or detect_uffd.c protected.
+ *
+ * DESIGN (ordering rules)
+ * - Mechanisms: a page is protected by mprotect (its faults arrive as SIGSEGV, SEGV_ACCERR)
+ *   or by userfaultfd write-protection in SIGBUS mode (SIGBUS, BUS_ADRERR); never both.
+ *   Each fault is lifted and protected again the way its signal names ("lift" below):
+ *   mprotect here, UFFDIO_WRITEPROTECT through the detector's mw_fault_wp_fn. A detector
+ *   without a SIGBUS mechanism (detect_mprotect.c) never claims a SIGBUS.
+ * - Fault on a CLEAN page: the handler wins CLEAN->FAULTING by CAS, copies the page's old
+ *   contents into a pool slot (if the page's account and the pool allow; otherwise no
+ *   copy: the check reports "old value unavailable"), records the writer in the slot's
+ *   metadata, lifts the page's protection, runs the writer hook (only now: see
+ *   run_writer_hook), stores DIRTY, then pushes the page on the dirty list. The faulting
+ *   write proceeds when the handler returns.
+ * - Fault on FAULTING/DIRTY: another thread got there first; return and let the write
+ *   run again (it succeeds once that handler has lifted the protection).
+ * - Fault on CHECKING: the checker has re-protected the page and is comparing it; wait
+ *   until it is CLEAN (sleeping on a futex on the state word, after setting
+ *   MW_PAGE_WAITERS so the checker wakes us; spinning writers would steal the CPU the
+ *   checker needs), then handle it as a first write. So the checker
+ *   always compares a page no one can modify, and a write racing with a check is in this
+ *   check or the next one, never lost.
+ * - Fault on REMOVED, or on a page the index no longer knows: the page is being (or was
+ *   just) unwatched; the engine unprotects before it forgets, so returning once lets the
+ *   write run. A second fault at the same address in a row is not stale: it is chained.
+ * - Neighbours: a watched object often shares its page with unrelated, busy data (a small
+ *   bytearray in a pymalloc pool next to objects whose reference counts change all the
+ *   time). A fault outside the page's watched bytes (struct mw_page.span) is a neighbour's
+ *   write: the handler copies the page, lifts the protection, sets the x86 trap flag and
+ *   marks it OPEN, so exactly that instruction runs; the SIGTRAP handler then protects the
+ *   page again and compares the watched bytes with the copy. Equal (the usual case): CLEAN
+ *   again, and the next write to the watched bytes faults with its own writer. Different
+ *   (another thread wrote them in that window): the page becomes DIRTY with the copy as
+ *   its old contents, writer unknown. After MW_NEIGHBOUR_BUDGET such writes between two
+ *   checks the page is simply left DIRTY (writer unknown), which bounds the cost on hot
+ *   pages.
+ * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
+ *   with one exchange. A page is on the list at most once (only the thread that claimed
+ *   it CLEAN pushes it, when it becomes DIRTY; the checker requeues only pages it took).
+ * - One fault path, one dirty list and one writer hook serve whichever detector the engine
+ *   uses: it switches detectors only while no page is indexed or dirty, so a switch only
+ *   changes the SIGBUS mechanism.
+ *
+ * Async-signal-safety: claim(), trap_handler() and what they call use only atomics,
+ * memcpy, memcmp, memset, mprotect, the detector's SIGBUS mechanism (one ioctl), futex,
+ * sched_yield, clock_gettime and gettid (direct system calls), and the writer hook, which
+ * must be async-signal-safe itself. No locks, no allocation, no stdio. errno is saved and
+ * restored by the caller (signal_chain.c) and by trap_handler itself. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <linux/futex.h>
+#include <unistd.h>
+
+#include "fault_path.h"
+#include "signal_chain.h"
+
+/* Written by fault handlers: lives in a mapping of our own (see mw_fault_path_start). */
+struct hot {
+    struct mw_page *_Atomic dirty_head;
+    _Atomic(mw_writer_hook) hook;
+    _Atomic(void *) hook_ctx;
+};
+
+/* Written by mw_fault_path_start (engine lock), read by handlers. */
+static struct mw_detector_env env;
+static struct hot *hot;
+static size_t hot_bytes;
+static _Atomic(mw_fault_wp_fn) sigbus_wp;
+
+/* A store may start up to this many bytes before the watched bytes it reaches. */
+#define MW_MAX_STORE 64
+#define X86_TRAP_FLAG 0x100
+
+/* The page this thread opened for one neighbour instruction and the signal of the fault
+ * that opened it (how to protect it again), and the trap handler that was installed
+ * before ours (for traps that are not ours). */
+static __thread struct mw_page *open_page __attribute__((tls_model("initial-exec")));
+static __thread int open_sig __attribute__((tls_model("initial-exec")));
+static struct sigaction previous_trap_action;
+static int trap_installed;
+
+/* The address this thread last let re-execute without owning it (see DESIGN). */
+static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
+/* This thread's kernel id, saved by its first fault (a system call less per fault);
+ * reset in a forked child, where the thread has a new id. */
+static __thread pid_t cached_tid __attribute__((tls_model("initial-exec")));
+
+static void forget_tid_in_child(void)
+{
+    cached_tid = 0;
+}
+
+static void push_dirty(struct mw_page *e)
+{
+    struct mw_page *h = atomic_load_explicit(&hot->dirty_head, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&e->next, h, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak_explicit(&hot->dirty_head, &h, e,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uintptr_t fault_ip(void *ucontext)
+{
+    const ucontext_t *uc = ucontext;
+    if (!uc)
+        return 0;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.pc;
+#else
+    return 0;
+#endif
+}
+
+/* Async-signal-safe: the SIGBUS mechanism on one page. The detector cannot have changed
+ * to one without it while a page is claimed (see DESIGN); a stale fault on a REMOVED page
+ * might see that, and then finds nothing to lift. */
+static int sigbus_set(uintptr_t page, int on)
+{
+    mw_fault_wp_fn wp = atomic_load_explicit(&sigbus_wp, memory_order_acquire);
+    return wp ? wp(page, env.page_size, on) : -ENOSYS;
+}
+
+/* Async-signal-safe: lets writes to the page through by the mechanism that protected it,
+ * which the fault's signal names (see DESIGN). prot is the page's original protection. */
+static int lift(uintptr_t page, int prot, int sig)
+{
+    if (sig == SIGBUS)
+        return sigbus_set(page, 0);
+    return mprotect((void *)page, env.page_size, prot) == 0 ? 0 : -errno;
+}
+
+/* Async-signal-safe: the reverse of lift. */
+static int protect_again(uintptr_t page, int prot, int sig)
+{
+    if (sig == SIGBUS)
+        return sigbus_set(page, 1);
+    return mprotect((void *)page, env.page_size, prot & ~PROT_WRITE) == 0 ? 0 : -errno;
+}
+
+/* Async-signal-safe: lets the writer hook describe the write. It runs only once the page
+ * is writable again: the hook writes to the writing thread's interpreter state, which may
+ * share a page with watched data, even this one (a write to a FAULTING page from its own
+ * owner would wait forever). A write of the hook's to another watched page faults into
+ * this handler again; that nested fault does not run the hook a second time. */
+static __thread int in_writer_hook __attribute__((tls_model("initial-exec")));
+
+static void run_writer_hook(struct mw_slot_meta *m, int neighbour)
+{
+    mw_writer_hook hook = atomic_load_explicit(&hot->hook, memory_order_acquire);
+    if (hook && !in_writer_hook) {
+        in_writer_hook = 1;
+        hook(&m->writer, atomic_load_explicit(&hot->hook_ctx, memory_order_acquire));
+        in_writer_hook = 0;
+    }
+    /* A neighbour's write opened the page: whoever writes the watched bytes later does so
+     * without a fault, so the writer is unknown. (The hook still ran: it also asks for an
+     * early check, which protects the page again.) */
+    if (neighbour)
+        memset(&m->writer, 0, sizeof(m->writer));
+}
+
+/* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
+ * Returns 0 when the protection was lifted, -1 when that failed (state restored). */
+static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig, int neighbour)
+{
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+    uint32_t slot = MW_SLOT_NONE;
+
+    if (mw_acct_try_charge(acct, env.copy_cost)) {
+        slot = mw_page_pool_alloc(env.pool);
+        if (slot == MW_SLOT_NONE)
+            mw_acct_uncharge(acct, env.copy_cost);
+    }
+    if (slot != MW_SLOT_NONE) {
+        memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
+        struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+        memset(&m->writer, 0, sizeof(m->writer));
+        if (!cached_tid)
+            cached_tid = (pid_t)syscall(SYS_gettid);
+        m->writer.tid = cached_tid;
+        m->writer.fault_ip = fault_ip(ucontext);
+        m->fault_ns = now_ns();
+        m->acct = MW_ACCT_OF(ap);
+        atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    atomic_fetch_add_explicit(&acct->faults, 1, memory_order_relaxed);
+
+    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
+        /* Cannot let the write through (e.g. vm.max_map_count reached): undo. */
+        if (slot != MW_SLOT_NONE) {
+            atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+            mw_page_pool_free(env.pool, slot);
+            mw_acct_uncharge(acct, env.copy_cost);
+        }
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        return -1;
+    }
+    if (slot != MW_SLOT_NONE)
+        run_writer_hook(mw_page_pool_meta(env.pool, slot), neighbour);
+    /* DIRTY before the push: whoever collects the page sees it DIRTY. */
+    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    push_dirty(e);
+    return 0;
+}
+
+/* Async-signal-safe: lets one neighbour instruction write the FAULTING page e (see DESIGN).
+ * Returns 0 when the page is open, -1 when it could not be (the caller takes the page). */
+static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
+{
+#if defined(__x86_64__)
+    ucontext_t *uc = ucontext;
+    if (!trap_installed || !uc || open_page)
+        return -1;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+    if (!mw_acct_try_charge(acct, env.copy_cost))
+        return -1;
+    uint32_t slot = mw_page_pool_alloc(env.pool);
+    if (slot == MW_SLOT_NONE) {
+        mw_acct_uncharge(acct, env.copy_cost);
+        return -1;
+    }
+    memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
+    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+    memset(&m->writer, 0, sizeof(m->writer));
+    m->fault_ns = now_ns();
+    m->acct = MW_ACCT_OF(ap);
+    atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    atomic_store_explicit(&e->state, MW_PAGE_OPEN, memory_order_release);
+    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_FAULTING, memory_order_release);
+        return -1;
+    }
+    atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
+    open_page = e;
+    open_sig = sig;
+    uc->uc_mcontext.gregs[REG_EFL] |= X86_TRAP_FLAG;
+    return 0;
+#else
+    (void)e;
+    (void)page;
+    (void)ucontext;
+    (void)sig;
+    return -1;
+#endif
+}
+
+/* Async-signal-safe: the neighbour instruction ran; close the page again (see DESIGN).
+ * sig is that of the fault that opened it. */
+static void close_neighbour(struct mw_page *e, int sig)
+{
+    uintptr_t page = e->addr;
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
+    const unsigned char *copy = mw_page_pool_data(env.pool, slot);
+    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+    uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
+    /* Protect first, then compare: a write racing with us faults and waits for OPEN to end. */
+    int protected_again = protect_again(page, MW_PROT_OF(ap), sig) == 0;
+    if (protected_again && (hi <= lo || memcmp(copy + lo, (const void *)(page + lo), hi - lo) == 0)) {
+        struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
+        mw_page_pool_free(env.pool, slot);
+        mw_acct_uncharge(acct, env.copy_cost);
+        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        return;
+    }
+    /* Another thread changed watched bytes while the page was open (or it cannot be
+     * protected): keep it writable and DIRTY, with the copy as its old contents. */
+    if (protected_again)
+        lift(page, MW_PROT_OF(ap), sig);
+    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    push_dirty(e);
+}
+
+/* The SIGTRAP handler: ours when this thread has a page open, otherwise the previous
+ * handler's. Async-signal-safe; saves and restores errno. */
+static void trap_handler(int sig, siginfo_t *info, void *ucontext)
+{
+    int saved_errno = errno;
+    struct mw_page *e = open_page;
+    if (e) {
+        open_page = NULL;
+#if defined(__x86_64__)
+        ((ucontext_t *)ucontext)->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)X86_TRAP_FLAG;
+#endif
+        close_neighbour(e, open_sig);
+        errno = saved_errno;
+        return;
+    }
+    /* Not ours: behave as the handler installed before us would. */
+    struct sigaction prev = previous_trap_action;
+    if (prev.sa_flags & SA_SIGINFO) {
+        prev.sa_sigaction(sig, info, ucontext);
+    } else if (prev.sa_handler != SIG_IGN && prev.sa_handler != SIG_DFL) {
+        prev.sa_handler(sig);
+    } else if (prev.sa_handler == SIG_DFL) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        mw_signal_chain_real_sigaction(SIGTRAP, &dfl, NULL);
+        raise(SIGTRAP);
+    }
+    errno = saved_errno;
+}
+
+static void install_trap_handler(void)
+{
+#if defined(__x86_64__)
+    if (trap_installed)
+        return;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = trap_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (mw_signal_chain_real_sigaction(SIGTRAP, &sa, &previous_trap_action) == 0)
+        trap_installed = 1;
+#endif
+}
+
+/* The fault path, called by signal_chain.c's handler. Async-signal-safe. Returns 1 when
+ * the fault was memwatch's (or stale) and the instruction should run again, 0 to chain
+ * it. */
+static int claim(int sig, siginfo_t *info, void *ucontext)
+{
+    if (!info || !env.index)
+        return 0;
+    if (!(sig == SIGSEGV && info->si_code == SEGV_ACCERR) &&
+        !(sig == SIGBUS && info->si_code == BUS_ADRERR &&
+          atomic_load_explicit(&sigbus_wp, memory_order_acquire)))
+        return 0;
+    uintptr_t addr = (uintptr_t)info->si_addr;
+    uintptr_t page = addr & ~(uintptr_t)(env.page_size - 1);
+    int result = -1;     /* -1: not ours, 1: handled or retry */
+
+    mw_region_index_enter(env.index);
+    for (;;) {
+        struct mw_page *e = mw_region_index_lookup(env.index, page);
+        if (!e)
+            break;
+        uint32_t s = atomic_load_explicit(&e->state, memory_order_acquire);
+        if (s == MW_PAGE_CLEAN) {
+            if (!atomic_compare_exchange_strong_explicit(&e->state, &s, MW_PAGE_FAULTING,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;
+            if (e->addr != page) {
+                /* The entry was recycled for another page after our lookup. */
+                atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+                continue;
+            }
+            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+            uintptr_t off = addr - page;
+            int neighbour = off + MW_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
+            if (neighbour &&
+                atomic_load_explicit(&e->traps, memory_order_relaxed) < MW_NEIGHBOUR_BUDGET &&
+                open_for_neighbour(e, page, ucontext, sig) == 0) {
+                result = 1;
+                break;
+            }
+            result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
+            break;
+        }
+        if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {
+            if (!(s & MW_PAGE_WAITERS) &&
+                !atomic_compare_exchange_strong_explicit(&e->state, &s, s | MW_PAGE_WAITERS,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;
+            /* Sleeps while the state is still CHECKING|WAITERS; the timeout only bounds
+             * the wait should a wake ever be missed. */
+            struct timespec ts = { 0, 10 * 1000 * 1000 };
+            syscall(SYS_futex, &e->state, FUTEX_WAIT_PRIVATE,
+                    MW_PAGE_CHECKING | MW_PAGE_WAITERS, &ts, NULL, 0);
+            continue;
+        }
+        if (s == MW_PAGE_REMOVED && e->addr == page) {
+            /* Being unwatched: its protection is about to be lifted anyway. Lift it now,
+             * because the thread unwatching it may be the one writing (its own allocator
+             * memory can share the page) and would otherwise wait for itself. */
+            uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+            lift(page, MW_PROT_OF(ap), sig);
+            result = 1;
+            break;
+        }
+        if (s == MW_PAGE_FAULTING || s == MW_PAGE_REMOVED || s == MW_PAGE_OPEN) {
+            sched_yield();
+            result = 1;
+            break;
+        }
+        if (s == MW_PAGE_DIRTY) {
+            result = 1;      /* unprotected already: run the write again */
+            break;
+        }
+        break;               /* UNTRACKED: we never protected it */
+    }
+    mw_region_index_leave(env.index);
+
+    if (result == 1) {
+        retried_addr = 0;
+        return 1;
+    }
+    /* Not a page we own. Let it run once more in case the page was unwatched between
+     * the fault and our lookup; the second time in a row, it is real. */
+    if (retried_addr != addr) {
+        retried_addr = addr;
+        return 1;
+    }
+    retried_addr = 0;
+    return 0;
+}
+
+int mw_fault_path_start(const struct mw_detector_env *e, mw_fault_wp_fn wp)
+{
+    if (!hot) {
+        pthread_atfork(NULL, NULL, forget_tid_in_child);
+        hot_bytes = e->page_size;
+        void *m = mmap(NULL, hot_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        if (m == MAP_FAILED)
+            return -errno;
+        hot = m;
+    }
+    /* A handler may be reading env (a stale fault) while the engine switches detectors;
+     * the engine's env never changes, so it is written only when it differs. */
+    if (memcmp(&env, e, sizeof(env)) != 0)
+        env = *e;
+    atomic_store_explicit(&sigbus_wp, wp, memory_order_release);
+    int rc = mw_signal_chain_install(claim);
+    if (rc == 0)
+        install_trap_handler();   /* after the chain resolved the real sigaction */
+    return rc;
+}
+
+struct mw_page *mw_fault_path_collect(void)
+{
+    return atomic_exchange_explicit(&hot->dirty_head, NULL, memory_order_acquire);
+}
+
+void mw_fault_path_requeue(struct mw_page *e)
+{
+    push_dirty(e);
+}
+
+int mw_fault_path_has_dirty(void)
+{
+    return hot && atomic_load_explicit(&hot->dirty_head, memory_order_relaxed) != NULL;
+}
+
+void mw_fault_path_set_writer_hook(mw_writer_hook hook, void *ctx)
+{
+    atomic_store_explicit(&hot->hook, NULL, memory_order_release);
+    atomic_store_explicit(&hot->hook_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&hot->hook, hook, memory_order_release);
+}
+
+int mw_fault_path_overlaps(uintptr_t addr, size_t len)
+{
+    uintptr_t h = (uintptr_t)hot;
+    return hot && addr < h + hot_bytes && addr + len > h;
+}
+
+void mw_fault_path_detach(void)
+{
+    if (hot)
+        atomic_store(&hot->dirty_head, NULL);
+}
