@@ -105,10 +105,15 @@ struct wrec {
     uint64_t ns;
 };
 
+/* Memory a check releases once every page is CLEAN again. clear (when set) is the pointer
+ * to reset then: a region's per-page list lives in malloc'd memory that may share a page
+ * with watched data, and the checker must not write to a page it has CHECKING (it would
+ * fault and wait for itself). */
 struct deferred_free {
     void *p;
     size_t bytes;
     uint32_t acct;
+    unsigned char **clear;
 };
 
 static struct engine {
@@ -1077,7 +1082,7 @@ static int emit_range(size_t off, size_t len, void *ctx)
     return add_rec(ctx, off, len, 1);
 }
 
-/* Ends CHECKING and wakes the writers sleeping on the page (see detect_mprotect.c). */
+/* Ends CHECKING and wakes the writers sleeping on the page (see fault_path.c). */
 static void leave_checking(struct mw_page *e, uint32_t to)
 {
     uint32_t was = atomic_exchange_explicit(&e->state, to, memory_order_acq_rel);
@@ -1085,8 +1090,6 @@ static void leave_checking(struct mw_page *e, uint32_t to)
         syscall(SYS_futex, &e->state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* Compares one CHECKING page (already re-armed unless rearmed == 0) and makes it CLEAN.
- * Writes only to scratch, the pool and the entry (see DESIGN). */
 /* True when the page is no longer mapped (the program unmapped watched memory). */
 static int page_unmapped(uintptr_t page)
 {
@@ -1126,9 +1129,8 @@ static void forget_unmapped_page(struct mw_page *e)
         if (refs[i].baseline) {
             struct deferred_free f = { refs[i].baseline,
                                        window_hi(r, e->addr, ps) - window_lo(r, e->addr),
-                                       r->w->acct };
+                                       r->w->acct, &refs[i].baseline };
             svec_push(&engine.scratch.frees, &f, sizeof(f));
-            refs[i].baseline = NULL;
         }
     }
     if (slot != MW_SLOT_NONE) {
@@ -1142,6 +1144,8 @@ static void forget_unmapped_page(struct mw_page *e)
     leave_checking(e, MW_PAGE_UNTRACKED);
 }
 
+/* Compares one CHECKING page (already re-armed unless rearmed == 0) and makes it CLEAN.
+ * Writes only to scratch, the pool and the entry (see DESIGN). */
 static void check_page(struct mw_page *e, int rearmed)
 {
     size_t ps = engine.page_size;
@@ -1168,9 +1172,9 @@ static void check_page(struct mw_page *e, int rearmed)
         if (refs[i].baseline) {
             c.old = refs[i].baseline;
             mw_diff_ranges(c.old, c.cur, hi - lo, emit_range, &c);
-            struct deferred_free f = { refs[i].baseline, hi - lo, r->w->acct };
+            struct deferred_free f = { refs[i].baseline, hi - lo, r->w->acct,
+                                       &refs[i].baseline };
             svec_push(&engine.scratch.frees, &f, sizeof(f));
-            refs[i].baseline = NULL;
         } else if (old) {
             if (same)
                 continue;
@@ -1529,6 +1533,8 @@ static int check_locked(mw_change_fn fn, void *ctx)
     struct deferred_free *f = (struct deferred_free *)engine.scratch.frees.p;
     size_t nf = engine.scratch.frees.len / sizeof(*f);
     for (size_t i = 0; i < nf; i++) {
+        if (f[i].clear)
+            *f[i].clear = NULL;
         free(f[i].p);
         mw_acct_uncharge(&engine.accts[f[i].acct], f[i].bytes);
     }
