@@ -162,6 +162,26 @@ static void set_env_number(const char *name, long long value)
     setenv(name, buf, 1);
 }
 
+/* Sets the colon-separated setting name to ours followed by the user's own value (which,
+ * coming last, wins where both set something), and keeps the user's value in saved_name
+ * for the injected library to give back to the script (inject.c). */
+static void put_ours_first(const char *name, const char *saved_name, const char *ours)
+{
+    const char *user = getenv(name);
+    if (user)
+        setenv(saved_name, user, 1);
+    else
+        unsetenv(saved_name);
+    user = getenv(name);
+    size_t n = strlen(ours) + (user ? strlen(user) + 1 : 0) + 1;
+    char *value = malloc(n);
+    if (!value)
+        return;
+    snprintf(value, n, "%s%s%s", ours, user ? ":" : "", user ? user : "");
+    setenv(name, value, 1);
+    free(value);
+}
+
 void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monotonic_ns)
 {
     /* The pipe's write end must survive exec; the injected library marks it close-on-exec
@@ -192,17 +212,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * library gives the script the user's own ASAN_OPTIONS back (inject.c). */
     static const char ours[] = "detect_leaks=0:replace_intrin=0:intercept_memcmp=0:"
                                "handle_segv=0:handle_sigbus=0";
-    const char *user = getenv("ASAN_OPTIONS");
-    if (user)
-        setenv("MEMWATCH_SAVED_ASAN_OPTIONS", user, 1);
-    else
-        unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
-    char *opts = malloc(sizeof ours + (user ? strlen(user) + 1 : 0));
-    if (opts) {
-        sprintf(opts, "%s%s%s", ours, user ? ":" : "", user ? user : "");
-        setenv("ASAN_OPTIONS", opts, 1);
-        free(opts);
-    }
+    put_ours_first("ASAN_OPTIONS", "MEMWATCH_SAVED_ASAN_OPTIONS", ours);
 #endif
     /* A finished thread that CPython detached frees the TLS of cached thread stacks once
      * glibc's stack cache passes 40 MiB, after it has blocked every signal: a free() that
@@ -210,18 +220,8 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * default action, memwatch's handler never runs). A cache that never overflows makes
      * glibc reuse those stacks instead; their memory is returned to the kernel when cached.
      * The user's own tunables come after ours, so theirs win; inject.c restores them. */
-    static const char stack_cache[] = "glibc.pthread.stack_cache_size=0x100000000000";
-    const char *tunables = getenv("GLIBC_TUNABLES");
-    if (tunables)
-        setenv("MEMWATCH_SAVED_GLIBC_TUNABLES", tunables, 1);
-    else
-        unsetenv("MEMWATCH_SAVED_GLIBC_TUNABLES");
-    char *tun = malloc(sizeof stack_cache + (tunables ? strlen(tunables) + 1 : 0));
-    if (tun) {
-        sprintf(tun, "%s%s%s", stack_cache, tunables ? ":" : "", tunables ? tunables : "");
-        setenv("GLIBC_TUNABLES", tun, 1);
-        free(tun);
-    }
+    put_ours_first("GLIBC_TUNABLES", "MEMWATCH_SAVED_GLIBC_TUNABLES",
+                   "glibc.pthread.stack_cache_size=0x100000000000");
     if (old) {
         setenv("MEMWATCH_SAVED_LD_PRELOAD", old, 1);
         char *both = malloc(strlen(old) + strlen(inject) + 2);

@@ -76,31 +76,28 @@ static void parse_config(void)
         mw_run.backend = MW_BACKEND_MPROTECT;
 }
 
+/* Gives the script the user's own value of name (saved by the launcher in saved_name, or
+ * unset when the user had none). */
+static void restore_saved(const char *name, const char *saved_name)
+{
+    const char *saved = getenv(saved_name);
+    if (saved)
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+    unsetenv(saved_name);
+}
+
 static void restore_environment(void)
 {
-    const char *saved = getenv("MEMWATCH_SAVED_LD_PRELOAD");
-    if (saved)
-        setenv("LD_PRELOAD", saved, 1);
-    else
-        unsetenv("LD_PRELOAD");
+    restore_saved("LD_PRELOAD", "MEMWATCH_SAVED_LD_PRELOAD");
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
-    const char *asan = getenv("MEMWATCH_SAVED_ASAN_OPTIONS");
-    if (asan)
-        setenv("ASAN_OPTIONS", asan, 1);
-    else
-        unsetenv("ASAN_OPTIONS");
-    unsetenv("MEMWATCH_SAVED_ASAN_OPTIONS");
+    restore_saved("ASAN_OPTIONS", "MEMWATCH_SAVED_ASAN_OPTIONS");
 #endif
-    const char *tunables = getenv("MEMWATCH_SAVED_GLIBC_TUNABLES");
-    if (tunables)
-        setenv("GLIBC_TUNABLES", tunables, 1);
-    else
-        unsetenv("GLIBC_TUNABLES");
-    static const char *const ours[] = {"MEMWATCH_SAVED_LD_PRELOAD", "MEMWATCH_SAVED_GLIBC_TUNABLES",
-                                       "MEMWATCH_TRACE_FD",
-                                       "MEMWATCH_START_NS", "MEMWATCH_CHECK", "MEMWATCH_BACKEND",
-                                       "MEMWATCH_ON_NAN"};
+    restore_saved("GLIBC_TUNABLES", "MEMWATCH_SAVED_GLIBC_TUNABLES");
+    static const char *const ours[] = {"MEMWATCH_TRACE_FD", "MEMWATCH_START_NS", "MEMWATCH_CHECK",
+                                       "MEMWATCH_BACKEND", "MEMWATCH_ON_NAN"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         unsetenv(ours[i]);
 }

@@ -276,10 +276,13 @@ executable is python3 True"
     assert_equal "${stderr##*$'\n'}" "ModuleNotFoundError: No module named 'memwatch'"
 }
 
-@test "LD_PRELOAD and MEMWATCH_* do not reach the script's environment" {
+@test "LD_PRELOAD, GLIBC_TUNABLES and MEMWATCH_* do not reach the script's environment" {
     same_as_python --separate-stderr environ.py
     refute_output --regexp '(^|
-)(LD_PRELOAD|MEMWATCH_[A-Z_]*)='
+)(LD_PRELOAD|GLIBC_TUNABLES|MEMWATCH_[A-Z_]*)='
+    # A user's own GLIBC_TUNABLES is kept as it was (memwatch adds a setting of its own).
+    GLIBC_TUNABLES=glibc.malloc.tcache_count=5 same_as_python --separate-stderr environ.py
+    assert_line "GLIBC_TUNABLES=glibc.malloc.tcache_count=5"
     # A user's own LD_PRELOAD is kept as it was.
     local lib
     lib=$("$MEMWATCH_PYTHON" -c 'import ctypes.util; print(ctypes.util.find_library("m"))')
