@@ -4,16 +4,13 @@
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load 'helpers/uffd'
 bats_require_minimum_version 1.5.0
 
 fixture="$MEMWATCH_SOURCE_DIR/tests/fixtures/watched_write.py"
 
 backend_of() {
     sqlite3 "$BATS_TEST_TMPDIR/t.db" "SELECT value FROM meta WHERE key = 'backend'"
-}
-
-uffd_here() {
-    "$MEMWATCH" trace -q -o "$BATS_TEST_TMPDIR/probe.db" --backend uffd "$fixture" >/dev/null 2>&1
 }
 
 @test "--backend mprotect is recorded in the trace's meta" {
@@ -24,7 +21,7 @@ uffd_here() {
 }
 
 @test "--backend uffd is recorded in the trace's meta, and auto picks it" {
-    uffd_here || skip "this kernel lacks userfaultfd write-protection"
+    uffd_unavailable && skip "this kernel lacks userfaultfd write-protection"
     run "$MEMWATCH" trace -q -o "$BATS_TEST_TMPDIR/t.db" --backend uffd "$fixture"
     assert_success
     run backend_of

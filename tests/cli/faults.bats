@@ -5,6 +5,7 @@
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load 'helpers/uffd'
 bats_require_minimum_version 1.5.0
 
 setup() {
@@ -164,7 +165,7 @@ memwatch.unwatch("mapped")
 PY
     # Under each backend: mprotect fails on the vanished page, UFFDIO_WRITEPROTECT skips it.
     for backend in mprotect uffd; do
-        if [ $backend = uffd ] && ! "$MEMWATCH" trace -q -f -o "$db" --backend uffd -c pass; then
+        if [ $backend = uffd ] && uffd_unavailable; then
             continue    # no userfaultfd here: backend.bats says so
         fi
         run -0 "$MEMWATCH" trace -q -f -o "$db" --backend $backend --check=manual "$script"
