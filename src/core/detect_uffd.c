@@ -262,10 +262,22 @@ static int uffd_protect(uintptr_t start, size_t len, int prot)
     return rc == 0 ? 0 : page_by_page(rc, start, len, 1, prot);
 }
 
+/* 0 or -errno; -ENOMEM when part of the range is no longer mapped. UFFDIO_WRITEPROTECT
+ * skips unmapped pages silently, and the check must not read what the program unmapped;
+ * mprotect reports it the same way on its own. One mincore per vector's worth of pages. */
 static int uffd_rearm(uintptr_t start, size_t len, int prot)
 {
     int rc = wp_range(start, len, 1);
-    return rc == 0 ? 0 : page_by_page(rc, start, len, 1, prot);
+    if (rc != 0 && (rc = page_by_page(rc, start, len, 1, prot)) != 0)
+        return rc;
+    static unsigned char vec[4096];   /* the checker holds the engine lock */
+    size_t chunk = sizeof vec * page_size;
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        if (mincore((void *)(start + off), n, vec) != 0 && errno == ENOMEM)
+            return -ENOMEM;
+    }
+    return 0;
 }
 
 static int uffd_unprotect(uintptr_t start, size_t len, int prot)

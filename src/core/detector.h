@@ -75,7 +75,8 @@ struct mw_detector_ops {
     int (*protect)(uintptr_t start, size_t len, int prot);
     /* Stop detecting; restore prot. 0 or -errno. */
     int (*unprotect)(uintptr_t start, size_t len, int prot);
-    /* Re-arm collected pages (now CHECKING) before they are compared. 0 or -errno. */
+    /* Re-arm collected pages (now CHECKING) before they are compared. 0 or -errno; an error
+     * when part of the range is no longer mapped, so that nothing reads it (watcher.c). */
     int (*rearm)(uintptr_t start, size_t len, int prot);
     /* Takes every page written since the last collect (state DIRTY), linked through
      * ->next, NULL-terminated. */

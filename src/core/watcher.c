@@ -1097,23 +1097,29 @@ static int page_unmapped(uintptr_t page)
     return mincore((void *)page, engine.page_size, &vec) != 0 && errno == ENOMEM;
 }
 
-/* Re-protects [start, start+len) and tells whether all of it is still there to compare.
- * mprotect fails on a range with unmapped pages; UFFDIO_WRITEPROTECT skips them silently,
- * so under uffd the mapping is checked too (one mincore per run of pages). */
-static int rearm_mapped(uintptr_t start, size_t len, int prot)
+/* Returns the page's old copy (if any) to the pool and its cost to the watcher's account. */
+static void release_copy(struct mw_page *e)
 {
-    if (engine.det->rearm(start, len, prot) != 0)
-        return 0;
-    if (engine.det->backend != MW_BACKEND_UFFD)
-        return 1;
-    static unsigned char vec[4096];   /* under the engine lock */
-    size_t ps = engine.page_size, chunk = sizeof vec * ps;
-    for (size_t off = 0; off < len; off += chunk) {
-        size_t n = len - off < chunk ? len - off : chunk;
-        if (mincore((void *)(start + off), n, vec) != 0 && errno == ENOMEM)
-            return 0;
-    }
-    return 1;
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
+    if (slot == MW_SLOT_NONE)
+        return;
+    struct mw_slot_meta *m = mw_page_pool_meta(engine.pool, slot);
+    struct mw_acct *a = &engine.accts[m->acct];
+    atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&a->copies, 1, memory_order_relaxed);
+    mw_page_pool_free(engine.pool, slot);
+    mw_acct_uncharge(a, engine.copy_cost);
+}
+
+/* Frees region ref i's baseline of page e, and resets the pointer, once the check has made
+ * every page CLEAN (see struct deferred_free). */
+static void defer_baseline_free(struct mw_page *e, struct mw_ref *ref)
+{
+    struct mw_region *r = ref->r;
+    struct deferred_free f = { ref->baseline,
+                               window_hi(r, e->addr, engine.page_size) - window_lo(r, e->addr),
+                               r->w->acct, &ref->baseline };
+    svec_push(&engine.scratch.frees, &f, sizeof(f));
 }
 
 /* A CHECKING page whose memory was unmapped: nothing is left to compare, and reading it
@@ -1121,26 +1127,11 @@ static int rearm_mapped(uintptr_t start, size_t len, int prot)
  * until its regions are unwatched. */
 static void forget_unmapped_page(struct mw_page *e)
 {
-    size_t ps = engine.page_size;
-    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
     struct mw_ref tmp, *refs = refs_of(e, &tmp);
-    for (uint32_t i = 0; i < nrefs(e); i++) {
-        struct mw_region *r = refs[i].r;
-        if (refs[i].baseline) {
-            struct deferred_free f = { refs[i].baseline,
-                                       window_hi(r, e->addr, ps) - window_lo(r, e->addr),
-                                       r->w->acct, &refs[i].baseline };
-            svec_push(&engine.scratch.frees, &f, sizeof(f));
-        }
-    }
-    if (slot != MW_SLOT_NONE) {
-        struct mw_slot_meta *m = mw_page_pool_meta(engine.pool, slot);
-        struct mw_acct *a = &engine.accts[m->acct];
-        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&a->copies, 1, memory_order_relaxed);
-        mw_page_pool_free(engine.pool, slot);
-        mw_acct_uncharge(a, engine.copy_cost);
-    }
+    for (uint32_t i = 0; i < nrefs(e); i++)
+        if (refs[i].baseline)
+            defer_baseline_free(e, &refs[i]);
+    release_copy(e);
     leave_checking(e, MW_PAGE_UNTRACKED);
 }
 
@@ -1172,9 +1163,7 @@ static void check_page(struct mw_page *e, int rearmed)
         if (refs[i].baseline) {
             c.old = refs[i].baseline;
             mw_diff_ranges(c.old, c.cur, hi - lo, emit_range, &c);
-            struct deferred_free f = { refs[i].baseline, hi - lo, r->w->acct,
-                                       &refs[i].baseline };
-            svec_push(&engine.scratch.frees, &f, sizeof(f));
+            defer_baseline_free(e, &refs[i]);
         } else if (old) {
             if (same)
                 continue;
@@ -1186,14 +1175,7 @@ static void check_page(struct mw_page *e, int rearmed)
     }
 
     if (rearmed) {
-        if (slot != MW_SLOT_NONE) {
-            struct mw_slot_meta *m = mw_page_pool_meta(engine.pool, slot);
-            struct mw_acct *a = &engine.accts[m->acct];
-            atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&a->copies, 1, memory_order_relaxed);
-            mw_page_pool_free(engine.pool, slot);
-            mw_acct_uncharge(a, engine.copy_cost);
-        }
+        release_copy(e);
         leave_checking(e, MW_PAGE_CLEAN);
         return;
     }
@@ -1238,15 +1220,7 @@ static int cmp_rec(const void *a, const void *b)
 /* Drops an orphan page (DIRTY, no regions) after releasing its copy. */
 static void drop_orphan(struct mw_page *e)
 {
-    uint32_t slot = atomic_load(&e->slot);
-    if (slot != MW_SLOT_NONE) {
-        struct mw_slot_meta *m = mw_page_pool_meta(engine.pool, slot);
-        struct mw_acct *a = &engine.accts[m->acct];
-        atomic_fetch_sub(&a->copies, 1);
-        mw_page_pool_free(engine.pool, slot);
-        mw_acct_uncharge(a, engine.copy_cost);
-        atomic_store(&e->slot, MW_SLOT_NONE);
-    }
+    release_copy(e);
     if (atomic_load(&e->state) != MW_PAGE_UNTRACKED || nrefs(e) == 0)
         forget_page_locked(e);
 }
@@ -1517,11 +1491,12 @@ static int check_locked(mw_change_fn fn, void *ctx)
         atomic_thread_fence(memory_order_seq_cst);
         int pinned = kwrite_pinned(e->addr, (j - i) * ps);
         /* Re-protect FIRST, then compare. */
-        int rearmed = !pinned && rearm_mapped(e->addr, (j - i) * ps, prot);
+        int rearmed = !pinned && engine.det->rearm(e->addr, (j - i) * ps, prot) == 0;
         for (size_t k = i; k < j; k++) {
             int ok = rearmed;
             if (!rearmed)   /* try page by page before giving up on a page */
-                ok = !kwrite_pinned(pages[k]->addr, ps) && rearm_mapped(pages[k]->addr, ps, prot);
+                ok = !kwrite_pinned(pages[k]->addr, ps) &&
+                     engine.det->rearm(pages[k]->addr, ps, prot) == 0;
             check_page(pages[k], ok);
         }
         engine.pages_compared += j - i;
