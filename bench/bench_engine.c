@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "run_settings.h"
 #include "watcher.h"
 
 static size_t ps;

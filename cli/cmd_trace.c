@@ -186,17 +186,17 @@ int cmd_trace(int argc, char **argv)
                 return mw_cli_usage_error(trace_usage, "too many python options");
             break;
         case OPT_CHECK:
-            if (mw_launch_parse_check(&launch, optarg) < 0)
+            if (mw_parse_check_mode(optarg, &launch.settings) != 0)
                 return mw_cli_usage_error(trace_usage,
                     "invalid --check '%s': use line, interval:MS (1 to 3600000) or manual", optarg);
             break;
         case OPT_BACKEND:
-            if (mw_launch_parse_backend(&launch, optarg) < 0)
+            if (mw_parse_backend(optarg, &launch.settings.backend) != 0)
                 return mw_cli_usage_error(trace_usage,
                     "invalid --backend '%s': use auto, uffd or mprotect", optarg);
             break;
         case OPT_ON_NAN:
-            if (mw_launch_parse_on_nan(&launch, optarg) < 0)
+            if (mw_parse_on_nan(optarg, &launch.settings.on_nan) != 0)
                 return mw_cli_usage_error(trace_usage,
                     "invalid --on-nan '%s': use off, warn or raise", optarg);
             break;
@@ -218,7 +218,8 @@ int cmd_trace(int argc, char **argv)
 
     int status = mw_launch_check_backend(&launch);
     if (status < 0) {
-        mw_cli_error("backend '%s' is not available on this system: %s", launch.backend,
+        mw_cli_error("backend '%s' is not available on this system: %s",
+                     mw_backend_name(launch.settings.backend),
                      "this kernel lacks userfaultfd write-protection (use --backend mprotect)");
         return MW_EXIT_USAGE;
     }

@@ -13,9 +13,7 @@
 void mw_launch_init(struct mw_launch *l)
 {
     memset(l, 0, sizeof *l);
-    l->check = "line";
-    l->backend = "auto";
-    l->on_nan = "off";
+    mw_run_settings_init(&l->settings);
 }
 
 int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value)
@@ -29,43 +27,9 @@ int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value)
     return 0;
 }
 
-int mw_launch_parse_check(struct mw_launch *l, const char *value)
-{
-    if (strcmp(value, "line") == 0 || strcmp(value, "manual") == 0) {
-        l->check = value;
-        return 0;
-    }
-    if (strncmp(value, "interval:", 9) == 0) {
-        char *end;
-        errno = 0;
-        long ms = strtol(value + 9, &end, 10);
-        if (errno == 0 && end != value + 9 && *end == '\0' && ms >= 1 && ms <= 3600000) {
-            l->check = value;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-int mw_launch_parse_backend(struct mw_launch *l, const char *value)
-{
-    if (strcmp(value, "auto") && strcmp(value, "uffd") && strcmp(value, "mprotect"))
-        return -1;
-    l->backend = value;
-    return 0;
-}
-
-int mw_launch_parse_on_nan(struct mw_launch *l, const char *value)
-{
-    if (strcmp(value, "off") && strcmp(value, "warn") && strcmp(value, "raise"))
-        return -1;
-    l->on_nan = value;
-    return 0;
-}
-
 int mw_launch_check_backend(const struct mw_launch *l)
 {
-    if (strcmp(l->backend, "uffd") == 0 && !mw_engine_backend_available(MW_BACKEND_UFFD))
+    if (l->settings.backend == MW_BACKEND_UFFD && !mw_engine_backend_available(MW_BACKEND_UFFD))
         return -1;
     return 0;
 }
@@ -162,17 +126,25 @@ static void set_env_number(const char *name, long long value)
     setenv(name, buf, 1);
 }
 
-/* Sets the colon-separated setting name to ours followed by the user's own value (which,
- * coming last, wins where both set something), and keeps the user's value in saved_name
- * for the injected library to give back to the script (inject.c). */
-static void put_ours_first(const char *name, const char *saved_name, const char *ours)
+/* Keeps the user's value of name (or its absence) for the injected library to give back
+ * to the script (inject.c). */
+static void save_users(const char *name)
 {
+    char saved_name[64];
+    snprintf(saved_name, sizeof saved_name, MW_ENV_SAVED_PREFIX "%s", name);
     const char *user = getenv(name);
     if (user)
         setenv(saved_name, user, 1);
     else
         unsetenv(saved_name);
-    user = getenv(name);
+}
+
+/* Sets the colon-separated setting name to ours followed by the user's own value (which,
+ * coming last, wins where both set something). */
+static void put_ours_first(const char *name, const char *ours)
+{
+    save_users(name);
+    const char *user = getenv(name);
     size_t n = strlen(ours) + (user ? strlen(user) + 1 : 0) + 1;
     char *value = malloc(n);
     if (!value)
@@ -212,7 +184,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * library gives the script the user's own ASAN_OPTIONS back (inject.c). */
     static const char ours[] = "detect_leaks=0:replace_intrin=0:intercept_memcmp=0:"
                                "handle_segv=0:handle_sigbus=0";
-    put_ours_first("ASAN_OPTIONS", "MEMWATCH_SAVED_ASAN_OPTIONS", ours);
+    put_ours_first("ASAN_OPTIONS", ours);
 #endif
     /* A finished thread that CPython detached frees the TLS of cached thread stacks once
      * glibc's stack cache passes 40 MiB, after it has blocked every signal: a free() that
@@ -220,10 +192,9 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * default action, memwatch's handler never runs). A cache that never overflows makes
      * glibc reuse those stacks instead; their memory is returned to the kernel when cached.
      * The user's own tunables come after ours, so theirs win; inject.c restores them. */
-    put_ours_first("GLIBC_TUNABLES", "MEMWATCH_SAVED_GLIBC_TUNABLES",
-                   "glibc.pthread.stack_cache_size=0x100000000000");
+    put_ours_first("GLIBC_TUNABLES", "glibc.pthread.stack_cache_size=0x100000000000");
+    save_users("LD_PRELOAD");
     if (old) {
-        setenv("MEMWATCH_SAVED_LD_PRELOAD", old, 1);
         char *both = malloc(strlen(old) + strlen(inject) + 2);
         if (both) {
             sprintf(both, "%s:%s", inject, old);
@@ -231,14 +202,12 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
             free(both);
         }
     } else {
-        unsetenv("MEMWATCH_SAVED_LD_PRELOAD");
         setenv("LD_PRELOAD", inject, 1);
     }
-    set_env_number("MEMWATCH_TRACE_FD", trace_fd);
-    set_env_number("MEMWATCH_START_NS", (long long)start_monotonic_ns);
-    setenv("MEMWATCH_CHECK", l->check, 1);
-    setenv("MEMWATCH_BACKEND", l->backend, 1);
-    setenv("MEMWATCH_ON_NAN", l->on_nan, 1);
+    set_env_number(MW_ENV_TRACE_FD, trace_fd);
+    set_env_number(MW_ENV_START_NS, (long long)start_monotonic_ns);
+    if (mw_run_settings_to_env(&l->settings) != 0)
+        return;
 
     int argc = 0;
     const char **argv = calloc((size_t)(l->npyopts + l->script_argc + 4), sizeof *argv);

@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "run_settings.h"
+
 enum mw_launch_mode { MW_LAUNCH_NONE, MW_LAUNCH_SCRIPT, MW_LAUNCH_MODULE, MW_LAUNCH_COMMAND };
 
 #define MW_LAUNCH_MAX_PYOPTS 32
@@ -15,9 +17,7 @@ struct mw_launch {
     const char *target;               /* script path, module name or code */
     int script_argc;                  /* arguments after the target */
     char **script_argv;
-    const char *check;                /* "line", "interval:MS" or "manual" */
-    const char *backend;              /* "auto", "uffd" or "mprotect" */
-    const char *on_nan;               /* "off", "warn" or "raise" */
+    struct mw_run_settings settings;  /* --check, --backend, --on-nan */
     int npyopts;
     const char *pyopts[MW_LAUNCH_MAX_PYOPTS];   /* "-X", "opt", "-u", ... */
     /* Filled by mw_launch_resolve: */
@@ -29,9 +29,6 @@ struct mw_launch {
 
 void mw_launch_init(struct mw_launch *l);
 int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value);
-int mw_launch_parse_check(struct mw_launch *l, const char *value);
-int mw_launch_parse_backend(struct mw_launch *l, const char *value);
-int mw_launch_parse_on_nan(struct mw_launch *l, const char *value);
 /* -1 when the requested backend cannot work on this system. */
 int mw_launch_check_backend(const struct mw_launch *l);
 /* A directory python3 can run (it has a __main__.py). */

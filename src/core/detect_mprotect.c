@@ -35,9 +35,7 @@ static int mprotect_unprotect(uintptr_t start, size_t len, int prot)
 }
 
 const struct mw_detector_ops mw_detect_mprotect = {
-    .name = "mprotect",
     .backend = MW_BACKEND_MPROTECT,
-    .flags = 0,
     .available = mprotect_available,
     .init = mprotect_init,
     .protect = mprotect_protect,

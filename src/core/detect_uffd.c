@@ -1,6 +1,6 @@
 /* Write detection with userfaultfd write-protection, in SIGBUS mode.
  *
- * DESIGN (why this mode; the measurements are in notes/uffd-docs.md)
+ * DESIGN (why this mode: README "Backends"; bench/bench_backends.c measures it)
  * - Write-protection is a bit in each page-table entry (UFFDIO_WRITEPROTECT), so
  *   protecting scattered pages never splits a VMA: a million small objects on 20,000
  *   scattered pages stay far below vm.max_map_count, where per-page mprotect() fails
@@ -290,9 +290,7 @@ static int uffd_unprotect(uintptr_t start, size_t len, int prot)
  * UFFD_FEATURE_EVENT_FORK) and the kernel cleared the protection bits in the child's
  * copy, so dropping the dirty list is all there is to do. */
 const struct mw_detector_ops mw_detect_uffd = {
-    .name = "uffd",
     .backend = MW_BACKEND_UFFD,
-    .flags = 0,
     .available = uffd_available,
     .init = uffd_init,
     .protect = uffd_protect,

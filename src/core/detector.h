@@ -11,9 +11,8 @@
  * The userfaultfd mechanism (detect_uffd.c): protect = UFFDIO_REGISTER of the whole VMAs
  * (lazily, once) + UFFDIO_WRITEPROTECT; in UFFD_FEATURE_SIGBUS mode the fault path is
  * mprotect's (both share fault_path.c), on SIGBUS, so old copies stay lazy and writers
- * known. (A WP_ASYNC variant would set MW_DETECT_EAGER_COPY, copy old contents at protect
- * time and collect with PAGEMAP_SCAN + PM_SCAN_WP_MATCHING; the engine does not implement
- * eager copies: see notes/uffd-docs.md for why it is not the default.) */
+ * known. (A WP_ASYNC variant would have to copy old contents at protect time and collect
+ * with PAGEMAP_SCAN + PM_SCAN_WP_MATCHING; README "Backends" says why it is not used.) */
 #ifndef MW_DETECTOR_H
 #define MW_DETECTOR_H
 
@@ -62,12 +61,8 @@ struct mw_detector_env {
     size_t copy_cost;             /* charged per old copy: page + slot metadata */
 };
 
-#define MW_DETECT_EAGER_COPY 0x1u /* old contents must be copied at protect time */
-
 struct mw_detector_ops {
-    const char *name;
     enum mw_backend backend;
-    unsigned flags;
     int (*available)(void);
     int (*init)(const struct mw_detector_env *env);
     /* Start detecting writes to [start, start+len): pages are indexed and CLEAN. prot is

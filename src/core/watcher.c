@@ -540,16 +540,6 @@ enum mw_backend mw_engine_backend(void)
     return b;
 }
 
-const char *mw_backend_name(enum mw_backend backend)
-{
-    switch (backend) {
-    case MW_BACKEND_AUTO: return "auto";
-    case MW_BACKEND_MPROTECT: return "mprotect";
-    case MW_BACKEND_UFFD: return "uffd";
-    }
-    return "unknown";
-}
-
 /* Async-signal-safe. */
 int mw_engine_owns_address(const void *addr)
 {

@@ -17,6 +17,7 @@
 
 typedef struct mw_watcher mw_watcher;
 
+/* Names and parsing: src/trace/run_settings.h. */
 enum mw_backend {
     MW_BACKEND_AUTO = 0,   /* the best mechanism this kernel supports */
     MW_BACKEND_MPROTECT,   /* mprotect(PROT_READ) + SIGSEGV handler: portable */
@@ -89,8 +90,6 @@ void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
  * in the environment simulates a kernel without it), and whether one is available. */
 enum mw_backend mw_engine_default_backend(void);
 int mw_engine_backend_available(enum mw_backend backend);
-/* "auto", "mprotect", "uffd". */
-const char *mw_backend_name(enum mw_backend backend);
 /* The mechanism is process-wide (a fault names a page, not a watcher). Before the engine
  * is initialized, or while it watches nothing, the next mw_engine_init or
  * mw_watcher_create with an explicit backend selects it; once something is watched, a

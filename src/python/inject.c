@@ -52,34 +52,24 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
+/* The launcher validated these (run_settings.h); without `memwatch trace` they are absent
+ * and the defaults apply. */
 static void parse_config(void)
 {
-    const char *check = getenv("MEMWATCH_CHECK");
-    const char *backend = getenv("MEMWATCH_BACKEND");
-    mw_run.check_mode = MW_CHECK_LINE;
-    if (check && strcmp(check, "manual") == 0)
-        mw_run.check_mode = MW_CHECK_MANUAL;
-    else if (check && strncmp(check, "interval:", 9) == 0) {
-        mw_run.check_mode = MW_CHECK_INTERVAL;
-        mw_run.interval_ms = (unsigned)strtoul(check + 9, NULL, 10);
-        if (mw_run.interval_ms == 0)
-            mw_run.interval_ms = 1;
-    }
-    const char *on_nan = getenv("MEMWATCH_ON_NAN");
-    if (on_nan && strcmp(on_nan, "raise") == 0)
-        mw_run.on_nan = MW_ON_NAN_RAISE;
-    else if (on_nan && strcmp(on_nan, "warn") == 0)
-        mw_run.on_nan = MW_ON_NAN_WARN;
-    if (backend && strcmp(backend, "uffd") == 0)
-        mw_run.backend = MW_BACKEND_UFFD;
-    else if (backend && strcmp(backend, "mprotect") == 0)
-        mw_run.backend = MW_BACKEND_MPROTECT;
+    struct mw_run_settings settings;
+    mw_run_settings_from_env(&settings);
+    mw_run.check_mode = settings.check_mode;
+    mw_run.interval_ms = settings.interval_ms;
+    mw_run.backend = settings.backend;
+    mw_run.on_nan = settings.on_nan;
 }
 
-/* Gives the script the user's own value of name (saved by the launcher in saved_name, or
- * unset when the user had none). */
-static void restore_saved(const char *name, const char *saved_name)
+/* Gives the script the user's own value of name (saved by the launcher, or unset when the
+ * user had none). */
+static void restore_saved(const char *name)
 {
+    char saved_name[64];
+    snprintf(saved_name, sizeof saved_name, MW_ENV_SAVED_PREFIX "%s", name);
     const char *saved = getenv(saved_name);
     if (saved)
         setenv(name, saved, 1);
@@ -90,16 +80,14 @@ static void restore_saved(const char *name, const char *saved_name)
 
 static void restore_environment(void)
 {
-    restore_saved("LD_PRELOAD", "MEMWATCH_SAVED_LD_PRELOAD");
+    restore_saved("LD_PRELOAD");
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
-    restore_saved("ASAN_OPTIONS", "MEMWATCH_SAVED_ASAN_OPTIONS");
+    restore_saved("ASAN_OPTIONS");
 #endif
-    restore_saved("GLIBC_TUNABLES", "MEMWATCH_SAVED_GLIBC_TUNABLES");
-    static const char *const ours[] = {"MEMWATCH_TRACE_FD", "MEMWATCH_START_NS", "MEMWATCH_CHECK",
-                                       "MEMWATCH_BACKEND", "MEMWATCH_ON_NAN"};
-    for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
-        unsetenv(ours[i]);
+    restore_saved("GLIBC_TUNABLES");
+    for (size_t i = 0; mw_env_ours[i]; i++)
+        unsetenv(mw_env_ours[i]);
 }
 
 /* Every exit path that runs atexit functions (including Py_Exit from inside Py_RunMain)
@@ -112,10 +100,10 @@ static void drain_at_exit(void)
 
 __attribute__((constructor)) static void mw_inject_start(void)
 {
-    const char *fd_text = getenv("MEMWATCH_TRACE_FD");
+    const char *fd_text = getenv(MW_ENV_TRACE_FD);
     if (fd_text) {
         int fd = atoi(fd_text);
-        const char *start = getenv("MEMWATCH_START_NS");
+        const char *start = getenv(MW_ENV_START_NS);
         if (fd > 2 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) {
             mw_run.traced = 1;
             mw_channel_open(fd, start ? strtoll(start, NULL, 10) : 0);

@@ -828,13 +828,8 @@ static int parse_backend(PyObject *value, enum mw_backend *out)
         return 0;
     }
     const char *name = PyUnicode_Check(value) ? PyUnicode_AsUTF8(value) : NULL;
-    if (name && strcmp(name, "auto") == 0)
-        *out = MW_BACKEND_AUTO;
-    else if (name && strcmp(name, "mprotect") == 0)
-        *out = MW_BACKEND_MPROTECT;
-    else if (name && strcmp(name, "uffd") == 0)
-        *out = MW_BACKEND_UFFD;
-    else {
+    if (!name || mw_parse_backend(name, out) != 0) {
+        PyErr_Clear();
         PyErr_SetString(PyExc_ValueError, "backend must be 'auto', 'uffd' or 'mprotect'");
         return -1;
     }

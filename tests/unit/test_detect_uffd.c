@@ -259,7 +259,7 @@ int main(int argc, char **argv)
         .copy_cost = ps + sizeof(struct mw_slot_meta),
     };
     CHECK_EQ_INT(det->init(&env), 0);
-    CHECK(strcmp(det->name, "uffd") == 0);
+    CHECK(det->backend == MW_BACKEND_UFFD);
     RUN(test_first_write_is_caught);
     RUN(test_scattered_pages_do_not_split_vmas);
     RUN(test_huge_pages_do_not_widen);

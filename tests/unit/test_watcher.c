@@ -13,6 +13,7 @@
 
 #include "mw_error.h"
 #include "page_pool.h"
+#include "run_settings.h"
 #include "unit.h"
 #include "watcher.h"
 

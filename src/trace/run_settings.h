@@ -1,0 +1,70 @@
+/* The contract between `memwatch trace` (cli/launch.c) and the library it injects into the
+ * traced interpreter (src/python/inject.c): the twin of record.h, for the other direction.
+ *
+ * The launcher validates the user's options into a struct mw_run_settings, formats each
+ * setting into the child's environment, and the injected library parses the same
+ * variables back with the same functions: one spelling of every name and value, one
+ * range check. The enums are what the rest of the code uses; no other file spells
+ * "uffd", "interval:" or an environment variable's name.
+ *
+ * Needs neither Python nor SQLite (it is part of mw_record). */
+#ifndef MW_RUN_SETTINGS_H
+#define MW_RUN_SETTINGS_H
+
+#include <stddef.h>
+
+#include "watcher.h"   /* enum mw_backend */
+
+/* When changes are found (`--check`). */
+enum mw_check_mode { MW_CHECK_LINE, MW_CHECK_INTERVAL, MW_CHECK_MANUAL };
+
+/* What a NaN or Inf appearing in a watched float array does (`--on-nan`). */
+enum mw_on_nan { MW_ON_NAN_OFF, MW_ON_NAN_WARN, MW_ON_NAN_RAISE };
+
+/* The longest --check=interval:MS, an hour. */
+#define MW_INTERVAL_MAX_MS 3600000u
+
+struct mw_run_settings {
+    enum mw_check_mode check_mode;
+    unsigned interval_ms;          /* MW_CHECK_INTERVAL: 1 .. MW_INTERVAL_MAX_MS */
+    enum mw_backend backend;
+    enum mw_on_nan on_nan;
+};
+
+/* Environment variables the launcher sets for the injected library. The library removes
+ * every one of them before the script starts (mw_env_ours), so the script and its
+ * children see the user's own environment. */
+#define MW_ENV_TRACE_FD "MEMWATCH_TRACE_FD"     /* the record pipe's write end */
+#define MW_ENV_START_NS "MEMWATCH_START_NS"     /* CLOCK_MONOTONIC at the run's start */
+#define MW_ENV_CHECK "MEMWATCH_CHECK"
+#define MW_ENV_BACKEND "MEMWATCH_BACKEND"
+#define MW_ENV_ON_NAN "MEMWATCH_ON_NAN"
+/* Settings memwatch puts ahead of the user's own value keep the user's value here, for
+ * the library to give back (MW_ENV_SAVED_PREFIX + the variable's name). */
+#define MW_ENV_SAVED_PREFIX "MEMWATCH_SAVED_"
+
+/* NULL-terminated: the variables above that the library unsets. */
+extern const char *const mw_env_ours[];
+
+/* The defaults: line mode, auto backend, --on-nan=off. */
+void mw_run_settings_init(struct mw_run_settings *s);
+
+/* Parsers take the user's text (an option's value or an environment variable's) and
+ * return 0, or MW_EINVAL leaving *s unchanged. */
+int mw_parse_check_mode(const char *text, struct mw_run_settings *s);
+int mw_parse_backend(const char *text, enum mw_backend *out);
+int mw_parse_on_nan(const char *text, enum mw_on_nan *out);
+
+/* Canonical text, what the parsers accept: "line", "interval:50", "manual". */
+void mw_format_check_mode(const struct mw_run_settings *s, char *buf, size_t size);
+const char *mw_backend_name(enum mw_backend backend);   /* "auto", "mprotect", "uffd" */
+const char *mw_on_nan_name(enum mw_on_nan on_nan);      /* "off", "warn", "raise" */
+
+/* The launcher's side: sets MW_ENV_CHECK, MW_ENV_BACKEND and MW_ENV_ON_NAN. 0 or -errno. */
+int mw_run_settings_to_env(const struct mw_run_settings *s);
+/* The library's side: the settings from the environment. A variable that is missing or
+ * does not parse leaves that setting at its default (only the launcher sets them).
+ * Returns 0, or MW_EINVAL when some variable was present but invalid. */
+int mw_run_settings_from_env(struct mw_run_settings *s);
+
+#endif
