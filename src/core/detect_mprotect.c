@@ -3,7 +3,7 @@
  * protect = mprotect without PROT_WRITE; the first write faults with SIGSEGV and the
  * shared fault path (fault_path.c, whose DESIGN comment states the ordering rules) copies
  * the page's old contents lazily, lifts the protection with mprotect and pushes the page
- * on the dirty list; collect takes the list; rearm protects again. Each protected island
+ * on the dirty list; the check takes the list and rearm protects again. Each protected island
  * is a VMA, so scattered pages run into vm.max_map_count (see detect_uffd.c), and kernel
  * writes into a protected page fail with EFAULT unless kwrite_interpose.c prepares them.
  *
@@ -41,10 +41,4 @@ const struct mw_detector_ops mw_detect_mprotect = {
     .protect = mprotect_protect,
     .unprotect = mprotect_unprotect,
     .rearm = mprotect_protect,
-    .collect = mw_fault_path_collect,
-    .requeue = mw_fault_path_requeue,
-    .has_dirty = mw_fault_path_has_dirty,
-    .set_writer_hook = mw_fault_path_set_writer_hook,
-    .overlaps = mw_fault_path_overlaps,
-    .detach = mw_fault_path_detach,
 };

@@ -39,7 +39,6 @@
  * ioctl. */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -50,6 +49,8 @@
 
 #include "detector.h"
 #include "fault_path.h"
+#include "memory_map.h"
+#include "mw_error.h"
 
 /* Debian 12's kernel headers (6.1) predate these; the kernel is asked at run time. */
 #ifndef UFFD_USER_MODE_ONLY
@@ -62,18 +63,8 @@
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
 #endif
 
-/* PROCMAP_QUERY (Linux 6.11): the VMA covering an address, one ioctl on /proc/self/maps. */
-struct uffd_procmap_query {
-    uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
-        vma_offset, inode;
-    uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
-    uint64_t vma_name_addr, build_id_addr;
-};
-#define UFFD_PROCMAP_QUERY _IOWR('f', 17, struct uffd_procmap_query)
-
 static size_t page_size;
 static int uffd = -1;
-static int maps_fd = -1;
 static uint64_t features;          /* what UFFDIO_API granted */
 static int availability = -1;      /* -1 not probed yet */
 
@@ -173,49 +164,8 @@ static int uffd_init(const struct mw_detector_env *e)
             return fd;
         uffd = fd;
     }
-    if (maps_fd < 0)
-        maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
     page_size = e->page_size;
     return mw_fault_path_start(e, wp_range);
-}
-
-/* The VMA covering addr: [*start, *end). 0 or -errno. */
-static int vma_of(uintptr_t addr, uintptr_t *start, uintptr_t *end)
-{
-    if (maps_fd >= 0) {
-        struct uffd_procmap_query q;
-        memset(&q, 0, sizeof(q));
-        q.size = sizeof(q);
-        q.query_addr = addr;
-        if (ioctl(maps_fd, UFFD_PROCMAP_QUERY, &q) == 0) {
-            *start = q.vma_start;
-            *end = q.vma_end;
-            return 0;
-        }
-        if (errno == ENOENT)
-            return -ENOENT;
-    }
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
-        return -errno;
-    char line[512];
-    int rc = -ENOENT;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long s, en;
-        if (sscanf(line, "%lx-%lx", &s, &en) != 2)
-            continue;
-        size_t l = strlen(line);
-        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), f))
-            l = strlen(line);
-        if (addr >= s && addr < en) {
-            *start = s;
-            *end = en;
-            rc = 0;
-            break;
-        }
-    }
-    fclose(f);
-    return rc;
 }
 
 /* Registers the whole VMAs covering [start, start+len) for write-protection (whole VMAs:
@@ -225,9 +175,10 @@ static int register_vmas(uintptr_t start, size_t len)
     uintptr_t a = start, end = start + len;
     while (a < end) {
         uintptr_t vs, ve;
-        int rc = vma_of(a, &vs, &ve);
+        int prot;
+        int rc = mw_vma_query(a, &vs, &ve, &prot);
         if (rc)
-            return rc;
+            return rc == MW_EUNMAPPED ? -ENOENT : rc;
         struct uffdio_register reg = { .range = { vs, ve - vs }, .mode = UFFDIO_REGISTER_MODE_WP };
         if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0)
             return -errno;
@@ -286,9 +237,9 @@ static int uffd_unprotect(uintptr_t start, size_t len, int prot)
     return rc == 0 ? 0 : page_by_page(rc, start, len, 0, prot);
 }
 
-/* detach: in a forked child the VMAs are no longer registered (no
- * UFFD_FEATURE_EVENT_FORK) and the kernel cleared the protection bits in the child's
- * copy, so dropping the dirty list is all there is to do. */
+/* In a forked child the VMAs are no longer registered (no UFFD_FEATURE_EVENT_FORK) and
+ * the kernel cleared the protection bits in the child's copy: the engine's detaching
+ * (fault_path.c drops the dirty list) is all there is to do. */
 const struct mw_detector_ops mw_detect_uffd = {
     .backend = MW_BACKEND_UFFD,
     .available = uffd_available,
@@ -296,10 +247,4 @@ const struct mw_detector_ops mw_detect_uffd = {
     .protect = uffd_protect,
     .unprotect = uffd_unprotect,
     .rearm = uffd_rearm,
-    .collect = mw_fault_path_collect,
-    .requeue = mw_fault_path_requeue,
-    .has_dirty = mw_fault_path_has_dirty,
-    .set_writer_hook = mw_fault_path_set_writer_hook,
-    .overlaps = mw_fault_path_overlaps,
-    .detach = mw_fault_path_detach,
 };

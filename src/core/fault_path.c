@@ -183,43 +183,30 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
 {
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
-    uint32_t slot = MW_SLOT_NONE;
-
-    if (mw_acct_try_charge(acct, env.copy_cost)) {
-        slot = mw_page_pool_alloc(env.pool);
-        if (slot == MW_SLOT_NONE)
-            mw_acct_uncharge(acct, env.copy_cost);
-    }
+    uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(ap), (const void *)page);
     if (slot != MW_SLOT_NONE) {
-        memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
         struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
-        memset(&m->writer, 0, sizeof(m->writer));
         if (!cached_tid)
             cached_tid = (pid_t)syscall(SYS_gettid);
         m->writer.tid = cached_tid;
         m->writer.fault_ip = fault_ip(ucontext);
         m->fault_ns = now_ns();
-        m->acct = MW_ACCT_OF(ap);
-        atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
     }
     atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
     atomic_fetch_add_explicit(&acct->faults, 1, memory_order_relaxed);
 
     if (lift(page, MW_PROT_OF(ap), sig) != 0) {
         /* Cannot let the write through (e.g. vm.max_map_count reached): undo. */
-        if (slot != MW_SLOT_NONE) {
-            atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
-            mw_page_pool_free(env.pool, slot);
-            mw_acct_uncharge(acct, env.copy_cost);
-        }
+        if (slot != MW_SLOT_NONE)
+            mw_page_pool_release_copy(env.pool, slot);
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
         return -1;
     }
     if (slot != MW_SLOT_NONE)
         run_writer_hook(mw_page_pool_meta(env.pool, slot), neighbour);
     /* DIRTY before the push: whoever collects the page sees it DIRTY. */
-    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_DIRTY);
     push_dirty(e);
     return 0;
 }
@@ -233,28 +220,16 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
     if (!trap_installed || !uc || open_page)
         return -1;
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
-    struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
-    if (!mw_acct_try_charge(acct, env.copy_cost))
+    uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(ap), (const void *)page);
+    if (slot == MW_SLOT_NONE)
         return -1;
-    uint32_t slot = mw_page_pool_alloc(env.pool);
-    if (slot == MW_SLOT_NONE) {
-        mw_acct_uncharge(acct, env.copy_cost);
-        return -1;
-    }
-    memcpy(mw_page_pool_data(env.pool, slot), (const void *)page, env.page_size);
-    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
-    memset(&m->writer, 0, sizeof(m->writer));
-    m->fault_ns = now_ns();
-    m->acct = MW_ACCT_OF(ap);
-    atomic_fetch_add_explicit(&acct->copies, 1, memory_order_relaxed);
+    mw_page_pool_meta(env.pool, slot)->fault_ns = now_ns();
     atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
-    atomic_store_explicit(&e->state, MW_PAGE_OPEN, memory_order_release);
+    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_OPEN);
     if (lift(page, MW_PROT_OF(ap), sig) != 0) {
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
-        mw_page_pool_free(env.pool, slot);
-        mw_acct_uncharge(acct, env.copy_cost);
-        atomic_store_explicit(&e->state, MW_PAGE_FAULTING, memory_order_release);
+        mw_page_pool_release_copy(env.pool, slot);
+        mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_FAULTING);
         return -1;
     }
     atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
@@ -279,24 +254,21 @@ static void close_neighbour(struct mw_page *e, int sig)
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
     const unsigned char *copy = mw_page_pool_data(env.pool, slot);
-    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+    uint64_t span = atomic_load_explicit(&e->span, memory_order_acquire);
     uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
     /* Protect first, then compare: a write racing with us faults and waits for OPEN to end. */
     int protected_again = protect_again(page, MW_PROT_OF(ap), sig) == 0;
     if (protected_again && (hi <= lo || memcmp(copy + lo, (const void *)(page + lo), hi - lo) == 0)) {
-        struct mw_acct *acct = &env.accts[MW_ACCT_OF(ap)];
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&acct->copies, 1, memory_order_relaxed);
-        mw_page_pool_free(env.pool, slot);
-        mw_acct_uncharge(acct, env.copy_cost);
-        atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+        mw_page_pool_release_copy(env.pool, slot);
+        mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
         return;
     }
     /* Another thread changed watched bytes while the page was open (or it cannot be
      * protected): keep it writable and DIRTY, with the copy as its old contents. */
     if (protected_again)
         lift(page, MW_PROT_OF(ap), sig);
-    atomic_store_explicit(&e->state, MW_PAGE_DIRTY, memory_order_release);
+    mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_DIRTY);
     push_dirty(e);
 }
 
@@ -374,10 +346,10 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 continue;
             if (e->addr != page) {
                 /* The entry was recycled for another page after our lookup. */
-                atomic_store_explicit(&e->state, MW_PAGE_CLEAN, memory_order_release);
+                mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
                 continue;
             }
-            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+            uint64_t span = atomic_load_explicit(&e->span, memory_order_acquire);
             uintptr_t off = addr - page;
             int neighbour = off + MW_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
             if (neighbour &&

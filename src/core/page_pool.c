@@ -2,6 +2,7 @@
  * mw_page_pool_alloc and mw_page_pool_free are async-signal-safe: atomics only. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "page_pool.h"
@@ -9,6 +10,7 @@
 struct mw_page_pool {
     unsigned char *data;             /* max_slots * page_size, reserved */
     struct mw_slot_meta *meta;       /* max_slots records, reserved */
+    struct mw_acct *accts;
     size_t page_size;
     size_t max_slots;
     size_t data_bytes, meta_bytes;
@@ -23,7 +25,8 @@ static size_t round_up(size_t n, size_t to)
     return (n + to - 1) / to * to;
 }
 
-int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_page_pool **out)
+int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_acct *accts,
+                        struct mw_page_pool **out)
 {
     if (!out || page_size == 0 || max_slots == 0 || max_slots >= UINT32_MAX)
         return -EINVAL;
@@ -32,6 +35,7 @@ int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_page_pool 
                                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
+    p->accts = accts;
     p->page_size = page_size;
     p->max_slots = max_slots;
     p->data_bytes = max_slots * page_size;
@@ -95,11 +99,6 @@ size_t mw_page_pool_committed(const struct mw_page_pool *p)
     return atomic_load_explicit(&p->committed, memory_order_acquire);
 }
 
-size_t mw_page_pool_max_slots(const struct mw_page_pool *p)
-{
-    return p->max_slots;
-}
-
 /* Async-signal-safe. */
 uint32_t mw_page_pool_alloc(struct mw_page_pool *p)
 {
@@ -144,6 +143,41 @@ void mw_page_pool_free(struct mw_page_pool *p, uint32_t slot)
 size_t mw_page_pool_in_use(const struct mw_page_pool *p)
 {
     return atomic_load_explicit(&p->in_use, memory_order_relaxed);
+}
+
+size_t mw_page_pool_copy_cost(const struct mw_page_pool *p)
+{
+    return p->page_size + sizeof(struct mw_slot_meta);
+}
+
+/* Async-signal-safe. */
+uint32_t mw_page_pool_take_copy(struct mw_page_pool *p, uint32_t acct, const void *page)
+{
+    struct mw_acct *a = &p->accts[acct];
+    size_t cost = mw_page_pool_copy_cost(p);
+    if (!mw_acct_try_charge(a, cost))
+        return MW_SLOT_NONE;
+    uint32_t slot = mw_page_pool_alloc(p);
+    if (slot == MW_SLOT_NONE) {
+        mw_acct_uncharge(a, cost);
+        return MW_SLOT_NONE;
+    }
+    memcpy(mw_page_pool_data(p, slot), page, p->page_size);
+    struct mw_slot_meta *m = &p->meta[slot];
+    memset(&m->writer, 0, sizeof m->writer);
+    m->fault_ns = 0;
+    m->acct = acct;
+    atomic_fetch_add_explicit(&a->copies, 1, memory_order_relaxed);
+    return slot;
+}
+
+/* Async-signal-safe. */
+void mw_page_pool_release_copy(struct mw_page_pool *p, uint32_t slot)
+{
+    struct mw_acct *a = &p->accts[p->meta[slot].acct];
+    atomic_fetch_sub_explicit(&a->copies, 1, memory_order_relaxed);
+    mw_page_pool_free(p, slot);
+    mw_acct_uncharge(a, mw_page_pool_copy_cost(p));
 }
 
 void *mw_page_pool_data(const struct mw_page_pool *p, uint32_t slot)

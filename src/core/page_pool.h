@@ -10,7 +10,12 @@
  * free list whose head packs (slot index + 1, tag) in one 64-bit word so that a pop racing
  * with a pop/push of the same slot fails its CAS (no ABA); when the free list is empty, a
  * high-water mark is bumped up to the committed capacity. Freeing is lock-free too.
- * Each slot has a metadata record (who wrote, when, whose budget paid) next to its data. */
+ * Each slot has a metadata record (who wrote, when, whose budget paid) next to its data.
+ *
+ * Copies: the fault path and the check keep a page's old contents with
+ * mw_page_pool_take_copy (charge the page's account, take a slot, copy the page) and give
+ * it back with mw_page_pool_release_copy; both are async-signal-safe, so a copy is taken
+ * and released the same way wherever it happens. */
 #ifndef MW_PAGE_POOL_H
 #define MW_PAGE_POOL_H
 
@@ -18,7 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "watcher.h"
+#include "acct.h"
+#include "mw_writer.h"
 
 #define MW_SLOT_NONE UINT32_MAX
 
@@ -31,20 +37,30 @@ struct mw_slot_meta {
 
 struct mw_page_pool;
 
-/* Reserves room for at most max_slots copies of page_size bytes. */
-int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_page_pool **out);
+/* Reserves room for at most max_slots copies of page_size bytes; copies are charged to
+ * accts[slot's account]. */
+int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_acct *accts,
+                        struct mw_page_pool **out);
 void mw_page_pool_destroy(struct mw_page_pool *p);
 /* Makes the first nslots slots usable (never shrinks). Not async-signal-safe; callers
  * serialize (engine lock). Returns 0 or -errno. */
 int mw_page_pool_commit(struct mw_page_pool *p, size_t nslots);
 size_t mw_page_pool_committed(const struct mw_page_pool *p);
-size_t mw_page_pool_max_slots(const struct mw_page_pool *p);
 
 /* Async-signal-safe and lock-free. MW_SLOT_NONE when every committed slot is taken. */
 uint32_t mw_page_pool_alloc(struct mw_page_pool *p);
 /* Async-signal-safe and lock-free. */
 void mw_page_pool_free(struct mw_page_pool *p, uint32_t slot);
 size_t mw_page_pool_in_use(const struct mw_page_pool *p);
+
+/* Async-signal-safe: a copy of the page_size bytes at page, charged to account acct
+ * (its copy cost, mw_page_pool_copy_cost), with its metadata cleared but for the account.
+ * MW_SLOT_NONE when the account's limit or the pool is exhausted (nothing charged). */
+uint32_t mw_page_pool_take_copy(struct mw_page_pool *p, uint32_t acct, const void *page);
+/* Async-signal-safe: gives back a slot from mw_page_pool_take_copy and its charge. */
+void mw_page_pool_release_copy(struct mw_page_pool *p, uint32_t slot);
+/* What one copy costs its account: the page and its metadata record. */
+size_t mw_page_pool_copy_cost(const struct mw_page_pool *p);
 
 void *mw_page_pool_data(const struct mw_page_pool *p, uint32_t slot);
 struct mw_slot_meta *mw_page_pool_meta(const struct mw_page_pool *p, uint32_t slot);

@@ -21,6 +21,7 @@
 #ifndef MW_REGION_INDEX_H
 #define MW_REGION_INDEX_H
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,9 +60,13 @@ enum mw_page_state {
 #define MW_ACCT_PROT(acct, prot) (((uint32_t)(acct) << 8) | ((uint32_t)(prot) & 0xffu))
 #define MW_ACCT_OF(ap) ((ap) >> 8)
 #define MW_PROT_OF(ap) ((int)((ap) & 0xffu))
-#define MW_SPAN(lo, hi) (((uint32_t)(lo) << 16) | (uint32_t)(hi))
-#define MW_SPAN_LO(s) ((uintptr_t)((s) >> 16))
-#define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffu))
+/* span packs the page's watched bytes as offsets [lo, hi) in one 64-bit word, read by a
+ * handler in one atomic load. hi can be the page size itself: 32 bits each hold any page
+ * size (MW_SPAN_MAX_PAGE; mw_engine_init refuses a larger one). */
+#define MW_SPAN(lo, hi) (((uint64_t)(lo) << 32) | (uint64_t)(uint32_t)(hi))
+#define MW_SPAN_LO(s) ((uintptr_t)((s) >> 32))
+#define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffffffu))
+#define MW_SPAN_MAX_PAGE ((size_t)UINT32_MAX)
 
 /* Set in nregions when regions points to a vector rather than to one region. */
 #define MW_REGIONS_VEC 0x80000000u
@@ -72,13 +77,23 @@ struct mw_page {
     _Atomic uint32_t slot;           /* pool slot of the old contents, MW_SLOT_NONE */
     struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
-    /* The page's watched bytes as offsets [lo, hi) packed lo << 16 | hi: a write elsewhere on
-     * the page is a neighbour's (see fault_path.c). Written under the engine lock. */
-    _Atomic uint32_t span;
+    /* The page's watched bytes as offsets [lo, hi) (MW_SPAN): a write elsewhere on the page
+     * is a neighbour's (see fault_path.c). Written under the engine lock. */
+    _Atomic uint64_t span;
     _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
     uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */
     void *regions;                   /* engine lock; owned by watcher.c */
 };
+
+/* A transition of the page state machine made by the one thread that owns the page in
+ * state from (see the transitions above): a release store, and in debug builds a check
+ * that the page really was in from. Async-signal-safe. */
+static inline void mw_page_set_state(struct mw_page *e, uint32_t from, uint32_t to)
+{
+    assert(atomic_load_explicit(&e->state, memory_order_relaxed) == from);
+    (void)from;
+    atomic_store_explicit(&e->state, to, memory_order_release);
+}
 
 struct mw_region_index;
 

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "mw_writer.h"
+
 typedef struct mw_watcher mw_watcher;
 
 /* Names and parsing: src/trace/run_settings.h. */
@@ -28,22 +30,6 @@ struct mw_watcher_config {
     size_t max_memory_bytes;   /* everything allocated for this watcher's watching; 0 = 1 GiB */
     enum mw_backend backend;
 };
-
-/* Where a write came from, filled in at fault time by the writer hook (see
- * mw_engine_set_writer_hook) in the faulting thread. Fixed size: no allocation on the
- * fault path. Strings are NUL-terminated and may be truncated. */
-#define MW_WRITER_TEXT 160
-struct mw_writer {
-    pid_t tid;                  /* kernel thread id of the writing thread, 0 if unknown */
-    uintptr_t fault_ip;         /* instruction that wrote, 0 if unknown */
-    int line;                   /* Python line, 0 if unknown */
-    char file[MW_WRITER_TEXT];
-    char function[MW_WRITER_TEXT];
-};
-
-/* Called in the faulting thread, inside the signal handler (or in the userfaultfd handler
- * thread with tid set to the faulting thread): must be async-signal-safe. */
-typedef void (*mw_writer_hook)(struct mw_writer *out, void *hook_ctx);
 
 /* One changed byte range of a region. old is NULL when the old contents were not kept
  * (memory limit reached at write time): then new holds the current bytes of the range. */

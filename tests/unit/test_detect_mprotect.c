@@ -12,14 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "detector.h"
+#include "detector_fixture.h"
 #include "signal_chain.h"
 #include "unit.h"
 
-static size_t ps;
-static struct mw_region_index *idx;
-static struct mw_page_pool *pool;
-static struct mw_acct *accts;
 static const struct mw_detector_ops *det = &mw_detect_mprotect;
 
 /* The handler installed before the engine: it fixes faults on "foreign" pages. */
@@ -40,38 +36,6 @@ static void hook(struct mw_writer *w, void *ctx)
     w->line = 42;
 }
 
-static struct mw_page *watch_page(uintptr_t page, uint32_t acct)
-{
-    struct mw_page *e = mw_region_index_page_new(idx, page);
-    atomic_store(&e->acct_prot, MW_ACCT_PROT(acct, PROT_READ | PROT_WRITE));
-    atomic_store(&e->span, MW_SPAN(0, ps));   /* the whole page is watched */
-    e->nregions = 1;
-    mw_region_index_insert(idx, e);
-    return e;
-}
-
-/* What a check does to one page, minus the diff. */
-static void settle(struct mw_page *e)
-{
-    atomic_store(&e->state, MW_PAGE_CHECKING);
-    det->rearm(e->addr, ps, PROT_READ | PROT_WRITE);
-    uint32_t slot = atomic_load(&e->slot);
-    if (slot != MW_SLOT_NONE) {
-        mw_page_pool_free(pool, slot);
-        mw_acct_uncharge(&accts[mw_page_pool_meta(pool, slot)->acct], ps + sizeof(struct mw_slot_meta));
-        atomic_store(&e->slot, MW_SLOT_NONE);
-    }
-    atomic_store(&e->state, MW_PAGE_CLEAN);
-}
-
-static size_t list_len(struct mw_page *l)
-{
-    size_t n = 0;
-    for (; l; l = atomic_load(&l->next))
-        n++;
-    return n;
-}
-
 static unsigned char *buf;
 static struct mw_page *pages[4];
 
@@ -83,15 +47,15 @@ static void test_first_write_is_caught(void)
     for (int i = 0; i < 4; i++)
         pages[i] = watch_page((uintptr_t)buf + i * ps, 0);
     CHECK_EQ_INT(det->protect((uintptr_t)buf, 4 * ps, PROT_READ | PROT_WRITE), 0);
-    det->set_writer_hook(hook, "script.py");
-    CHECK(!det->has_dirty());
+    mw_fault_path_set_writer_hook(hook, "script.py");
+    CHECK(!mw_fault_path_has_dirty());
 
     buf[ps + 10] = 0xAB;                  /* faults once */
     buf[ps + 11] = 0xCD;                  /* page writable now: no fault */
     CHECK_EQ_INT(buf[ps + 10], 0xAB);
     CHECK_EQ_INT(atomic_load(&accts[0].faults), 1);
-    CHECK(det->has_dirty());
-    struct mw_page *l = det->collect();
+    CHECK(mw_fault_path_has_dirty());
+    struct mw_page *l = mw_fault_path_collect();
     CHECK(l == pages[1]);
     CHECK_EQ_INT(list_len(l), 1);
     CHECK_EQ_INT(atomic_load(&pages[1]->state), MW_PAGE_DIRTY);
@@ -112,16 +76,16 @@ static void test_first_write_is_caught(void)
     CHECK_EQ_INT(atomic_load(&pages[0]->state), MW_PAGE_CLEAN);
 
     /* After a check re-arms the page, the next write faults again. */
-    settle(pages[1]);
+    settle(det, pages[1]);
     CHECK_EQ_INT(atomic_load(&accts[0].used), 0);
     buf[ps + 12] = 1;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), 2);
     buf[3 * ps] = 1;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), 3);
-    l = det->collect();
+    l = mw_fault_path_collect();
     CHECK_EQ_INT(list_len(l), 2);
-    settle(pages[1]);
-    settle(pages[3]);
+    settle(det, pages[1]);
+    settle(det, pages[3]);
 }
 
 static void test_no_copy_at_limit(void)
@@ -135,8 +99,8 @@ static void test_no_copy_at_limit(void)
     CHECK_EQ_INT(atomic_load(&e->slot), MW_SLOT_NONE);
     CHECK_EQ_INT(atomic_load(&accts[1].faults), 1);
     CHECK_EQ_INT(atomic_load(&accts[1].used), 0);
-    CHECK(det->collect() == e);
-    settle(e);
+    CHECK(mw_fault_path_collect() == e);
+    settle(det, e);
 }
 
 static void *late_writer(void *arg)
@@ -159,8 +123,8 @@ static void test_fault_waits_while_checking(void)
     pthread_join(t, NULL);
     CHECK_EQ_INT(buf[5], 0x77);
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_DIRTY);
-    CHECK(det->collect() == e);
-    settle(e);
+    CHECK(mw_fault_path_collect() == e);
+    settle(det, e);
 }
 
 static void test_foreign_fault_is_chained(void)
@@ -169,7 +133,7 @@ static void test_foreign_fault_is_chained(void)
     foreign[1] = 5;                        /* not ours: the previous handler fixes it */
     CHECK_EQ_INT(foreign[1], 5);
     CHECK_EQ_INT(atomic_load(&prev_calls), 1);
-    CHECK(!det->has_dirty());
+    CHECK(!mw_fault_path_has_dirty());
 }
 
 static int died_by_sigsegv(pid_t pid)
@@ -247,17 +211,17 @@ static void test_neighbour_write_is_not_a_change(void)
 
     b[1000] = 1;                                        /* a neighbour */
     CHECK_EQ_INT(b[1000], 1);
-    CHECK(!det->has_dirty());
+    CHECK(!mw_fault_path_has_dirty());
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
     CHECK_EQ_INT(atomic_load(&e->traps), 1);
     CHECK_EQ_INT(atomic_load(&e->slot), MW_SLOT_NONE);
     b[2000] = 2;                                        /* protected again: traps again */
     CHECK_EQ_INT(atomic_load(&e->traps), 2);
-    CHECK(!det->has_dirty());
+    CHECK(!mw_fault_path_has_dirty());
 
     b[10] = 3;                                          /* the watched bytes */
-    CHECK(det->has_dirty());
-    struct mw_page *l = det->collect();
+    CHECK(mw_fault_path_has_dirty());
+    struct mw_page *l = mw_fault_path_collect();
     CHECK(l == e);
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_DIRTY);
     uint32_t slot = atomic_load(&e->slot);
@@ -268,37 +232,29 @@ static void test_neighbour_write_is_not_a_change(void)
         CHECK_EQ_INT(((const unsigned char *)mw_page_pool_data(pool, slot))[10], 0);
     }
     CHECK(atomic_load(&accts[0].faults) > faults);
-    settle(e);
+    settle(det, e);
 
     /* Past the per-check budget, a neighbour leaves the page DIRTY, writer unknown. */
     atomic_store(&e->traps, 1000);
     b[3000] = 4;
-    CHECK(det->has_dirty());
-    l = det->collect();
+    CHECK(mw_fault_path_has_dirty());
+    l = mw_fault_path_collect();
     CHECK(l == e);
     slot = atomic_load(&e->slot);
     if (slot != MW_SLOT_NONE)
         CHECK_EQ_INT(mw_page_pool_meta(pool, slot)->writer.tid, 0);
-    settle(e);
+    settle(det, e);
 }
 
 int main(void)
 {
-    ps = (size_t)sysconf(_SC_PAGESIZE);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = prev_handler;
     sa.sa_flags = SA_SIGINFO;
     sigaction(SIGSEGV, &sa, NULL);
 
-    mw_region_index_create(ps, &idx);
-    mw_page_pool_create(ps, 1024, &pool);
-    mw_page_pool_commit(pool, 1024);
-    accts = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    atomic_store(&accts[0].limit, (size_t)1 << 30);
-    struct mw_detector_env env = { .index = idx, .pool = pool, .accts = accts, .page_size = ps,
-                                   .copy_cost = ps + sizeof(struct mw_slot_meta) };
-    CHECK_EQ_INT(det->init(&env), 0);
+    CHECK_EQ_INT(fixture_start(det), 0);
     CHECK(mw_signal_chain_installed(SIGSEGV));
 
     RUN(test_first_write_is_caught);

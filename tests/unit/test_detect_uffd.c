@@ -17,51 +17,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "detector.h"
+#include "detector_fixture.h"
 #include "signal_chain.h"
 #include "unit.h"
 
-static size_t ps;
-static struct mw_region_index *idx;
-static struct mw_page_pool *pool;
-static struct mw_acct *accts;
 static const struct mw_detector_ops *det = &mw_detect_uffd;
 
 static void hook(struct mw_writer *w, void *ctx)
 {
     strcpy(w->file, (const char *)ctx);
     w->line = 7;
-}
-
-static struct mw_page *watch_page(uintptr_t page)
-{
-    struct mw_page *e = mw_region_index_page_new(idx, page);
-    atomic_store(&e->acct_prot, MW_ACCT_PROT(0, PROT_READ | PROT_WRITE));
-    atomic_store(&e->span, MW_SPAN(0, ps));
-    e->nregions = 1;
-    mw_region_index_insert(idx, e);
-    return e;
-}
-
-static void settle(struct mw_page *e)
-{
-    atomic_store(&e->state, MW_PAGE_CHECKING);
-    CHECK_EQ_INT(det->rearm(e->addr, ps, PROT_READ | PROT_WRITE), 0);
-    uint32_t slot = atomic_load(&e->slot);
-    if (slot != MW_SLOT_NONE) {
-        mw_page_pool_free(pool, slot);
-        mw_acct_uncharge(&accts[0], ps + sizeof(struct mw_slot_meta));
-        atomic_store(&e->slot, MW_SLOT_NONE);
-    }
-    atomic_store(&e->state, MW_PAGE_CLEAN);
-}
-
-static size_t list_len(struct mw_page *l)
-{
-    size_t n = 0;
-    for (; l; l = atomic_load(&l->next))
-        n++;
-    return n;
 }
 
 static size_t vma_count(void)
@@ -82,17 +47,17 @@ static void test_first_write_is_caught(void)
         buf[i] = (unsigned char)(i * 7);
     struct mw_page *pages[4];
     for (int i = 0; i < 4; i++)
-        pages[i] = watch_page((uintptr_t)buf + i * ps);
+        pages[i] = watch_page((uintptr_t)buf + i * ps, 0);
     CHECK_EQ_INT(det->protect((uintptr_t)buf, 4 * ps, PROT_READ | PROT_WRITE), 0);
-    det->set_writer_hook(hook, "script.py");
-    CHECK(!det->has_dirty());
+    mw_fault_path_set_writer_hook(hook, "script.py");
+    CHECK(!mw_fault_path_has_dirty());
     uint64_t f0 = atomic_load(&accts[0].faults);
 
     buf[ps + 10] = 0xAB;                       /* SIGBUS once */
     buf[ps + 11] = 0xCD;                       /* writable now */
     CHECK_EQ_INT(buf[ps + 10], 0xAB);
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 1);
-    struct mw_page *l = det->collect();
+    struct mw_page *l = mw_fault_path_collect();
     CHECK(l == pages[1]);
     CHECK_EQ_INT(list_len(l), 1);
     CHECK_EQ_INT(atomic_load(&pages[1]->state), MW_PAGE_DIRTY);
@@ -107,17 +72,17 @@ static void test_first_write_is_caught(void)
         CHECK(strcmp(m->writer.file, "script.py") == 0);
         CHECK_EQ_INT(m->writer.line, 7);
     }
-    settle(pages[1]);
+    CHECK_EQ_INT(settle(det, pages[1]), 0);
     buf[ps + 12] = 1;                          /* re-armed: faults again */
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 2);
 
     /* A page the kernel never populated is protected too (WP_UNPOPULATED). */
     buf[3 * ps + 1] = 5;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 3);
-    l = det->collect();
+    l = mw_fault_path_collect();
     CHECK_EQ_INT(list_len(l), 2);
-    settle(pages[1]);
-    settle(pages[3]);
+    CHECK_EQ_INT(settle(det, pages[1]), 0);
+    CHECK_EQ_INT(settle(det, pages[3]), 0);
     CHECK_EQ_INT(det->unprotect((uintptr_t)buf, 4 * ps, PROT_READ | PROT_WRITE), 0);
     buf[0] = 1;                                /* no fault once unprotected */
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 3);
@@ -156,21 +121,21 @@ static void test_huge_pages_do_not_widen(void)
     size_t n = huge / ps;
     struct mw_page **pages = calloc(n, sizeof(*pages));
     for (size_t i = 0; i < n; i++)
-        pages[i] = watch_page((uintptr_t)b + i * ps);
+        pages[i] = watch_page((uintptr_t)b + i * ps, 0);
     uint64_t f0 = atomic_load(&accts[0].faults);
     CHECK_EQ_INT(det->protect((uintptr_t)b, huge, PROT_READ | PROT_WRITE), 0);
     b[5 * ps + 3] = 2;
     b[5 * ps + 4] = 2;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 1);
-    struct mw_page *l = det->collect();
+    struct mw_page *l = mw_fault_path_collect();
     CHECK_EQ_INT(list_len(l), 1);
     CHECK(l == pages[5]);
     b[6 * ps] = 2;                             /* the neighbouring 4 KiB is still protected */
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 2);
-    l = det->collect();
+    l = mw_fault_path_collect();
     CHECK_EQ_INT(list_len(l), 1);
-    settle(pages[5]);
-    settle(pages[6]);
+    CHECK_EQ_INT(settle(det, pages[5]), 0);
+    CHECK_EQ_INT(settle(det, pages[6]), 0);
     det->unprotect((uintptr_t)b, huge, PROT_READ | PROT_WRITE);
     for (size_t i = 0; i < n; i++)
         mw_region_index_remove(idx, pages[i]);
@@ -184,7 +149,7 @@ static void test_kernel_write_is_efault_without_interposition(void)
 {
     unsigned char *b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     b[0] = 1;
-    struct mw_page *e = watch_page((uintptr_t)b);
+    struct mw_page *e = watch_page((uintptr_t)b, 0);
     CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     int fd = open("/proc/self/exe", O_RDONLY);
     ssize_t r = read(fd, b, 16);
@@ -207,17 +172,17 @@ static void test_fallback_to_mprotect(void)
     unsigned char *b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     b[0] = 4;
-    struct mw_page *e = watch_page((uintptr_t)b);
+    struct mw_page *e = watch_page((uintptr_t)b, 0);
     uint64_t f0 = atomic_load(&accts[0].faults);
     CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     b[1] = 5;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 1);
-    CHECK(det->collect() == e);
-    settle(e);
+    CHECK(mw_fault_path_collect() == e);
+    CHECK_EQ_INT(settle(det, e), 0);
     b[2] = 6;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 2);
-    CHECK(det->collect() == e);
-    settle(e);
+    CHECK(mw_fault_path_collect() == e);
+    CHECK_EQ_INT(settle(det, e), 0);
     CHECK_EQ_INT(det->unprotect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     b[3] = 7;
     CHECK_EQ_INT(atomic_load(&accts[0].faults), f0 + 2);
@@ -243,22 +208,12 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--probe") == 0)
         return det->available() ? 2 : 3;
-    ps = (size_t)sysconf(_SC_PAGESIZE);
     if (!det->available()) {
         fprintf(stderr, "userfaultfd write-protection unavailable here: skipped\n");
         RUN(test_disable_env);
         return UNIT_DONE();
     }
-    CHECK_EQ_INT(mw_region_index_create(ps, &idx), 0);
-    CHECK_EQ_INT(mw_page_pool_create(ps, 1024, &pool), 0);
-    CHECK_EQ_INT(mw_page_pool_commit(pool, 1024), 0);
-    accts = calloc(4, sizeof(*accts));
-    atomic_store(&accts[0].limit, (size_t)1 << 30);
-    struct mw_detector_env env = {
-        .index = idx, .pool = pool, .accts = accts, .page_size = ps,
-        .copy_cost = ps + sizeof(struct mw_slot_meta),
-    };
-    CHECK_EQ_INT(det->init(&env), 0);
+    CHECK_EQ_INT(fixture_start(det), 0);
     CHECK(det->backend == MW_BACKEND_UFFD);
     RUN(test_first_write_is_caught);
     RUN(test_scattered_pages_do_not_split_vmas);

@@ -1,6 +1,8 @@
-/* page_pool.c: capacity, reuse, and lock-free allocation under contention. */
+/* page_pool.c: capacity, reuse, lock-free allocation under contention, and copies charged
+ * to their account. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -12,7 +14,7 @@ static size_t ps;
 static void test_capacity_follows_commit(void)
 {
     struct mw_page_pool *p;
-    CHECK_EQ_INT(mw_page_pool_create(ps, 64, &p), 0);
+    CHECK_EQ_INT(mw_page_pool_create(ps, 64, NULL, &p), 0);
     CHECK_EQ_INT(mw_page_pool_alloc(p), MW_SLOT_NONE);      /* nothing committed */
     CHECK_EQ_INT(mw_page_pool_commit(p, 16), 0);
     CHECK_EQ_INT(mw_page_pool_committed(p), 16);
@@ -70,7 +72,7 @@ static void *churn(void *arg)
 
 static void test_concurrent_alloc_free(void)
 {
-    CHECK_EQ_INT(mw_page_pool_create(ps, 256, &shared), 0);
+    CHECK_EQ_INT(mw_page_pool_create(ps, 256, NULL, &shared), 0);
     CHECK_EQ_INT(mw_page_pool_commit(shared, 24), 0);   /* fewer than 4 x 8: contention */
     pthread_t t[4];
     for (uintptr_t i = 0; i < 4; i++)
@@ -87,10 +89,45 @@ static void test_concurrent_alloc_free(void)
     mw_page_pool_destroy(shared);
 }
 
+/* A copy holds the page's bytes and charges its account; its release gives both back; an
+ * account at its limit gets no copy and is charged nothing. */
+static void test_copies_are_charged(void)
+{
+    static struct mw_acct accts[2];
+    struct mw_page_pool *p;
+    CHECK_EQ_INT(mw_page_pool_create(ps, 8, accts, &p), 0);
+    CHECK_EQ_INT(mw_page_pool_commit(p, 8), 0);
+    size_t cost = mw_page_pool_copy_cost(p);
+    CHECK(cost >= ps);
+    atomic_store(&accts[1].limit, 2 * cost);
+    unsigned char *page = calloc(1, ps);
+    page[7] = 0x5A;
+    uint32_t a = mw_page_pool_take_copy(p, 1, page);
+    uint32_t b = mw_page_pool_take_copy(p, 1, page);
+    CHECK(a != MW_SLOT_NONE && b != MW_SLOT_NONE);
+    CHECK_EQ_INT(((unsigned char *)mw_page_pool_data(p, a))[7], 0x5A);
+    CHECK_EQ_INT(mw_page_pool_meta(p, a)->acct, 1);
+    CHECK_EQ_INT(mw_page_pool_meta(p, a)->writer.tid, 0);
+    CHECK_EQ_INT(atomic_load(&accts[1].used), 2 * cost);
+    CHECK_EQ_INT(atomic_load(&accts[1].copies), 2);
+    CHECK_EQ_INT(mw_page_pool_take_copy(p, 1, page), MW_SLOT_NONE);   /* at the limit */
+    CHECK_EQ_INT(atomic_load(&accts[1].used), 2 * cost);
+    mw_page_pool_release_copy(p, a);
+    CHECK_EQ_INT(atomic_load(&accts[1].used), cost);
+    CHECK_EQ_INT(atomic_load(&accts[1].copies), 1);
+    CHECK_EQ_INT(mw_page_pool_in_use(p), 1);
+    mw_page_pool_release_copy(p, b);
+    CHECK_EQ_INT(atomic_load(&accts[1].used), 0);
+    CHECK_EQ_INT(mw_page_pool_in_use(p), 0);
+    free(page);
+    mw_page_pool_destroy(p);
+}
+
 int main(void)
 {
     ps = (size_t)sysconf(_SC_PAGESIZE);
     RUN(test_capacity_follows_commit);
     RUN(test_concurrent_alloc_free);
+    RUN(test_copies_are_charged);
     return UNIT_DONE();
 }

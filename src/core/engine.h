@@ -1,0 +1,158 @@
+/* The engine's rooms and what they share (internal: only src/core includes this; the
+ * public face is watcher.h).
+ *
+ *   engine.c      the public face and the lock: setup, the backend, the writer hook, stop
+ *                 and fork
+ *   watch.c       watchers and regions: create/destroy, watch, unwatch, stats
+ *   page_refs.c   which regions touch a page, and the span of watched bytes on it
+ *   check.c       the check: collect dirty pages, re-protect, compare, merge, deliver
+ *   kwrite.c      kernel writes into watched memory (read() into a watched buffer)
+ *   own_memory.c  memory memwatch itself uses, which can never be watched
+ *   scratch.c     growable scratch vectors in memory of the engine's own
+ *
+ * DESIGN
+ * - One process-wide engine under one mutex (engine.lock): registration, unwatch, check
+ *   and stats serialize on it. The fault handler never takes it. Functions named
+ *   *_locked expect it held (engine_assert_locked checks it in debug builds).
+ * - Regions: an engine-wide array sorted by id (ids only grow). Each page entry lists the
+ *   regions that touch it (one inline pointer, or a vector when several share the page).
+ * - Accounting: each page's index share is charged to one watcher (the page's account,
+ *   moved to another watcher when that one leaves the page); region metadata and
+ *   baselines to the region's watcher; each old copy to the page's account at fault time
+ *   (the slot remembers which), released by the check. */
+#ifndef MW_ENGINE_H
+#define MW_ENGINE_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "acct.h"
+#include "detector.h"
+#include "page_pool.h"
+#include "region_index.h"
+#include "watcher.h"
+
+struct mw_region {
+    uint64_t id;
+    uintptr_t addr;
+    size_t size;
+    void *user;
+    struct mw_watcher *w;
+    size_t charge;                 /* metadata bytes charged to w at watch time */
+};
+
+/* A region's presence on a page. baseline: a copy of the region's bytes on a page that
+ * was already DIRTY when the region joined it, compared instead of the page's old copy
+ * (which predates the region), so nothing written before the watch is reported. */
+struct mw_ref {
+    struct mw_region *r;
+    unsigned char *baseline;
+};
+
+struct mw_watcher {
+    uint32_t acct;
+    size_t limit;
+    size_t tracked_objects;
+    size_t tracked_bytes;
+    uint64_t checks_base;
+    uint64_t pages_compared_base;
+    uint64_t changes;
+    uint64_t old_unavailable;
+};
+
+/* Growable scratch in anonymous memory of our own: the checker may not allocate from the
+ * heap while pages are CHECKING (check.c). */
+struct svec {
+    unsigned char *p;
+    size_t len, cap;
+};
+
+#define ENGINE_SCRATCH 8
+
+extern struct engine {
+    pthread_mutex_t lock;
+    pthread_t lock_owner;          /* valid while locked; for engine_assert_locked */
+    int locked;
+    int initialized;
+    int detached;                  /* in a forked child: inert */
+    int stopped;                   /* mw_engine_unprotect_all ran */
+    size_t page_size;
+    size_t page_cost;              /* index share of one page */
+    size_t copy_cost;              /* one old copy */
+    struct mw_region_index *index;
+    struct mw_page_pool *pool;
+    struct mw_acct *accts;
+    size_t accts_bytes;
+    uint32_t naccts;
+    const struct mw_detector_ops *det;
+    enum mw_backend want;          /* requested by mw_engine_set_backend; AUTO by default */
+    mw_writer_hook hook;
+    void *hook_ctx;
+    uint64_t next_id;
+    struct mw_region **regions;    /* sorted by id */
+    size_t nregions, regions_cap;
+    /* region_ids[i] is regions[i]'s id, kept when the region leaves (regions[i] = NULL, a
+     * hole) so that lookups stay a binary search and a removal is O(1); holes are
+     * compacted away when they are half the array (amortized O(1) per removal). */
+    uint64_t *region_ids;
+    size_t nholes;
+    size_t limits_sum;
+    uint64_t checks;
+    uint64_t pages_compared;
+    union {
+        struct {
+            struct svec pages, recs, old, new_, writers, merged, ranges, frees;
+        } s;
+        struct svec all[ENGINE_SCRATCH];
+    } scratch;
+} engine;
+
+/* engine.c */
+void engine_lock(void);
+void engine_unlock(void);
+#define engine_assert_locked() \
+    assert(engine.locked && pthread_equal(engine.lock_owner, pthread_self()))
+/* Is the engine usable (initialized, not detached in a forked child)? Engine lock. */
+int engine_live_locked(void);
+
+/* scratch.c */
+int svec_reserve(struct svec *v, size_t add);
+void *svec_push(struct svec *v, const void *item, size_t n);
+void svec_trim(struct svec *v);          /* empties; unmaps a big one */
+int svec_overlaps(const struct svec *v, uintptr_t addr, size_t len);
+
+/* page_refs.c: engine lock held. */
+uint32_t page_nrefs(const struct mw_page *e);
+/* The page's references; tmp holds an inline one. */
+struct mw_ref *page_refs(struct mw_page *e, struct mw_ref *tmp);
+int page_refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baseline);
+/* Removes r from the page; returns its baseline (the caller frees it). */
+unsigned char *page_refs_remove(struct mw_page *e, struct mw_region *r);
+/* The part of region r on the page at page: [window_lo, window_hi) in addresses. */
+uintptr_t region_window_lo(const struct mw_region *r, uintptr_t page);
+uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page);
+
+/* watch.c: engine lock held. */
+void compact_regions_locked(void);
+struct mw_region **find_region_locked(uint64_t id);
+void remove_region_locked(struct mw_region *r);
+
+/* check.c: engine lock held. */
+int check_locked(mw_change_fn fn, void *ctx);
+int cmp_page_addr(const void *a, const void *b);   /* qsort of struct mw_page * by address */
+
+/* kwrite.c: is a kernel write pinning part of [start, start+len)? */
+int kwrite_pinned(uintptr_t start, size_t len);
+
+/* own_memory.c: does [addr, addr+len) overlap memory memwatch itself uses? Engine lock. */
+int owns_memory_locked(uintptr_t addr, size_t len);
+
+/* The end of the run of pages that starts at pages[i] (sorted by address): consecutive
+ * addresses, one original protection, and each accepted by keep (NULL: all). Pages in a
+ * run can be protected or lifted with one call. */
+size_t page_run_end(struct mw_page *const *pages, size_t i, size_t n,
+                    int (*keep)(const struct mw_page *e));
+
+#endif

@@ -1,0 +1,105 @@
+/* See memory_map.h. One ioctl per query where the kernel has PROCMAP_QUERY (Linux 6.11),
+ * else a scan of /proc/self/maps. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "memory_map.h"
+#include "mw_error.h"
+
+/* PROCMAP_QUERY: Debian 12's kernel headers predate it. */
+struct procmap_query {
+    uint64_t size, query_flags, query_addr, vma_start, vma_end, vma_flags, vma_page_size,
+        vma_offset, inode;
+    uint32_t dev_major, dev_minor, vma_name_size, build_id_size;
+    uint64_t vma_name_addr, build_id_addr;
+};
+#define PROCMAP_QUERY_IOCTL _IOWR('f', 17, struct procmap_query)
+#define PQ_READ 0x1
+#define PQ_WRITE 0x2
+#define PQ_EXEC 0x4
+
+static int maps_fd = -1;
+static int procmap_query_ok = -1;   /* -1 unknown, 0 no, 1 yes */
+
+/* An open /proc/self/maps describes the process that opened it: a forked child must open
+ * its own. */
+static void forget_maps_in_child(void)
+{
+    if (maps_fd >= 0)
+        close(maps_fd);
+    maps_fd = -1;
+}
+
+static void open_maps(void)
+{
+    static int atfork_registered;
+    if (!atfork_registered && pthread_atfork(NULL, NULL, forget_maps_in_child) == 0)
+        atfork_registered = 1;
+    maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+}
+
+static int perms_to_prot(const char *perms)
+{
+    return (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+           (perms[2] == 'x' ? PROT_EXEC : 0);
+}
+
+static int maps_scan(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -errno;
+    char line[512];
+    int rc = MW_EUNMAPPED;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long s, e;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &s, &e, perms) != 3)
+            continue;
+        size_t l = strlen(line);
+        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), f))
+            l = strlen(line);   /* skip the rest of a long line */
+        if (addr < s)
+            break;
+        if (addr >= e)
+            continue;
+        *start = s;
+        *end = e;
+        *prot = perms_to_prot(perms);
+        rc = 0;
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
+{
+    if (maps_fd < 0 && procmap_query_ok != 0)
+        open_maps();
+    if (procmap_query_ok != 0 && maps_fd >= 0) {
+        struct procmap_query q;
+        memset(&q, 0, sizeof(q));
+        q.size = sizeof(q);
+        q.query_addr = addr;
+        if (ioctl(maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
+            procmap_query_ok = 1;
+            *start = q.vma_start;
+            *end = q.vma_end;
+            *prot = (q.vma_flags & PQ_READ ? PROT_READ : 0) |
+                    (q.vma_flags & PQ_WRITE ? PROT_WRITE : 0) |
+                    (q.vma_flags & PQ_EXEC ? PROT_EXEC : 0);
+            return 0;
+        }
+        if (errno == ENOENT)
+            return MW_EUNMAPPED;
+        procmap_query_ok = 0;   /* ENOTTY/EINVAL: an older kernel */
+    }
+    return maps_scan(addr, start, end, prot);
+}
