@@ -254,7 +254,7 @@ static void close_neighbour(struct mw_page *e, int sig)
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
     const unsigned char *copy = mw_page_pool_data(env.pool, slot);
-    uint64_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
     uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
     /* Protect first, then compare: a write racing with us faults and waits for OPEN to end. */
     int protected_again = protect_again(page, MW_PROT_OF(ap), sig) == 0;
@@ -349,7 +349,7 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
                 continue;
             }
-            uint64_t span = atomic_load_explicit(&e->span, memory_order_acquire);
+            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
             uintptr_t off = addr - page;
             int neighbour = off + MW_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
             if (neighbour &&

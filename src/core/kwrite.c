@@ -76,7 +76,7 @@ int mw_engine_kwrite_begin(const void *addr, size_t len)
         struct mw_page *e = mw_region_index_lookup(idx, p);
         uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_seq_cst)
                        : MW_PAGE_UNTRACKED;
-        uint64_t span = e ? atomic_load_explicit(&e->span, memory_order_acquire) : 0;
+        uint32_t span = e ? atomic_load_explicit(&e->span, memory_order_acquire) : 0;
         mw_region_index_leave(idx);
         s = MW_PAGE_STATE(s);
         if (s != MW_PAGE_CLEAN && s != MW_PAGE_CHECKING)

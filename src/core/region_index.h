@@ -60,13 +60,14 @@ enum mw_page_state {
 #define MW_ACCT_PROT(acct, prot) (((uint32_t)(acct) << 8) | ((uint32_t)(prot) & 0xffu))
 #define MW_ACCT_OF(ap) ((ap) >> 8)
 #define MW_PROT_OF(ap) ((int)((ap) & 0xffu))
-/* span packs the page's watched bytes as offsets [lo, hi) in one 64-bit word, read by a
- * handler in one atomic load. hi can be the page size itself: 32 bits each hold any page
- * size (MW_SPAN_MAX_PAGE; mw_engine_init refuses a larger one). */
-#define MW_SPAN(lo, hi) (((uint64_t)(lo) << 32) | (uint64_t)(uint32_t)(hi))
-#define MW_SPAN_LO(s) ((uintptr_t)((s) >> 32))
-#define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffffffu))
-#define MW_SPAN_MAX_PAGE ((size_t)UINT32_MAX)
+/* span packs the page's watched bytes [lo, hi) in one 32-bit word, read by a handler in
+ * one atomic load: lo and the last watched byte (hi - 1), 16 bits each, which holds any
+ * page size up to 64 KiB (MW_SPAN_MAX_PAGE; mw_engine_init refuses a larger one). A page
+ * without regions has span 0, [0, 1): it is never compared (check.c drops such orphans). */
+#define MW_SPAN(lo, hi) (((uint32_t)(lo) << 16) | (uint32_t)((hi) - 1))
+#define MW_SPAN_LO(s) ((uintptr_t)((s) >> 16))
+#define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffu) + 1)
+#define MW_SPAN_MAX_PAGE ((size_t)1 << 16)
 
 /* Set in nregions when regions points to a vector rather than to one region. */
 #define MW_REGIONS_VEC 0x80000000u
@@ -79,7 +80,7 @@ struct mw_page {
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
     /* The page's watched bytes as offsets [lo, hi) (MW_SPAN): a write elsewhere on the page
      * is a neighbour's (see fault_path.c). Written under the engine lock. */
-    _Atomic uint64_t span;
+    _Atomic uint32_t span;
     _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
     uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */
     void *regions;                   /* engine lock; owned by watcher.c */
