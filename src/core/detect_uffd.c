@@ -63,6 +63,13 @@
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
 #endif
 
+/* The kernel's ioctl directly: the injected library interposes ioctl() (kwrite_interpose.c),
+ * and wp_range runs inside the fault handler. */
+static int uffd_ioctl(int fd, unsigned long request, void *arg)
+{
+    return (int)syscall(SYS_ioctl, fd, request, arg);
+}
+
 static size_t page_size;
 static int uffd = -1;
 static uint64_t features;          /* what UFFDIO_API granted */
@@ -82,7 +89,7 @@ static int open_uffd(uint64_t *granted)
     uint64_t want[] = { need | UFFD_FEATURE_WP_HUGETLBFS_SHMEM, need };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         struct uffdio_api api = { .api = UFFD_API, .features = want[i] };
-        if (ioctl(fd, UFFDIO_API, &api) == 0) {
+        if (uffd_ioctl(fd, UFFDIO_API, &api) == 0) {
             if ((api.features & need) != need ||
                 !(api.ioctls & ((uint64_t)1 << _UFFDIO_REGISTER))) {
                 close(fd);
@@ -129,9 +136,9 @@ static int probe(void)
             .range = { (uintptr_t)m, (uint64_t)ps }, .mode = UFFDIO_WRITEPROTECT_MODE_WP,
         };
         struct uffdio_writeprotect un = { .range = { (uintptr_t)m, (uint64_t)ps }, .mode = 0 };
-        ok = ioctl(fd, UFFDIO_REGISTER, &reg) == 0 &&
+        ok = uffd_ioctl(fd, UFFDIO_REGISTER, &reg) == 0 &&
              (reg.ioctls & ((uint64_t)1 << _UFFDIO_WRITEPROTECT)) &&
-             ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 && ioctl(fd, UFFDIO_WRITEPROTECT, &un) == 0;
+             uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &wp) == 0 && uffd_ioctl(fd, UFFDIO_WRITEPROTECT, &un) == 0;
         munmap(m, (size_t)ps);
     }
     close(fd);
@@ -151,7 +158,7 @@ static int wp_range(uintptr_t start, size_t len, int on)
     struct uffdio_writeprotect wp = {
         .range = { start, len }, .mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
     };
-    return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : -errno;
+    return uffd_ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0 ? 0 : -errno;
 }
 
 static int uffd_init(const struct mw_detector_env *e)
@@ -180,7 +187,7 @@ static int register_vmas(uintptr_t start, size_t len)
         if (rc)
             return rc == MW_EUNMAPPED ? -ENOENT : rc;
         struct uffdio_register reg = { .range = { vs, ve - vs }, .mode = UFFDIO_REGISTER_MODE_WP };
-        if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0)
+        if (uffd_ioctl(uffd, UFFDIO_REGISTER, &reg) != 0)
             return -errno;
         a = ve;
     }

@@ -1,22 +1,59 @@
-/* read(), readv(), pread(), preadv(), recv(), recvfrom() and recvmsg() for the injected
- * library: a kernel write into a protected page fails with EFAULT (the kernel does not
- * take a write-protection fault for the program), so under memwatch `f.readinto(buf)`,
- * `sock.recv_into(buf)`, `os.readv` or `os.preadv` into a watched buffer would raise
- * OSError where python3 succeeds. Each call first opens the watched pages of its buffers
- * and pins them until it returns (mw_engine_kwrite_begin): the call then behaves exactly
- * as without memwatch, and the check reports what it wrote, attributed to the calling
- * thread. When the pin table is full (64 calls in flight), an EFAULT on watched memory is
- * retried once after opening the pages again (Wine's fallback does the same).
+/* The C library's system-call wrappers that write into the caller's memory, for the
+ * injected library.
+ *
+ * A kernel write into a protected page fails with EFAULT (the kernel does not take a
+ * write-protection fault on the program's behalf), under both mechanisms. Watched bytes
+ * share pages with the rest of the program, so any buffer the kernel fills can lie on a
+ * protected page, beside watched bytes or inside them: os.getcwd(), os.listdir() (the
+ * DIR's buffer), os.urandom(), epoll.poll(), sched_getaffinity(), f.readinto(buf),
+ * sock.recv_into(buf)... Under memwatch they would fail where python3 succeeds. Each
+ * wrapper here first opens the watched pages of the buffers the call may write and pins
+ * them until it returns (mw_engine_kwrite_begin): the call then behaves exactly as without
+ * memwatch, and the check reports what it wrote into watched bytes, attributed to the
+ * calling thread and its Python line.
+ *
+ * When the pin table is full (64 calls in flight), a call that failed with EFAULT on
+ * watched memory is made again once after opening the pages again (Wine's fallback does
+ * the same), for the calls where a failed attempt consumed nothing (reads of files and
+ * sockets, paths, random bytes); calls whose failure has side effects (accept, wait,
+ * epoll_wait, sigtimedwait) are not repeated.
+ *
+ * What this cannot see: calls the C library makes internally (they write memwatch-free
+ * stack buffers in practice), and calls made through a handle of the C library itself
+ * (ctypes.CDLL("libc.so.6").getcwd): dlsym() on that handle finds the C library's own
+ * definition. ctypes.CDLL(None) and every call from python3 or an extension module come
+ * here. README "Backends" lists them.
  *
  * Cost when nothing is watched: one load and a compare per call. Linked only into the
  * LD_PRELOAD library (mw_sigchain), like sigaction_interpose.c. */
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <sys/time.h>
+#include <sys/times.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "watcher.h"
@@ -25,173 +62,596 @@
  * inherit that: GCC then takes handing the address to the engine as a read of
  * uninitialized memory. Only the address is used. */
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+/* readdir_r() is deprecated, but programs still call it, and its DIR is filled the same. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
-#define MAX_IOV_PINS 8
+/* ---- pins ------------------------------------------------------------------------------ */
 
-typedef ssize_t (*read_fn)(int, void *, size_t);
-typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
-typedef ssize_t (*readv_fn)(int, const struct iovec *, int);
-typedef ssize_t (*preadv_fn)(int, const struct iovec *, int, off_t);
-typedef ssize_t (*preadv2_fn)(int, const struct iovec *, int, off_t, int);
-typedef ssize_t (*recv_fn)(int, void *, size_t, int);
-typedef ssize_t (*recvfrom_fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
-typedef ssize_t (*recvmsg_fn)(int, struct msghdr *, int);
-
-static struct {
-    read_fn read;
-    pread_fn pread, pread64;
-    readv_fn readv;
-    preadv_fn preadv, preadv64;
-    preadv2_fn preadv2, preadv64v2;
-    recv_fn recv;
-    recvfrom_fn recvfrom;
-    recvmsg_fn recvmsg;
-} real;
-
-/* Resolved before any thread can call them (never lazily inside a call). */
-__attribute__((constructor)) static void kwrite_interpose_init(void)
-{
-    real.read = (read_fn)dlsym(RTLD_NEXT, "read");
-    real.pread = (pread_fn)dlsym(RTLD_NEXT, "pread");
-    real.pread64 = (pread_fn)dlsym(RTLD_NEXT, "pread64");
-    real.readv = (readv_fn)dlsym(RTLD_NEXT, "readv");
-    real.preadv = (preadv_fn)dlsym(RTLD_NEXT, "preadv");
-    real.preadv64 = (preadv_fn)dlsym(RTLD_NEXT, "preadv64");
-    real.preadv2 = (preadv2_fn)dlsym(RTLD_NEXT, "preadv2");
-    real.preadv64v2 = (preadv2_fn)dlsym(RTLD_NEXT, "preadv64v2");
-    real.recv = (recv_fn)dlsym(RTLD_NEXT, "recv");
-    real.recvfrom = (recvfrom_fn)dlsym(RTLD_NEXT, "recvfrom");
-    real.recvmsg = (recvmsg_fn)dlsym(RTLD_NEXT, "recvmsg");
-}
+#define MAX_PINS 8
 
 struct pins {
-    int n;
-    int token[MAX_IOV_PINS];
+    int ntokens;
+    int token[MAX_PINS];
+    int nranges;
+    struct {
+        uintptr_t addr;
+        size_t len;
+    } range[MAX_PINS];
 };
 
-/* Addresses as integers: glibc declares read()'s buffer write-only, and the compiler
- * would take passing it on as a read of uninitialized memory. */
-static void pin_buf(struct pins *p, uintptr_t buf, size_t len)
+/* Addresses as integers: see the pragma above. */
+static void pin(struct pins *p, uintptr_t addr, size_t len)
 {
-    int t = mw_engine_kwrite_begin((const void *)buf, len);
-    if (t && p->n < MAX_IOV_PINS)
-        p->token[p->n++] = t;
+    if (!addr || !len)
+        return;
+    if (p->nranges < MAX_PINS) {
+        p->range[p->nranges].addr = addr;
+        p->range[p->nranges].len = len;
+        p->nranges++;
+    }
+    int t = mw_engine_kwrite_begin((const void *)addr, len);
+    if (t && p->ntokens < MAX_PINS)
+        p->token[p->ntokens++] = t;
     else if (t)
         mw_engine_kwrite_end(t);   /* no room to remember it: the retry covers the call */
 }
 
-static void pin_iov(struct pins *p, const struct iovec *iov, int n)
+static void pin_iov(struct pins *p, const struct iovec *iov, size_t n)
 {
-    for (int i = 0; iov && i < n; i++)
-        pin_buf(p, (uintptr_t)iov[i].iov_base, iov[i].iov_len);
+    for (size_t i = 0; iov && i < n; i++)
+        pin(p, (uintptr_t)iov[i].iov_base, iov[i].iov_len);
 }
 
 static void unpin(struct pins *p)
 {
     int saved = errno;
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->ntokens; i++)
         mw_engine_kwrite_end(p->token[i]);
-    p->n = 0;
+    p->ntokens = 0;
     errno = saved;
 }
 
-static int retry_buf(ssize_t r, uintptr_t buf, size_t len)
+/* Did the call fail because of a page memwatch protects? Then it is worth one retry. */
+static int failed_on_watched(const struct pins *p, int failed)
 {
-    return r < 0 && errno == EFAULT && mw_engine_owns_range((const void *)buf, len);
-}
-
-static int retry_iov(ssize_t r, const struct iovec *iov, int n)
-{
-    if (!(r < 0 && errno == EFAULT) || !iov)
+    if (!failed || errno != EFAULT)
         return 0;
-    for (int i = 0; i < n; i++)
-        if (mw_engine_owns_range(iov[i].iov_base, iov[i].iov_len))
+    for (int i = 0; i < p->nranges; i++)
+        if (mw_engine_owns_range((const void *)p->range[i].addr, p->range[i].len))
             return 1;
     return 0;
 }
 
-/* One body for every single-buffer call: pin, call, retry once on EFAULT. */
-#define KWRITE_BUF(call, buf, len)                                                         \
+/* Pins again what the first attempt pinned. */
+static void repin(struct pins *p)
+{
+    struct pins again = *p;
+    unpin(p);
+    p->nranges = 0;
+    for (int i = 0; i < again.nranges; i++)
+        pin(p, again.range[i].addr, again.range[i].len);
+}
+
+/* The body of every wrapper: pins (statements using p_), the call, the result type and the
+ * test of failure on r_. RETRY(...) makes the call again once on EFAULT; ONCE(...) never. */
+#define KWRITE_RETRY(type, call, failed, pinning)                                             \
     do {                                                                                   \
-        struct pins p_ = { 0, { 0 } };                                                     \
-        pin_buf(&p_, (uintptr_t)(buf), len);                                               \
-        ssize_t r_ = call;                                                                 \
-        if (retry_buf(r_, (uintptr_t)(buf), len)) {                                        \
-            unpin(&p_);                                                                    \
-            pin_buf(&p_, (uintptr_t)(buf), len);                                                \
+        struct pins p_ = { 0 };                                                            \
+        pinning;                                                                           \
+        type r_ = call;                                                                    \
+        if (failed_on_watched(&p_, failed)) {                                              \
+            repin(&p_);                                                                    \
             r_ = call;                                                                     \
         }                                                                                  \
         unpin(&p_);                                                                        \
         return r_;                                                                         \
     } while (0)
 
-#define KWRITE_IOV(call, iov, n)                                                           \
+#define KWRITE_ONCE(type, call, pinning)                                                      \
     do {                                                                                   \
-        struct pins p_ = { 0, { 0 } };                                                     \
-        pin_iov(&p_, iov, n);                                                              \
-        ssize_t r_ = call;                                                                 \
-        if (retry_iov(r_, iov, n)) {                                                       \
-            unpin(&p_);                                                                    \
-            pin_iov(&p_, iov, n);                                                          \
-            r_ = call;                                                                     \
-        }                                                                                  \
+        struct pins p_ = { 0 };                                                            \
+        pinning;                                                                           \
+        type r_ = call;                                                                    \
         unpin(&p_);                                                                        \
         return r_;                                                                         \
     } while (0)
+
+#define PIN(addr, len) pin(&p_, (uintptr_t)(addr), (len))
+#define PIN_OBJ(ptr) PIN((ptr), sizeof(*(ptr)))
+#define PIN_IOV(iov, n) pin_iov(&p_, (iov), (size_t)(n))
+
+/* ---- the real functions ------------------------------------------------------------------ */
+
+#define KWRITE_CALLS(X)                                                                    \
+    X(read) X(pread) X(pread64) X(readv) X(preadv) X(preadv64) X(preadv2) X(preadv64v2)     \
+    X(recv) X(recvfrom) X(recvmsg) X(recvmmsg) X(accept) X(accept4) X(getsockopt)          \
+    X(getsockname) X(getpeername) X(getcwd) X(readlink) X(readlinkat) X(getrandom)          \
+    X(getentropy) X(readdir) X(readdir64) X(readdir_r) X(readdir64_r) X(getdents64)         \
+    X(stat) X(stat64) X(lstat) X(lstat64) X(fstat) X(fstat64) X(fstatat) X(fstatat64)      \
+    X(statx) X(statfs) X(fstatfs) X(statvfs) X(fstatvfs) X(uname) X(sysinfo) X(getrusage)   \
+    X(times) X(getrlimit) X(prlimit) X(clock_gettime) X(clock_getres) X(nanosleep)         \
+    X(clock_nanosleep) X(epoll_wait) X(epoll_pwait) X(poll) X(ppoll) X(select) X(pselect)   \
+    X(sched_getaffinity) X(pipe) X(pipe2) X(socketpair) X(wait) X(waitpid) X(wait3)        \
+    X(wait4) X(waitid) X(sigtimedwait) X(sigwaitinfo) X(sigpending) X(getgroups)           \
+    X(getresuid) X(getresgid) X(getxattr) X(lgetxattr) X(fgetxattr) X(listxattr)           \
+    X(llistxattr) X(flistxattr) X(fcntl) X(ioctl)
+
+#define DECLARE_REAL(name) static __typeof__(name) *real_##name;
+KWRITE_CALLS(DECLARE_REAL)
+
+/* Resolved before any thread can call them (never lazily inside a call). */
+__attribute__((constructor)) static void kwrite_interpose_init(void)
+{
+#define RESOLVE(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name);
+    KWRITE_CALLS(RESOLVE)
+#undef RESOLVE
+}
+
+/* ---- files and sockets --------------------------------------------------------------------- */
 
 ssize_t read(int fd, void *buf, size_t n)
 {
-    KWRITE_BUF(real.read(fd, buf, n), buf, n);
+    KWRITE_RETRY(ssize_t, real_read(fd, buf, n), r_ < 0, PIN(buf, n));
 }
 
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
-    KWRITE_BUF(real.pread(fd, buf, n, off), buf, n);
+    KWRITE_RETRY(ssize_t, real_pread(fd, buf, n, off), r_ < 0, PIN(buf, n));
 }
 
 ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
-    KWRITE_BUF(real.pread64(fd, buf, n, off), buf, n);
+    KWRITE_RETRY(ssize_t, real_pread64(fd, buf, n, off), r_ < 0, PIN(buf, n));
 }
 
 ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-    KWRITE_IOV(real.readv(fd, iov, n), iov, n);
+    KWRITE_RETRY(ssize_t, real_readv(fd, iov, n), r_ < 0, PIN_IOV(iov, n));
 }
 
 ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
 {
-    KWRITE_IOV(real.preadv(fd, iov, n, off), iov, n);
+    KWRITE_RETRY(ssize_t, real_preadv(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
 }
 
 ssize_t preadv64(int fd, const struct iovec *iov, int n, off_t off)
 {
-    KWRITE_IOV(real.preadv64(fd, iov, n, off), iov, n);
+    KWRITE_RETRY(ssize_t, real_preadv64(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
 }
 
 ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int flags)
 {
-    KWRITE_IOV(real.preadv2(fd, iov, n, off, flags), iov, n);
+    KWRITE_RETRY(ssize_t, real_preadv2(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
 }
 
 ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
 {
-    KWRITE_IOV(real.preadv64v2(fd, iov, n, off, flags), iov, n);
+    KWRITE_RETRY(ssize_t, real_preadv64v2(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
 }
 
 ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    KWRITE_BUF(real.recv(fd, buf, n, flags), buf, n);
+    KWRITE_RETRY(ssize_t, real_recv(fd, buf, n, flags), r_ < 0, PIN(buf, n));
 }
+
+/* The address out-parameters: *len bytes at addr, and *len itself. */
+#define PIN_SOCKADDR(addr, len)                                                            \
+    do {                                                                                   \
+        PIN_OBJ(len);                                                                      \
+        if ((len) && (addr))                                                               \
+            PIN(addr, *(len));                                                             \
+    } while (0)
 
 ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
                  socklen_t *addrlen)
 {
-    KWRITE_BUF(real.recvfrom(fd, buf, n, flags, addr, addrlen), buf, n);
+    KWRITE_RETRY(ssize_t, real_recvfrom(fd, buf, n, flags, addr, addrlen), r_ < 0,
+                 { PIN(buf, n); PIN_SOCKADDR(addr, addrlen); });
+}
+
+static void pin_msghdr(struct pins *p, struct msghdr *msg)
+{
+    if (!msg)
+        return;
+    pin(p, (uintptr_t)msg, sizeof(*msg));
+    pin_iov(p, msg->msg_iov, msg->msg_iovlen);
+    pin(p, (uintptr_t)msg->msg_name, msg->msg_namelen);
+    pin(p, (uintptr_t)msg->msg_control, msg->msg_controllen);
 }
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    KWRITE_IOV(real.recvmsg(fd, msg, flags), msg ? msg->msg_iov : NULL,
-               msg ? (int)msg->msg_iovlen : 0);
+    KWRITE_RETRY(ssize_t, real_recvmsg(fd, msg, flags), r_ < 0, pin_msghdr(&p_, msg));
+}
+
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct timespec *timeout)
+{
+    KWRITE_ONCE(int, real_recvmmsg(fd, vec, n, flags, timeout), {
+        PIN(vec, (size_t)n * sizeof(*vec));
+        for (unsigned int i = 0; vec && i < n && i < MAX_PINS; i++)
+            pin_msghdr(&p_, &vec[i].msg_hdr);
+        PIN_OBJ(timeout);
+    });
+}
+
+int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    KWRITE_ONCE(int, real_accept(fd, addr, len), PIN_SOCKADDR(addr, len));
+}
+
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    KWRITE_ONCE(int, real_accept4(fd, addr, len, flags), PIN_SOCKADDR(addr, len));
+}
+
+int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+    KWRITE_RETRY(int, real_getsockopt(fd, level, name, val, len), r_ < 0,
+                 PIN_SOCKADDR(val, len));
+}
+
+int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    KWRITE_RETRY(int, real_getsockname(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
+}
+
+int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+    KWRITE_RETRY(int, real_getpeername(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
+}
+
+int socketpair(int domain, int type, int protocol, int sv[2])
+{
+    KWRITE_ONCE(int, real_socketpair(domain, type, protocol, sv), PIN(sv, 2 * sizeof(int)));
+}
+
+int pipe(int fds[2])
+{
+    KWRITE_ONCE(int, real_pipe(fds), PIN(fds, 2 * sizeof(int)));
+}
+
+int pipe2(int fds[2], int flags)
+{
+    KWRITE_ONCE(int, real_pipe2(fds, flags), PIN(fds, 2 * sizeof(int)));
+}
+
+/* ---- paths, directories, random bytes --------------------------------------------------------- */
+
+char *getcwd(char *buf, size_t size)
+{
+    /* getcwd(NULL, 0) allocates: memory of the C library's, filled in user space. */
+    KWRITE_RETRY(char *, real_getcwd(buf, size), !r_, PIN(buf, size));
+}
+
+ssize_t readlink(const char *path, char *buf, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_readlink(path, buf, size), r_ < 0, PIN(buf, size));
+}
+
+ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_readlinkat(dirfd, path, buf, size), r_ < 0, PIN(buf, size));
+}
+
+ssize_t getrandom(void *buf, size_t n, unsigned int flags)
+{
+    KWRITE_RETRY(ssize_t, real_getrandom(buf, n, flags), r_ < 0, PIN(buf, n));
+}
+
+int getentropy(void *buf, size_t n)
+{
+    KWRITE_RETRY(int, real_getentropy(buf, n), r_ < 0, PIN(buf, n));
+}
+
+/* A DIR is one allocation of the C library's: its header and the buffer getdents fills. */
+#define PIN_DIR(dirp) PIN(dirp, malloc_usable_size(dirp))
+
+struct dirent *readdir(DIR *dirp)
+{
+    KWRITE_ONCE(struct dirent *, real_readdir(dirp), PIN_DIR(dirp));
+}
+
+struct dirent64 *readdir64(DIR *dirp)
+{
+    KWRITE_ONCE(struct dirent64 *, real_readdir64(dirp), PIN_DIR(dirp));
+}
+
+int readdir_r(DIR *dirp, struct dirent *entry, struct dirent **result)
+{
+    KWRITE_ONCE(int, real_readdir_r(dirp, entry, result),
+                { PIN_DIR(dirp); PIN_OBJ(entry); PIN_OBJ(result); });
+}
+
+int readdir64_r(DIR *dirp, struct dirent64 *entry, struct dirent64 **result)
+{
+    KWRITE_ONCE(int, real_readdir64_r(dirp, entry, result),
+                { PIN_DIR(dirp); PIN_OBJ(entry); PIN_OBJ(result); });
+}
+
+ssize_t getdents64(int fd, void *buf, size_t n)
+{
+    KWRITE_ONCE(ssize_t, real_getdents64(fd, buf, n), PIN(buf, n));
+}
+
+/* ---- file status ------------------------------------------------------------------------------ */
+
+int stat(const char *path, struct stat *st)
+{
+    KWRITE_RETRY(int, real_stat(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int stat64(const char *path, struct stat64 *st)
+{
+    KWRITE_RETRY(int, real_stat64(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int lstat(const char *path, struct stat *st)
+{
+    KWRITE_RETRY(int, real_lstat(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int lstat64(const char *path, struct stat64 *st)
+{
+    KWRITE_RETRY(int, real_lstat64(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int fstat(int fd, struct stat *st)
+{
+    KWRITE_RETRY(int, real_fstat(fd, st), r_ < 0, PIN_OBJ(st));
+}
+
+int fstat64(int fd, struct stat64 *st)
+{
+    KWRITE_RETRY(int, real_fstat64(fd, st), r_ < 0, PIN_OBJ(st));
+}
+
+int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+    KWRITE_RETRY(int, real_fstatat(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
+}
+
+int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+    KWRITE_RETRY(int, real_fstatat64(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
+}
+
+int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
+{
+    KWRITE_RETRY(int, real_statx(dirfd, path, flags, mask, st), r_ < 0, PIN_OBJ(st));
+}
+
+int statfs(const char *path, struct statfs *st)
+{
+    KWRITE_RETRY(int, real_statfs(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int fstatfs(int fd, struct statfs *st)
+{
+    KWRITE_RETRY(int, real_fstatfs(fd, st), r_ < 0, PIN_OBJ(st));
+}
+
+int statvfs(const char *path, struct statvfs *st)
+{
+    KWRITE_RETRY(int, real_statvfs(path, st), r_ < 0, PIN_OBJ(st));
+}
+
+int fstatvfs(int fd, struct statvfs *st)
+{
+    KWRITE_RETRY(int, real_fstatvfs(fd, st), r_ < 0, PIN_OBJ(st));
+}
+
+ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_getxattr(path, name, value, size), r_ < 0, PIN(value, size));
+}
+
+ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_lgetxattr(path, name, value, size), r_ < 0, PIN(value, size));
+}
+
+ssize_t fgetxattr(int fd, const char *name, void *value, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_fgetxattr(fd, name, value, size), r_ < 0, PIN(value, size));
+}
+
+ssize_t listxattr(const char *path, char *list, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_listxattr(path, list, size), r_ < 0, PIN(list, size));
+}
+
+ssize_t llistxattr(const char *path, char *list, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_llistxattr(path, list, size), r_ < 0, PIN(list, size));
+}
+
+ssize_t flistxattr(int fd, char *list, size_t size)
+{
+    KWRITE_RETRY(ssize_t, real_flistxattr(fd, list, size), r_ < 0, PIN(list, size));
+}
+
+/* ---- the system, the process, time ------------------------------------------------------------- */
+
+int uname(struct utsname *buf)
+{
+    KWRITE_RETRY(int, real_uname(buf), r_ < 0, PIN_OBJ(buf));
+}
+
+int sysinfo(struct sysinfo *info)
+{
+    KWRITE_RETRY(int, real_sysinfo(info), r_ < 0, PIN_OBJ(info));
+}
+
+int getrusage(int who, struct rusage *usage)
+{
+    KWRITE_RETRY(int, real_getrusage(who, usage), r_ < 0, PIN_OBJ(usage));
+}
+
+clock_t times(struct tms *buf)
+{
+    KWRITE_RETRY(clock_t, real_times(buf), r_ == (clock_t)-1, PIN_OBJ(buf));
+}
+
+int getrlimit(__rlimit_resource_t resource, struct rlimit *rlim)
+{
+    KWRITE_RETRY(int, real_getrlimit(resource, rlim), r_ < 0, PIN_OBJ(rlim));
+}
+
+int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *rlim,
+            struct rlimit *old)
+{
+    KWRITE_RETRY(int, real_prlimit(pid, resource, rlim, old), r_ < 0, PIN_OBJ(old));
+}
+
+/* The vDSO serves the usual clocks from user space, where a write to a protected page is an
+ * ordinary fault: only the clocks the kernel answers (the CPU-time ones, and any dynamic
+ * clock) need their result pinned, which keeps time.perf_counter() as cheap as before. */
+static int clock_in_kernel(clockid_t clk)
+{
+    return clk == CLOCK_PROCESS_CPUTIME_ID || clk == CLOCK_THREAD_CPUTIME_ID || clk < 0;
+}
+
+int clock_gettime(clockid_t clk, struct timespec *ts)
+{
+    if (!clock_in_kernel(clk))
+        return real_clock_gettime(clk, ts);
+    KWRITE_RETRY(int, real_clock_gettime(clk, ts), r_ < 0, PIN_OBJ(ts));
+}
+
+int clock_getres(clockid_t clk, struct timespec *res)
+{
+    KWRITE_RETRY(int, real_clock_getres(clk, res), r_ < 0, PIN_OBJ(res));
+}
+
+int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+    KWRITE_ONCE(int, real_nanosleep(req, rem), PIN_OBJ(rem));
+}
+
+int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
+{
+    KWRITE_ONCE(int, real_clock_nanosleep(clk, flags, req, rem), PIN_OBJ(rem));
+}
+
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)
+{
+    KWRITE_RETRY(int, real_sched_getaffinity(pid, size, mask), r_ < 0, PIN(mask, size));
+}
+
+int getgroups(int size, gid_t list[])
+{
+    KWRITE_RETRY(int, real_getgroups(size, list), r_ < 0,
+                 PIN(list, size > 0 ? (size_t)size * sizeof(gid_t) : 0));
+}
+
+int getresuid(uid_t *r, uid_t *e, uid_t *s)
+{
+    KWRITE_RETRY(int, real_getresuid(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
+}
+
+int getresgid(gid_t *r, gid_t *e, gid_t *s)
+{
+    KWRITE_RETRY(int, real_getresgid(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
+}
+
+/* ---- waiting: events, children, signals -------------------------------------------------------- */
+
+int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+{
+    KWRITE_ONCE(int, real_epoll_wait(epfd, events, max, timeout),
+                PIN(events, max > 0 ? (size_t)max * sizeof(*events) : 0));
+}
+
+int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
+{
+    KWRITE_ONCE(int, real_epoll_pwait(epfd, events, max, timeout, mask),
+                PIN(events, max > 0 ? (size_t)max * sizeof(*events) : 0));
+}
+
+int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    KWRITE_ONCE(int, real_poll(fds, n, timeout), PIN(fds, n * sizeof(*fds)));
+}
+
+int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+{
+    KWRITE_ONCE(int, real_ppoll(fds, n, ts, mask), PIN(fds, n * sizeof(*fds)));
+}
+
+int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+    KWRITE_ONCE(int, real_select(n, r, w, e, tv),
+                { PIN_OBJ(r); PIN_OBJ(w); PIN_OBJ(e); PIN_OBJ(tv); });
+}
+
+int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+            const sigset_t *mask)
+{
+    KWRITE_ONCE(int, real_pselect(n, r, w, e, ts, mask), { PIN_OBJ(r); PIN_OBJ(w); PIN_OBJ(e); });
+}
+
+pid_t wait(int *status)
+{
+    KWRITE_ONCE(pid_t, real_wait(status), PIN_OBJ(status));
+}
+
+pid_t waitpid(pid_t pid, int *status, int options)
+{
+    KWRITE_ONCE(pid_t, real_waitpid(pid, status, options), PIN_OBJ(status));
+}
+
+pid_t wait3(int *status, int options, struct rusage *usage)
+{
+    KWRITE_ONCE(pid_t, real_wait3(status, options, usage), { PIN_OBJ(status); PIN_OBJ(usage); });
+}
+
+pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+{
+    KWRITE_ONCE(pid_t, real_wait4(pid, status, options, usage),
+                { PIN_OBJ(status); PIN_OBJ(usage); });
+}
+
+int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+{
+    KWRITE_ONCE(int, real_waitid(idtype, id, info, options), PIN_OBJ(info));
+}
+
+int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+{
+    KWRITE_ONCE(int, real_sigtimedwait(set, info, timeout), PIN_OBJ(info));
+}
+
+int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+    KWRITE_ONCE(int, real_sigwaitinfo(set, info), PIN_OBJ(info));
+}
+
+int sigpending(sigset_t *set)
+{
+    KWRITE_RETRY(int, real_sigpending(set), r_ < 0, PIN_OBJ(set));
+}
+
+/* ---- fcntl and ioctl: the third argument is memory the kernel fills only for some
+ * requests ---------------------------------------------------------------------------------------- */
+
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    uintptr_t arg = va_arg(ap, uintptr_t);
+    va_end(ap);
+    int fills_lock = cmd == F_GETLK || cmd == F_OFD_GETLK;
+    KWRITE_ONCE(int, real_fcntl(fd, cmd, arg),
+                PIN(fills_lock ? arg : 0, sizeof(struct flock)));
+}
+
+/* Requests that say how much they read back: _IOR/_IOWR numbers carry their size. */
+int ioctl(int fd, unsigned long request, ...)
+{
+    va_list ap;
+    va_start(ap, request);
+    uintptr_t arg = va_arg(ap, uintptr_t);
+    va_end(ap);
+    size_t size = (_IOC_DIR(request) & _IOC_READ) ? _IOC_SIZE(request) : 0;
+    KWRITE_ONCE(int, real_ioctl(fd, request, arg), PIN(arg, size));
 }

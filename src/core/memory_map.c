@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "memory_map.h"
@@ -88,7 +89,7 @@ int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
         memset(&q, 0, sizeof(q));
         q.size = sizeof(q);
         q.query_addr = addr;
-        if (ioctl(maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
+        if (syscall(SYS_ioctl, maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
             procmap_query_ok = 1;
             *start = q.vma_start;
             *end = q.vma_end;
