@@ -114,8 +114,7 @@ static int emit_range(size_t off, size_t len, void *ctx)
     return add_rec(ctx, off, len, 1);
 }
 
-/* Ends CHECKING and wakes the writers sleeping on the page (see fault_path.c). */
-static void leave_checking(struct mw_page *e, uint32_t to)
+void page_leave_checking(struct mw_page *e, uint32_t to)
 {
     uint32_t was = atomic_exchange_explicit(&e->state, to, memory_order_acq_rel);
     assert(MW_PAGE_STATE(was) == MW_PAGE_CHECKING);
@@ -175,7 +174,7 @@ static void forget_unmapped_page(struct mw_page *e)
         if (refs[i].baseline)
             defer_baseline_free(e, &refs[i]);
     release_copy(e);
-    leave_checking(e, MW_PAGE_UNTRACKED);
+    page_leave_checking(e, MW_PAGE_UNTRACKED);
 }
 
 /* Records what changed in each region of CHECKING page e against its old copy (or a
@@ -220,7 +219,7 @@ static void keep_page_open(struct mw_page *e, uint32_t slot)
     } else {
         memcpy(mw_page_pool_data(engine.pool, slot), (const void *)e->addr, engine.page_size);
     }
-    leave_checking(e, MW_PAGE_DIRTY);
+    page_leave_checking(e, MW_PAGE_DIRTY);
     mw_fault_path_requeue(e);
 }
 
@@ -238,7 +237,7 @@ static void check_page(struct mw_page *e, int rearmed)
     compare_page(e, slot);
     if (rearmed) {
         release_copy(e);
-        leave_checking(e, MW_PAGE_CLEAN);
+        page_leave_checking(e, MW_PAGE_CLEAN);
     } else {
         keep_page_open(e, slot);
     }

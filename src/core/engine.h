@@ -7,6 +7,8 @@
  *   page_refs.c   which regions touch a page, and the span of watched bytes on it
  *   check.c       the check: collect dirty pages, re-protect, compare, merge, deliver
  *   kwrite.c      kernel writes into watched memory (read() into a watched buffer)
+ *   fill.c        writes memwatch makes into protected pages (moving storage to isolation)
+ *   isolation.c   pages that hold watched data and nothing else
  *   own_memory.c  memory memwatch itself uses, which can never be watched
  *   scratch.c     growable scratch vectors in memory of the engine's own
  *
@@ -142,6 +144,8 @@ void remove_region_locked(struct mw_region *r);
 /* check.c: engine lock held. */
 int check_locked(mw_change_fn fn, void *ctx);
 int cmp_page_addr(const void *a, const void *b);   /* qsort of struct mw_page * by address */
+/* Ends CHECKING (state to) and wakes the writers sleeping on the page (fault_path.c). */
+void page_leave_checking(struct mw_page *e, uint32_t to);
 
 /* kwrite.c: is a kernel write pinning part of [start, start+len)? */
 int kwrite_pinned(uintptr_t start, size_t len);
