@@ -132,6 +132,8 @@ struct mw_ref *page_refs(struct mw_page *e, struct mw_ref *tmp);
 int page_refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baseline);
 /* Removes r from the page; returns its baseline (the caller frees it). */
 unsigned char *page_refs_remove(struct mw_page *e, struct mw_region *r);
+/* Forgets every region of the page (an entry that could not be indexed). */
+void page_refs_clear(struct mw_page *e);
 /* The part of region r on the page at page: [window_lo, window_hi) in addresses. */
 uintptr_t region_window_lo(const struct mw_region *r, uintptr_t page);
 uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page);

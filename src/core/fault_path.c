@@ -26,15 +26,17 @@
  *   write run. A second fault at the same address in a row is not stale: it is chained.
  * - Neighbours: a watched object often shares its page with unrelated, busy data (a small
  *   bytearray in a pymalloc pool next to objects whose reference counts change all the
- *   time). A fault outside the page's watched bytes (struct mw_page.span) is a neighbour's
- *   write: the handler copies the page, lifts the protection, sets the x86 trap flag and
- *   marks it OPEN, so exactly that instruction runs; the SIGTRAP handler then protects the
- *   page again and compares the watched bytes with the copy. Equal (the usual case): CLEAN
- *   again, and the next write to the watched bytes faults with its own writer. Different
- *   (another thread wrote them in that window): the page becomes DIRTY with the copy as
- *   its old contents, writer unknown. After MW_NEIGHBOUR_BUDGET such writes between two
- *   checks the page is simply left DIRTY (writer unknown), which bounds the cost on hot
- *   pages.
+ *   time). A fault outside the page's watched bytes (struct mw_page.watched, exact even
+ *   when several objects share the page) is a neighbour's write: the handler copies the
+ *   page, lifts the protection, sets the x86 trap flag and marks it OPEN, so exactly that
+ *   instruction runs; the SIGTRAP handler then protects the page again and compares the
+ *   watched bytes with the copy. Equal (the usual case): CLEAN again, and the next write
+ *   to the watched bytes faults with its own writer. Different: the instruction reached
+ *   watched bytes (a wide store that starts before them: the fault address is where a
+ *   store starts) or, rarely, another thread wrote them in that window; the page becomes
+ *   DIRTY with the copy as its old contents, attributed to this thread. After
+ *   MW_NEIGHBOUR_BUDGET such writes between two checks the page is simply left DIRTY
+ *   (writer unknown), which bounds the cost on hot pages.
  * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
  *   with one exchange. A page is on the list at most once (only the thread that claimed
  *   it CLEAN pushes it, when it becomes DIRTY; the checker requeues only pages it took).
@@ -75,8 +77,6 @@ static struct hot *hot;
 static size_t hot_bytes;
 static _Atomic(mw_fault_wp_fn) sigbus_wp;
 
-/* A store may start up to this many bytes before the watched bytes it reaches. */
-#define MW_MAX_STORE 64
 #define X86_TRAP_FLAG 0x100
 
 /* The page this thread opened for one neighbour instruction and the signal of the fault
@@ -84,6 +84,7 @@ static _Atomic(mw_fault_wp_fn) sigbus_wp;
  * before ours (for traps that are not ours). */
 static __thread struct mw_page *open_page __attribute__((tls_model("initial-exec")));
 static __thread int open_sig __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t open_ip __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_trap_action;
 static int trap_installed;
 
@@ -235,6 +236,7 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
     atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
     open_page = e;
     open_sig = sig;
+    open_ip = fault_ip(ucontext);
     uc->uc_mcontext.gregs[REG_EFL] |= X86_TRAP_FLAG;
     return 0;
 #else
@@ -246,6 +248,16 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
 #endif
 }
 
+struct compare_ctx {
+    const unsigned char *copy, *page;
+};
+
+static int span_differs(uintptr_t lo, uintptr_t hi, void *vctx)
+{
+    const struct compare_ctx *c = vctx;
+    return memcmp(c->copy + lo, c->page + lo, hi - lo) != 0;
+}
+
 /* Async-signal-safe: the neighbour instruction ran; close the page again (see DESIGN).
  * sig is that of the fault that opened it. */
 static void close_neighbour(struct mw_page *e, int sig)
@@ -253,21 +265,25 @@ static void close_neighbour(struct mw_page *e, int sig)
     uintptr_t page = e->addr;
     uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
     uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
-    const unsigned char *copy = mw_page_pool_data(env.pool, slot);
-    uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
-    uintptr_t lo = MW_SPAN_LO(span), hi = MW_SPAN_HI(span);
+    struct compare_ctx cmp = { mw_page_pool_data(env.pool, slot), (const unsigned char *)page };
     /* Protect first, then compare: a write racing with us faults and waits for OPEN to end. */
     int protected_again = protect_again(page, MW_PROT_OF(ap), sig) == 0;
-    if (protected_again && (hi <= lo || memcmp(copy + lo, (const void *)(page + lo), hi - lo) == 0)) {
+    if (protected_again && !mw_page_each_span(e, span_differs, &cmp)) {
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
         mw_page_pool_release_copy(env.pool, slot);
         mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
         return;
     }
-    /* Another thread changed watched bytes while the page was open (or it cannot be
-     * protected): keep it writable and DIRTY, with the copy as its old contents. */
+    /* Watched bytes changed: the instruction reached them after all (a wide store that
+     * started before them), or another thread wrote them while the page was open. It was
+     * this thread's instruction unless that race happened: it is the writer. The page stays
+     * writable and DIRTY, with the copy as its old contents (or it cannot be protected). */
     if (protected_again)
         lift(page, MW_PROT_OF(ap), sig);
+    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+    m->writer.tid = cached_tid ? cached_tid : (pid_t)syscall(SYS_gettid);
+    m->writer.fault_ip = open_ip;
+    run_writer_hook(m, 0);
     mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_DIRTY);
     push_dirty(e);
 }
@@ -349,9 +365,7 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
                 continue;
             }
-            uint32_t span = atomic_load_explicit(&e->span, memory_order_acquire);
-            uintptr_t off = addr - page;
-            int neighbour = off + MW_MAX_STORE <= MW_SPAN_LO(span) || off >= MW_SPAN_HI(span);
+            int neighbour = !mw_page_watches(e, addr - page);
             if (neighbour &&
                 atomic_load_explicit(&e->traps, memory_order_relaxed) < MW_NEIGHBOUR_BUDGET &&
                 open_for_neighbour(e, page, ucontext, sig) == 0) {

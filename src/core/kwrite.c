@@ -76,7 +76,7 @@ int mw_engine_kwrite_begin(const void *addr, size_t len)
         struct mw_page *e = mw_region_index_lookup(idx, p);
         uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_seq_cst)
                        : MW_PAGE_UNTRACKED;
-        uint32_t span = e ? atomic_load_explicit(&e->span, memory_order_acquire) : 0;
+        uintptr_t first = e ? mw_page_first_watched(e) : 0;
         mw_region_index_leave(idx);
         s = MW_PAGE_STATE(s);
         if (s != MW_PAGE_CLEAN && s != MW_PAGE_CHECKING)
@@ -84,7 +84,7 @@ int mw_engine_kwrite_begin(const void *addr, size_t len)
         /* A watched byte of the page, so that the fault path takes the page for good
          * rather than treating it as a neighbour's write; the atomic no-op cannot lose
          * a concurrent store. The fault (if the page is still protected) runs here. */
-        volatile unsigned char *b = (volatile unsigned char *)(p + MW_SPAN_LO(span));
+        volatile unsigned char *b = (volatile unsigned char *)(p + first);
         __atomic_fetch_or((unsigned char *)b, 0, __ATOMIC_SEQ_CST);
     }
     return token;

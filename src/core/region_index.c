@@ -36,6 +36,8 @@ struct mw_region_index {
     struct mw_page *free_list;   /* reusable entries, linked through ->next */
     void **slabs;                /* slab addresses, in a mapping of our own */
     size_t nslabs, slabs_cap;
+    void **retired_aux;          /* mw_region_index_retire'd memory, freed at reclamation */
+    size_t naux, aux_cap;
 };
 
 static size_t round_up(size_t n, size_t to)
@@ -104,6 +106,10 @@ void mw_region_index_destroy(struct mw_region_index *idx)
         munmap(idx->slabs[i], SLAB_BYTES);
     if (idx->slabs)
         munmap(idx->slabs, idx->slabs_cap * sizeof(void *));
+    for (size_t i = 0; i < idx->naux; i++)
+        free(idx->retired_aux[i]);
+    if (idx->retired_aux)
+        munmap(idx->retired_aux, idx->aux_cap * sizeof(void *));
     munmap(idx, idx->self_bytes);
 }
 
@@ -139,20 +145,26 @@ struct mw_page *mw_region_index_lookup(const struct mw_region_index *idx, uintpt
     return NULL;
 }
 
+/* Room for one more pointer in *vec (n used of *cap), in a mapping of our own. */
+static int grow_pointers(const struct mw_region_index *idx, void ***vec, size_t n, size_t *cap)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : idx->page_size / sizeof(void *);
+    void **v = *vec ? mremap(*vec, *cap * sizeof(void *), ncap * sizeof(void *), MREMAP_MAYMOVE)
+                    : mmap(NULL, ncap * sizeof(void *), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (v == MAP_FAILED)
+        return -ENOMEM;
+    *vec = v;
+    *cap = ncap;
+    return 0;
+}
+
 static int add_slab(struct mw_region_index *idx)
 {
-    if (idx->nslabs == idx->slabs_cap) {
-        size_t ncap = idx->slabs_cap ? idx->slabs_cap * 2 : idx->page_size / sizeof(void *);
-        void **n = idx->slabs
-            ? mremap(idx->slabs, idx->slabs_cap * sizeof(void *), ncap * sizeof(void *),
-                     MREMAP_MAYMOVE)
-            : mmap(NULL, ncap * sizeof(void *), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (n == MAP_FAILED)
-            return -ENOMEM;
-        idx->slabs = n;
-        idx->slabs_cap = ncap;
-    }
+    if (grow_pointers(idx, &idx->slabs, idx->nslabs, &idx->slabs_cap) != 0)
+        return -ENOMEM;
     struct mw_page *s = mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE,
                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (s == MAP_FAILED)
@@ -180,8 +192,9 @@ struct mw_page *mw_region_index_page_new(struct mw_region_index *idx, uintptr_t 
     atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
     atomic_store_explicit(&e->next, NULL, memory_order_relaxed);
     atomic_store_explicit(&e->acct_prot, 0, memory_order_relaxed);
-    e->nregions = 0;
-    e->regions = NULL;
+    atomic_store_explicit(&e->traps, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->watched, 0, memory_order_relaxed);
+    e->regions = 0;
     return e;
 }
 
@@ -261,9 +274,19 @@ void mw_region_index_remove(struct mw_region_index *idx, struct mw_page *e)
     idx->limbo = e;
 }
 
+int mw_region_index_retire(struct mw_region_index *idx, void *p)
+{
+    if (!p)
+        return 0;
+    if (grow_pointers(idx, &idx->retired_aux, idx->naux, &idx->aux_cap) != 0)
+        return -ENOMEM;
+    idx->retired_aux[idx->naux++] = p;
+    return 0;
+}
+
 void mw_region_index_reclaim(struct mw_region_index *idx)
 {
-    if (!idx->retired && !idx->limbo)
+    if (!idx->retired && !idx->limbo && !idx->naux)
         return;
     /* Orders the publications and tombstones above before the read of in_flight; pairs
      * with the seq_cst increment in mw_region_index_enter. */
@@ -275,6 +298,9 @@ void mw_region_index_reclaim(struct mw_region_index *idx)
         munmap(idx->retired, idx->retired->bytes);
         idx->retired = n;
     }
+    for (size_t i = 0; i < idx->naux; i++)
+        free(idx->retired_aux[i]);
+    idx->naux = 0;
     while (idx->limbo) {
         struct mw_page *e = idx->limbo;
         idx->limbo = atomic_load_explicit(&e->next, memory_order_relaxed);
@@ -330,6 +356,8 @@ int mw_region_index_overlaps(const struct mw_region_index *idx, uintptr_t addr, 
         if (overlaps(addr, len, idx->slabs[i], SLAB_BYTES))
             return 1;
     if (idx->slabs && overlaps(addr, len, idx->slabs, idx->slabs_cap * sizeof(void *)))
+        return 1;
+    if (idx->retired_aux && overlaps(addr, len, idx->retired_aux, idx->aux_cap * sizeof(void *)))
         return 1;
     return 0;
 }

@@ -60,17 +60,29 @@ enum mw_page_state {
 #define MW_ACCT_PROT(acct, prot) (((uint32_t)(acct) << 8) | ((uint32_t)(prot) & 0xffu))
 #define MW_ACCT_OF(ap) ((ap) >> 8)
 #define MW_PROT_OF(ap) ((int)((ap) & 0xffu))
-/* span packs the page's watched bytes [lo, hi) in one 32-bit word, read by a handler in
- * one atomic load: lo and the last watched byte (hi - 1), 16 bits each, which holds any
- * page size up to 64 KiB (MW_SPAN_MAX_PAGE; mw_engine_init refuses a larger one). A page
- * without regions has span 0, [0, 1): it is never compared (check.c drops such orphans). */
+/* A span packs watched bytes [lo, hi) of a page in 32 bits: lo and the last watched byte
+ * (hi - 1), 16 bits each, which holds any page size up to 64 KiB (MW_SPAN_MAX_PAGE;
+ * mw_engine_init refuses a larger one). */
 #define MW_SPAN(lo, hi) (((uint32_t)(lo) << 16) | (uint32_t)((hi) - 1))
 #define MW_SPAN_LO(s) ((uintptr_t)((s) >> 16))
 #define MW_SPAN_HI(s) ((uintptr_t)((s) & 0xffffu) + 1)
 #define MW_SPAN_MAX_PAGE ((size_t)1 << 16)
 
-/* Set in nregions when regions points to a vector rather than to one region. */
-#define MW_REGIONS_VEC 0x80000000u
+/* The watched bytes of a page shared by several regions: their spans, sorted and merged.
+ * Immutable once published; replaced ones are retired through the index
+ * (mw_region_index_retire), so a handler may read them without a lock. */
+struct mw_spans {
+    uint32_t n;
+    uint32_t span[];
+};
+
+/* struct mw_page.watched: 0 (no watched bytes), one span inline (MW_WATCHED_ONE, bit 0
+ * set), or a pointer to a struct mw_spans. */
+#define MW_WATCHED_ONE(span) (((uintptr_t)(span) << 1) | 1u)
+
+/* Set in struct mw_page.regions (bit 0) when it points to a vector of regions rather than
+ * to one region. */
+#define MW_REGIONS_VEC ((uintptr_t)1)
 
 struct mw_page {
     uintptr_t addr;                  /* page address; constant while indexed */
@@ -78,13 +90,58 @@ struct mw_page {
     _Atomic uint32_t slot;           /* pool slot of the old contents, MW_SLOT_NONE */
     struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
-    /* The page's watched bytes as offsets [lo, hi) (MW_SPAN): a write elsewhere on the page
-     * is a neighbour's (see fault_path.c). Written under the engine lock. */
-    _Atomic uint32_t span;
     _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
-    uint32_t nregions;               /* engine lock; may carry MW_REGIONS_VEC */
-    void *regions;                   /* engine lock; owned by watcher.c */
+    /* The page's watched bytes (MW_WATCHED_ONE or struct mw_spans *): a write elsewhere on
+     * the page is a neighbour's (see fault_path.c). Written under the engine lock. */
+    _Atomic uintptr_t watched;
+    uintptr_t regions;               /* engine lock; owned by page_refs.c (MW_REGIONS_VEC) */
 };
+
+/* Async-signal-safe: calls fn(lo, hi, ctx) for each span of the page's watched bytes, in
+ * address order, until fn returns non-zero; returns that value (0 when none did). */
+static inline int mw_page_each_span(const struct mw_page *e,
+                                    int (*fn)(uintptr_t lo, uintptr_t hi, void *ctx), void *ctx)
+{
+    uintptr_t w = atomic_load_explicit(&((struct mw_page *)e)->watched, memory_order_acquire);
+    if (w & 1u) {
+        uint32_t s = (uint32_t)(w >> 1);
+        return fn(MW_SPAN_LO(s), MW_SPAN_HI(s), ctx);
+    }
+    const struct mw_spans *sp = (const struct mw_spans *)w;
+    for (uint32_t i = 0; sp && i < sp->n; i++) {
+        int r = fn(MW_SPAN_LO(sp->span[i]), MW_SPAN_HI(sp->span[i]), ctx);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+static inline int mw_span_holds_(uintptr_t lo, uintptr_t hi, void *ctx)
+{
+    uintptr_t off = *(const uintptr_t *)ctx;
+    return off >= lo && off < hi;
+}
+
+/* Async-signal-safe: is page offset off one of the page's watched bytes? */
+static inline int mw_page_watches(const struct mw_page *e, uintptr_t off)
+{
+    return mw_page_each_span(e, mw_span_holds_, &off);
+}
+
+static inline int mw_span_first_(uintptr_t lo, uintptr_t hi, void *ctx)
+{
+    (void)hi;
+    *(uintptr_t *)ctx = lo;
+    return 1;
+}
+
+/* Async-signal-safe: the page offset of its first watched byte (0 when none). */
+static inline uintptr_t mw_page_first_watched(const struct mw_page *e)
+{
+    uintptr_t lo = 0;
+    mw_page_each_span(e, mw_span_first_, &lo);
+    return lo;
+}
 
 /* A transition of the page state machine made by the one thread that owns the page in
  * state from (see the transitions above): a release store, and in debug builds a check
@@ -113,6 +170,9 @@ struct mw_page *mw_region_index_page_new(struct mw_region_index *idx, uintptr_t 
 int mw_region_index_insert(struct mw_region_index *idx, struct mw_page *e);
 /* Tombstones e and retires it: it stays readable until reclamation. */
 void mw_region_index_remove(struct mw_region_index *idx, struct mw_page *e);
+/* Frees malloc'd memory p that handlers may still be reading (a struct mw_spans) at the
+ * next reclamation that finds no handler inside the index. */
+int mw_region_index_retire(struct mw_region_index *idx, void *p);
 /* Frees retired tables and recycles retired entries if no handler is inside the index. */
 void mw_region_index_reclaim(struct mw_region_index *idx);
 size_t mw_region_index_count(const struct mw_region_index *idx);

@@ -383,8 +383,7 @@ static int attach_new_locked(struct mw_region *r, uintptr_t page, int vprot, str
     page_refs_add(e, r, NULL);
     int rc = mw_region_index_insert(engine.index, e);
     if (rc != 0) {
-        e->nregions = 0;
-        e->regions = NULL;
+        page_refs_clear(e);
         mw_region_index_remove(engine.index, e);
         return rc;
     }

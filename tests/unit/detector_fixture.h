@@ -39,8 +39,8 @@ static struct mw_page *watch_page(uintptr_t page, uint32_t acct)
 {
     struct mw_page *e = mw_region_index_page_new(idx, page);
     atomic_store(&e->acct_prot, MW_ACCT_PROT(acct, PROT_READ | PROT_WRITE));
-    atomic_store(&e->span, MW_SPAN(0, ps));
-    e->nregions = 1;
+    atomic_store(&e->watched, MW_WATCHED_ONE(MW_SPAN(0, ps)));
+    e->regions = (uintptr_t)e;   /* "a region": the detector never looks inside */
     mw_region_index_insert(idx, e);
     return e;
 }

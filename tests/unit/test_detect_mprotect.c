@@ -205,7 +205,7 @@ static void test_neighbour_write_is_not_a_change(void)
 {
     unsigned char *b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct mw_page *e = watch_page((uintptr_t)b, 0);
-    atomic_store(&e->span, MW_SPAN(0, 64));            /* only the first 64 bytes */
+    atomic_store(&e->watched, MW_WATCHED_ONE(MW_SPAN(0, 64)));            /* only the first 64 bytes */
     CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     uint64_t faults = atomic_load(&accts[0].faults);
 
