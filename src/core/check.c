@@ -40,6 +40,7 @@ struct rec {
 struct wrec {
     struct mw_writer w;
     uint64_t ns;
+    int compared;                  /* found by comparing a shadowed page (shadow.c) */
 };
 
 /* See DESIGN. clear (when set) is the pointer to reset. */
@@ -53,6 +54,8 @@ struct deferred_free {
 #define WRITER_NOT_YET (UINT32_MAX - 1)
 
 static const struct mw_writer unknown_writer;
+/* Set while shadowed pages are compared: their writer records say so. */
+static int comparing_shadows;
 
 int cmp_page_addr(const void *a, const void *b)
 {
@@ -86,6 +89,7 @@ static uint32_t writer_record(uint32_t slot)
     struct wrec wr;
     memcpy(&wr.w, &m->writer, sizeof(wr.w));
     wr.ns = m->fault_ns;
+    wr.compared = comparing_shadows;
     if (!svec_push(&engine.scratch.s.writers, &wr, sizeof(wr)))
         return UINT32_MAX;
     return (uint32_t)(engine.scratch.s.writers.len / sizeof(wr) - 1);
@@ -225,7 +229,7 @@ static void keep_page_open(struct mw_page *e, uint32_t slot)
 
 /* Compares one CHECKING page (already re-armed unless rearmed == 0) and makes it CLEAN.
  * Writes only to scratch, the pool and the entry (see DESIGN). */
-static void check_page(struct mw_page *e, int rearmed)
+void check_page(struct mw_page *e, int rearmed)
 {
     if (!rearmed && page_unmapped(e->addr)) {
         forget_unmapped_page(e);
@@ -241,6 +245,45 @@ static void check_page(struct mw_page *e, int rearmed)
     } else {
         keep_page_open(e, slot);
     }
+}
+
+struct shadow_compare {
+    struct mw_page *e;
+    uint32_t slot;
+};
+
+static void compare_shadowed(void *ctx)
+{
+    const struct shadow_compare *c = ctx;
+    compare_page(c->e, c->slot);
+}
+
+int check_shadowed_page(struct mw_page *e, uint32_t slot)
+{
+    struct svec *rv = &engine.scratch.s.recs;
+    size_t first = rv->len / sizeof(struct rec);
+    size_t olen = engine.scratch.s.old.len, nlen = engine.scratch.s.new_.len;
+    size_t wlen = engine.scratch.s.writers.len;
+    struct shadow_compare c = { e, slot };
+    comparing_shadows = 1;
+    int rc = mw_fault_path_probe(compare_shadowed, &c);
+    comparing_shadows = 0;
+    if (rc != 0) {
+        /* Unmapped while open: what it held is gone, as for a dirty page (check_page). */
+        rv->len = first * sizeof(struct rec);
+        engine.scratch.s.old.len = olen;
+        engine.scratch.s.new_.len = nlen;
+        engine.scratch.s.writers.len = wlen;
+        return rc;
+    }
+    /* The copy takes the bytes this comparison saw (see shadow.c). */
+    unsigned char *copy = mw_page_pool_data(engine.pool, slot);
+    const struct rec *recs = (const struct rec *)rv->p;
+    for (size_t i = first; i < rv->len / sizeof(struct rec); i++)
+        memcpy(copy + (recs[i].r->addr + recs[i].off - e->addr),
+               engine.scratch.s.new_.p + recs[i].new_off, recs[i].len);
+    engine.pages_compared++;
+    return 0;
 }
 
 /* ---- merging and delivering ----------------------------------------------------------- */
@@ -319,6 +362,7 @@ static int deliver_region(struct rec *mr, size_t cnt, mw_change_fn fn, void *ctx
         .region_id = r->id, .region_user = r->user, .region_addr = (const void *)r->addr,
         .region_size = r->size, .nranges = cnt, .ranges = ranges,
         .writer = wr ? &wr->w : &unknown_writer, .first_fault_ns = wr ? wr->ns : 0,
+        .compared = wr ? wr->compared : 0,
     };
     r->w->changes++;
     if (unavailable)
@@ -422,12 +466,12 @@ static void check_run(struct mw_page **pages, size_t i, size_t j)
     engine.pages_compared += j - i;
 }
 
-int check_locked(mw_change_fn fn, void *ctx)
+int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer)
 {
     engine_assert_locked();
     engine.checks++;
     struct mw_page *list = mw_fault_path_collect();
-    if (!list) {
+    if (!list && engine.shadows.len == 0) {
         mw_region_index_reclaim(engine.index);
         return 0;
     }
@@ -435,7 +479,7 @@ int check_locked(mw_change_fn fn, void *ctx)
     s->len = engine.scratch.s.old.len = engine.scratch.s.new_.len = 0;
     engine.scratch.s.writers.len = engine.scratch.s.frees.len = 0;
     int oom = 0;
-    size_t np = take_dirty_pages(list, &oom);
+    size_t np = list ? take_dirty_pages(list, &oom) : 0;
     struct mw_page **pages = (struct mw_page **)engine.scratch.s.pages.p;
     for (size_t i = 0, j; i < np; i = j) {
         if (!checkable(pages[i])) {
@@ -447,6 +491,7 @@ int check_locked(mw_change_fn fn, void *ctx)
         j = page_run_end(pages, i, np, checkable);
         check_run(pages, i, j);
     }
+    shadows_check_locked(line_writer);
 
     /* Every page is CLEAN (or requeued) again: the heap is safe to touch. */
     int n = deliver(fn, ctx);

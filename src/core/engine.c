@@ -212,16 +212,21 @@ int mw_engine_has_dirty(void)
     return engine.det && mw_fault_path_has_dirty();
 }
 
-int mw_engine_check(mw_change_fn fn, void *ctx)
+int mw_engine_check_line(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer)
 {
     engine_lock();
     int n = 0;
     if (engine_live_locked()) {
         mw_signal_chain_ensure_first();
-        n = check_locked(fn, ctx);
+        n = check_locked(fn, ctx, line_writer);
     }
     engine_unlock();
     return n;
+}
+
+int mw_engine_check(mw_change_fn fn, void *ctx)
+{
+    return mw_engine_check_line(fn, ctx, NULL);
 }
 
 /* ---- stop, fork ------------------------------------------------------------------- */
@@ -243,6 +248,7 @@ void mw_engine_unprotect_all(void)
     engine_lock();
     if (engine_live_locked()) {
         engine.stopped = 1;
+        shadows_release_all_locked();
         struct svec *pv = &engine.scratch.s.pages;
         pv->len = 0;
         mw_region_index_foreach(engine.index, collect_clean, NULL);

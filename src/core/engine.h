@@ -9,6 +9,7 @@
  *   kwrite.c      kernel writes into watched memory (read() into a watched buffer)
  *   fill.c        writes memwatch makes into protected pages (moving storage to isolation)
  *   isolation.c   pages that hold watched data and nothing else
+ *   shadow.c      pages left open because their neighbours are busy, compared instead
  *   own_memory.c  memory memwatch itself uses, which can never be watched
  *   scratch.c     growable scratch vectors in memory of the engine's own
  *
@@ -103,6 +104,7 @@ extern struct engine {
     size_t limits_sum;
     uint64_t checks;
     uint64_t pages_compared;
+    struct svec shadows;           /* struct shadow: the SHADOWED pages (shadow.c) */
     union {
         struct {
             struct svec pages, recs, old, new_, writers, merged, ranges, frees;
@@ -143,11 +145,28 @@ void compact_regions_locked(void);
 struct mw_region **find_region_locked(uint64_t id);
 void remove_region_locked(struct mw_region *r);
 
-/* check.c: engine lock held. */
-int check_locked(mw_change_fn fn, void *ctx);
+/* check.c: engine lock held. line_writer: the line that just ran, for what is found on
+ * shadowed pages (NULL: unknown). */
+int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer);
+/* Compares CHECKING page e (re-armed unless rearmed == 0) and makes it CLEAN. */
+void check_page(struct mw_page *e, int rearmed);
+/* Records what changed on SHADOWED page e against its copy (slot), and refreshes the copy.
+ * -EFAULT when the page was unmapped (nothing recorded). */
+int check_shadowed_page(struct mw_page *e, uint32_t slot);
 int cmp_page_addr(const void *a, const void *b);   /* qsort of struct mw_page * by address */
 /* Ends CHECKING (state to) and wakes the writers sleeping on the page (fault_path.c). */
 void page_leave_checking(struct mw_page *e, uint32_t to);
+
+/* shadow.c: engine lock held. */
+struct shadow {
+    struct mw_page *e;
+    uint64_t since_ns;             /* when it was left open */
+};
+void shadows_check_locked(const struct mw_writer *line_writer);
+/* e leaves the set (its last region is leaving): its copy is released. */
+void shadow_forget_locked(struct mw_page *e);
+/* Every shadowed page becomes UNTRACKED (the engine stops). */
+void shadows_release_all_locked(void);
 
 /* kwrite.c: is a kernel write pinning part of [start, start+len)? */
 int kwrite_pinned(uintptr_t start, size_t len);

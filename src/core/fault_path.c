@@ -52,6 +52,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -65,10 +66,14 @@
 #include "signal_chain.h"
 
 /* Written by fault handlers: lives in a mapping of our own (see mw_fault_path_start). */
+#define HOT_RING 64
 struct hot {
     struct mw_page *_Atomic dirty_head;
     _Atomic(mw_writer_hook) hook;
     _Atomic(void *) hook_ctx;
+    _Atomic(mw_hot_hook) hot_hook;       /* NULL: busy pages are never left open */
+    _Atomic unsigned hot_queued;         /* pages waiting in ring */
+    struct mw_page *_Atomic ring[HOT_RING];
 };
 
 /* Written by mw_fault_path_start (engine lock), read by handlers. */
@@ -87,6 +92,10 @@ static __thread int open_sig __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t open_ip __attribute__((tls_model("initial-exec")));
 static struct sigaction previous_trap_action;
 static int trap_installed;
+
+/* mw_fault_path_probe: where this thread goes back to when memory it reads turns out to
+ * be unmapped. */
+static __thread sigjmp_buf *probe_env __attribute__((tls_model("initial-exec")));
 
 /* The address this thread last let re-execute without owning it (see DESIGN). */
 static __thread uintptr_t retried_addr __attribute__((tls_model("initial-exec")));
@@ -178,6 +187,42 @@ static void run_writer_hook(struct mw_slot_meta *m, int neighbour)
         memset(&m->writer, 0, sizeof(m->writer));
 }
 
+/* Neighbour writes are counted per epoch of about 16 ms (MW_TRAPS_EPOCH_SHIFT) in
+ * struct mw_page.traps: epoch in the upper half, count in the lower. A page that reaches
+ * MW_NEIGHBOUR_BUDGET in one epoch is busy: it is offered to the hot hook, whose owner
+ * may leave it open and compare its watched bytes instead (mw_engine_shadow_hot). Until
+ * then its neighbour writes keep running single-stepped, up to MW_NEIGHBOUR_LIMIT in an
+ * epoch; past that (nobody took the page) the page is left DIRTY, writer unknown, which
+ * bounds the cost. Returns the count including this write. */
+static uint32_t count_trap(struct mw_page *e)
+{
+    uint32_t epoch = (uint32_t)(now_ns() >> MW_TRAPS_EPOCH_SHIFT) & 0xffffu;
+    uint32_t old = atomic_load_explicit(&e->traps, memory_order_relaxed), next;
+    do {
+        uint32_t n = (old >> 16) == epoch ? (old & 0xffffu) : 0;
+        next = epoch << 16 | (n < 0xffffu ? n + 1 : n);
+    } while (!atomic_compare_exchange_weak_explicit(&e->traps, &old, next,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return next & 0xffffu;
+}
+
+/* Async-signal-safe: offers a busy page to the hot hook (once: when it reaches the budget). */
+static void offer_hot(struct mw_page *e)
+{
+    mw_hot_hook fn = atomic_load_explicit(&hot->hot_hook, memory_order_acquire);
+    if (!fn)
+        return;
+    for (unsigned i = 0; i < HOT_RING; i++) {
+        struct mw_page *none = NULL;
+        if (atomic_compare_exchange_strong_explicit(&hot->ring[i], &none, e,
+                                                    memory_order_release, memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&hot->hot_queued, 1, memory_order_release);
+            fn();
+            return;
+        }
+    }
+}
+
 /* Async-signal-safe: the first write to a CLEAN page this thread now owns (FAULTING).
  * Returns 0 when the protection was lifted, -1 when that failed (state restored). */
 static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig, int neighbour)
@@ -233,7 +278,6 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
         mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_FAULTING);
         return -1;
     }
-    atomic_fetch_add_explicit(&e->traps, 1, memory_order_relaxed);
     open_page = e;
     open_sig = sig;
     open_ip = fault_ip(ucontext);
@@ -339,6 +383,19 @@ static void install_trap_handler(void)
  * it. */
 static int claim(int sig, siginfo_t *info, void *ucontext)
 {
+    if (probe_env && info && (sig == SIGBUS || (sig == SIGSEGV && info->si_code == SEGV_MAPERR))) {
+        /* A read of mw_fault_path_probe's found no memory: back out of the handler, with
+         * the fault signals unblocked again (sigsetjmp did not save the mask: that costs
+         * a system call on every probe). */
+        sigjmp_buf *back = probe_env;
+        probe_env = NULL;
+        sigset_t faults;
+        sigemptyset(&faults);
+        sigaddset(&faults, SIGSEGV);
+        sigaddset(&faults, SIGBUS);
+        syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &faults, NULL, (size_t)(_NSIG / 8));
+        siglongjmp(*back, 1);
+    }
     if (!info || !env.index)
         return 0;
     if (!(sig == SIGSEGV && info->si_code == SEGV_ACCERR) &&
@@ -366,11 +423,15 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 continue;
             }
             int neighbour = !mw_page_watches(e, addr - page);
-            if (neighbour &&
-                atomic_load_explicit(&e->traps, memory_order_relaxed) < MW_NEIGHBOUR_BUDGET &&
-                open_for_neighbour(e, page, ucontext, sig) == 0) {
-                result = 1;
-                break;
+            if (neighbour) {
+                uint32_t traps = count_trap(e);
+                if (traps == MW_NEIGHBOUR_BUDGET)
+                    offer_hot(e);
+                if (traps <= MW_NEIGHBOUR_LIMIT &&
+                    open_for_neighbour(e, page, ucontext, sig) == 0) {
+                    result = 1;
+                    break;
+                }
             }
             result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
             break;
@@ -402,7 +463,7 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
             result = 1;
             break;
         }
-        if (s == MW_PAGE_DIRTY) {
+        if (s == MW_PAGE_DIRTY || s == MW_PAGE_SHADOWED) {
             result = 1;      /* unprotected already: run the write again */
             break;
         }
@@ -421,6 +482,17 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
         return 1;
     }
     retried_addr = 0;
+    return 0;
+}
+
+int mw_fault_path_probe(void (*fn)(void *ctx), void *ctx)
+{
+    sigjmp_buf back;
+    if (sigsetjmp(back, 0) != 0)
+        return -EFAULT;
+    probe_env = &back;
+    fn(ctx);
+    probe_env = NULL;
     return 0;
 }
 
@@ -461,6 +533,26 @@ int mw_fault_path_has_dirty(void)
     return hot && atomic_load_explicit(&hot->dirty_head, memory_order_relaxed) != NULL;
 }
 
+void mw_fault_path_set_hot_hook(mw_hot_hook hook)
+{
+    atomic_store_explicit(&hot->hot_hook, hook, memory_order_release);
+}
+
+size_t mw_fault_path_take_hot(struct mw_page **out, size_t max)
+{
+    size_t n = 0;
+    if (!hot || !atomic_load_explicit(&hot->hot_queued, memory_order_acquire))
+        return 0;
+    for (unsigned i = 0; i < HOT_RING && n < max; i++) {
+        struct mw_page *e = atomic_exchange_explicit(&hot->ring[i], NULL, memory_order_acquire);
+        if (e) {
+            out[n++] = e;
+            atomic_fetch_sub_explicit(&hot->hot_queued, 1, memory_order_relaxed);
+        }
+    }
+    return n;
+}
+
 void mw_fault_path_set_writer_hook(mw_writer_hook hook, void *ctx)
 {
     atomic_store_explicit(&hot->hook, NULL, memory_order_release);
@@ -476,6 +568,11 @@ int mw_fault_path_overlaps(uintptr_t addr, size_t len)
 
 void mw_fault_path_detach(void)
 {
-    if (hot)
-        atomic_store(&hot->dirty_head, NULL);
+    if (!hot)
+        return;
+    atomic_store(&hot->dirty_head, NULL);
+    atomic_store(&hot->hot_hook, NULL);
+    for (unsigned i = 0; i < HOT_RING; i++)
+        atomic_store(&hot->ring[i], NULL);
+    atomic_store(&hot->hot_queued, 0);
 }

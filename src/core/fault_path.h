@@ -26,6 +26,18 @@ typedef int (*mw_fault_wp_fn)(uintptr_t start, size_t len, int on);
  * engine uses: it switches only while no page is indexed or dirty. 0 or -errno. */
 int mw_fault_path_start(const struct mw_detector_env *env, mw_fault_wp_fn sigbus_wp);
 
+/* Called (async-signal-safe, in the faulting thread) when a page's neighbours turn out to
+ * be busy: the page waits for mw_fault_path_take_hot. */
+typedef void (*mw_hot_hook)(void);
+void mw_fault_path_set_hot_hook(mw_hot_hook hook);
+/* Takes up to max pages offered as busy since the last call. Engine lock. */
+size_t mw_fault_path_take_hot(struct mw_page **out, size_t max);
+
+/* Runs fn(ctx), which reads memory the program may have unmapped meanwhile (a page left
+ * open, whose protection no longer tells): 0, or -EFAULT when fn read unmapped memory and
+ * was abandoned there. Not async-signal-safe; fn must not hold locks or allocate. */
+int mw_fault_path_probe(void (*fn)(void *ctx), void *ctx);
+
 /* The detector operations that do not depend on the mechanism (see detector.h). */
 struct mw_page *mw_fault_path_collect(void);
 void mw_fault_path_requeue(struct mw_page *e);

@@ -29,6 +29,13 @@ static int changed_outside(const unsigned char *old, const unsigned char *page, 
 static int fill_page_locked(struct mw_page *e, unsigned char *dst, const unsigned char *src,
                             size_t len)
 {
+    if (e && atomic_load(&e->state) == MW_PAGE_SHADOWED) {
+        /* Open, compared with its copy: our bytes go into both, so they are no change. */
+        memcpy(dst, src, len);
+        memcpy((unsigned char *)mw_page_pool_data(engine.pool, atomic_load(&e->slot)) +
+                   ((uintptr_t)dst - e->addr), src, len);
+        return 0;
+    }
     uint32_t s = MW_PAGE_CLEAN;
     while (e && !atomic_compare_exchange_strong(&e->state, &s, MW_PAGE_CHECKING)) {
         if (s != MW_PAGE_FAULTING && s != MW_PAGE_OPEN)

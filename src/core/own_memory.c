@@ -58,5 +58,7 @@ int owns_memory_locked(uintptr_t a, size_t len)
     for (size_t i = 0; i < ENGINE_SCRATCH; i++)
         if (svec_overlaps(&engine.scratch.all[i], a, len))
             return 1;
+    if (svec_overlaps(&engine.shadows, a, len))
+        return 1;
     return 0;
 }

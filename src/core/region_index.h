@@ -36,9 +36,12 @@
  *   REMOVED   leaving the index; a fault on it is stale and retries
  *   OPEN      unprotected for one instruction: a neighbour's write (outside the watched
  *             bytes) runs single-stepped, then the page is protected again (SIGTRAP)
+ *   SHADOWED  left unprotected because its neighbours are busy: its watched bytes are
+ *             compared with its copy (pool slot) at line boundaries and at every check
  * Transitions: CLEAN->FAULTING (handler CAS), FAULTING->DIRTY|CLEAN (that handler),
  * DIRTY->CHECKING->CLEAN (checker, engine lock), CLEAN|UNTRACKED->REMOVED (engine lock),
- * FAULTING->OPEN->CLEAN|DIRTY (the faulting thread, in its SIGSEGV then SIGTRAP handler). */
+ * FAULTING->OPEN->CLEAN|DIRTY (the faulting thread, in its SIGSEGV then SIGTRAP handler),
+ * CLEAN->CHECKING->SHADOWED->CHECKING->CLEAN and SHADOWED->REMOVED (engine lock). */
 enum mw_page_state {
     MW_PAGE_CLEAN = 0,
     MW_PAGE_FAULTING,
@@ -47,6 +50,7 @@ enum mw_page_state {
     MW_PAGE_UNTRACKED,
     MW_PAGE_REMOVED,
     MW_PAGE_OPEN,
+    MW_PAGE_SHADOWED,
 };
 
 /* Or'ed into CHECKING by a fault handler that sleeps (futex) until the checker is done
@@ -90,7 +94,7 @@ struct mw_page {
     _Atomic uint32_t slot;           /* pool slot of the old contents, MW_SLOT_NONE */
     struct mw_page *_Atomic next;    /* dirty list link (handler, checker) */
     _Atomic uint32_t acct_prot;      /* MW_ACCT_PROT; written under the engine lock */
-    _Atomic uint32_t traps;          /* neighbour writes let through since the last check */
+    _Atomic uint32_t traps;          /* neighbour writes this epoch (fault_path.c) */
     /* The page's watched bytes (MW_WATCHED_ONE or struct mw_spans *): a write elsewhere on
      * the page is a neighbour's (see fault_path.c). Written under the engine lock. */
     _Atomic uintptr_t watched;

@@ -223,6 +223,13 @@ static void retire_page_locked(struct mw_page *e, struct svec *gone)
             sched_yield();
             continue;
         }
+        if (s == MW_PAGE_SHADOWED) {
+            /* Open already: nothing to unprotect. */
+            shadow_forget_locked(e);
+            atomic_store(&e->state, MW_PAGE_REMOVED);
+            mw_region_index_remove(engine.index, e);
+            return;
+        }
         if (s != MW_PAGE_CLEAN && s != MW_PAGE_UNTRACKED)
             return;
         if (!atomic_compare_exchange_strong(&e->state, &s, MW_PAGE_REMOVED))
@@ -359,6 +366,10 @@ static int attach_existing_locked(struct mw_region *r, struct mw_page *e, uintpt
             return -ENOMEM;
         memcpy(baseline, (const void *)lo, hi - lo);
         mw_acct_charge(&engine.accts[r->w->acct], hi - lo);
+    } else if (s == MW_PAGE_SHADOWED) {
+        /* The copy predates the region: its bytes start from what they are now. */
+        unsigned char *copy = mw_page_pool_data(engine.pool, atomic_load(&e->slot));
+        memcpy(copy + (lo - page), (const void *)lo, hi - lo);
     }
     if (page_nrefs(e) == 0) {
         /* An orphan page: this watcher takes its index share. */
@@ -506,7 +517,7 @@ int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void 
     } else {
         /* Without fn a check would re-protect every dirty page and drop what it found,
          * other regions' changes included: those stay pending instead. */
-        int n = fn ? check_locked(fn, ctx) : 0;
+        int n = fn ? check_locked(fn, ctx, NULL) : 0;
         slot = find_region_locked(region_id);
         remove_region_locked(*slot);
         compact_regions_locked();

@@ -51,6 +51,8 @@ struct mw_change {
     const struct mw_range *ranges;
     const struct mw_writer *writer;  /* the first write's writer; never NULL */
     uint64_t first_fault_ns;    /* CLOCK_MONOTONIC time of the first write seen */
+    int compared;               /* found by comparing a page left open (shadowed), not by a
+                                 * trap: the writer is the line at whose boundary it was seen */
 };
 
 typedef void (*mw_change_fn)(const struct mw_change *change, void *ctx);
@@ -128,6 +130,22 @@ int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void 
  * number of changes reported, or a negative status. A write racing with a check is
  * reported by this check or by the next, never lost. */
 int mw_engine_check(mw_change_fn fn, void *ctx);
+/* The same at a line boundary: what is found on shadowed pages is attributed to
+ * line_writer, the line (and thread) that just ran. */
+int mw_engine_check_line(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer);
+
+/* Pages whose neighbours are busy (every write of theirs would trap) can be left open and
+ * compared at every check instead, by a caller that checks at each line boundary while any
+ * is (shadow.c). hook is called, async-signal-safely in the faulting thread, when a page is
+ * offered; NULL (the default) never offers one. */
+void mw_engine_set_hot_hook(void (*hook)(void));
+/* Leaves open the pages offered since the last call; returns how many are open now. */
+int mw_engine_shadow_hot(void);
+/* Did a shadowed page's watched bytes change since the last check? Cheap (no scratch,
+ * no system call): for the caller's line boundaries. */
+int mw_engine_shadows_changed(void);
+/* How many pages are left open. */
+size_t mw_engine_shadowed(void);
 void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out);
 
 #endif

@@ -199,6 +199,47 @@ static void test_plain_handler_convention(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+static uint32_t this_epoch(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint32_t)(ns >> MW_TRAPS_EPOCH_SHIFT) & 0xffffu;
+}
+
+static atomic_int offered;
+static void on_hot(void)
+{
+    atomic_fetch_add(&offered, 1);
+}
+
+/* A page whose neighbours reach the budget in one epoch is offered once to the hot hook,
+ * and still single-stepped meanwhile: no change, no writer lost. */
+static void test_busy_page_is_offered(void)
+{
+    unsigned char *b = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct mw_page *e = watch_page((uintptr_t)b, 0);
+    atomic_store(&e->watched, MW_WATCHED_ONE(MW_SPAN(0, 64)));
+    CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
+    mw_fault_path_set_hot_hook(on_hot);
+    atomic_store(&e->traps, this_epoch() << 16 | (MW_NEIGHBOUR_BUDGET - 2));
+    b[1000] = 1;
+    CHECK_EQ_INT(atomic_load(&offered), 0);
+    b[1001] = 1;                                        /* the budget: offered */
+    b[1002] = 1;
+    CHECK_EQ_INT(atomic_load(&offered), 1);
+    CHECK(!mw_fault_path_has_dirty());
+    CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
+    struct mw_page *hot[4];
+    CHECK_EQ_INT(mw_fault_path_take_hot(hot, 4), 1);
+    CHECK(hot[0] == e);
+    CHECK_EQ_INT(mw_fault_path_take_hot(hot, 4), 0);
+    mw_fault_path_set_hot_hook(NULL);
+    det->unprotect((uintptr_t)b, ps, PROT_READ | PROT_WRITE);
+    mw_region_index_remove(idx, e);
+    munmap(b, ps);
+}
+
 /* A write outside the page's watched bytes runs single-stepped and leaves the page CLEAN
  * and protected; the next write to the watched bytes faults with its own writer. */
 static void test_neighbour_write_is_not_a_change(void)
@@ -213,10 +254,10 @@ static void test_neighbour_write_is_not_a_change(void)
     CHECK_EQ_INT(b[1000], 1);
     CHECK(!mw_fault_path_has_dirty());
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
-    CHECK_EQ_INT(atomic_load(&e->traps), 1);
+    CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 1);
     CHECK_EQ_INT(atomic_load(&e->slot), MW_SLOT_NONE);
     b[2000] = 2;                                        /* protected again: traps again */
-    CHECK_EQ_INT(atomic_load(&e->traps), 2);
+    CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 2);
     CHECK(!mw_fault_path_has_dirty());
 
     b[10] = 3;                                          /* the watched bytes */
@@ -234,8 +275,9 @@ static void test_neighbour_write_is_not_a_change(void)
     CHECK(atomic_load(&accts[0].faults) > faults);
     settle(det, e);
 
-    /* Past the per-check budget, a neighbour leaves the page DIRTY, writer unknown. */
-    atomic_store(&e->traps, 1000);
+    /* Past the limit in this epoch (nobody took the busy page), a neighbour leaves the page
+     * DIRTY, writer unknown. */
+    atomic_store(&e->traps, this_epoch() << 16 | MW_NEIGHBOUR_LIMIT);
     b[3000] = 4;
     CHECK(mw_fault_path_has_dirty());
     l = mw_fault_path_collect();
@@ -259,6 +301,7 @@ int main(void)
 
     RUN(test_first_write_is_caught);
     RUN(test_neighbour_write_is_not_a_change);
+    RUN(test_busy_page_is_offered);
     RUN(test_no_copy_at_limit);
     RUN(test_fault_waits_while_checking);
     RUN(test_foreign_fault_is_chained);
