@@ -105,14 +105,6 @@ int mw_channel_open(int fd, int64_t start_monotonic_ns)
     return 0;
 }
 
-int mw_channel_is_open(void)
-{
-    pthread_mutex_lock(&lock);
-    int open = channel_fd >= 0 && !broken;
-    pthread_mutex_unlock(&lock);
-    return open;
-}
-
 uint64_t mw_channel_now_ns(void)
 {
     int64_t d = monotonic_ns() - start_ns;
