@@ -26,6 +26,7 @@
 #include "inject.h"
 #include "location.h"
 #include "module.h"
+#include "threads.h"
 
 #define POLL_MS 20
 /* In line mode the poller waits for writes to settle (no new fault for a poll period), so a
@@ -157,17 +158,6 @@ static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARG
 static void *poll_loop(void *arg)
 {
     (void)arg;
-    /* Created with every signal blocked; the synchronous ones must not be: this thread's
-     * checks write to memory that may share a page with watched data, and a blocked
-     * SIGSEGV would kill the process instead of reaching memwatch's handler. */
-    sigset_t sync;
-    sigemptyset(&sync);
-    sigaddset(&sync, SIGSEGV);
-    sigaddset(&sync, SIGBUS);
-    sigaddset(&sync, SIGFPE);
-    sigaddset(&sync, SIGILL);
-    sigaddset(&sync, SIGTRAP);
-    pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
     unsigned period_ms = mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms : POLL_MS;
     uint64_t seen_faults = 0;
     unsigned unsettled_ms = 0;
@@ -255,12 +245,8 @@ int mw_autocheck_start(PyObject *module)
     if (mw_run.check_mode == MW_CHECK_MANUAL)
         return 0;
     __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
-    /* The poller must not take signals meant for the main thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int err = pthread_create(&poller, NULL, poll_loop, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The poller must not take signals meant for the main thread (threads.c). */
+    int err = mw_threads_start(&poller, poll_loop);
     if (err) {
         PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
         return -1;
