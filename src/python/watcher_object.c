@@ -14,6 +14,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <pthread.h>
 #include <string.h>
@@ -21,10 +22,12 @@
 #include <sys/mman.h>
 
 #include "channel.h"
+#include "diff.h"
 #include "elements.h"
 #include "inject.h"
 #include "module.h"
 #include "mw_error.h"
+#include "mw_grow.h"
 #include "record.h"
 
 PyObject *mw_MemoryLimitError;
@@ -61,15 +64,9 @@ static void collect(const struct mw_change *c, void *ctx)
     struct harvest *h = ctx;
     if (h->failed)
         return;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        struct harvested *items = realloc(h->items, cap * sizeof *items);
-        if (!items) {
-            h->failed = 1;
-            return;
-        }
-        h->items = items;
-        h->cap = cap;
+    if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
+        h->failed = 1;
+        return;
     }
     struct harvested *it = &h->items[h->n];
     memset(it, 0, sizeof *it);
@@ -257,38 +254,36 @@ static unsigned char *gather_value(const struct mw_buffer *b, const unsigned cha
     return value;
 }
 
+/* Ranges of one value being collected (logical_ranges). */
+struct range_list {
+    const unsigned char *old_val, *new_val;
+    struct mw_rec_range *items;
+    size_t n, cap;
+};
+
+static int add_range(size_t offset, size_t length, void *ctx)
+{
+    struct range_list *l = ctx;
+    if (MW_GROW(l->items, l->cap, l->n + 1) != 0)
+        return -ENOMEM;
+    l->items[l->n++] = (struct mw_rec_range){offset, length, l->old_val + offset,
+                                             l->new_val + offset};
+    return 0;
+}
+
 /* For an object whose elements are not one contiguous block (a strided numpy view), the
  * engine's ranges are in memory coordinates and may include bytes between the elements.
  * Re-derive them in the object's own coordinates from its old and new value. */
-static int logical_ranges(const struct harvested *it, const unsigned char *old_val,
-                          const unsigned char *new_val, struct mw_rec_range **out, size_t *n)
+static int logical_ranges(size_t size, const unsigned char *old_val, const unsigned char *new_val,
+                          struct mw_rec_range **out, size_t *n)
 {
-    size_t size = it->watched->buf.logical_size, cap = 8, count = 0;
-    struct mw_rec_range *ranges = malloc(cap * sizeof *ranges);
-    if (!ranges)
+    struct range_list l = {.old_val = old_val, .new_val = new_val};
+    if (mw_diff_ranges(old_val, new_val, size, add_range, &l) < 0) {
+        free(l.items);
         return -1;
-    for (size_t i = 0; i < size;) {
-        if (old_val[i] == new_val[i]) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < size && old_val[j] != new_val[j])
-            j++;
-        if (count == cap) {
-            cap *= 2;
-            struct mw_rec_range *grown = realloc(ranges, cap * sizeof *ranges);
-            if (!grown) {
-                free(ranges);
-                return -1;
-            }
-            ranges = grown;
-        }
-        ranges[count++] = (struct mw_rec_range){i, j - i, old_val + i, new_val + i};
-        i = j;
     }
-    *out = ranges;
-    *n = count;
+    *out = l.items;
+    *n = l.n;
     return 0;
 }
 
@@ -599,7 +594,7 @@ static int route(struct harvested *it)
             ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
                                               it->ranges[i].old, it->ranges[i].new_};
     } else {
-        if (logical_ranges(it, old_val, new_val, &ranges, &nranges) < 0) {
+        if (logical_ranges(b->logical_size, old_val, new_val, &ranges, &nranges) < 0) {
             PyErr_NoMemory();
             goto out;
         }
