@@ -4,6 +4,7 @@
 #include <Python.h>
 
 #include "channel.h"
+#include "errors.h"
 #include "inject.h"
 #include "module.h"
 
@@ -211,15 +212,7 @@ PyObject *mw_module_init(void)
     }
     if (PyModule_AddObjectRef(m, "Change", (PyObject *)mw_ChangeType) < 0)
         goto fail;
-    if (!mw_MemoryLimitError) {
-        mw_MemoryLimitError = PyErr_NewExceptionWithDoc(
-            "memwatch.MemoryLimitError",
-            "A watch would take memwatch past the watcher's max_memory_mb.",
-            PyExc_MemoryError, NULL);
-        if (!mw_MemoryLimitError)
-            goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "MemoryLimitError", mw_MemoryLimitError) < 0)
+    if (mw_errors_add_types(m) < 0)
         goto fail;
     if (PyType_Ready(&mw_WatcherType) < 0 ||
         PyModule_AddObjectRef(m, "MemoryWatcher", (PyObject *)&mw_WatcherType) < 0)

@@ -48,7 +48,6 @@ struct WatcherObject {
 
 extern PyTypeObject mw_WatcherType;
 extern PyTypeObject *mw_ChangeType;
-extern PyObject *mw_MemoryLimitError;
 
 int mw_watcher_type_ready(PyObject *module);
 /* Runs one check of every watched page; routes each change to the trace and to its
@@ -62,8 +61,6 @@ void mw_finish_all(void);
 /* --on-nan: when a NaN or Inf appeared in a watched float array since the script was last
  * told, raises FloatingPointError (raise) or warns (warn) once and returns -1 / 0. */
 int mw_raise_pending_nonfinite(void);
-/* A Python exception for a negative engine status. */
-PyObject *mw_raise_status(int status, const char *what);
 
 /* autocheck.c */
 int mw_autocheck_start(PyObject *module);

@@ -24,13 +24,13 @@
 #include "channel.h"
 #include "diff.h"
 #include "elements.h"
+#include "errors.h"
 #include "inject.h"
 #include "module.h"
 #include "mw_error.h"
 #include "mw_grow.h"
 #include "record.h"
 
-PyObject *mw_MemoryLimitError;
 static WatcherObject *live_watchers;   /* protected by the GIL */
 /* Engine counters of the watchers already closed, and objects watched at once at most;
  * sent to the trace at the end of the run. Protected by the GIL. */
@@ -794,24 +794,6 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
 Py_ssize_t mw_check_all_ex(int automatic)
 {
     return check_and_route(automatic, NULL, 0, NULL);
-}
-
-PyObject *mw_raise_status(int status, const char *what)
-{
-    PyObject *type = PyExc_RuntimeError;
-    switch (status) {
-    case MW_ELIMIT: type = mw_MemoryLimitError; break;
-    case MW_EINVAL:
-    case MW_EUNMAPPED:
-    case MW_EOWN:
-    case MW_EEXIST:
-    case MW_EBACKEND: type = PyExc_ValueError; break;
-    case MW_ENOENT: type = PyExc_KeyError; break;
-    case -ENOMEM: type = PyExc_MemoryError; break;
-    default: break;
-    }
-    PyErr_Format(type, "%s: %s", what, mw_strerror(status));
-    return NULL;
 }
 
 /* ---- MemoryWatcher ---------------------------------------------------------------- */
