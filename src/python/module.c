@@ -3,40 +3,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "change.h"
 #include "channel.h"
 #include "errors.h"
 #include "inject.h"
 #include "module.h"
-
-PyTypeObject *mw_ChangeType;
-
-static PyStructSequence_Field change_fields[] = {
-    {"tag", "the watched object's tag"},
-    {"offset", "first changed byte, in the object's bytes"},
-    {"old", "old bytes from offset to the last changed byte (None when not kept)"},
-    {"new", "new bytes over the same span"},
-    {"file", "Python file that made the write (None when unknown)"},
-    {"line", "line in that file (0 when unknown)"},
-    {"function", "qualified name of the function that made the write"},
-    {"thread", "name of the writing thread"},
-    {"thread_id", "kernel id of the writing thread"},
-    {"seq", "sequence number of the change in the trace"},
-    {"time_ns", "nanoseconds since the run started"},
-    {"ranges", "list of (offset, old, new) for each changed range"},
-    {"old_value", "the whole old value (None with capture_full_values=False)"},
-    {"new_value", "the whole new value (None with capture_full_values=False)"},
-    {"native_symbol", "native function that made the write, when not the interpreter"},
-    {"native_library", "library of that function"},
-    {"elements", "for typed objects: list of (index, old, new) of the changed elements"},
-    {NULL, NULL},
-};
-
-static PyStructSequence_Desc change_desc = {
-    "memwatch.Change",
-    "One change of a watched object: what changed, from what to what, and who wrote it.",
-    change_fields,
-    8,
-};
 
 /* Names of threads, including threads that have already ended: a write made just before a
  * thread finishes is usually checked after it is gone. threading keeps running threads in
@@ -205,12 +176,7 @@ PyObject *mw_module_init(void)
         return NULL;
     if (PyModule_AddStringConstant(m, "__version__", MEMWATCH_VERSION) < 0)
         goto fail;
-    if (!mw_ChangeType) {
-        mw_ChangeType = PyStructSequence_NewType(&change_desc);
-        if (!mw_ChangeType)
-            goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "Change", (PyObject *)mw_ChangeType) < 0)
+    if (mw_change_add_type(m) < 0)
         goto fail;
     if (mw_errors_add_types(m) < 0)
         goto fail;

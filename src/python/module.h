@@ -47,7 +47,6 @@ struct WatcherObject {
 };
 
 extern PyTypeObject mw_WatcherType;
-extern PyTypeObject *mw_ChangeType;
 
 int mw_watcher_type_ready(PyObject *module);
 /* Runs one check of every watched page; routes each change to the trace and to its

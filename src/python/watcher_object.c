@@ -21,6 +21,7 @@
 #include <structmember.h>
 #include <sys/mman.h>
 
+#include "change.h"
 #include "channel.h"
 #include "diff.h"
 #include "elements.h"
@@ -293,78 +294,7 @@ struct native_writer {
     const char *library;
 };
 
-static PyObject *bytes_or_none(const unsigned char *p, size_t n)
-{
-    if (!p)
-        Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-}
-
-static PyObject *text_or_none(const char *s)
-{
-    if (!s || !*s)
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
-}
-
-/* ---- elements, and NaN/Inf for --on-nan ------------------------------------------- */
-
-static PyObject *element_value(const struct mw_elem_change *c, const unsigned char *bytes,
-                               double num, double imag)
-{
-    if (!bytes)
-        Py_RETURN_NONE;
-    switch (c->scalar->kind) {
-    case MW_ELEM_BOOL: return PyBool_FromLong(num != 0);
-    case MW_ELEM_INT:
-    case MW_ELEM_UINT: return PyLong_FromDouble(num);
-    case MW_ELEM_FLOAT: return PyFloat_FromDouble(num);
-    case MW_ELEM_COMPLEX: return PyComplex_FromDoubles(num, imag);
-    default: {
-        char text[128];
-        mw_elem_format_value(c->scalar, bytes, text, sizeof text);
-        return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-    }
-    }
-}
-
-static int append_element(const struct mw_elem_change *c, void *ctx)
-{
-    PyObject *list = ctx;
-    PyObject *index = PyTuple_New(c->ndim + (c->scalar->path[0] ? 1 : 0));
-    if (!index)
-        return -1;
-    for (int d = 0; d < c->ndim; d++)
-        PyTuple_SET_ITEM(index, d, PyLong_FromLongLong(c->index[d]));
-    if (c->scalar->path[0])
-        PyTuple_SET_ITEM(index, c->ndim, PyUnicode_FromString(c->scalar->path));
-    PyObject *item = Py_BuildValue("(NNN)", index,
-                                   element_value(c, c->old, c->old_num, c->old_imag),
-                                   element_value(c, c->new_, c->new_num, c->new_imag));
-    if (!item || PyList_Append(list, item) < 0) {
-        Py_XDECREF(item);
-        return -1;
-    }
-    Py_DECREF(item);
-    return 0;
-}
-
-static PyObject *elements_of(const struct mw_watched *w, const struct mw_rec_range *ranges,
-                             size_t nranges, const unsigned char *old_val,
-                             const unsigned char *new_val)
-{
-    PyObject *list = PyList_New(0);
-    if (!list || !w->layout)
-        return list;
-    if (mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
-                     append_element, list) != 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "memwatch: cannot decode the changed elements");
-        Py_DECREF(list);
-        return NULL;
-    }
-    return list;
-}
+/* ---- NaN/Inf for --on-nan --------------------------------------------------------- */
 
 /* The first NaN or Inf that appeared since the script was last told (--on-nan). Protected
  * by the GIL. */
@@ -428,62 +358,6 @@ int mw_raise_pending_nonfinite(void)
         return -1;
     }
     return PyErr_WarnEx(PyExc_RuntimeWarning, nonfinite_message, 1);
-}
-
-static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject *thread_name,
-                             const struct mw_rec_range *ranges, size_t nranges,
-                             const unsigned char *old_val, const unsigned char *new_val,
-                             int old_known, const struct native_writer *native, int capture_full)
-{
-    PyObject *change = PyStructSequence_New(mw_ChangeType);
-    if (!change)
-        return NULL;
-    size_t first = nranges ? ranges[0].offset : 0;
-    size_t last = nranges ? ranges[nranges - 1].offset + ranges[nranges - 1].length : 0;
-    int all_old = 1;
-    PyObject *range_list = PyList_New((Py_ssize_t)nranges);
-    for (size_t i = 0; range_list && i < nranges; i++) {
-        all_old &= ranges[i].old != NULL;
-        PyObject *t = Py_BuildValue("(nNN)", (Py_ssize_t)ranges[i].offset,
-                                    bytes_or_none(ranges[i].old, ranges[i].length),
-                                    bytes_or_none(ranges[i].new_, ranges[i].length));
-        if (!t) {
-            Py_CLEAR(range_list);
-            break;
-        }
-        PyList_SET_ITEM(range_list, (Py_ssize_t)i, t);
-    }
-    PyObject *fields[] = {
-        Py_NewRef(it->watched->tag),
-        PyLong_FromSize_t(first),
-        all_old ? bytes_or_none(old_val + first, last - first) : Py_NewRef(Py_None),
-        bytes_or_none(new_val + first, last - first),
-        text_or_none(it->writer.file),
-        PyLong_FromLong(it->writer.line),
-        text_or_none(it->writer.function),
-        Py_NewRef(thread_name),
-        PyLong_FromLong((long)it->writer.tid),
-        PyLong_FromUnsignedLongLong(seq),
-        PyLong_FromUnsignedLongLong(it->time_ns),
-        range_list,
-        capture_full && old_known ? bytes_or_none(old_val, it->watched->buf.logical_size)
-                                  : Py_NewRef(Py_None),
-        capture_full ? bytes_or_none(new_val, it->watched->buf.logical_size) : Py_NewRef(Py_None),
-        text_or_none(native ? native->symbol : NULL),
-        text_or_none(native ? native->library : NULL),
-        elements_of(it->watched, ranges, nranges, old_val, new_val),
-    };
-    int ok = 1;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (!fields[i])
-            ok = 0;
-        PyStructSequence_SET_ITEM(change, (Py_ssize_t)i, fields[i] ? fields[i] : Py_NewRef(Py_None));
-    }
-    if (!ok) {
-        Py_DECREF(change);
-        return NULL;
-    }
-    return change;
 }
 
 /* The native code that made the write, when it is not the interpreter itself (a numpy
@@ -650,9 +524,23 @@ static int route(struct harvested *it)
         goto out;
     owner->found++;
     if (owner->callback && owner->callback != Py_None) {
-        PyObject *change = make_change(it, seq, thread_name, ranges, nranges, old_val, new_val,
-                                       old_known, has_native ? &native : NULL,
-                                       owner->capture_full_values);
+        struct mw_change_info info = {
+            .tag = w->tag,
+            .layout = w->layout,
+            .value_size = b->logical_size,
+            .old_value = old_val,
+            .new_value = new_val,
+            .old_known = old_known,
+            .ranges = ranges,
+            .nranges = nranges,
+            .writer = &it->writer,
+            .thread_name = thread_name,
+            .native_symbol = has_native ? native.symbol : NULL,
+            .native_library = has_native ? native.library : NULL,
+            .seq = seq,
+            .time_ns = it->time_ns,
+        };
+        PyObject *change = mw_change_new(&info, owner->capture_full_values);
         if (!change || PyList_Append(owner->pending, change) < 0)
             status = -1;
         Py_XDECREF(change);
@@ -1160,9 +1048,10 @@ static PyObject *deliver(WatcherObject *self)
         if (self->callback_takes_change)
             result = PyObject_CallOneArg(fn, change);
         else
-            result = PyObject_CallFunctionObjArgs(fn, PyStructSequence_GET_ITEM(change, 0),
-                                                  PyStructSequence_GET_ITEM(change, 12),
-                                                  PyStructSequence_GET_ITEM(change, 13), NULL);
+            result = PyObject_CallFunctionObjArgs(fn, mw_change_field(change, MW_CHANGE_TAG),
+                                                  mw_change_field(change, MW_CHANGE_OLD_VALUE),
+                                                  mw_change_field(change, MW_CHANGE_NEW_VALUE),
+                                                  NULL);
         Py_DECREF(fn);
         if (!result) {
             /* The callback's exception surfaces here; undelivered changes stay queued. */
