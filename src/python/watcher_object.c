@@ -13,14 +13,13 @@
  * the GIL held. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <dlfcn.h>
 #include <errno.h>
-#include <link.h>
 #include <pthread.h>
 #include <string.h>
 #include <structmember.h>
 #include <sys/mman.h>
 
+#include "attribution.h"
 #include "change.h"
 #include "channel.h"
 #include "diff.h"
@@ -126,42 +125,6 @@ static void harvested_free(struct harvested *it)
 }
 
 /* ---- phase 2: route -------------------------------------------------------------- */
-
-/* Python's name for a kernel thread id. Threads that ended are remembered by the helper
- * in module.c (names of finished threads), so a write made just before a thread ends is
- * still attributed to its name. One check usually sees few writers: names are looked up
- * once per check and thread (thread_names, reset by mw_check_all). */
-#define NAME_CACHE 16
-static struct {
-    pid_t tid;
-    PyObject *name;
-} thread_names[NAME_CACHE];
-static int thread_names_used;
-
-static void forget_thread_names(void)
-{
-    for (int i = 0; i < thread_names_used; i++)
-        Py_CLEAR(thread_names[i].name);
-    thread_names_used = 0;
-}
-
-static PyObject *thread_name_for(pid_t tid)
-{
-    for (int i = 0; i < thread_names_used; i++)
-        if (thread_names[i].tid == tid)
-            return Py_NewRef(thread_names[i].name);
-    PyObject *module = PyImport_ImportModule("memwatch");
-    if (!module)
-        return NULL;
-    PyObject *name = PyObject_CallMethod(module, "_thread_name", "i", (int)tid);
-    Py_DECREF(module);
-    if (name && thread_names_used < NAME_CACHE) {
-        thread_names[thread_names_used].tid = tid;
-        thread_names[thread_names_used].name = Py_NewRef(name);
-        thread_names_used++;
-    }
-    return name;
-}
 
 /* Buffers as large as the watched object, zeroed. A large one comes straight from mmap,
  * whose pages cost nothing until touched: from malloc, glibc serves a 1 MiB calloc from the
@@ -288,12 +251,6 @@ static int logical_ranges(size_t size, const unsigned char *old_val, const unsig
     return 0;
 }
 
-/* Who wrote, in native code (see native_writer). */
-struct native_writer {
-    char symbol[160];
-    const char *library;
-};
-
 /* ---- NaN/Inf for --on-nan --------------------------------------------------------- */
 
 /* The first NaN or Inf that appeared since the script was last told (--on-nan). Protected
@@ -360,76 +317,6 @@ int mw_raise_pending_nonfinite(void)
     return PyErr_WarnEx(PyExc_RuntimeWarning, nonfinite_message, 1);
 }
 
-/* The native code that made the write, when it is not the interpreter itself (a numpy
- * ufunc, memmove called through ctypes, a torch kernel): "symbol+0xoffset", or
- * "+0xoffset" from the library's start when the library exports no symbol there (its
- * internal functions are stripped). */
-/* The interpreter's own code: writes from there (bytearray item assignment, ...) are the
- * Python line's, and dladdr() is too slow to ask for every change. */
-static uintptr_t interpreter_lo, interpreter_hi;
-
-static int find_interpreter(struct dl_phdr_info *info, size_t size, void *ctx)
-{
-    (void)size;
-    uintptr_t probe = (uintptr_t)ctx, lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
-        if (a < lo)
-            lo = a;
-        if (b > hi)
-            hi = b;
-    }
-    if (probe >= lo && probe < hi) {
-        interpreter_lo = lo;
-        interpreter_hi = hi;
-        return 1;
-    }
-    return 0;
-}
-
-#define NATIVE_CACHE 8
-static struct {
-    uintptr_t ip;
-    struct native_writer writer;
-    int found;
-} native_cache[NATIVE_CACHE];
-static unsigned native_cache_next;
-
-static int native_writer(uintptr_t ip, struct native_writer *out)
-{
-    if (!ip)
-        return 0;
-    if (!interpreter_hi)
-        dl_iterate_phdr(find_interpreter, (void *)(uintptr_t)&PyObject_GetBuffer);
-    if (ip >= interpreter_lo && ip < interpreter_hi)
-        return 0;
-    for (unsigned i = 0; i < NATIVE_CACHE; i++)
-        if (native_cache[i].ip == ip) {
-            *out = native_cache[i].writer;
-            return native_cache[i].found;
-        }
-    Dl_info info;
-    int found = dladdr((void *)ip, &info) && info.dli_fname;
-    if (found) {
-        if (info.dli_sname && info.dli_saddr)
-            snprintf(out->symbol, sizeof out->symbol, "%s+0x%lx", info.dli_sname,
-                     (unsigned long)(ip - (uintptr_t)info.dli_saddr));
-        else
-            snprintf(out->symbol, sizeof out->symbol, "+0x%lx",
-                     (unsigned long)(ip - (uintptr_t)info.dli_fbase));
-        out->library = info.dli_fname;
-    }
-    unsigned slot = native_cache_next++ % NATIVE_CACHE;
-    native_cache[slot].ip = ip;
-    native_cache[slot].found = found;
-    if (found)
-        native_cache[slot].writer = *out;
-    return found;
-}
-
 static int route(struct harvested *it)
 {
     struct mw_watched *w = it->watched;
@@ -494,11 +381,11 @@ static int route(struct harvested *it)
             whole = NULL;
         }
     }
-    thread_name = thread_name_for(it->writer.tid);
+    thread_name = mw_attribution_thread_name(it->writer.tid);
     if (!thread_name)
         goto out;
-    struct native_writer native;
-    int has_native = native_writer(it->writer.fault_ip, &native);
+    struct mw_native_writer native;
+    int has_native = mw_attribution_native_writer(it->writer.fault_ip, &native);
     uint64_t seq = mw_channel_next_seq();
     const char *tname = PyUnicode_Check(thread_name) ? PyUnicode_AsUTF8(thread_name) : NULL;
     struct mw_rec_change rec = {
@@ -663,7 +550,7 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
         harvested_free(&h.items[i]);
     }
     free(h.items);
-    forget_thread_names();
+    mw_attribution_forget_thread_names();
     mw_channel_flush();
     end_check();
     if (failed)
