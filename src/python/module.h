@@ -57,15 +57,14 @@ Py_ssize_t mw_check_all_ex(int automatic);
 /* The end of the run: a final check, then every watch of every watcher is dropped and
  * its memory unprotected. Needs the GIL. */
 void mw_finish_all(void);
-/* --on-nan: when a NaN or Inf appeared in a watched float array since the script was last
- * told, raises FloatingPointError (raise) or warns (warn) once and returns -1 / 0. */
-int mw_raise_pending_nonfinite(void);
 
 /* autocheck.c */
 int mw_autocheck_start(PyObject *module);
 void mw_autocheck_stop(void);
-/* Async-signal-safe: a watched page was written; ask for a check at the next safe point. */
-void mw_autocheck_request(void);
+/* After a check made elsewhere (watcher_object.c): when --on-nan has a message waiting,
+ * asks the main thread to tell the script at its next safe point, as after autocheck's
+ * own checks. Needs the GIL. */
+void mw_autocheck_after_check(void);
 /* In a forked child: the poller thread does not exist there. */
 void mw_autocheck_after_fork(void);
 

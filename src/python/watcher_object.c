@@ -6,7 +6,7 @@
  *      collector only copies them into plain C memory (no Python object is made, so no
  *      garbage collection, finalizer or callback can run while the engine lock is held);
  *   2. route: with the engine lock released, each change gets its sequence number, goes to
- *      the trace, and is queued for its watcher's callback.
+ *      the trace, is shown to --on-nan, and is queued for its watcher's callback.
  * Callbacks run only in check_changes(), as in the original design: automatic checks
  * (--check) record into the trace and queue; check_changes() delivers what is queued and
  * returns how many changes were found since the previous call. Everything here runs with
@@ -28,6 +28,7 @@
 #include "inject.h"
 #include "module.h"
 #include "mw_error.h"
+#include "on_nan.h"
 #include "mw_grow.h"
 #include "record.h"
 
@@ -251,72 +252,6 @@ static int logical_ranges(size_t size, const unsigned char *old_val, const unsig
     return 0;
 }
 
-/* ---- NaN/Inf for --on-nan --------------------------------------------------------- */
-
-/* The first NaN or Inf that appeared since the script was last told (--on-nan). Protected
- * by the GIL. */
-static char nonfinite_message[512];
-static int nonfinite_pending;
-
-struct nonfinite_search {
-    const struct mw_watched *w;
-    char name[200];
-    const char *what;
-    int found;
-};
-
-static int find_nonfinite(const struct mw_elem_change *c, void *ctx)
-{
-    struct nonfinite_search *s = ctx;
-    if (!(c->flags & MW_ELEM_F_NONFINITE_APPEARED))
-        return 0;
-    const char *tag = PyUnicode_AsUTF8(s->w->tag);
-    mw_elem_format_name(tag ? tag : "?", c->ndim, c->index, c->scalar, s->name, sizeof s->name);
-    s->what = (c->flags & MW_ELEM_F_NAN_APPEARED) ? "NaN" : "Inf";
-    s->found = 1;
-    return 1;   /* the first one is enough */
-}
-
-static void note_nonfinite(const struct harvested *it, const struct mw_rec_range *ranges,
-                           size_t nranges, const unsigned char *old_val,
-                           const unsigned char *new_val, uint64_t seq)
-{
-    const struct mw_watched *w = it->watched;
-    if (mw_run.on_nan == MW_ON_NAN_OFF || nonfinite_pending || !w->layout ||
-        !mw_elem_layout_has_float(w->layout))
-        return;
-    struct nonfinite_search s = {.w = w};
-    mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
-                 find_nonfinite, &s);
-    if (!s.found)
-        return;
-    const char *tag = PyUnicode_AsUTF8(w->tag);
-    if (it->writer.file[0])
-        snprintf(nonfinite_message, sizeof nonfinite_message,
-                 "%s appeared in watched '%s' at %s (change %llu), written by %s:%d in %s",
-                 s.what, tag ? tag : "?", s.name, (unsigned long long)seq, it->writer.file,
-                 it->writer.line, it->writer.function[0] ? it->writer.function : "?");
-    else
-        snprintf(nonfinite_message, sizeof nonfinite_message,
-                 "%s appeared in watched '%s' at %s (change %llu)", s.what, tag ? tag : "?",
-                 s.name, (unsigned long long)seq);
-    nonfinite_pending = 1;
-    /* Tell the script at its next safe point, in the main thread. */
-    mw_autocheck_request();
-}
-
-int mw_raise_pending_nonfinite(void)
-{
-    if (!nonfinite_pending)
-        return 0;
-    nonfinite_pending = 0;
-    if (mw_run.on_nan == MW_ON_NAN_RAISE) {
-        PyErr_SetString(PyExc_FloatingPointError, nonfinite_message);
-        return -1;
-    }
-    return PyErr_WarnEx(PyExc_RuntimeWarning, nonfinite_message, 1);
-}
-
 static int route(struct harvested *it)
 {
     struct mw_watched *w = it->watched;
@@ -403,7 +338,23 @@ static int route(struct harvested *it)
         .ranges = whole ? whole : ranges,
     };
     mw_channel_change(&rec);
-    note_nonfinite(it, ranges, nranges, old_val, new_val, seq);
+    struct mw_change_info info = {
+        .tag = w->tag,
+        .layout = w->layout,
+        .value_size = b->logical_size,
+        .old_value = old_val,
+        .new_value = new_val,
+        .old_known = old_known,
+        .ranges = ranges,
+        .nranges = nranges,
+        .writer = &it->writer,
+        .thread_name = thread_name,
+        .native_symbol = has_native ? native.symbol : NULL,
+        .native_library = has_native ? native.library : NULL,
+        .seq = seq,
+        .time_ns = it->time_ns,
+    };
+    mw_on_nan_note(&info);
 
     WatcherObject *owner = w->owner;
     status = 1;
@@ -411,22 +362,6 @@ static int route(struct harvested *it)
         goto out;
     owner->found++;
     if (owner->callback && owner->callback != Py_None) {
-        struct mw_change_info info = {
-            .tag = w->tag,
-            .layout = w->layout,
-            .value_size = b->logical_size,
-            .old_value = old_val,
-            .new_value = new_val,
-            .old_known = old_known,
-            .ranges = ranges,
-            .nranges = nranges,
-            .writer = &it->writer,
-            .thread_name = thread_name,
-            .native_symbol = has_native ? native.symbol : NULL,
-            .native_library = has_native ? native.library : NULL,
-            .seq = seq,
-            .time_ns = it->time_ns,
-        };
         PyObject *change = mw_change_new(&info, owner->capture_full_values);
         if (!change || PyList_Append(owner->pending, change) < 0)
             status = -1;
@@ -573,6 +508,16 @@ Py_ssize_t mw_check_all_ex(int automatic)
 
 /* ---- MemoryWatcher ---------------------------------------------------------------- */
 
+/* Every check the type makes is followed by mw_autocheck_after_check(), so that a NaN it
+ * found reaches the script's main thread as one found by an automatic check would
+ * (on_nan.c). */
+static Py_ssize_t check_all(void)
+{
+    Py_ssize_t found = mw_check_all();
+    mw_autocheck_after_check();
+    return found;
+}
+
 static int parse_backend(PyObject *value, enum mw_backend *out)
 {
     if (!value || value == Py_None) {
@@ -694,7 +639,7 @@ static PyObject *Watcher_set_callback(WatcherObject *self, PyObject *fn)
     self->callback_takes_change = one;
     if (self->core && self->watched) {
         /* Values from here on are exact: settle what is pending, then keep shadows. */
-        if (mw_check_all() < 0)
+        if (check_all() < 0)
             return NULL;
         for (struct mw_watched *w = self->watched; w; w = w->next)
             if (ensure_shadow(self, w) < 0)
@@ -897,6 +842,7 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
     struct mw_watched *keep = w;
     keep->refs++;
     Py_ssize_t checked = check_and_route(0, self->core, w->region_id, &status);
+    mw_autocheck_after_check();
     /* Routing ran Python code, which may have unwatched it already. */
     w = find_tag(self, tag);
     if (w == keep) {
@@ -962,7 +908,7 @@ static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(
 {
     if (require_core(self) < 0)
         return NULL;
-    if (mw_check_all() < 0 || mw_raise_pending_nonfinite() < 0)
+    if (check_all() < 0 || mw_on_nan_raise_pending() < 0)
         return NULL;
     return deliver(self);
 }
@@ -992,7 +938,7 @@ static void close_watcher(WatcherObject *self, int final_check)
 {
     if (!self->core)
         return;
-    if (final_check && self->watched && mw_check_all() < 0)
+    if (final_check && self->watched && check_all() < 0)
         PyErr_WriteUnraisable((PyObject *)self);
     while (self->watched) {
         struct mw_watched *w = self->watched;
@@ -1019,7 +965,7 @@ static void close_watcher(WatcherObject *self, int final_check)
 
 void mw_finish_all(void)
 {
-    if (live_watchers && mw_check_all() < 0)
+    if (live_watchers && check_all() < 0)
         PyErr_WriteUnraisable(NULL);
     while (live_watchers)
         close_watcher(live_watchers, 0);
