@@ -31,12 +31,21 @@
 #include "on_nan.h"
 #include "mw_grow.h"
 #include "record.h"
+#include "registry.h"
+
+typedef struct WatcherObject {
+    PyObject_HEAD
+    struct mw_owner state;       /* what the registry and routing see of it */
+    int callback_takes_change;   /* fn(change) rather than fn(tag, old, new) */
+    enum mw_backend backend;
+    struct WatcherObject *next_live;   /* in the list of live watchers (for the end of the run) */
+    PyObject *weakrefs;
+} WatcherObject;
 
 static WatcherObject *live_watchers;   /* protected by the GIL */
-/* Engine counters of the watchers already closed, and objects watched at once at most;
- * sent to the trace at the end of the run. Protected by the GIL. */
+/* Engine counters of the watchers already closed; sent to the trace at the end of the run.
+ * Protected by the GIL. */
 static struct mw_rec_stats run_totals;
-static uint64_t objects_now;
 
 /* ---- phase 1: harvest ------------------------------------------------------------ */
 
@@ -97,21 +106,10 @@ static void collect(const struct mw_change *c, void *ctx)
     }
     it->nranges = c->nranges;
     it->watched = c->region_user;
-    it->watched->refs++;
+    mw_registry_hold(it->watched);
     it->writer = *c->writer;
     it->time_ns = mw_channel_now_ns();
     h->n++;
-}
-
-static void watched_decref(struct mw_watched *w)
-{
-    if (--w->refs > 0)
-        return;
-    mw_buffer_release(&w->buf);
-    Py_XDECREF(w->tag);
-    free(w->shadow);
-    mw_elem_layout_destroy(w->layout);
-    PyMem_RawFree(w);
 }
 
 static void harvested_free(struct harvested *it)
@@ -122,7 +120,7 @@ static void harvested_free(struct harvested *it)
     }
     free(it->ranges);
     if (it->watched)
-        watched_decref(it->watched);
+        mw_registry_release(it->watched);
 }
 
 /* ---- phase 2: route -------------------------------------------------------------- */
@@ -265,7 +263,7 @@ static int route(struct harvested *it)
 
     /* Whole values only when someone looks at them: a callback (Change.old_value, ...) or a
      * strided view (whose changes are re-derived in its own coordinates). */
-    int full = !b->contiguous || (w->owner && w->owner->callback && w->owner->callback != Py_None);
+    int full = !b->contiguous || (w->owner && mw_owner_has_callback(w->owner));
     if (build_spans(it, !full, &old_span, &new_span, &old_known) < 0) {
         PyErr_NoMemory();
         goto out;
@@ -356,12 +354,12 @@ static int route(struct harvested *it)
     };
     mw_on_nan_note(&info);
 
-    WatcherObject *owner = w->owner;
+    struct mw_owner *owner = w->owner;
     status = 1;
     if (!owner)
         goto out;
     owner->found++;
-    if (owner->callback && owner->callback != Py_None) {
+    if (mw_owner_has_callback(owner)) {
         PyObject *change = mw_change_new(&info, owner->capture_full_values);
         if (!change || PyList_Append(owner->pending, change) < 0)
             status = -1;
@@ -381,33 +379,6 @@ out:
         free(new_val);
     }
     return status;
-}
-
-/* Keeps a shadow of w's bytes when its values must be exact (see struct mw_watched).
- * Charged to the watcher's memory limit. */
-static int ensure_shadow(WatcherObject *self, struct mw_watched *w)
-{
-    int wanted = !w->buf.contiguous ||
-                 (self->capture_full_values && self->callback && self->callback != Py_None);
-    if (!wanted || w->shadow)
-        return 0;
-    struct mw_watcher_stats s;
-    mw_watcher_stats(self->core, &s);
-    if (s.memory_used_bytes + self->shadow_bytes + w->buf.span > s.memory_limit_bytes) {
-        PyErr_Format(mw_MemoryLimitError,
-                     "cannot watch '%U': keeping its value (%zu bytes) would exceed "
-                     "max_memory_mb; raise the limit or use capture_full_values=False",
-                     w->tag, w->buf.span);
-        return -1;
-    }
-    w->shadow = malloc(w->buf.span ? w->buf.span : 1);
-    if (!w->shadow) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(w->shadow, w->buf.start, w->buf.span);
-    self->shadow_bytes += w->buf.span;
-    return 0;
 }
 
 /* Routing runs Python code (thread names, Change objects), where the eval breaker may run an
@@ -555,7 +526,7 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_memory_mb is too large: %zd", max_mb);
         return -1;
     }
-    if (self->core) {
+    if (self->state.core) {
         PyErr_SetString(PyExc_RuntimeError, "MemoryWatcher is already initialized");
         return -1;
     }
@@ -568,16 +539,16 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
     }
     struct mw_watcher_config config = {.max_memory_bytes = (size_t)max_mb * 1024 * 1024,
                                        .backend = self->backend};
-    status = mw_watcher_create(&config, &self->core);
+    status = mw_watcher_create(&config, &self->state.core);
     if (status < 0) {
         mw_raise_status(status, "cannot create a watcher");
         return -1;
     }
-    self->capture_full_values = capture;
-    Py_XSETREF(self->callback, Py_NewRef(Py_None));
-    if (!self->by_tag && !(self->by_tag = PyDict_New()))
+    self->state.capture_full_values = capture;
+    Py_XSETREF(self->state.callback, Py_NewRef(Py_None));
+    if (!self->state.by_tag && !(self->state.by_tag = PyDict_New()))
         return -1;
-    if (!self->pending && !(self->pending = PyList_New(0)))
+    if (!self->state.pending && !(self->state.pending = PyList_New(0)))
         return -1;
     self->next_live = live_watchers;
     live_watchers = self;
@@ -586,7 +557,7 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
 
 static int require_core(WatcherObject *self)
 {
-    if (!self->core) {
+    if (!self->state.core) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this MemoryWatcher is closed (the run is ending) or was not initialized");
         return -1;
@@ -635,132 +606,16 @@ static PyObject *Watcher_set_callback(WatcherObject *self, PyObject *fn)
     int one = fn == Py_None ? 0 : takes_one_argument(fn);
     if (one < 0)
         return NULL;
-    Py_XSETREF(self->callback, Py_NewRef(fn));
+    Py_XSETREF(self->state.callback, Py_NewRef(fn));
     self->callback_takes_change = one;
-    if (self->core && self->watched) {
+    if (self->state.core && self->state.watched) {
         /* Values from here on are exact: settle what is pending, then keep shadows. */
         if (check_all() < 0)
             return NULL;
-        for (struct mw_watched *w = self->watched; w; w = w->next)
-            if (ensure_shadow(self, w) < 0)
+        for (struct mw_watched *w = self->state.watched; w; w = w->next)
+            if (mw_registry_keep_shadow(&self->state, w) < 0)
                 return NULL;
     }
-    Py_RETURN_NONE;
-}
-
-static struct mw_watched *find_tag(WatcherObject *self, PyObject *tag)
-{
-    PyObject *ptr = PyDict_GetItemWithError(self->by_tag, tag);
-    return ptr ? PyLong_AsVoidPtr(ptr) : NULL;
-}
-
-static void send_object_record(struct mw_watched *w)
-{
-    const Py_buffer *v = w->buf.has_view ? &w->buf.view : NULL;
-    int64_t shape[64], strides[64];
-    int ndim = v ? v->ndim : -1;
-    if (ndim > 64)
-        ndim = -1;
-    for (int i = 0; v && i < ndim; i++) {
-        shape[i] = v->shape ? v->shape[i] : (int64_t)(v->len / (v->itemsize ? v->itemsize : 1));
-        strides[i] = v->strides ? v->strides[i] : v->itemsize;
-    }
-    struct mw_rec_object rec = {
-        .id = w->object_id,
-        .tag = PyUnicode_AsUTF8(w->tag),
-        .type_name = w->buf.type_name,
-        .address = (uint64_t)(uintptr_t)w->buf.start,
-        .size = w->buf.logical_size,
-        .readonly = w->buf.readonly,
-        .format = v ? (v->format ? v->format : "B") : NULL,
-        .itemsize = v ? v->itemsize : 0,
-        .ndim = ndim,
-        .shape = ndim > 0 ? shape : NULL,
-        .strides = ndim > 0 ? strides : NULL,
-        .time_ns = mw_channel_now_ns(),
-    };
-    mw_channel_object(&rec);
-}
-
-/* Registers an acquired buffer under tag; consumes buf on every path. */
-static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_buffer *buf)
-{
-    if (!PyUnicode_Check(tag)) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_TypeError, "name must be a str, not '%s'", Py_TYPE(tag)->tp_name);
-    }
-    if (find_tag(self, tag)) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_ValueError,
-                            "'%U' is already watched: unwatch it first or choose another name", tag);
-    }
-    if (PyErr_Occurred()) {
-        mw_buffer_release(buf);
-        return NULL;
-    }
-    if (buf->span == 0) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_ValueError, "cannot watch '%U': the object is empty (0 bytes)", tag);
-    }
-    struct mw_watched *w = PyMem_RawCalloc(1, sizeof *w);
-    if (!w) {
-        mw_buffer_release(buf);
-        return PyErr_NoMemory();
-    }
-    w->buf = *buf;
-    w->tag = Py_NewRef(tag);
-    w->owner = self;
-    w->refs = 1;
-    /* The engine validates the range (mapped, not ours) before the shadow reads it. */
-    int status = mw_watcher_watch(self->core, w->buf.start, w->buf.span, w, &w->region_id);
-    if (status >= 0 && ensure_shadow(self, w) < 0) {
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        watched_decref(w);
-        return NULL;
-    }
-    if (status < 0) {
-        watched_decref(w);
-        const char *t = PyUnicode_AsUTF8(tag);
-        char what[256];
-        snprintf(what, sizeof what, "cannot watch '%s'", t ? t : "?");
-        return mw_raise_status(status, what);
-    }
-    PyObject *ptr = PyLong_FromVoidPtr(w);
-    if (!ptr || PyDict_SetItem(self->by_tag, tag, ptr) < 0) {
-        Py_XDECREF(ptr);
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        if (w->shadow)
-            self->shadow_bytes -= w->buf.span;
-        watched_decref(w);
-        return NULL;
-    }
-    Py_DECREF(ptr);
-    if (w->buf.has_view) {
-        /* Typed objects speak in elements (Change.elements, --on-nan). */
-        const Py_buffer *v = &w->buf.view;
-        int64_t shape[64], strides[64];
-        int ndim = v->ndim <= 64 ? v->ndim : -1;
-        for (int i = 0; i < ndim; i++) {
-            shape[i] = v->shape ? v->shape[i] : v->len / (v->itemsize ? v->itemsize : 1);
-            strides[i] = v->strides ? v->strides[i] : v->itemsize;
-        }
-        struct mw_elem_desc d = {v->format ? v->format : "B", w->buf.type_name, v->itemsize, ndim,
-                                 ndim > 0 ? shape : NULL, ndim > 0 ? strides : NULL,
-                                 w->buf.logical_size, w->buf.contiguous};
-        if (mw_elem_layout_create(&d, &w->layout) != 0 || !mw_elem_layout_typed(w->layout)) {
-            mw_elem_layout_destroy(w->layout);
-            w->layout = NULL;
-        }
-    }
-    w->live = 1;
-    if (++objects_now > run_totals.tracked_objects_peak)
-        run_totals.tracked_objects_peak = objects_now;
-    w->object_id = mw_channel_next_object_id();
-    w->next = self->watched;
-    self->watched = w;
-    /* Sent with the next check's records (or when the buffer fills): watching a million
-     * objects must not cost a million hand-overs to the sender thread. */
-    send_object_record(w);
     Py_RETURN_NONE;
 }
 
@@ -775,7 +630,9 @@ static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObj
     struct mw_buffer buf;
     if (mw_buffer_acquire(obj, &buf) < 0)
         return NULL;
-    return watch_acquired(self, tag, &buf);
+    if (mw_registry_add(&self->state, tag, &buf) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObject *kwds)
@@ -806,31 +663,16 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
                             address_obj, size_obj);
     struct mw_buffer buf;
     mw_buffer_raw((void *)(uintptr_t)address, (size_t)size, &buf);
-    return watch_acquired(self, tag, &buf);
-}
-
-static void detach_entry(WatcherObject *self, struct mw_watched *w)
-{
-    for (struct mw_watched **p = &self->watched; *p; p = &(*p)->next)
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    w->next = NULL;
-    w->live = 0;
-    w->owner = NULL;
-    objects_now--;
-    if (w->shadow)
-        self->shadow_bytes -= w->buf.span;
-    mw_channel_unwatch(w->object_id);
-    watched_decref(w);
+    if (mw_registry_add(&self->state, tag, &buf) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
 {
     if (require_core(self) < 0)
         return NULL;
-    struct mw_watched *w = find_tag(self, tag);
+    struct mw_watched *w = mw_registry_find(&self->state, tag);
     if (!w) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_KeyError, "'%S' is not watched by this watcher", tag);
@@ -840,17 +682,17 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
      * engine step that forgets the region: no write in between is lost. */
     int status = 0;
     struct mw_watched *keep = w;
-    keep->refs++;
-    Py_ssize_t checked = check_and_route(0, self->core, w->region_id, &status);
+    mw_registry_hold(keep);
+    Py_ssize_t checked = check_and_route(0, self->state.core, w->region_id, &status);
     mw_autocheck_after_check();
     /* Routing ran Python code, which may have unwatched it already. */
-    w = find_tag(self, tag);
+    w = mw_registry_find(&self->state, tag);
     if (w == keep) {
-        if (PyDict_DelItem(self->by_tag, tag) < 0)
+        if (PyDict_DelItem(self->state.by_tag, tag) < 0)
             PyErr_Clear();
-        detach_entry(self, w);
+        mw_registry_detach(&self->state, w);
     }
-    watched_decref(keep);
+    mw_registry_release(keep);
     mw_channel_flush();
     if (checked < 0)
         return NULL;
@@ -861,22 +703,22 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
 
 static PyObject *deliver(WatcherObject *self)
 {
-    Py_ssize_t found = self->found;
-    self->found = 0;
-    if (!self->callback || self->callback == Py_None || PyList_GET_SIZE(self->pending) == 0)
+    Py_ssize_t found = self->state.found;
+    self->state.found = 0;
+    if (!mw_owner_has_callback(&self->state) || PyList_GET_SIZE(self->state.pending) == 0)
         return PyLong_FromSsize_t(found);
     /* Deliver what is queued now; changes that callbacks cause are found by the next
      * check, so a callback writing watched memory cannot loop. */
-    PyObject *batch = self->pending;
-    self->pending = PyList_New(0);
-    if (!self->pending) {
-        self->pending = batch;
+    PyObject *batch = self->state.pending;
+    self->state.pending = PyList_New(0);
+    if (!self->state.pending) {
+        self->state.pending = batch;
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(batch);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *change = PyList_GET_ITEM(batch, i);
-        PyObject *fn = Py_NewRef(self->callback);
+        PyObject *fn = Py_NewRef(self->state.callback);
         PyObject *result;
         if (self->callback_takes_change)
             result = PyObject_CallOneArg(fn, change);
@@ -890,9 +732,9 @@ static PyObject *deliver(WatcherObject *self)
             /* The callback's exception surfaces here; undelivered changes stay queued. */
             PyObject *rest = PyList_GetSlice(batch, i + 1, n);
             if (rest) {
-                PyObject *joined = PySequence_Concat(rest, self->pending);
+                PyObject *joined = PySequence_Concat(rest, self->state.pending);
                 if (joined)
-                    Py_SETREF(self->pending, joined);
+                    Py_SETREF(self->state.pending, joined);
                 Py_DECREF(rest);
             }
             Py_DECREF(batch);
@@ -918,44 +760,45 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
     if (require_core(self) < 0)
         return NULL;
     struct mw_watcher_stats s;
-    mw_watcher_stats(self->core, &s);
+    mw_watcher_stats(self->state.core, &s);
     return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n,s:d}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
-                         "memory_used_bytes", (unsigned long long)(s.memory_used_bytes + self->shadow_bytes),
+                         "memory_used_bytes",
+                         (unsigned long long)(s.memory_used_bytes + self->state.shadow_bytes),
                          "memory_limit_bytes", (unsigned long long)s.memory_limit_bytes,
                          "faults", (unsigned long long)s.faults,
                          "checks", (unsigned long long)s.checks,
                          "changes", (unsigned long long)s.changes,
                          "old_value_unavailable", (unsigned long long)s.old_unavailable,
                          "backend", mw_backend_name(mw_engine_backend()),
-                         "pending_callbacks", PyList_GET_SIZE(self->pending),
+                         "pending_callbacks", PyList_GET_SIZE(self->state.pending),
                          "trace_wait_seconds", mw_channel_waited_ns() / 1e9);
 }
 
 /* Drops every watch of this watcher, after a last check so nothing is lost. */
 static void close_watcher(WatcherObject *self, int final_check)
 {
-    if (!self->core)
+    if (!self->state.core)
         return;
-    if (final_check && self->watched && check_all() < 0)
+    if (final_check && self->state.watched && check_all() < 0)
         PyErr_WriteUnraisable((PyObject *)self);
-    while (self->watched) {
-        struct mw_watched *w = self->watched;
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        detach_entry(self, w);
+    while (self->state.watched) {
+        struct mw_watched *w = self->state.watched;
+        mw_watcher_unwatch(self->state.core, w->region_id, NULL, NULL);
+        mw_registry_detach(&self->state, w);
     }
     mw_channel_flush();
-    if (self->by_tag)
-        PyDict_Clear(self->by_tag);
+    if (self->state.by_tag)
+        PyDict_Clear(self->state.by_tag);
     struct mw_watcher_stats st;
-    mw_watcher_stats(self->core, &st);
+    mw_watcher_stats(self->state.core, &st);
     run_totals.faults += st.faults;
     run_totals.checks += st.checks;
     run_totals.changes += st.changes;
     run_totals.old_unavailable += st.old_unavailable;
-    mw_watcher_destroy(self->core);
-    self->core = NULL;
+    mw_watcher_destroy(self->state.core);
+    self->state.core = NULL;
     for (WatcherObject **p = &live_watchers; *p; p = &(*p)->next_live)
         if (*p == self) {
             *p = self->next_live;
@@ -969,20 +812,21 @@ void mw_finish_all(void)
         PyErr_WriteUnraisable(NULL);
     while (live_watchers)
         close_watcher(live_watchers, 0);
+    run_totals.tracked_objects_peak = mw_registry_objects_peak();
     mw_channel_stats(&run_totals);
 }
 
 static int Watcher_traverse(WatcherObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->callback);
-    Py_VISIT(self->pending);
+    Py_VISIT(self->state.callback);
+    Py_VISIT(self->state.pending);
     return 0;
 }
 
 static int Watcher_clear(WatcherObject *self)
 {
-    Py_CLEAR(self->callback);
-    Py_CLEAR(self->pending);
+    Py_CLEAR(self->state.callback);
+    Py_CLEAR(self->state.pending);
     return 0;
 }
 
@@ -993,13 +837,13 @@ static void Watcher_dealloc(WatcherObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     close_watcher(self, 1);
     Watcher_clear(self);
-    Py_CLEAR(self->by_tag);
+    Py_CLEAR(self->state.by_tag);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Watcher_watched_tags(WatcherObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return self->by_tag ? PyDict_Keys(self->by_tag) : PyList_New(0);
+    return self->state.by_tag ? PyDict_Keys(self->state.by_tag) : PyList_New(0);
 }
 
 static PyMethodDef Watcher_methods[] = {
