@@ -28,6 +28,7 @@
 #include <time.h>
 #include "channel.h"
 
+#include "check.h"
 #include "inject.h"
 #include "location.h"
 #include "module.h"

@@ -12,11 +12,6 @@
 extern PyTypeObject mw_WatcherType;
 
 int mw_watcher_type_ready(PyObject *module);
-/* Runs one check of every watched page; routes each change to the trace and to its
- * watcher. Needs the GIL. Returns the number of changes found or -1 with an exception. */
-Py_ssize_t mw_check_all(void);
-/* The same for automatic checks, which are skipped while another check is running. */
-Py_ssize_t mw_check_all_ex(int automatic);
 /* The end of the run: a final check, then every watch of every watcher is dropped and
  * its memory unprotected. Needs the GIL. */
 void mw_finish_all(void);
