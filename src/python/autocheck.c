@@ -26,12 +26,12 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
-#include "channel.h"
 
+#include "autocheck.h"
+#include "channel.h"
 #include "check.h"
-#include "inject.h"
+#include "config.h"
 #include "location.h"
-#include "module.h"
 #include "on_nan.h"
 #include "threads.h"
 

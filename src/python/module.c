@@ -1,13 +1,18 @@
-/* The built-in `memwatch` module: MemoryWatcher, Change, MemoryLimitError, and shortcuts
- * on a process-wide default watcher (watch, unwatch, check, stats). */
+/* The built-in `memwatch` module: puts together MemoryWatcher (watcher_object.c), Change
+ * (change.c) and MemoryLimitError (errors.c), adds shortcuts on a process-wide default
+ * watcher (watch, unwatch, check, stats, set_callback), the Python helper that names
+ * threads (also after they ended), and the end of the run (_finish, from atexit). Needs the
+ * GIL. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "module.h"
+
+#include "autocheck.h"
 #include "change.h"
 #include "channel.h"
 #include "errors.h"
-#include "inject.h"
-#include "module.h"
+#include "watcher_object.h"
 
 /* Names of threads, including threads that have already ended: a write made just before a
  * thread finishes is usually checked after it is gone. threading keeps running threads in
@@ -51,7 +56,7 @@ static PyObject *default_watcher;
 static PyObject *get_default(void)
 {
     if (!default_watcher) {
-        default_watcher = PyObject_CallNoArgs((PyObject *)&mw_WatcherType);
+        default_watcher = mw_watcher_object_new_default();
         if (!default_watcher)
             return NULL;
     }
@@ -176,12 +181,8 @@ PyObject *mw_module_init(void)
         return NULL;
     if (PyModule_AddStringConstant(m, "__version__", MEMWATCH_VERSION) < 0)
         goto fail;
-    if (mw_change_add_type(m) < 0)
-        goto fail;
-    if (mw_errors_add_types(m) < 0)
-        goto fail;
-    if (PyType_Ready(&mw_WatcherType) < 0 ||
-        PyModule_AddObjectRef(m, "MemoryWatcher", (PyObject *)&mw_WatcherType) < 0)
+    if (mw_change_add_type(m) < 0 || mw_errors_add_types(m) < 0 ||
+        mw_watcher_object_add_type(m) < 0)
         goto fail;
     if (run_helpers(m) < 0 || register_finish(m) < 0)
         goto fail;

@@ -14,7 +14,7 @@
 
 #include <stdio.h>
 
-#include "inject.h"
+#include "config.h"
 
 static char message[512];
 static int pending;

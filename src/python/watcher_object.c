@@ -9,16 +9,16 @@
  * mw_autocheck_after_check(), so that a NaN it found reaches the script's main thread as
  * one found by an automatic check would (on_nan.c). Everything here runs with the GIL held,
  * which protects the statics below. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "watcher_object.h"
+
 #include <stdint.h>
 
+#include "autocheck.h"
 #include "change.h"
 #include "channel.h"
 #include "check.h"
+#include "config.h"
 #include "errors.h"
-#include "inject.h"
-#include "module.h"
 #include "mw_error.h"
 #include "on_nan.h"
 #include "record.h"
@@ -424,7 +424,7 @@ static PyMethodDef Watcher_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-PyTypeObject mw_WatcherType = {
+static PyTypeObject watcher_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "memwatch.MemoryWatcher",
     .tp_basicsize = sizeof(WatcherObject),
@@ -439,3 +439,15 @@ PyTypeObject mw_WatcherType = {
     .tp_methods = Watcher_methods,
     .tp_weaklistoffset = offsetof(WatcherObject, weakrefs),
 };
+
+int mw_watcher_object_add_type(PyObject *module)
+{
+    if (PyType_Ready(&watcher_type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "MemoryWatcher", (PyObject *)&watcher_type);
+}
+
+PyObject *mw_watcher_object_new_default(void)
+{
+    return PyObject_CallNoArgs((PyObject *)&watcher_type);
+}
