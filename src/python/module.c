@@ -76,36 +76,29 @@ static PyObject *call_default(const char *method, PyObject *args)
     return result;
 }
 
-static PyObject *mod_watch(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("watch_object", args);
-}
-static PyObject *mod_watch_buffer(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("watch_buffer", args);
-}
-static PyObject *mod_unwatch(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("unwatch", args);
-}
-static PyObject *mod_check(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("check_changes", args);
-}
-static PyObject *mod_stats(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("get_stats", args);
-}
-static PyObject *mod_set_callback(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("set_callback", args);
-}
+/* The shortcuts on the default watcher, one row each: the module function, the watcher
+ * method it calls with its own arguments (NULL for METH_NOARGS, so each checks and fails
+ * exactly as its method does), its flags and its doc. */
+#define SHORTCUTS(X)                                                                        \
+    X(watch, "watch_object", METH_VARARGS,                                                 \
+      "watch(obj, tag)\n--\n\nWatch obj under tag with the default watcher.")               \
+    X(watch_buffer, "watch_buffer", METH_VARARGS,                                          \
+      "watch_buffer(address, size, tag)\n--\n\nWatch raw memory with the default watcher.") \
+    X(unwatch, "unwatch", METH_VARARGS, "unwatch(tag)\n--\n\nStop watching tag.")           \
+    X(check, "check_changes", METH_NOARGS,                                                 \
+      "check()\n--\n\nLook for changes now; returns how many were found since the last "    \
+      "call.")                                                                              \
+    X(stats, "get_stats", METH_NOARGS, "stats()\n--\n\nThe default watcher's statistics.")  \
+    X(set_callback, "set_callback", METH_VARARGS,                                          \
+      "set_callback(fn)\n--\n\nThe default watcher's callback.")
+
+#define SHORTCUT_FUNCTION(name, method, flags, doc)                   \
+    static PyObject *mod_##name(PyObject *module, PyObject *args)     \
+    {                                                                 \
+        (void)module;                                                 \
+        return call_default(method, args);                            \
+    }
+SHORTCUTS(SHORTCUT_FUNCTION)
 
 /* The end of the run, from atexit: after the script's own atexit functions (registered
  * later, so run earlier), before the interpreter finalizes anything. */
@@ -120,17 +113,9 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     Py_RETURN_NONE;
 }
 
+#define SHORTCUT_METHOD(name, method, flags, doc) {#name, mod_##name, flags, doc},
 static PyMethodDef module_methods[] = {
-    {"watch", mod_watch, METH_VARARGS,
-     "watch(obj, tag)\n--\n\nWatch obj under tag with the default watcher."},
-    {"watch_buffer", mod_watch_buffer, METH_VARARGS,
-     "watch_buffer(address, size, tag)\n--\n\nWatch raw memory with the default watcher."},
-    {"unwatch", mod_unwatch, METH_VARARGS, "unwatch(tag)\n--\n\nStop watching tag."},
-    {"check", mod_check, METH_NOARGS,
-     "check()\n--\n\nLook for changes now; returns how many were found since the last call."},
-    {"stats", mod_stats, METH_NOARGS, "stats()\n--\n\nThe default watcher's statistics."},
-    {"set_callback", mod_set_callback, METH_VARARGS,
-     "set_callback(fn)\n--\n\nThe default watcher's callback."},
+    SHORTCUTS(SHORTCUT_METHOD)
     {"_finish", mod_finish, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
