@@ -11,6 +11,11 @@
  *   - every mode but manual: a poller thread checks when pages are dirty and the main thread
  *     has not (it may be blocked in join() or sleep while other threads write). line polls
  *     every POLL_MS; interval:MS checks every MS, coalescing what was written in between.
+ *   - --on-nan: every check made here, and every check made elsewhere (which calls
+ *     mw_autocheck_after_check), is followed by a question to on-nan: when a message waits,
+ *     the check signal is raised, so the main thread tells the script at its next safe
+ *     point; the line trace and the signal handler tell it themselves right after their
+ *     check. on-nan never calls back here.
  * Checks always run with the GIL held, so they never overlap Python code that watches or
  * unwatches. */
 #define PY_SSIZE_T_CLEAN
@@ -21,11 +26,14 @@
 #include <signal.h>
 #include <string.h>
 #include <time.h>
-#include "channel.h"
 
-#include "inject.h"
+#include "autocheck.h"
+#include "channel.h"
+#include "check.h"
+#include "config.h"
 #include "location.h"
-#include "module.h"
+#include "on_nan.h"
+#include "threads.h"
 
 #define POLL_MS 20
 /* In line mode the poller waits for writes to settle (no new fault for a poll period), so a
@@ -39,12 +47,33 @@ static volatile sig_atomic_t term_requested;
 static struct timespec term_time;
 #define TERM_GRACE_MS 1000
 
-static int check_signal;                 /* Python-level signal used in line mode */
+static int check_signal;   /* Python-level signal whose handler checks (0: none); see DESIGN */
 static pthread_t poller;
 static int poller_running;
 static volatile int poller_stop;         /* atomic */
 static pthread_mutex_t poller_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t poller_wake = PTHREAD_COND_INITIALIZER;
+
+/* Has the main thread run autocheck_handler at its next safe point. Async-signal-safe. */
+static void request_check(void)
+{
+    if (check_signal)
+        PyErr_SetInterruptEx(check_signal);
+}
+
+void mw_autocheck_after_check(void)
+{
+    if (mw_on_nan_pending())
+        request_check();
+}
+
+/* Every check autocheck makes (see DESIGN: --on-nan). */
+static Py_ssize_t check(int automatic)
+{
+    Py_ssize_t found = mw_check_all_ex(automatic);
+    mw_autocheck_after_check();
+    return found;
+}
 
 /* The line trace installed by a write (see on_fault): the check runs at the writing
  * thread's next line, then the trace removes itself. Runs with the GIL held. */
@@ -56,9 +85,9 @@ static int check_at_next_line(PyObject *obj, PyFrameObject *frame, int what, PyO
     if (what != PyTrace_LINE && what != PyTrace_RETURN)
         return 0;
     PyEval_SetTrace(NULL, NULL);
-    if (mw_check_all_ex(0) < 0)
+    if (check(0) < 0)
         PyErr_WriteUnraisable(NULL);
-    return mw_raise_pending_nonfinite() < 0 ? -1 : 0;
+    return mw_on_nan_raise_pending() < 0 ? -1 : 0;
 }
 
 /* Async-signal-safe: runs in the fault handler of the writing thread.
@@ -85,14 +114,7 @@ static void on_fault(struct mw_writer *out, void *ctx)
         ts->c_tracefunc = check_at_next_line;
         ts->cframe->use_tracing = 255;
     }
-    if (check_signal)
-        PyErr_SetInterruptEx(check_signal);
-}
-
-void mw_autocheck_request(void)
-{
-    if (check_signal)
-        PyErr_SetInterruptEx(check_signal);
+    request_check();
 }
 
 /* Dies by SIGTERM as python3 would, now that the trace has everything. */
@@ -119,8 +141,7 @@ static void on_term(int sig)
     if (!term_requested)
         clock_gettime(CLOCK_MONOTONIC, &term_time);
     term_requested = 1;
-    if (check_signal)
-        PyErr_SetInterruptEx(check_signal);
+    request_check();
 }
 
 static PyObject *autocheck_handler(PyObject *self, PyObject *args)
@@ -136,10 +157,10 @@ static PyObject *autocheck_handler(PyObject *self, PyObject *args)
      * nested in this same thread is skipped), so a line's write is recorded before the
      * script goes on. A check that fails must not raise into whatever line the script is
      * on. */
-    if (mw_check_all_ex(0) < 0)
+    if (check(0) < 0)
         PyErr_WriteUnraisable(NULL);
     /* --on-nan: the script learns here, at the line after the write. */
-    if (mw_raise_pending_nonfinite() < 0)
+    if (mw_on_nan_raise_pending() < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -157,17 +178,6 @@ static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARG
 static void *poll_loop(void *arg)
 {
     (void)arg;
-    /* Created with every signal blocked; the synchronous ones must not be: this thread's
-     * checks write to memory that may share a page with watched data, and a blocked
-     * SIGSEGV would kill the process instead of reaching memwatch's handler. */
-    sigset_t sync;
-    sigemptyset(&sync);
-    sigaddset(&sync, SIGSEGV);
-    sigaddset(&sync, SIGBUS);
-    sigaddset(&sync, SIGFPE);
-    sigaddset(&sync, SIGILL);
-    sigaddset(&sync, SIGTRAP);
-    pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
     unsigned period_ms = mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms : POLL_MS;
     uint64_t seen_faults = 0;
     unsigned unsettled_ms = 0;
@@ -202,7 +212,7 @@ static void *poll_loop(void *arg)
         unsettled_ms = 0;
         pthread_mutex_unlock(&poller_lock);
         PyGILState_STATE gil = PyGILState_Ensure();
-        if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && mw_check_all_ex(1) < 0)
+        if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && check(1) < 0)
             PyErr_WriteUnraisable(NULL);
         PyGILState_Release(gil);
         pthread_mutex_lock(&poller_lock);
@@ -255,12 +265,8 @@ int mw_autocheck_start(PyObject *module)
     if (mw_run.check_mode == MW_CHECK_MANUAL)
         return 0;
     __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
-    /* The poller must not take signals meant for the main thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int err = pthread_create(&poller, NULL, poll_loop, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* The poller must not take signals meant for the main thread (threads.c). */
+    int err = mw_threads_start(&poller, poll_loop);
     if (err) {
         PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
         return -1;

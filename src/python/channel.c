@@ -16,12 +16,12 @@
 #include <fcntl.h>
 #include <string.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
+#include "threads.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
@@ -58,13 +58,6 @@ static int64_t monotonic_ns(void)
 static void *send_loop(void *arg)
 {
     (void)arg;
-    /* Started with every signal blocked; faults must still reach memwatch's handler. */
-    sigset_t sync;
-    sigemptyset(&sync);
-    sigaddset(&sync, SIGSEGV);
-    sigaddset(&sync, SIGBUS);
-    sigaddset(&sync, SIGTRAP);
-    pthread_sigmask(SIG_UNBLOCK, &sync, NULL);
     pthread_mutex_lock(&lock);
     for (;;) {
         while (!queue_head && !sender_stop)
@@ -105,14 +98,6 @@ int mw_channel_open(int fd, int64_t start_monotonic_ns)
     return 0;
 }
 
-int mw_channel_is_open(void)
-{
-    pthread_mutex_lock(&lock);
-    int open = channel_fd >= 0 && !broken;
-    pthread_mutex_unlock(&lock);
-    return open;
-}
-
 uint64_t mw_channel_now_ns(void)
 {
     int64_t d = monotonic_ns() - start_ns;
@@ -133,11 +118,7 @@ static int start_sender_locked(void)
 {
     if (sender_running)
         return 0;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int err = pthread_create(&sender, NULL, send_loop, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int err = mw_threads_start(&sender, send_loop);
     if (err)
         return -err;
     sender_running = 1;

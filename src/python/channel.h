@@ -8,7 +8,6 @@
 #include "record.h"
 
 int mw_channel_open(int fd, int64_t start_monotonic_ns);
-int mw_channel_is_open(void);
 /* Nanoseconds since the run started. */
 uint64_t mw_channel_now_ns(void);
 uint64_t mw_channel_next_object_id(void);

@@ -4,7 +4,11 @@
  * Before python3's main() runs, the constructor registers the built-in `memwatch` module
  * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
  * from the environment, and removes every trace of memwatch from the environment so that
- * the script and its subprocesses see what they would under python3. */
+ * the script and its subprocesses see what they would under python3.
+ *
+ * It is the top of the library: it calls into the other parts and none calls into it, so
+ * it has no header (the configuration it loads is config.c's, the module it registers
+ * module.c's). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -15,11 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "autocheck.h"
 #include "channel.h"
-#include "inject.h"
+#include "config.h"
 #include "module.h"
 
-struct mw_run_config mw_run = {.check_mode = MW_CHECK_MANUAL, .backend = MW_BACKEND_AUTO};
 static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
 
 /* A child made by fork() without exec (multiprocessing's fork start method, os.fork) gets a
@@ -50,18 +54,6 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
     }
     for (;;)
         syscall(SYS_exit_group, status);
-}
-
-/* The launcher validated these (run_settings.h); without `memwatch trace` they are absent
- * and the defaults apply. */
-static void parse_config(void)
-{
-    struct mw_run_settings settings;
-    mw_run_settings_from_env(&settings);
-    mw_run.check_mode = settings.check_mode;
-    mw_run.interval_ms = settings.interval_ms;
-    mw_run.backend = settings.backend;
-    mw_run.on_nan = settings.on_nan;
 }
 
 /* Gives the script the user's own value of name (saved by the launcher, or unset when the
@@ -109,7 +101,7 @@ __attribute__((constructor)) static void mw_inject_start(void)
             mw_channel_open(fd, start ? strtoll(start, NULL, 10) : 0);
         }
     }
-    parse_config();
+    mw_config_load();
     restore_environment();
     traced_pid = getpid();
     pthread_atfork(NULL, NULL, after_fork_in_child);

@@ -1,41 +1,18 @@
-/* The built-in `memwatch` module: MemoryWatcher, Change, MemoryLimitError, and shortcuts
- * on a process-wide default watcher (watch, unwatch, check, stats). */
+/* The built-in `memwatch` module: puts together MemoryWatcher (watcher_object.c), Change
+ * (change.c) and MemoryLimitError (errors.c), adds shortcuts on a process-wide default
+ * watcher (watch, unwatch, check, stats, set_callback), the Python helper that names
+ * threads (also after they ended), and the end of the run (_finish, from atexit). Needs the
+ * GIL. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "channel.h"
-#include "inject.h"
 #include "module.h"
 
-PyTypeObject *mw_ChangeType;
-
-static PyStructSequence_Field change_fields[] = {
-    {"tag", "the watched object's tag"},
-    {"offset", "first changed byte, in the object's bytes"},
-    {"old", "old bytes from offset to the last changed byte (None when not kept)"},
-    {"new", "new bytes over the same span"},
-    {"file", "Python file that made the write (None when unknown)"},
-    {"line", "line in that file (0 when unknown)"},
-    {"function", "qualified name of the function that made the write"},
-    {"thread", "name of the writing thread"},
-    {"thread_id", "kernel id of the writing thread"},
-    {"seq", "sequence number of the change in the trace"},
-    {"time_ns", "nanoseconds since the run started"},
-    {"ranges", "list of (offset, old, new) for each changed range"},
-    {"old_value", "the whole old value (None with capture_full_values=False)"},
-    {"new_value", "the whole new value (None with capture_full_values=False)"},
-    {"native_symbol", "native function that made the write, when not the interpreter"},
-    {"native_library", "library of that function"},
-    {"elements", "for typed objects: list of (index, old, new) of the changed elements"},
-    {NULL, NULL},
-};
-
-static PyStructSequence_Desc change_desc = {
-    "memwatch.Change",
-    "One change of a watched object: what changed, from what to what, and who wrote it.",
-    change_fields,
-    8,
-};
+#include "autocheck.h"
+#include "change.h"
+#include "channel.h"
+#include "errors.h"
+#include "watcher_object.h"
 
 /* Names of threads, including threads that have already ended: a write made just before a
  * thread finishes is usually checked after it is gone. threading keeps running threads in
@@ -79,7 +56,7 @@ static PyObject *default_watcher;
 static PyObject *get_default(void)
 {
     if (!default_watcher) {
-        default_watcher = PyObject_CallNoArgs((PyObject *)&mw_WatcherType);
+        default_watcher = mw_watcher_object_new_default();
         if (!default_watcher)
             return NULL;
     }
@@ -99,36 +76,29 @@ static PyObject *call_default(const char *method, PyObject *args)
     return result;
 }
 
-static PyObject *mod_watch(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("watch_object", args);
-}
-static PyObject *mod_watch_buffer(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("watch_buffer", args);
-}
-static PyObject *mod_unwatch(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("unwatch", args);
-}
-static PyObject *mod_check(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("check_changes", args);
-}
-static PyObject *mod_stats(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("get_stats", args);
-}
-static PyObject *mod_set_callback(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return call_default("set_callback", args);
-}
+/* The shortcuts on the default watcher, one row each: the module function, the watcher
+ * method it calls with its own arguments (NULL for METH_NOARGS, so each checks and fails
+ * exactly as its method does), its flags and its doc. */
+#define SHORTCUTS(X)                                                                        \
+    X(watch, "watch_object", METH_VARARGS,                                                 \
+      "watch(obj, tag)\n--\n\nWatch obj under tag with the default watcher.")               \
+    X(watch_buffer, "watch_buffer", METH_VARARGS,                                          \
+      "watch_buffer(address, size, tag)\n--\n\nWatch raw memory with the default watcher.") \
+    X(unwatch, "unwatch", METH_VARARGS, "unwatch(tag)\n--\n\nStop watching tag.")           \
+    X(check, "check_changes", METH_NOARGS,                                                 \
+      "check()\n--\n\nLook for changes now; returns how many were found since the last "    \
+      "call.")                                                                              \
+    X(stats, "get_stats", METH_NOARGS, "stats()\n--\n\nThe default watcher's statistics.")  \
+    X(set_callback, "set_callback", METH_VARARGS,                                          \
+      "set_callback(fn)\n--\n\nThe default watcher's callback.")
+
+#define SHORTCUT_FUNCTION(name, method, flags, doc)                   \
+    static PyObject *mod_##name(PyObject *module, PyObject *args)     \
+    {                                                                 \
+        (void)module;                                                 \
+        return call_default(method, args);                            \
+    }
+SHORTCUTS(SHORTCUT_FUNCTION)
 
 /* The end of the run, from atexit: after the script's own atexit functions (registered
  * later, so run earlier), before the interpreter finalizes anything. */
@@ -143,17 +113,9 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     Py_RETURN_NONE;
 }
 
+#define SHORTCUT_METHOD(name, method, flags, doc) {#name, mod_##name, flags, doc},
 static PyMethodDef module_methods[] = {
-    {"watch", mod_watch, METH_VARARGS,
-     "watch(obj, tag)\n--\n\nWatch obj under tag with the default watcher."},
-    {"watch_buffer", mod_watch_buffer, METH_VARARGS,
-     "watch_buffer(address, size, tag)\n--\n\nWatch raw memory with the default watcher."},
-    {"unwatch", mod_unwatch, METH_VARARGS, "unwatch(tag)\n--\n\nStop watching tag."},
-    {"check", mod_check, METH_NOARGS,
-     "check()\n--\n\nLook for changes now; returns how many were found since the last call."},
-    {"stats", mod_stats, METH_NOARGS, "stats()\n--\n\nThe default watcher's statistics."},
-    {"set_callback", mod_set_callback, METH_VARARGS,
-     "set_callback(fn)\n--\n\nThe default watcher's callback."},
+    SHORTCUTS(SHORTCUT_METHOD)
     {"_finish", mod_finish, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -204,25 +166,8 @@ PyObject *mw_module_init(void)
         return NULL;
     if (PyModule_AddStringConstant(m, "__version__", MEMWATCH_VERSION) < 0)
         goto fail;
-    if (!mw_ChangeType) {
-        mw_ChangeType = PyStructSequence_NewType(&change_desc);
-        if (!mw_ChangeType)
-            goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "Change", (PyObject *)mw_ChangeType) < 0)
-        goto fail;
-    if (!mw_MemoryLimitError) {
-        mw_MemoryLimitError = PyErr_NewExceptionWithDoc(
-            "memwatch.MemoryLimitError",
-            "A watch would take memwatch past the watcher's max_memory_mb.",
-            PyExc_MemoryError, NULL);
-        if (!mw_MemoryLimitError)
-            goto fail;
-    }
-    if (PyModule_AddObjectRef(m, "MemoryLimitError", mw_MemoryLimitError) < 0)
-        goto fail;
-    if (PyType_Ready(&mw_WatcherType) < 0 ||
-        PyModule_AddObjectRef(m, "MemoryWatcher", (PyObject *)&mw_WatcherType) < 0)
+    if (mw_change_add_type(m) < 0 || mw_errors_add_types(m) < 0 ||
+        mw_watcher_object_add_type(m) < 0)
         goto fail;
     if (run_helpers(m) < 0 || register_finish(m) < 0)
         goto fail;

@@ -1,825 +1,49 @@
-/* memwatch.MemoryWatcher and the path every change takes from the engine to the trace and
- * to the script's callback.
+/* memwatch.MemoryWatcher: watching and unwatching objects, the callback and its delivery,
+ * statistics, and the end of every watcher.
  *
- * DESIGN: a check has two phases.
- *   1. harvest: mw_engine_check() runs under the engine lock and hands out changes; the
- *      collector only copies them into plain C memory (no Python object is made, so no
- *      garbage collection, finalizer or callback can run while the engine lock is held);
- *   2. route: with the engine lock released, each change gets its sequence number, goes to
- *      the trace, and is queued for its watcher's callback.
- * Callbacks run only in check_changes(), as in the original design: automatic checks
- * (--check) record into the trace and queue; check_changes() delivers what is queued and
- * returns how many changes were found since the previous call. Everything here runs with
- * the GIL held. */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <dlfcn.h>
-#include <link.h>
-#include <pthread.h>
-#include <string.h>
-#include <structmember.h>
-#include <sys/mman.h>
+ * DESIGN: callbacks run only in check_changes(). Every check (automatic ones from --check
+ * too) records changes into the trace and queues a Change for a watcher with a callback
+ * (check.c); check_changes() delivers what is queued and returns how many changes were
+ * found since the previous call. So a callback never runs inside a check, and changes it
+ * causes are found by the next one. Every check made here is followed by
+ * mw_autocheck_after_check(), so that a NaN it found reaches the script's main thread as
+ * one found by an automatic check would (on_nan.c). Everything here runs with the GIL held,
+ * which protects the statics below. */
+#include "watcher_object.h"
 
+#include <stdint.h>
+
+#include "autocheck.h"
+#include "change.h"
 #include "channel.h"
-#include "elements.h"
-#include "inject.h"
-#include "module.h"
+#include "check.h"
+#include "config.h"
+#include "errors.h"
 #include "mw_error.h"
+#include "on_nan.h"
 #include "record.h"
+#include "registry.h"
 
-PyObject *mw_MemoryLimitError;
-static WatcherObject *live_watchers;   /* protected by the GIL */
-/* Engine counters of the watchers already closed, and objects watched at once at most;
- * sent to the trace at the end of the run. Protected by the GIL. */
+typedef struct WatcherObject {
+    PyObject_HEAD
+    struct mw_owner state;       /* what the registry and routing see of it */
+    int callback_takes_change;   /* fn(change) rather than fn(tag, old, new) */
+    enum mw_backend backend;
+    struct WatcherObject *next_live;   /* in the list of live watchers (for the end of the run) */
+    PyObject *weakrefs;
+} WatcherObject;
+
+static WatcherObject *live_watchers;
+/* Engine counters of the watchers already closed; sent to the trace at the end of the run. */
 static struct mw_rec_stats run_totals;
-static uint64_t objects_now;
 
-/* ---- phase 1: harvest ------------------------------------------------------------ */
-
-struct harvested_range {
-    size_t offset, length;
-    unsigned char *old;   /* NULL: old value unavailable */
-    unsigned char *new_;
-};
-
-struct harvested {
-    struct mw_watched *watched;
-    size_t nranges;
-    struct harvested_range *ranges;
-    struct mw_writer writer;
-    uint64_t time_ns;
-};
-
-struct harvest {
-    struct harvested *items;
-    size_t n, cap;
-    int failed;
-};
-
-static void collect(const struct mw_change *c, void *ctx)
+/* Every check the type makes (see DESIGN). */
+static Py_ssize_t check_all(void)
 {
-    struct harvest *h = ctx;
-    if (h->failed)
-        return;
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        struct harvested *items = realloc(h->items, cap * sizeof *items);
-        if (!items) {
-            h->failed = 1;
-            return;
-        }
-        h->items = items;
-        h->cap = cap;
-    }
-    struct harvested *it = &h->items[h->n];
-    memset(it, 0, sizeof *it);
-    it->ranges = calloc(c->nranges ? c->nranges : 1, sizeof *it->ranges);
-    if (!it->ranges) {
-        h->failed = 1;
-        return;
-    }
-    for (size_t i = 0; i < c->nranges; i++) {
-        const struct mw_range *r = &c->ranges[i];
-        struct harvested_range *hr = &it->ranges[i];
-        hr->offset = r->offset;
-        hr->length = r->length;
-        hr->new_ = malloc(r->length ? r->length : 1);
-        hr->old = r->old ? malloc(r->length ? r->length : 1) : NULL;
-        if (!hr->new_ || (r->old && !hr->old)) {
-            free(hr->new_);
-            free(hr->old);
-            it->nranges = i;
-            h->failed = 1;
-            h->n++;
-            return;
-        }
-        memcpy(hr->new_, r->new_, r->length);
-        if (r->old)
-            memcpy(hr->old, r->old, r->length);
-    }
-    it->nranges = c->nranges;
-    it->watched = c->region_user;
-    it->watched->refs++;
-    it->writer = *c->writer;
-    it->time_ns = mw_channel_now_ns();
-    h->n++;
-}
-
-static void watched_decref(struct mw_watched *w)
-{
-    if (--w->refs > 0)
-        return;
-    mw_buffer_release(&w->buf);
-    Py_XDECREF(w->tag);
-    free(w->shadow);
-    mw_elem_layout_destroy(w->layout);
-    PyMem_RawFree(w);
-}
-
-static void harvested_free(struct harvested *it)
-{
-    for (size_t i = 0; i < it->nranges; i++) {
-        free(it->ranges[i].old);
-        free(it->ranges[i].new_);
-    }
-    free(it->ranges);
-    if (it->watched)
-        watched_decref(it->watched);
-}
-
-/* ---- phase 2: route -------------------------------------------------------------- */
-
-/* Python's name for a kernel thread id. Threads that ended are remembered by the helper
- * in module.c (names of finished threads), so a write made just before a thread ends is
- * still attributed to its name. One check usually sees few writers: names are looked up
- * once per check and thread (thread_names, reset by mw_check_all). */
-#define NAME_CACHE 16
-static struct {
-    pid_t tid;
-    PyObject *name;
-} thread_names[NAME_CACHE];
-static int thread_names_used;
-
-static void forget_thread_names(void)
-{
-    for (int i = 0; i < thread_names_used; i++)
-        Py_CLEAR(thread_names[i].name);
-    thread_names_used = 0;
-}
-
-static PyObject *thread_name_for(pid_t tid)
-{
-    for (int i = 0; i < thread_names_used; i++)
-        if (thread_names[i].tid == tid)
-            return Py_NewRef(thread_names[i].name);
-    PyObject *module = PyImport_ImportModule("memwatch");
-    if (!module)
-        return NULL;
-    PyObject *name = PyObject_CallMethod(module, "_thread_name", "i", (int)tid);
-    Py_DECREF(module);
-    if (name && thread_names_used < NAME_CACHE) {
-        thread_names[thread_names_used].tid = tid;
-        thread_names[thread_names_used].name = Py_NewRef(name);
-        thread_names_used++;
-    }
-    return name;
-}
-
-/* Buffers as large as the watched object, zeroed. A large one comes straight from mmap,
- * whose pages cost nothing until touched: from malloc, glibc serves a 1 MiB calloc from the
- * heap once its mmap threshold has adapted, memsets it, and trims the heap again when it is
- * freed, which made a one-element change of a 1 MiB array cost ~0.8 ms. */
-#define SPAN_MMAP_MIN ((size_t)64 << 10)
-
-static unsigned char *span_alloc(size_t size)
-{
-    if (size < SPAN_MMAP_MIN)
-        return calloc(1, size ? size : 1);
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void span_free(unsigned char *p, size_t size)
-{
-    if (!p)
-        return;
-    if (size < SPAN_MMAP_MIN)
-        free(p);
-    else
-        munmap(p, size);
-}
-
-/* The span's bytes before and after the change. With a shadow they are exactly what the
- * checks saw; without one, bytes the change did not touch come from memory as it is now.
- * Both buffers come from span_alloc(w->buf.span). */
-static int build_spans(struct harvested *it, int sparse, unsigned char **old_out,
-                       unsigned char **new_out, int *old_known)
-{
-    struct mw_watched *w = it->watched;
-    const unsigned char *src = w->shadow ? w->shadow : w->buf.start;
-    unsigned char *old_span = NULL, *new_span = NULL;
-    if (sparse) {
-        /* Only the bytes around each range are filled in (a whole element on each side,
-         * for element alignment); calloc'd pages that are never touched cost nothing, so a
-         * one-element change of a large array costs what the element does. */
-        size_t window = w->buf.has_view && w->buf.view.itemsize > 0 ? (size_t)w->buf.view.itemsize : 1;
-        old_span = span_alloc(w->buf.span);
-        new_span = span_alloc(w->buf.span);
-        if (!old_span || !new_span)
-            goto nomem;
-        for (size_t i = 0; i < it->nranges; i++) {
-            const struct harvested_range *r = &it->ranges[i];
-            size_t lo = r->offset > window ? r->offset - window : 0;
-            size_t hi = r->offset + r->length + window;
-            if (hi > w->buf.span)
-                hi = w->buf.span;
-            memcpy(new_span + lo, src + lo, hi - lo);
-            memcpy(old_span + lo, src + lo, hi - lo);
-        }
-    } else {
-        old_span = span_alloc(w->buf.span);
-        new_span = span_alloc(w->buf.span);
-        if (!old_span || !new_span)
-            goto nomem;
-        memcpy(new_span, src, w->buf.span);
-        memcpy(old_span, src, w->buf.span);
-    }
-    *old_known = 1;
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct harvested_range *r = &it->ranges[i];
-        memcpy(new_span + r->offset, r->new_, r->length);
-        if (w->shadow)
-            memcpy(w->shadow + r->offset, r->new_, r->length);
-    }
-    /* Bytes the change did not touch are the same before and after. */
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct harvested_range *r = &it->ranges[i];
-        if (r->old)
-            memcpy(old_span + r->offset, r->old, r->length);
-        else
-            *old_known = 0;
-    }
-    *old_out = old_span;
-    *new_out = new_span;
-    return 0;
-nomem:
-    span_free(old_span, w->buf.span);
-    span_free(new_span, w->buf.span);
-    return -1;
-}
-
-/* The value's bytes in the object's own coordinates (C order). */
-static unsigned char *gather_value(const struct mw_buffer *b, const unsigned char *span_bytes)
-{
-    unsigned char *value = malloc(b->logical_size ? b->logical_size : 1);
-    if (value)
-        mw_buffer_gather(b, span_bytes, value);
-    return value;
-}
-
-/* For an object whose elements are not one contiguous block (a strided numpy view), the
- * engine's ranges are in memory coordinates and may include bytes between the elements.
- * Re-derive them in the object's own coordinates from its old and new value. */
-static int logical_ranges(const struct harvested *it, const unsigned char *old_val,
-                          const unsigned char *new_val, struct mw_rec_range **out, size_t *n)
-{
-    size_t size = it->watched->buf.logical_size, cap = 8, count = 0;
-    struct mw_rec_range *ranges = malloc(cap * sizeof *ranges);
-    if (!ranges)
-        return -1;
-    for (size_t i = 0; i < size;) {
-        if (old_val[i] == new_val[i]) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < size && old_val[j] != new_val[j])
-            j++;
-        if (count == cap) {
-            cap *= 2;
-            struct mw_rec_range *grown = realloc(ranges, cap * sizeof *ranges);
-            if (!grown) {
-                free(ranges);
-                return -1;
-            }
-            ranges = grown;
-        }
-        ranges[count++] = (struct mw_rec_range){i, j - i, old_val + i, new_val + i};
-        i = j;
-    }
-    *out = ranges;
-    *n = count;
-    return 0;
-}
-
-/* Who wrote, in native code (see native_writer). */
-struct native_writer {
-    char symbol[160];
-    const char *library;
-};
-
-static PyObject *bytes_or_none(const unsigned char *p, size_t n)
-{
-    if (!p)
-        Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
-}
-
-static PyObject *text_or_none(const char *s)
-{
-    if (!s || !*s)
-        Py_RETURN_NONE;
-    return PyUnicode_DecodeUTF8(s, (Py_ssize_t)strlen(s), "replace");
-}
-
-/* ---- elements, and NaN/Inf for --on-nan ------------------------------------------- */
-
-static PyObject *element_value(const struct mw_elem_change *c, const unsigned char *bytes,
-                               double num, double imag)
-{
-    if (!bytes)
-        Py_RETURN_NONE;
-    switch (c->scalar->kind) {
-    case MW_ELEM_BOOL: return PyBool_FromLong(num != 0);
-    case MW_ELEM_INT:
-    case MW_ELEM_UINT: return PyLong_FromDouble(num);
-    case MW_ELEM_FLOAT: return PyFloat_FromDouble(num);
-    case MW_ELEM_COMPLEX: return PyComplex_FromDoubles(num, imag);
-    default: {
-        char text[128];
-        mw_elem_format_value(c->scalar, bytes, text, sizeof text);
-        return PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "replace");
-    }
-    }
-}
-
-static int append_element(const struct mw_elem_change *c, void *ctx)
-{
-    PyObject *list = ctx;
-    PyObject *index = PyTuple_New(c->ndim + (c->scalar->path[0] ? 1 : 0));
-    if (!index)
-        return -1;
-    for (int d = 0; d < c->ndim; d++)
-        PyTuple_SET_ITEM(index, d, PyLong_FromLongLong(c->index[d]));
-    if (c->scalar->path[0])
-        PyTuple_SET_ITEM(index, c->ndim, PyUnicode_FromString(c->scalar->path));
-    PyObject *item = Py_BuildValue("(NNN)", index,
-                                   element_value(c, c->old, c->old_num, c->old_imag),
-                                   element_value(c, c->new_, c->new_num, c->new_imag));
-    if (!item || PyList_Append(list, item) < 0) {
-        Py_XDECREF(item);
-        return -1;
-    }
-    Py_DECREF(item);
-    return 0;
-}
-
-static PyObject *elements_of(const struct mw_watched *w, const struct mw_rec_range *ranges,
-                             size_t nranges, const unsigned char *old_val,
-                             const unsigned char *new_val)
-{
-    PyObject *list = PyList_New(0);
-    if (!list || !w->layout)
-        return list;
-    if (mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
-                     append_element, list) != 0) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_RuntimeError, "memwatch: cannot decode the changed elements");
-        Py_DECREF(list);
-        return NULL;
-    }
-    return list;
-}
-
-/* The first NaN or Inf that appeared since the script was last told (--on-nan). Protected
- * by the GIL. */
-static char nonfinite_message[512];
-static int nonfinite_pending;
-
-struct nonfinite_search {
-    const struct mw_watched *w;
-    char name[200];
-    const char *what;
-    int found;
-};
-
-static int find_nonfinite(const struct mw_elem_change *c, void *ctx)
-{
-    struct nonfinite_search *s = ctx;
-    if (!(c->flags & MW_ELEM_F_NONFINITE_APPEARED))
-        return 0;
-    const char *tag = PyUnicode_AsUTF8(s->w->tag);
-    mw_elem_format_name(tag ? tag : "?", c->ndim, c->index, c->scalar, s->name, sizeof s->name);
-    s->what = (c->flags & MW_ELEM_F_NAN_APPEARED) ? "NaN" : "Inf";
-    s->found = 1;
-    return 1;   /* the first one is enough */
-}
-
-static void note_nonfinite(const struct harvested *it, const struct mw_rec_range *ranges,
-                           size_t nranges, const unsigned char *old_val,
-                           const unsigned char *new_val, uint64_t seq)
-{
-    const struct mw_watched *w = it->watched;
-    if (mw_run.on_nan == MW_ON_NAN_OFF || nonfinite_pending || !w->layout ||
-        !mw_elem_layout_has_float(w->layout))
-        return;
-    struct nonfinite_search s = {.w = w};
-    mw_elem_diff(w->layout, ranges, nranges, old_val, new_val, w->buf.logical_size,
-                 find_nonfinite, &s);
-    if (!s.found)
-        return;
-    const char *tag = PyUnicode_AsUTF8(w->tag);
-    if (it->writer.file[0])
-        snprintf(nonfinite_message, sizeof nonfinite_message,
-                 "%s appeared in watched '%s' at %s (change %llu), written by %s:%d in %s",
-                 s.what, tag ? tag : "?", s.name, (unsigned long long)seq, it->writer.file,
-                 it->writer.line, it->writer.function[0] ? it->writer.function : "?");
-    else
-        snprintf(nonfinite_message, sizeof nonfinite_message,
-                 "%s appeared in watched '%s' at %s (change %llu)", s.what, tag ? tag : "?",
-                 s.name, (unsigned long long)seq);
-    nonfinite_pending = 1;
-    /* Tell the script at its next safe point, in the main thread. */
-    mw_autocheck_request();
-}
-
-int mw_raise_pending_nonfinite(void)
-{
-    if (!nonfinite_pending)
-        return 0;
-    nonfinite_pending = 0;
-    if (mw_run.on_nan == MW_ON_NAN_RAISE) {
-        PyErr_SetString(PyExc_FloatingPointError, nonfinite_message);
-        return -1;
-    }
-    return PyErr_WarnEx(PyExc_RuntimeWarning, nonfinite_message, 1);
-}
-
-static PyObject *make_change(const struct harvested *it, uint64_t seq, PyObject *thread_name,
-                             const struct mw_rec_range *ranges, size_t nranges,
-                             const unsigned char *old_val, const unsigned char *new_val,
-                             int old_known, const struct native_writer *native, int capture_full)
-{
-    PyObject *change = PyStructSequence_New(mw_ChangeType);
-    if (!change)
-        return NULL;
-    size_t first = nranges ? ranges[0].offset : 0;
-    size_t last = nranges ? ranges[nranges - 1].offset + ranges[nranges - 1].length : 0;
-    int all_old = 1;
-    PyObject *range_list = PyList_New((Py_ssize_t)nranges);
-    for (size_t i = 0; range_list && i < nranges; i++) {
-        all_old &= ranges[i].old != NULL;
-        PyObject *t = Py_BuildValue("(nNN)", (Py_ssize_t)ranges[i].offset,
-                                    bytes_or_none(ranges[i].old, ranges[i].length),
-                                    bytes_or_none(ranges[i].new_, ranges[i].length));
-        if (!t) {
-            Py_CLEAR(range_list);
-            break;
-        }
-        PyList_SET_ITEM(range_list, (Py_ssize_t)i, t);
-    }
-    PyObject *fields[] = {
-        Py_NewRef(it->watched->tag),
-        PyLong_FromSize_t(first),
-        all_old ? bytes_or_none(old_val + first, last - first) : Py_NewRef(Py_None),
-        bytes_or_none(new_val + first, last - first),
-        text_or_none(it->writer.file),
-        PyLong_FromLong(it->writer.line),
-        text_or_none(it->writer.function),
-        Py_NewRef(thread_name),
-        PyLong_FromLong((long)it->writer.tid),
-        PyLong_FromUnsignedLongLong(seq),
-        PyLong_FromUnsignedLongLong(it->time_ns),
-        range_list,
-        capture_full && old_known ? bytes_or_none(old_val, it->watched->buf.logical_size)
-                                  : Py_NewRef(Py_None),
-        capture_full ? bytes_or_none(new_val, it->watched->buf.logical_size) : Py_NewRef(Py_None),
-        text_or_none(native ? native->symbol : NULL),
-        text_or_none(native ? native->library : NULL),
-        elements_of(it->watched, ranges, nranges, old_val, new_val),
-    };
-    int ok = 1;
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (!fields[i])
-            ok = 0;
-        PyStructSequence_SET_ITEM(change, (Py_ssize_t)i, fields[i] ? fields[i] : Py_NewRef(Py_None));
-    }
-    if (!ok) {
-        Py_DECREF(change);
-        return NULL;
-    }
-    return change;
-}
-
-/* The native code that made the write, when it is not the interpreter itself (a numpy
- * ufunc, memmove called through ctypes, a torch kernel): "symbol+0xoffset", or
- * "+0xoffset" from the library's start when the library exports no symbol there (its
- * internal functions are stripped). */
-/* The interpreter's own code: writes from there (bytearray item assignment, ...) are the
- * Python line's, and dladdr() is too slow to ask for every change. */
-static uintptr_t interpreter_lo, interpreter_hi;
-
-static int find_interpreter(struct dl_phdr_info *info, size_t size, void *ctx)
-{
-    (void)size;
-    uintptr_t probe = (uintptr_t)ctx, lo = UINTPTR_MAX, hi = 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD)
-            continue;
-        uintptr_t a = info->dlpi_addr + ph->p_vaddr, b = a + ph->p_memsz;
-        if (a < lo)
-            lo = a;
-        if (b > hi)
-            hi = b;
-    }
-    if (probe >= lo && probe < hi) {
-        interpreter_lo = lo;
-        interpreter_hi = hi;
-        return 1;
-    }
-    return 0;
-}
-
-#define NATIVE_CACHE 8
-static struct {
-    uintptr_t ip;
-    struct native_writer writer;
-    int found;
-} native_cache[NATIVE_CACHE];
-static unsigned native_cache_next;
-
-static int native_writer(uintptr_t ip, struct native_writer *out)
-{
-    if (!ip)
-        return 0;
-    if (!interpreter_hi)
-        dl_iterate_phdr(find_interpreter, (void *)(uintptr_t)&PyObject_GetBuffer);
-    if (ip >= interpreter_lo && ip < interpreter_hi)
-        return 0;
-    for (unsigned i = 0; i < NATIVE_CACHE; i++)
-        if (native_cache[i].ip == ip) {
-            *out = native_cache[i].writer;
-            return native_cache[i].found;
-        }
-    Dl_info info;
-    int found = dladdr((void *)ip, &info) && info.dli_fname;
-    if (found) {
-        if (info.dli_sname && info.dli_saddr)
-            snprintf(out->symbol, sizeof out->symbol, "%s+0x%lx", info.dli_sname,
-                     (unsigned long)(ip - (uintptr_t)info.dli_saddr));
-        else
-            snprintf(out->symbol, sizeof out->symbol, "+0x%lx",
-                     (unsigned long)(ip - (uintptr_t)info.dli_fbase));
-        out->library = info.dli_fname;
-    }
-    unsigned slot = native_cache_next++ % NATIVE_CACHE;
-    native_cache[slot].ip = ip;
-    native_cache[slot].found = found;
-    if (found)
-        native_cache[slot].writer = *out;
+    Py_ssize_t found = mw_check_all();
+    mw_autocheck_after_check();
     return found;
 }
-
-static int route(struct harvested *it)
-{
-    struct mw_watched *w = it->watched;
-    const struct mw_buffer *b = &w->buf;
-    unsigned char *old_span = NULL, *new_span = NULL, *old_val = NULL, *new_val = NULL;
-    int old_known = 1, vals_are_spans = 0;
-    struct mw_rec_range *ranges = NULL, *whole = NULL;
-    size_t nranges = 0, nwhole = 0;
-    int status = -1;
-    PyObject *thread_name = NULL;
-
-    /* Whole values only when someone looks at them: a callback (Change.old_value, ...) or a
-     * strided view (whose changes are re-derived in its own coordinates). */
-    int full = !b->contiguous || (w->owner && w->owner->callback && w->owner->callback != Py_None);
-    if (build_spans(it, !full, &old_span, &new_span, &old_known) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (b->contiguous) {   /* the span is the value: no second copy */
-        old_val = old_span;
-        new_val = new_span;
-        old_span = new_span = NULL;
-        vals_are_spans = 1;
-    } else if (!(old_val = gather_value(b, old_span)) || !(new_val = gather_value(b, new_span))) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (b->contiguous) {
-        nranges = it->nranges;
-        ranges = malloc((nranges ? nranges : 1) * sizeof *ranges);
-        if (!ranges) {
-            PyErr_NoMemory();
-            goto out;
-        }
-        for (size_t i = 0; i < nranges; i++)
-            ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
-                                              it->ranges[i].old, it->ranges[i].new_};
-    } else {
-        if (logical_ranges(it, old_val, new_val, &ranges, &nranges) < 0) {
-            PyErr_NoMemory();
-            goto out;
-        }
-        if (!old_known)   /* unknown old bytes: the whole value is in doubt */
-            for (size_t i = 0; i < nranges; i++)
-                ranges[i].old = NULL;
-    }
-    if (nranges == 0) {   /* only bytes between a view's elements changed */
-        status = 0;
-        goto out;
-    }
-    /* The trace gets whole elements, so that its readers can decode each changed one
-     * without the rest of the object (elements.h); the bytes are in old_val/new_val. */
-    size_t itemsize = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
-    if (itemsize > 1) {
-        if (!(whole = malloc(nranges * sizeof *whole))) {
-            PyErr_NoMemory();
-            goto out;
-        }
-        if (mw_elem_align_ranges(itemsize, ranges, nranges, old_val, new_val, b->logical_size,
-                                 whole, &nwhole) != 0) {
-            free(whole);
-            whole = NULL;
-        }
-    }
-    thread_name = thread_name_for(it->writer.tid);
-    if (!thread_name)
-        goto out;
-    struct native_writer native;
-    int has_native = native_writer(it->writer.fault_ip, &native);
-    uint64_t seq = mw_channel_next_seq();
-    const char *tname = PyUnicode_Check(thread_name) ? PyUnicode_AsUTF8(thread_name) : NULL;
-    struct mw_rec_change rec = {
-        .seq = seq,
-        .time_ns = it->time_ns,
-        .object_id = w->object_id,
-        .thread_id = it->writer.tid,
-        .thread_name = tname,
-        .file = it->writer.file[0] ? it->writer.file : NULL,
-        .line = it->writer.line,
-        .function = it->writer.function[0] ? it->writer.function : NULL,
-        .native_symbol = has_native ? native.symbol : NULL,
-        .native_library = has_native ? native.library : NULL,
-        .nranges = (uint32_t)(whole ? nwhole : nranges),
-        .ranges = whole ? whole : ranges,
-    };
-    mw_channel_change(&rec);
-    note_nonfinite(it, ranges, nranges, old_val, new_val, seq);
-
-    WatcherObject *owner = w->owner;
-    status = 1;
-    if (!owner)
-        goto out;
-    owner->found++;
-    if (owner->callback && owner->callback != Py_None) {
-        PyObject *change = make_change(it, seq, thread_name, ranges, nranges, old_val, new_val,
-                                       old_known, has_native ? &native : NULL,
-                                       owner->capture_full_values);
-        if (!change || PyList_Append(owner->pending, change) < 0)
-            status = -1;
-        Py_XDECREF(change);
-    }
-out:
-    Py_XDECREF(thread_name);
-    free(ranges);
-    free(whole);
-    span_free(old_span, b->span);
-    span_free(new_span, b->span);
-    if (vals_are_spans) {
-        span_free(old_val, b->span);
-        span_free(new_val, b->span);
-    } else {
-        free(old_val);
-        free(new_val);
-    }
-    return status;
-}
-
-/* Keeps a shadow of w's bytes when its values must be exact (see struct mw_watched).
- * Charged to the watcher's memory limit. */
-static int ensure_shadow(WatcherObject *self, struct mw_watched *w)
-{
-    int wanted = !w->buf.contiguous ||
-                 (self->capture_full_values && self->callback && self->callback != Py_None);
-    if (!wanted || w->shadow)
-        return 0;
-    struct mw_watcher_stats s;
-    mw_watcher_stats(self->core, &s);
-    if (s.memory_used_bytes + self->shadow_bytes + w->buf.span > s.memory_limit_bytes) {
-        PyErr_Format(mw_MemoryLimitError,
-                     "cannot watch '%U': keeping its value (%zu bytes) would exceed "
-                     "max_memory_mb; raise the limit or use capture_full_values=False",
-                     w->tag, w->buf.span);
-        return -1;
-    }
-    w->shadow = malloc(w->buf.span ? w->buf.span : 1);
-    if (!w->shadow) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(w->shadow, w->buf.start, w->buf.span);
-    self->shadow_bytes += w->buf.span;
-    return 0;
-}
-
-/* Routing runs Python code (thread names, Change objects), where the eval breaker may run an
- * automatic check in the same thread, or another thread may take the GIL and check. Checks
- * must not overlap, or newer changes would be routed before older ones:
- *   - a check nested in the same thread finds nothing now; the pages stay dirty for the next;
- *   - an automatic check while another thread checks is skipped for the same reason;
- *   - an explicit check (check_changes, unwatch, the end) waits for the other thread's check
- *     to finish, with the GIL released, so that it sees every write made before it.
- * checking_thread is protected by the GIL; check_done signals its release. */
-static unsigned long checking_thread;
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t check_done = PTHREAD_COND_INITIALIZER;
-
-static int begin_check(int automatic)
-{
-    unsigned long me = PyThread_get_thread_ident();
-    if (checking_thread == me || (checking_thread && automatic))
-        return 0;
-    while (checking_thread) {
-        Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&check_lock);
-        pthread_cond_wait(&check_done, &check_lock);
-        pthread_mutex_unlock(&check_lock);
-        Py_END_ALLOW_THREADS
-    }
-    checking_thread = me;
-    return 1;
-}
-
-static void end_check(void)
-{
-    pthread_mutex_lock(&check_lock);
-    checking_thread = 0;
-    pthread_cond_broadcast(&check_done);
-    pthread_mutex_unlock(&check_lock);
-}
-
-Py_ssize_t mw_check_all(void)
-{
-    return mw_check_all_ex(0);
-}
-
-/* A check, or (core non-NULL) the check an unwatch of region_id runs before it forgets the
- * region: its changes, of every region, are routed like any check's. *unwatch_status gets
- * the unwatch's own status. */
-static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t region_id,
-                                  int *unwatch_status)
-{
-    if (!begin_check(automatic)) {
-        if (core)   /* nested in this thread's own check: that one finds the changes */
-            *unwatch_status = mw_watcher_unwatch(core, region_id, NULL, NULL);
-        return 0;
-    }
-    struct harvest h = {0};
-    int status;
-    if (core) {
-        status = mw_watcher_unwatch(core, region_id, collect, &h);
-        *unwatch_status = status;
-        if (status == MW_ENOENT)
-            status = 0;
-    } else {
-        status = mw_engine_check(collect, &h);
-    }
-    Py_ssize_t found = 0;
-    int failed = 0;
-    for (size_t i = 0; i < h.n; i++) {
-        if (!failed) {
-            int r = route(&h.items[i]);
-            if (r < 0)
-                failed = 1;
-            else
-                found += r;
-        }
-        harvested_free(&h.items[i]);
-    }
-    free(h.items);
-    forget_thread_names();
-    mw_channel_flush();
-    end_check();
-    if (failed)
-        return -1;
-    if (status < 0) {
-        mw_raise_status(status, "check failed");
-        return -1;
-    }
-    if (h.failed) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    return found;
-}
-
-Py_ssize_t mw_check_all_ex(int automatic)
-{
-    return check_and_route(automatic, NULL, 0, NULL);
-}
-
-PyObject *mw_raise_status(int status, const char *what)
-{
-    PyObject *type = PyExc_RuntimeError;
-    switch (status) {
-    case MW_ELIMIT: type = mw_MemoryLimitError; break;
-    case MW_EINVAL:
-    case MW_EUNMAPPED:
-    case MW_EOWN:
-    case MW_EEXIST:
-    case MW_EBACKEND: type = PyExc_ValueError; break;
-    case MW_ENOENT: type = PyExc_KeyError; break;
-    case -ENOMEM: type = PyExc_MemoryError; break;
-    default: break;
-    }
-    PyErr_Format(type, "%s: %s", what, mw_strerror(status));
-    return NULL;
-}
-
-/* ---- MemoryWatcher ---------------------------------------------------------------- */
 
 static int parse_backend(PyObject *value, enum mw_backend *out)
 {
@@ -858,7 +82,7 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_memory_mb is too large: %zd", max_mb);
         return -1;
     }
-    if (self->core) {
+    if (self->state.core) {
         PyErr_SetString(PyExc_RuntimeError, "MemoryWatcher is already initialized");
         return -1;
     }
@@ -871,16 +95,16 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
     }
     struct mw_watcher_config config = {.max_memory_bytes = (size_t)max_mb * 1024 * 1024,
                                        .backend = self->backend};
-    status = mw_watcher_create(&config, &self->core);
+    status = mw_watcher_create(&config, &self->state.core);
     if (status < 0) {
         mw_raise_status(status, "cannot create a watcher");
         return -1;
     }
-    self->capture_full_values = capture;
-    Py_XSETREF(self->callback, Py_NewRef(Py_None));
-    if (!self->by_tag && !(self->by_tag = PyDict_New()))
+    self->state.capture_full_values = capture;
+    Py_XSETREF(self->state.callback, Py_NewRef(Py_None));
+    if (!self->state.by_tag && !(self->state.by_tag = PyDict_New()))
         return -1;
-    if (!self->pending && !(self->pending = PyList_New(0)))
+    if (!self->state.pending && !(self->state.pending = PyList_New(0)))
         return -1;
     self->next_live = live_watchers;
     live_watchers = self;
@@ -889,7 +113,7 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
 
 static int require_core(WatcherObject *self)
 {
-    if (!self->core) {
+    if (!self->state.core) {
         PyErr_SetString(PyExc_RuntimeError,
                         "this MemoryWatcher is closed (the run is ending) or was not initialized");
         return -1;
@@ -938,132 +162,16 @@ static PyObject *Watcher_set_callback(WatcherObject *self, PyObject *fn)
     int one = fn == Py_None ? 0 : takes_one_argument(fn);
     if (one < 0)
         return NULL;
-    Py_XSETREF(self->callback, Py_NewRef(fn));
+    Py_XSETREF(self->state.callback, Py_NewRef(fn));
     self->callback_takes_change = one;
-    if (self->core && self->watched) {
+    if (self->state.core && self->state.watched) {
         /* Values from here on are exact: settle what is pending, then keep shadows. */
-        if (mw_check_all() < 0)
+        if (check_all() < 0)
             return NULL;
-        for (struct mw_watched *w = self->watched; w; w = w->next)
-            if (ensure_shadow(self, w) < 0)
+        for (struct mw_watched *w = self->state.watched; w; w = w->next)
+            if (mw_registry_keep_shadow(&self->state, w) < 0)
                 return NULL;
     }
-    Py_RETURN_NONE;
-}
-
-static struct mw_watched *find_tag(WatcherObject *self, PyObject *tag)
-{
-    PyObject *ptr = PyDict_GetItemWithError(self->by_tag, tag);
-    return ptr ? PyLong_AsVoidPtr(ptr) : NULL;
-}
-
-static void send_object_record(struct mw_watched *w)
-{
-    const Py_buffer *v = w->buf.has_view ? &w->buf.view : NULL;
-    int64_t shape[64], strides[64];
-    int ndim = v ? v->ndim : -1;
-    if (ndim > 64)
-        ndim = -1;
-    for (int i = 0; v && i < ndim; i++) {
-        shape[i] = v->shape ? v->shape[i] : (int64_t)(v->len / (v->itemsize ? v->itemsize : 1));
-        strides[i] = v->strides ? v->strides[i] : v->itemsize;
-    }
-    struct mw_rec_object rec = {
-        .id = w->object_id,
-        .tag = PyUnicode_AsUTF8(w->tag),
-        .type_name = w->buf.type_name,
-        .address = (uint64_t)(uintptr_t)w->buf.start,
-        .size = w->buf.logical_size,
-        .readonly = w->buf.readonly,
-        .format = v ? (v->format ? v->format : "B") : NULL,
-        .itemsize = v ? v->itemsize : 0,
-        .ndim = ndim,
-        .shape = ndim > 0 ? shape : NULL,
-        .strides = ndim > 0 ? strides : NULL,
-        .time_ns = mw_channel_now_ns(),
-    };
-    mw_channel_object(&rec);
-}
-
-/* Registers an acquired buffer under tag; consumes buf on every path. */
-static PyObject *watch_acquired(WatcherObject *self, PyObject *tag, struct mw_buffer *buf)
-{
-    if (!PyUnicode_Check(tag)) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_TypeError, "name must be a str, not '%s'", Py_TYPE(tag)->tp_name);
-    }
-    if (find_tag(self, tag)) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_ValueError,
-                            "'%U' is already watched: unwatch it first or choose another name", tag);
-    }
-    if (PyErr_Occurred()) {
-        mw_buffer_release(buf);
-        return NULL;
-    }
-    if (buf->span == 0) {
-        mw_buffer_release(buf);
-        return PyErr_Format(PyExc_ValueError, "cannot watch '%U': the object is empty (0 bytes)", tag);
-    }
-    struct mw_watched *w = PyMem_RawCalloc(1, sizeof *w);
-    if (!w) {
-        mw_buffer_release(buf);
-        return PyErr_NoMemory();
-    }
-    w->buf = *buf;
-    w->tag = Py_NewRef(tag);
-    w->owner = self;
-    w->refs = 1;
-    /* The engine validates the range (mapped, not ours) before the shadow reads it. */
-    int status = mw_watcher_watch(self->core, w->buf.start, w->buf.span, w, &w->region_id);
-    if (status >= 0 && ensure_shadow(self, w) < 0) {
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        watched_decref(w);
-        return NULL;
-    }
-    if (status < 0) {
-        watched_decref(w);
-        const char *t = PyUnicode_AsUTF8(tag);
-        char what[256];
-        snprintf(what, sizeof what, "cannot watch '%s'", t ? t : "?");
-        return mw_raise_status(status, what);
-    }
-    PyObject *ptr = PyLong_FromVoidPtr(w);
-    if (!ptr || PyDict_SetItem(self->by_tag, tag, ptr) < 0) {
-        Py_XDECREF(ptr);
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        if (w->shadow)
-            self->shadow_bytes -= w->buf.span;
-        watched_decref(w);
-        return NULL;
-    }
-    Py_DECREF(ptr);
-    if (w->buf.has_view) {
-        /* Typed objects speak in elements (Change.elements, --on-nan). */
-        const Py_buffer *v = &w->buf.view;
-        int64_t shape[64], strides[64];
-        int ndim = v->ndim <= 64 ? v->ndim : -1;
-        for (int i = 0; i < ndim; i++) {
-            shape[i] = v->shape ? v->shape[i] : v->len / (v->itemsize ? v->itemsize : 1);
-            strides[i] = v->strides ? v->strides[i] : v->itemsize;
-        }
-        struct mw_elem_desc d = {v->format ? v->format : "B", w->buf.type_name, v->itemsize, ndim,
-                                 ndim > 0 ? shape : NULL, ndim > 0 ? strides : NULL,
-                                 w->buf.logical_size, w->buf.contiguous};
-        if (mw_elem_layout_create(&d, &w->layout) != 0 || !mw_elem_layout_typed(w->layout)) {
-            mw_elem_layout_destroy(w->layout);
-            w->layout = NULL;
-        }
-    }
-    w->live = 1;
-    if (++objects_now > run_totals.tracked_objects_peak)
-        run_totals.tracked_objects_peak = objects_now;
-    w->object_id = mw_channel_next_object_id();
-    w->next = self->watched;
-    self->watched = w;
-    /* Sent with the next check's records (or when the buffer fills): watching a million
-     * objects must not cost a million hand-overs to the sender thread. */
-    send_object_record(w);
     Py_RETURN_NONE;
 }
 
@@ -1078,7 +186,9 @@ static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObj
     struct mw_buffer buf;
     if (mw_buffer_acquire(obj, &buf) < 0)
         return NULL;
-    return watch_acquired(self, tag, &buf);
+    if (mw_registry_add(&self->state, tag, &buf) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObject *kwds)
@@ -1109,31 +219,16 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
                             address_obj, size_obj);
     struct mw_buffer buf;
     mw_buffer_raw((void *)(uintptr_t)address, (size_t)size, &buf);
-    return watch_acquired(self, tag, &buf);
-}
-
-static void detach_entry(WatcherObject *self, struct mw_watched *w)
-{
-    for (struct mw_watched **p = &self->watched; *p; p = &(*p)->next)
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
-    w->next = NULL;
-    w->live = 0;
-    w->owner = NULL;
-    objects_now--;
-    if (w->shadow)
-        self->shadow_bytes -= w->buf.span;
-    mw_channel_unwatch(w->object_id);
-    watched_decref(w);
+    if (mw_registry_add(&self->state, tag, &buf) < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
 {
     if (require_core(self) < 0)
         return NULL;
-    struct mw_watched *w = find_tag(self, tag);
+    struct mw_watched *w = mw_registry_find(&self->state, tag);
     if (!w) {
         if (!PyErr_Occurred())
             PyErr_Format(PyExc_KeyError, "'%S' is not watched by this watcher", tag);
@@ -1143,16 +238,17 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
      * engine step that forgets the region: no write in between is lost. */
     int status = 0;
     struct mw_watched *keep = w;
-    keep->refs++;
-    Py_ssize_t checked = check_and_route(0, self->core, w->region_id, &status);
+    mw_registry_hold(keep);
+    Py_ssize_t checked = mw_check_unwatch(self->state.core, w->region_id, &status);
+    mw_autocheck_after_check();
     /* Routing ran Python code, which may have unwatched it already. */
-    w = find_tag(self, tag);
+    w = mw_registry_find(&self->state, tag);
     if (w == keep) {
-        if (PyDict_DelItem(self->by_tag, tag) < 0)
+        if (PyDict_DelItem(self->state.by_tag, tag) < 0)
             PyErr_Clear();
-        detach_entry(self, w);
+        mw_registry_detach(&self->state, w);
     }
-    watched_decref(keep);
+    mw_registry_release(keep);
     mw_channel_flush();
     if (checked < 0)
         return NULL;
@@ -1163,37 +259,38 @@ static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
 
 static PyObject *deliver(WatcherObject *self)
 {
-    Py_ssize_t found = self->found;
-    self->found = 0;
-    if (!self->callback || self->callback == Py_None || PyList_GET_SIZE(self->pending) == 0)
+    Py_ssize_t found = self->state.found;
+    self->state.found = 0;
+    if (!mw_owner_has_callback(&self->state) || PyList_GET_SIZE(self->state.pending) == 0)
         return PyLong_FromSsize_t(found);
     /* Deliver what is queued now; changes that callbacks cause are found by the next
      * check, so a callback writing watched memory cannot loop. */
-    PyObject *batch = self->pending;
-    self->pending = PyList_New(0);
-    if (!self->pending) {
-        self->pending = batch;
+    PyObject *batch = self->state.pending;
+    self->state.pending = PyList_New(0);
+    if (!self->state.pending) {
+        self->state.pending = batch;
         return NULL;
     }
     Py_ssize_t n = PyList_GET_SIZE(batch);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *change = PyList_GET_ITEM(batch, i);
-        PyObject *fn = Py_NewRef(self->callback);
+        PyObject *fn = Py_NewRef(self->state.callback);
         PyObject *result;
         if (self->callback_takes_change)
             result = PyObject_CallOneArg(fn, change);
         else
-            result = PyObject_CallFunctionObjArgs(fn, PyStructSequence_GET_ITEM(change, 0),
-                                                  PyStructSequence_GET_ITEM(change, 12),
-                                                  PyStructSequence_GET_ITEM(change, 13), NULL);
+            result = PyObject_CallFunctionObjArgs(fn, mw_change_field(change, MW_CHANGE_TAG),
+                                                  mw_change_field(change, MW_CHANGE_OLD_VALUE),
+                                                  mw_change_field(change, MW_CHANGE_NEW_VALUE),
+                                                  NULL);
         Py_DECREF(fn);
         if (!result) {
             /* The callback's exception surfaces here; undelivered changes stay queued. */
             PyObject *rest = PyList_GetSlice(batch, i + 1, n);
             if (rest) {
-                PyObject *joined = PySequence_Concat(rest, self->pending);
+                PyObject *joined = PySequence_Concat(rest, self->state.pending);
                 if (joined)
-                    Py_SETREF(self->pending, joined);
+                    Py_SETREF(self->state.pending, joined);
                 Py_DECREF(rest);
             }
             Py_DECREF(batch);
@@ -1209,7 +306,7 @@ static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(
 {
     if (require_core(self) < 0)
         return NULL;
-    if (mw_check_all() < 0 || mw_raise_pending_nonfinite() < 0)
+    if (check_all() < 0 || mw_on_nan_raise_pending() < 0)
         return NULL;
     return deliver(self);
 }
@@ -1219,44 +316,45 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
     if (require_core(self) < 0)
         return NULL;
     struct mw_watcher_stats s;
-    mw_watcher_stats(self->core, &s);
+    mw_watcher_stats(self->state.core, &s);
     return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n,s:d}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
-                         "memory_used_bytes", (unsigned long long)(s.memory_used_bytes + self->shadow_bytes),
+                         "memory_used_bytes",
+                         (unsigned long long)(s.memory_used_bytes + self->state.shadow_bytes),
                          "memory_limit_bytes", (unsigned long long)s.memory_limit_bytes,
                          "faults", (unsigned long long)s.faults,
                          "checks", (unsigned long long)s.checks,
                          "changes", (unsigned long long)s.changes,
                          "old_value_unavailable", (unsigned long long)s.old_unavailable,
                          "backend", mw_backend_name(mw_engine_backend()),
-                         "pending_callbacks", PyList_GET_SIZE(self->pending),
+                         "pending_callbacks", PyList_GET_SIZE(self->state.pending),
                          "trace_wait_seconds", mw_channel_waited_ns() / 1e9);
 }
 
 /* Drops every watch of this watcher, after a last check so nothing is lost. */
 static void close_watcher(WatcherObject *self, int final_check)
 {
-    if (!self->core)
+    if (!self->state.core)
         return;
-    if (final_check && self->watched && mw_check_all() < 0)
+    if (final_check && self->state.watched && check_all() < 0)
         PyErr_WriteUnraisable((PyObject *)self);
-    while (self->watched) {
-        struct mw_watched *w = self->watched;
-        mw_watcher_unwatch(self->core, w->region_id, NULL, NULL);
-        detach_entry(self, w);
+    while (self->state.watched) {
+        struct mw_watched *w = self->state.watched;
+        mw_watcher_unwatch(self->state.core, w->region_id, NULL, NULL);
+        mw_registry_detach(&self->state, w);
     }
     mw_channel_flush();
-    if (self->by_tag)
-        PyDict_Clear(self->by_tag);
+    if (self->state.by_tag)
+        PyDict_Clear(self->state.by_tag);
     struct mw_watcher_stats st;
-    mw_watcher_stats(self->core, &st);
+    mw_watcher_stats(self->state.core, &st);
     run_totals.faults += st.faults;
     run_totals.checks += st.checks;
     run_totals.changes += st.changes;
     run_totals.old_unavailable += st.old_unavailable;
-    mw_watcher_destroy(self->core);
-    self->core = NULL;
+    mw_watcher_destroy(self->state.core);
+    self->state.core = NULL;
     for (WatcherObject **p = &live_watchers; *p; p = &(*p)->next_live)
         if (*p == self) {
             *p = self->next_live;
@@ -1266,24 +364,25 @@ static void close_watcher(WatcherObject *self, int final_check)
 
 void mw_finish_all(void)
 {
-    if (live_watchers && mw_check_all() < 0)
+    if (live_watchers && check_all() < 0)
         PyErr_WriteUnraisable(NULL);
     while (live_watchers)
         close_watcher(live_watchers, 0);
+    run_totals.tracked_objects_peak = mw_registry_objects_peak();
     mw_channel_stats(&run_totals);
 }
 
 static int Watcher_traverse(WatcherObject *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->callback);
-    Py_VISIT(self->pending);
+    Py_VISIT(self->state.callback);
+    Py_VISIT(self->state.pending);
     return 0;
 }
 
 static int Watcher_clear(WatcherObject *self)
 {
-    Py_CLEAR(self->callback);
-    Py_CLEAR(self->pending);
+    Py_CLEAR(self->state.callback);
+    Py_CLEAR(self->state.pending);
     return 0;
 }
 
@@ -1294,13 +393,13 @@ static void Watcher_dealloc(WatcherObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     close_watcher(self, 1);
     Watcher_clear(self);
-    Py_CLEAR(self->by_tag);
+    Py_CLEAR(self->state.by_tag);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Watcher_watched_tags(WatcherObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return self->by_tag ? PyDict_Keys(self->by_tag) : PyList_New(0);
+    return self->state.by_tag ? PyDict_Keys(self->state.by_tag) : PyList_New(0);
 }
 
 static PyMethodDef Watcher_methods[] = {
@@ -1325,7 +424,7 @@ static PyMethodDef Watcher_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-PyTypeObject mw_WatcherType = {
+static PyTypeObject watcher_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "memwatch.MemoryWatcher",
     .tp_basicsize = sizeof(WatcherObject),
@@ -1340,3 +439,15 @@ PyTypeObject mw_WatcherType = {
     .tp_methods = Watcher_methods,
     .tp_weaklistoffset = offsetof(WatcherObject, weakrefs),
 };
+
+int mw_watcher_object_add_type(PyObject *module)
+{
+    if (PyType_Ready(&watcher_type) < 0)
+        return -1;
+    return PyModule_AddObjectRef(module, "MemoryWatcher", (PyObject *)&watcher_type);
+}
+
+PyObject *mw_watcher_object_new_default(void)
+{
+    return PyObject_CallNoArgs((PyObject *)&watcher_type);
+}

@@ -54,6 +54,14 @@ def need(backend):
         pytest.skip("this kernel lacks userfaultfd write-protection")
 
 
+def trace_ok(tmp_path, backend, source, env=None):
+    """trace() on a backend this kernel has, which must exit 0."""
+    need(backend)
+    proc, db = trace(tmp_path, backend, source, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc, db
+
+
 KERNEL_WRITES = """
     import os, socket, memwatch
     import numpy as np
@@ -86,9 +94,7 @@ KERNEL_WRITES = """
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_kernel_writes_succeed_and_are_recorded(tmp_path, backend):
-    need(backend)
-    proc, db = trace(tmp_path, backend, KERNEL_WRITES)
-    assert proc.returncode == 0, proc.stderr
+    proc, db = trace_ok(tmp_path, backend, KERNEL_WRITES)
     assert proc.stdout.strip() == "ok"
     assert rows(db, "SELECT value FROM meta WHERE key = 'backend'") == [(backend,)]
     got = dict(rows(db, "SELECT tag, group_concat(offset || ':' || new_hex, ' ') FROM "
@@ -130,9 +136,7 @@ NEIGHBOURS = """
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_neighbour_writes_never_make_a_change(tmp_path, backend):
-    need(backend)
-    proc, db = trace(tmp_path, backend, NEIGHBOURS)
-    assert proc.returncode == 0, proc.stderr
+    proc, db = trace_ok(tmp_path, backend, NEIGHBOURS)
     assert proc.stdout.strip() == "1"
     assert rows(db, "SELECT tag, offset, old_hex, new_hex FROM change_ranges") == \
         [("w7", 5, "00", "42")]
@@ -156,9 +160,7 @@ MANY = """
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_many_small_objects_exact_changes(tmp_path, backend):
-    need(backend)
-    proc, db = trace(tmp_path, backend, MANY)
-    assert proc.returncode == 0, proc.stderr
+    proc, db = trace_ok(tmp_path, backend, MANY)
     first, second = proc.stdout.strip().splitlines()
     found, tracked, _ = (int(x) for x in first.split())
     chosen = [int(x) for x in second.split()]
@@ -179,8 +181,7 @@ FALLBACK = """
 
 
 def test_fallback_when_uffd_is_unavailable(tmp_path):
-    proc, db = trace(tmp_path, "auto", FALLBACK, env={"MEMWATCH_DISABLE_UFFD": "1"})
-    assert proc.returncode == 0, proc.stderr
+    proc, db = trace_ok(tmp_path, "auto", FALLBACK, env={"MEMWATCH_DISABLE_UFFD": "1"})
     assert proc.stdout.strip() == "mprotect"
     assert rows(db, "SELECT value FROM meta WHERE key = 'backend'") == [("mprotect",)]
     assert rows(db, "SELECT tag, offset, new_hex FROM change_ranges") == [("b", 1, "09")]
@@ -192,7 +193,6 @@ def test_fallback_when_uffd_is_unavailable(tmp_path):
 
 def test_auto_picks_uffd_where_available(tmp_path):
     need("uffd")
-    proc, db = trace(tmp_path, "auto", FALLBACK)
-    assert proc.returncode == 0, proc.stderr
+    proc, db = trace_ok(tmp_path, "auto", FALLBACK)
     assert proc.stdout.strip() == "uffd"
     assert rows(db, "SELECT value FROM meta WHERE key = 'backend'") == [("uffd",)]

@@ -1,0 +1,22 @@
+/* Automatic checks (`memwatch trace --check`), the writer hook of every fault, and the end
+ * of the run on SIGTERM. */
+#ifndef MW_AUTOCHECK_H
+#define MW_AUTOCHECK_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Installs the writer hook and, in a traced run, the check signal's handler (module's
+ * _autocheck), the SIGTERM handler and the poller thread. 0, or -1 with an exception.
+ * Needs the GIL. */
+int mw_autocheck_start(PyObject *module);
+/* Stops the poller and the check signal (the end of the run). Needs the GIL. */
+void mw_autocheck_stop(void);
+/* After a check made elsewhere (watcher_object.c): when --on-nan has a message waiting,
+ * asks the main thread to tell the script at its next safe point, as after autocheck's
+ * own checks. Needs the GIL. */
+void mw_autocheck_after_check(void);
+/* In a forked child: the poller thread does not exist there. */
+void mw_autocheck_after_fork(void);
+
+#endif

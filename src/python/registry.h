@@ -1,0 +1,73 @@
+/* The objects a MemoryWatcher watches: one struct mw_watched each, found by tag, announced
+ * to the trace when watched and when let go. Needs the GIL. */
+#ifndef MW_REGISTRY_H
+#define MW_REGISTRY_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#include "buffers.h"
+#include "elements.h"
+#include "watcher.h"
+
+struct mw_watched;
+
+/* One watcher as the registry and routing (check.c) see it; a MemoryWatcher embeds it
+ * (watcher_object.c). Its entries, and what decides what becomes of their changes.
+ * Protected by the GIL. */
+struct mw_owner {
+    mw_watcher *core;            /* the engine's watcher; NULL once closed */
+    PyObject *by_tag;            /* dict: tag -> int (address of its struct mw_watched) */
+    struct mw_watched *watched;  /* list of live entries */
+    size_t shadow_bytes;         /* memory held by the shadows of its objects */
+    PyObject *callback;          /* None or a callable */
+    int capture_full_values;
+    PyObject *pending;           /* list of Change objects waiting for the callback */
+    Py_ssize_t found;            /* changes found since the last check_changes() */
+};
+
+/* The owner has a callback, so its changes become Change objects. */
+static inline int mw_owner_has_callback(const struct mw_owner *o)
+{
+    return o->callback && o->callback != Py_None;
+}
+
+/* One watched object. Reference-counted, because a check in progress may still hold it
+ * while the script unwatches it (from a callback or a finalizer). Protected by the GIL. */
+struct mw_watched {
+    struct mw_owner *owner;  /* borrowed: set to NULL when the owner lets go */
+    PyObject *tag;           /* str */
+    uint64_t region_id;
+    uint64_t object_id;      /* the object's id in the trace */
+    struct mw_buffer buf;
+    /* The span's bytes as of the last check, kept when the value must be exact (a callback
+     * that receives full values, or a strided view whose changes are re-derived in its own
+     * coordinates): values are then built from what the checks saw, never from memory that
+     * other threads may be writing at that moment. NULL when not kept. */
+    unsigned char *shadow;
+    mw_elem_layout *layout;  /* element layout of a typed object, else NULL */
+    int refs;
+    int live;                /* still registered with the engine */
+    struct mw_watched *next; /* in the owner's list */
+};
+
+/* Watches buf under tag for o: registers it with the engine, keeps a shadow if needed,
+ * and sends the object's record to the trace. Consumes buf on every path. 0, or -1 with an
+ * exception whose message says what to do (a name in use, an empty object, ...). */
+int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf);
+/* The entry watched under tag, or NULL (with an exception only if the lookup failed). */
+struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag);
+/* Takes w out of o's list and tells the trace it is no longer watched; drops the list's
+ * reference. The caller has unregistered it from the engine and removed its tag. */
+void mw_registry_detach(struct mw_owner *o, struct mw_watched *w);
+/* Starts keeping w's shadow if o now needs exact values (see struct mw_watched), charged
+ * to o's memory limit. 0, or -1 with MemoryLimitError or MemoryError. */
+int mw_registry_keep_shadow(struct mw_owner *o, struct mw_watched *w);
+void mw_registry_hold(struct mw_watched *w);
+/* Drops a reference; the last one releases the buffer (the object is unpinned). */
+void mw_registry_release(struct mw_watched *w);
+/* Objects watched at once at most during the run (for the trace's statistics). */
+uint64_t mw_registry_objects_peak(void);
+
+#endif

@@ -1,0 +1,16 @@
+/* memwatch.MemoryWatcher. Needs the GIL. */
+#ifndef MW_WATCHER_OBJECT_H
+#define MW_WATCHER_OBJECT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* Readies the type and adds it to module as MemoryWatcher. 0, or -1 with an exception. */
+int mw_watcher_object_add_type(PyObject *module);
+/* A new MemoryWatcher with the default settings; NULL with an exception. */
+PyObject *mw_watcher_object_new_default(void);
+/* The end of the run: a final check, then every watch of every watcher is dropped and its
+ * memory unprotected, and the run's statistics go to the trace. */
+void mw_finish_all(void);
+
+#endif
