@@ -1,7 +1,7 @@
 /* Shared by `memwatch query` and `memwatch diff`: output formats (rows of typed cells as
- * an aligned table, CSV with RFC 4180 quoting, a JSON array of objects, or JSON Lines), hex
- * helpers, and opening the trace a command names (or the newest one here) with its
- * messages.
+ * an aligned table, CSV with RFC 4180 quoting, a JSON array of objects, or JSON Lines; JSON
+ * text itself is src/trace/json_out.h's), and opening the trace a command names (or the
+ * newest one here) with its messages.
  *
  * Tables are aligned on the first TABLE_SAMPLE rows and streamed after that, so that a
  * long trace starts printing at once and memory stays bounded. */
@@ -41,11 +41,6 @@ int mw_output_row(mw_output *o, const struct mw_cell *cells);
 int mw_output_end(mw_output *o);
 /* Rows written so far. */
 uint64_t mw_output_rows(const mw_output *o);
-
-/* Lower-case hex of n bytes into out (2n+1 bytes). */
-void mw_hex(char *out, const unsigned char *p, size_t n);
-/* Writes s as a JSON string (with quotes) to f; invalid UTF-8 becomes U+FFFD. */
-void mw_json_string(FILE *f, const char *s, size_t n);
 
 /* Trace selection, shared by query and diff. Opens path, or when path is NULL the newest
  * memwatch-*.db in the current directory (saying which on stderr). On failure prints the

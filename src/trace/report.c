@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_out.h"
 #include "mw_error.h"
 #include "report_template.h"
 
@@ -190,75 +191,10 @@ static char *dup_text(sqlite3_stmt *s, int col)
 
 /* ---- JSON output ---------------------------------------------------------------------- */
 
-/* A JSON string: quotes, backslashes and control characters escaped, and also "<", ">" and
- * "&" (so the document can sit inside a <script> element) and U+2028/U+2029; invalid UTF-8
- * becomes U+FFFD. NULL is written as null. */
+/* Every string of the page data is HTML-safe (see DESIGN). */
 static void jstr_n(FILE *f, const char *s, size_t n)
 {
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    putc('"', f);
-    while (p < end) {
-        unsigned c = *p;
-        if (c < 0x80) {
-            switch (c) {
-            case '"': fputs("\\\"", f); break;
-            case '\\': fputs("\\\\", f); break;
-            case '\n': fputs("\\n", f); break;
-            case '\t': fputs("\\t", f); break;
-            case '\r': fputs("\\r", f); break;
-            case '<': case '>': case '&': fprintf(f, "\\u%04x", c); break;
-            default:
-                if (c < 0x20 || c == 0x7f)
-                    fprintf(f, "\\u%04x", c);
-                else
-                    putc((int)c, f);
-            }
-            p++;
-            continue;
-        }
-        /* The length of a well-formed sequence starting here, or 0. */
-        size_t len = 0;
-        uint32_t cp = 0;
-        if (c >= 0xc2 && c <= 0xdf) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            len = 4;
-            cp = c & 0x07;
-        }
-        if (len && (size_t)(end - p) >= len) {
-            for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xc0) != 0x80) {
-                    len = 0;
-                    break;
-                }
-                cp = (cp << 6) | (p[i] & 0x3f);
-            }
-        } else {
-            len = 0;
-        }
-        if (len && ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-                    (len == 4 && (cp < 0x10000 || cp > 0x10ffff))))
-            len = 0;
-        if (!len) {
-            fputs("\\ufffd", f);
-            p++;
-        } else if (cp == 0x2028 || cp == 0x2029) {
-            fprintf(f, "\\u%04x", cp);
-            p += len;
-        } else {
-            fwrite(p, 1, len, f);
-            p += len;
-        }
-    }
-    putc('"', f);
+    mw_json_string(f, s, n, MW_JSON_HTML_SAFE);
 }
 
 static void jstr(FILE *f, const char *s)
@@ -275,17 +211,6 @@ static void jkey(FILE *f, int *first, const char *key)
     putc(':', f);
 }
 
-static void jhex(FILE *f, const unsigned char *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    putc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        putc(digits[p[i] >> 4], f);
-        putc(digits[p[i] & 15], f);
-    }
-    putc('"', f);
-}
-
 /* One SQLite value as JSON: numbers as numbers, text as strings, blobs as hex strings. */
 static void jvalue(FILE *f, sqlite3_stmt *s, int col)
 {
@@ -300,7 +225,7 @@ static void jvalue(FILE *f, sqlite3_stmt *s, int col)
         jstr_n(f, (const char *)sqlite3_column_text(s, col), (size_t)sqlite3_column_bytes(s, col));
         break;
     case SQLITE_BLOB:
-        jhex(f, sqlite3_column_blob(s, col), (size_t)sqlite3_column_bytes(s, col));
+        mw_json_hex(f, sqlite3_column_blob(s, col), (size_t)sqlite3_column_bytes(s, col));
         break;
     default:
         fputs("null", f);
@@ -1417,14 +1342,14 @@ static int write_data(struct report *r, const struct mw_report_options *opt)
     for (size_t i = 0; i < r->nmarks; i++) {
         if (i)
             putc(',', f);
-        jhex(f, r->marks[i].new_, r->marks[i].preview_len);
+        mw_json_hex(f, r->marks[i].new_, r->marks[i].preview_len);
     }
     fputs("],\"old\":[", f);
     for (size_t i = 0; i < r->nmarks; i++) {
         if (i)
             putc(',', f);
         if (r->marks[i].has_old)
-            jhex(f, r->marks[i].old, r->marks[i].preview_len);
+            mw_json_hex(f, r->marks[i].old, r->marks[i].preview_len);
         else
             fputs("null", f);
     }
