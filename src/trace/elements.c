@@ -518,6 +518,27 @@ static int raw_type(const char *t)
     return 0;
 }
 
+char mw_elem_contiguous_order(int ndim, const int64_t *shape, const int64_t *strides,
+                              size_t itemsize)
+{
+    /* Dimensions of length 1 have any stride; they do not decide the order. Unsigned: a
+     * hostile shape may overflow the product, which then matches no stride. */
+    int c = 1, f = 1;
+    uint64_t want = itemsize;
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (shape[d] != 1 && (uint64_t)strides[d] != want)
+            c = 0;
+        want *= (uint64_t)shape[d];
+    }
+    want = itemsize;
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] != 1 && (uint64_t)strides[d] != want)
+            f = 0;
+        want *= (uint64_t)shape[d];
+    }
+    return c ? 'C' : f ? 'F' : 0;
+}
+
 static int derive_contiguous(int ndim, const int64_t *shape, const int64_t *strides,
                              size_t itemsize)
 {
@@ -526,20 +547,7 @@ static int derive_contiguous(int ndim, const int64_t *shape, const int64_t *stri
     for (int d = 0; d < ndim; d++)
         if (shape[d] == 0)
             return 1;
-    int c = 1, f = 1;
-    int64_t want = (int64_t)itemsize;
-    for (int d = ndim - 1; d >= 0; d--) {
-        if (shape[d] != 1 && strides[d] != want)
-            c = 0;
-        want *= shape[d];
-    }
-    want = (int64_t)itemsize;
-    for (int d = 0; d < ndim; d++) {
-        if (shape[d] != 1 && strides[d] != want)
-            f = 0;
-        want *= shape[d];
-    }
-    return c || f;
+    return mw_elem_contiguous_order(ndim, shape, strides, itemsize) != 0;
 }
 
 void mw_elem_layout_destroy(mw_elem_layout *l)

@@ -78,6 +78,12 @@ int mw_elem_layout_ndim(const mw_elem_layout *l);
 /* The scalars of an item, in offset order (pads excluded). */
 const struct mw_elem_scalar *mw_elem_layout_scalars(const mw_elem_layout *l, size_t *n);
 
+/* How an array of ndim dimensions with these shape and strides (in bytes) lies in memory:
+ * 'C' when without gaps in row-major order, else 'F' when without gaps in column-major
+ * order, else 0 (gaps, another order of dimensions, or negative strides). */
+char mw_elem_contiguous_order(int ndim, const int64_t *shape, const int64_t *strides,
+                              size_t itemsize);
+
 /* Where the byte at offset lies: the item's number in C order, its coordinates (ndim
  * entries written to index, which may be NULL), and the scalar (NULL for padding).
  * MW_EINVAL when offset is past the object. */

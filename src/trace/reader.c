@@ -434,11 +434,12 @@ static int tag_numbers(mw_trace_reader *r, const struct mw_trace_filter *f,
     return rc;
 }
 
-/* "[3, 4]" -> up to max integers; the count, or -1 when it is not such an array. */
-static int parse_int_array(const char *text, int64_t *v, int max)
+int mw_trace_reader_parse_dims(const char *text, int64_t *v, int max)
 {
     const char *p = text;
     int n = 0;
+    if (!p)
+        return -1;
     while (*p == ' ')
         p++;
     if (*p++ != '[')
@@ -495,8 +496,8 @@ int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
     int64_t shape[MW_REC_MAX_NDIM], strides[MW_REC_MAX_NDIM];
     const char *shape_t = col_text(s, 4), *strides_t = col_text(s, 5);
     int ndim = sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 3);
-    int ns = shape_t ? parse_int_array(shape_t, shape, MW_REC_MAX_NDIM) : -1;
-    int nt = strides_t ? parse_int_array(strides_t, strides, MW_REC_MAX_NDIM) : -1;
+    int ns = mw_trace_reader_parse_dims(shape_t, shape, MW_REC_MAX_NDIM);
+    int nt = mw_trace_reader_parse_dims(strides_t, strides, MW_REC_MAX_NDIM);
     if (ndim < 0 || ndim > MW_REC_MAX_NDIM || (ndim > 0 && ns != ndim))
         ndim = -1;   /* shape unknown: one dimension */
     struct mw_elem_desc d = {

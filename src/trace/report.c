@@ -17,7 +17,7 @@
  *   into rows); otherwise elements (typed, contiguous) or bytes in one dimension.
  * - NaN/Inf: when the writer counted them (the change_stats table, typed elements), its
  *   counts are exact and win. The elements are named from the changed bytes: ranges of
- *   typed objects are widened to whole items, so each float decodes. In traces from before
+ *   typed objects are widened to whole items, so elements.c decodes each float. In traces from before
  *   that, a float's bytes outside the changed range are unknown (they did not change); a
  *   value can only become NaN or Inf by changing its exponent to all ones, so the exponent
  *   bits in the range say "appeared" for certain when they all are there, and "possibly"
@@ -28,13 +28,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "elements.h"
 #include "json_out.h"
 #include "mw_error.h"
+#include "reader.h"
 #include "report_template.h"
 
 enum {
@@ -92,7 +95,8 @@ struct object {
                                   its value in C order), or 0 (unknown) */
     uint64_t items;            /* product of the shape, when known */
     int float_size;            /* 2, 4, 8 when NaN/Inf can be detected, else 0 */
-    int big_endian;
+    int big_endian;            /* of the float: which of its bytes hold the exponent */
+    struct mw_elem_scalar fscalar;   /* the float, as elements.c decodes it */
 };
 
 struct location {
@@ -234,65 +238,26 @@ static void jvalue(FILE *f, sqlite3_stmt *s, int col)
 
 /* ---- object geometry ------------------------------------------------------------------ */
 
-/* Integers of a JSON array such as "[3, 4]"; the count, or -1 when it is not one. */
-static int parse_dims(const char *s, uint64_t *out, int max)
+/* The objects table's shape or strides text (reader.c reads it): -1 unless every entry is
+ * a length or stride this report can lay out, which excludes negative ones. */
+static int parse_dims(const char *text, int64_t *v)
 {
-    if (!s)
-        return -1;
-    while (*s == ' ')
-        s++;
-    if (*s++ != '[')
-        return -1;
-    int n = 0;
-    for (;;) {
-        while (*s == ' ')
-            s++;
-        if (*s == ']')
-            return n;
-        if (n == max)
+    int n = mw_trace_reader_parse_dims(text, v, MAX_DIMS);
+    for (int i = 0; i < n; i++)
+        if (v[i] < 0)
             return -1;
-        if (*s == '-')
-            return -2;          /* negative strides: not contiguous in the sense used here */
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (end == s || errno)
-            return -1;
-        out[n++] = v;
-        s = end;
-        while (*s == ' ')
-            s++;
-        if (*s == ',')
-            s++;
-        else if (*s != ']')
-            return -1;
-    }
-}
-
-/* The element type character of a struct-module format such as "<f", or 0. */
-static char format_code(const char *fmt, int *big_endian)
-{
-    *big_endian = 0;
-    if (!fmt)
-        return 0;
-    if (*fmt == '>' || *fmt == '!') {
-        *big_endian = 1;
-        fmt++;
-    } else if (*fmt == '<' || *fmt == '=' || *fmt == '@') {
-        fmt++;
-    }
-    if (fmt[0] && !fmt[1])
-        return fmt[0];
-    return 0;
+    return n;
 }
 
 static void object_geometry(struct object *o, const char *strides_text)
 {
-    uint64_t strides[MAX_DIMS];
-    int nd = parse_dims(o->shape_text, o->shape, MAX_DIMS);
-    int ns = parse_dims(strides_text, strides, MAX_DIMS);
+    int64_t shape[MAX_DIMS], strides[MAX_DIMS];
+    int nd = parse_dims(o->shape_text, shape);
+    int ns = parse_dims(strides_text, strides);
     o->ndim = nd > 0 ? nd : 0;
     o->order = 0;
+    for (int i = 0; i < o->ndim; i++)
+        o->shape[i] = (uint64_t)shape[i];
     if (o->itemsize <= 0 || nd <= 0)
         return;
     uint64_t count = 1;
@@ -310,32 +275,32 @@ static void object_geometry(struct object *o, const char *strides_text)
         o->order = 'C';   /* no strides recorded: a plain buffer is C-contiguous */
         return;
     }
-    /* Dimensions of length 1 have any stride; they do not decide the order. */
-    uint64_t expect = (uint64_t)o->itemsize;
-    int c_ok = 1, f_ok = 1;
-    for (int i = nd - 1; i >= 0; i--) {
-        if (o->shape[i] != 1 && strides[i] != expect)
-            c_ok = 0;
-        expect *= o->shape[i];
-    }
-    expect = (uint64_t)o->itemsize;
-    for (int i = 0; i < nd; i++) {
-        if (o->shape[i] != 1 && strides[i] != expect)
-            f_ok = 0;
-        expect *= o->shape[i];
-    }
-    o->order = c_ok ? 'C' : f_ok ? 'F' : 'V';
+    char order = mw_elem_contiguous_order(nd, shape, strides, (size_t)o->itemsize);
+    o->order = order ? order : 'V';
 }
 
+/* NaN/Inf are looked for in objects whose items are one float of 2, 4 or 8 bytes, as
+ * elements.c reads their format. */
 static void object_float(struct object *o)
 {
-    int big;
-    char code = format_code(o->format, &big);
-    int size = code == 'e' ? 2 : code == 'f' ? 4 : code == 'd' ? 8 : 0;
-    if (size && o->itemsize == size && o->order) {
-        o->float_size = size;
-        o->big_endian = big;
+    if (!o->format || !o->order || o->itemsize <= 0)
+        return;
+    struct mw_elem_desc d = {.format = o->format, .itemsize = o->itemsize, .ndim = -1,
+                             .size = (uint64_t)o->itemsize, .contiguous = 1};
+    mw_elem_layout *l;
+    if (mw_elem_layout_create(&d, &l) != 0)
+        return;
+    size_t n;
+    const struct mw_elem_scalar *s = mw_elem_layout_scalars(l, &n);
+    if (n == 1 && s->kind == MW_ELEM_FLOAT && !s->path[0] && s->offset == 0 &&
+        (s->size == 2 || s->size == 4 || s->size == 8) && s->size == (uint32_t)o->itemsize) {
+        o->fscalar = *s;
+        o->fscalar.path = "";   /* the layout's own names go with it */
+        o->float_size = (int)s->size;
+        /* Stored in this machine's order unless swapped. */
+        o->big_endian = (s->swap != 0) != (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
     }
+    mw_elem_layout_destroy(l);
 }
 
 /* Same geometry: the heatmap of one object fits all. */
@@ -429,13 +394,33 @@ static void heat_add(struct heat *h, uint64_t off, uint64_t len)
 
 /* ---- NaN/Inf -------------------------------------------------------------------------- */
 
+/* A float whose bytes are all in the range: elements.c decodes the old and new value. */
+static int float_event_whole(const struct object *o, const unsigned char *new_,
+                             const unsigned char *old, int *gone)
+{
+    double nv, ov = 0;
+    mw_elem_decode_number(&o->fscalar, new_, &nv, NULL);
+    if (old)
+        mw_elem_decode_number(&o->fscalar, old, &ov, NULL);
+    int new_nf = !isfinite(nv), old_nf = old && !isfinite(ov);
+    if (old_nf && !new_nf)
+        *gone = 1;
+    if (!new_nf || old_nf)
+        return NF_NONE;
+    return isnan(nv) ? NF_NAN : NF_INF;
+}
+
 /* Looks at one element of a float object that a range [off, off + len) touches: elem_off is
  * the element's first byte. Returns an NF_* kind when a NaN or Inf appeared; sets *gone when
- * one certainly disappeared. */
+ * one certainly disappeared. A float only partly in the range cannot be decoded: what its
+ * known exponent and mantissa bits say is worked out here (see DESIGN). */
 static int float_event(const struct object *o, uint64_t elem_off, uint64_t off, uint64_t len,
                        const unsigned char *new_, const unsigned char *old, int *gone)
 {
     int size = o->float_size;
+    if (elem_off >= off && elem_off + (uint64_t)size <= off + len)
+        return float_event_whole(o, new_ + (elem_off - off), old ? old + (elem_off - off) : NULL,
+                                 gone);
     int mbits = size == 2 ? 10 : size == 4 ? 23 : 52;
     int ebits = size == 2 ? 5 : size == 4 ? 8 : 11;
     uint64_t exp_mask = ((UINT64_C(1) << ebits) - 1) << mbits;
