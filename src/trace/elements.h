@@ -74,7 +74,6 @@ int mw_elem_layout_typed(const mw_elem_layout *l);
 /* 1 when some scalar is a float or complex (NaN and Inf can appear). */
 int mw_elem_layout_has_float(const mw_elem_layout *l);
 size_t mw_elem_layout_itemsize(const mw_elem_layout *l);
-int mw_elem_layout_ndim(const mw_elem_layout *l);
 /* The scalars of an item, in offset order (pads excluded). */
 const struct mw_elem_scalar *mw_elem_layout_scalars(const mw_elem_layout *l, size_t *n);
 
