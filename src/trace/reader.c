@@ -19,6 +19,7 @@
 
 #include "elements.h"
 #include "mw_error.h"
+#include "mw_grow.h"
 #include "schema.h"
 
 struct layout_entry {
@@ -225,23 +226,19 @@ int mw_trace_reader_tags(mw_trace_reader *r, char ***tags_out, size_t *n_out)
     if (sqlite3_prepare_v2(r->db, "SELECT tag FROM objects GROUP BY tag ORDER BY min(id)", -1,
                            &s, NULL) != SQLITE_OK)
         return db_err(r, "read");
-    size_t n = 0, cap = 8;
-    char **tags = calloc(cap + 1, sizeof(*tags));
-    int rc;
-    while (tags && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            char **t = realloc(tags, (2 * cap + 1) * sizeof(*tags));
-            if (!t)
-                break;
-            tags = t;
-            cap *= 2;
-        }
+    /* NULL-terminated all along. */
+    size_t n = 0, cap = 0;
+    char **tags = NULL;
+    int oom = MW_GROW(tags, cap, 1) != 0, rc = SQLITE_DONE;
+    if (!oom)
+        tags[0] = NULL;
+    while (!oom && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
-        if (!(tags[n] = strdup(t ? t : "")))
-            break;
-        tags[++n] = NULL;
+        oom = MW_GROW(tags, cap, n + 2) != 0 || !(tags[n] = strdup(t ? t : ""));
+        if (!oom)
+            tags[++n] = NULL;
     }
-    if (!tags || rc == SQLITE_ROW) {
+    if (oom) {
         sqlite3_finalize(s);
         mw_trace_reader_free_tags(tags);
         return set_err(r, -ENOMEM, "out of memory");
@@ -525,15 +522,9 @@ int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
     if (rc)
         return set_err(r, rc == -ENOMEM ? -ENOMEM : MW_EFORMAT, "cannot lay out object %" PRIu64,
                        object_id);
-    if (r->nlayouts == r->caplayouts) {
-        size_t cap = r->caplayouts ? r->caplayouts * 2 : 8;
-        struct layout_entry *g = realloc(r->layouts, cap * sizeof *g);
-        if (!g) {
-            mw_elem_layout_destroy(l);
-            return set_err(r, -ENOMEM, "out of memory");
-        }
-        r->layouts = g;
-        r->caplayouts = cap;
+    if (MW_GROW(r->layouts, r->caplayouts, r->nlayouts + 1) != 0) {
+        mw_elem_layout_destroy(l);
+        return set_err(r, -ENOMEM, "out of memory");
     }
     r->layouts[r->nlayouts++] = (struct layout_entry){object_id, l, is_typed};
     *out = l;
