@@ -368,6 +368,12 @@ int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **sho
     return MW_EXIT_OK;
 }
 
+void mw_cli_say_empty(const char *path, uint64_t objects)
+{
+    mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64 " object%s watched)",
+                 path, objects, objects == 1 ? "" : "s");
+}
+
 int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag)
 {
     int rc = mw_trace_reader_has_tag(r, tag);

@@ -48,6 +48,9 @@ uint64_t mw_output_rows(const mw_output *o);
  * *out on success. *shown_path (the caller frees it) is the file opened, for messages. */
 struct mw_trace_reader;
 int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **shown_path);
+/* "'path' is an empty trace: no changes were recorded (N objects watched)": not an error,
+ * the run changed nothing that was watched. */
+void mw_cli_say_empty(const char *path, uint64_t objects);
 /* Prints the unknown-tag message (listing the tags that exist) and returns its exit
  * status; or, when the lookup itself fails, its message and MW_EXIT_FAILURE. */
 int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag);

@@ -164,5 +164,8 @@ size_t mw_elem_format_name(const char *tag, int ndim, const int64_t *index,
                            const struct mw_elem_scalar *s, char *buf, size_t size);
 /* "[3, 17]": the coordinates as a JSON array. Same return convention. */
 size_t mw_elem_format_index(int ndim, const int64_t *index, char *buf, size_t size);
+/* What a change's MW_ELEM_F_* flags say, for people: "NaN appeared", "Inf appeared", "NaN
+ * gone" or "Inf gone" (the first that applies, in that order), or NULL. */
+const char *mw_elem_flags_note(unsigned flags);
 
 #endif

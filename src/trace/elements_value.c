@@ -470,3 +470,16 @@ size_t mw_elem_format_name(const char *tag, int ndim, const int64_t *index,
     }
     return len;
 }
+
+const char *mw_elem_flags_note(unsigned flags)
+{
+    if (flags & MW_ELEM_F_NAN_APPEARED)
+        return "NaN appeared";
+    if (flags & MW_ELEM_F_INF_APPEARED)
+        return "Inf appeared";
+    if (flags & MW_ELEM_F_NAN_GONE)
+        return "NaN gone";
+    if (flags & MW_ELEM_F_INF_GONE)
+        return "Inf gone";
+    return NULL;
+}
