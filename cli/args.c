@@ -47,7 +47,7 @@ int mw_cli_parse_options(const struct mw_command *c, int argc, char **argv, mw_c
         }
         if (opt == '?' || opt == ':')
             return mw_cli_bad_option(c, opt, argv);
-        int rc = fn(args, opt, argv);
+        int rc = fn(args, opt);
         if (rc == MW_CLI_END_OPTIONS)
             break;
         if (rc != MW_CLI_GO_ON)
@@ -56,21 +56,21 @@ int mw_cli_parse_options(const struct mw_command *c, int argc, char **argv, mw_c
     return MW_CLI_GO_ON;
 }
 
-static void print_lines(FILE *f, const char *const *lines)
-{
-    for (; lines && *lines; lines++)
-        fprintf(f, "%s\n", *lines);
-}
+const char mw_cli_list_here[] = "";
 
 void mw_cli_print_usage(FILE *f, const struct mw_command *c)
 {
-    print_lines(f, c->synopsis);
-    for (const struct mw_command *const *s = c->subcommands; s && *s; s++)
-        fprintf(f, "   %-8s %s\n", (*s)->name, (*s)->summary);
-    for (const struct mw_cli_option *o = c->options; o && o->val; o++)
-        if (o->help)
-            fprintf(f, "%s\n", o->help);
-    print_lines(f, c->notes);
+    for (const char *const *line = c->usage; *line; line++) {
+        if (*line != mw_cli_list_here) {
+            fprintf(f, "%s\n", *line);
+            continue;
+        }
+        for (const struct mw_command *const *s = c->subcommands; s && *s; s++)
+            fprintf(f, "   %-8s %s\n", (*s)->name, (*s)->summary);
+        for (const struct mw_cli_option *o = c->options; o && o->val; o++)
+            if (o->help)
+                fprintf(f, "%s\n", o->help);
+    }
 }
 
 static void verror(const char *fmt, va_list ap)
@@ -128,4 +128,13 @@ int mw_cli_parse_u64(const char *s, uint64_t *out)
         return -1;
     *out = v;
     return 0;
+}
+
+int mw_cli_seq_option(const struct mw_command *c, const char *name, const char *value,
+                      uint64_t *seq, int *has)
+{
+    if (mw_cli_parse_u64(value, seq))
+        return mw_cli_usage_error(c, "'%s' needs a sequence number, not '%s'", name, value);
+    *has = 1;
+    return MW_CLI_GO_ON;
 }

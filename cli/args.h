@@ -15,7 +15,7 @@
 enum { MW_CLI_GO_ON = -1, MW_CLI_END_OPTIONS = -2 };
 
 /* Handles one option of a command: opt is getopt's value, its argument in optarg. */
-typedef int (*mw_cli_option_fn)(void *args, int opt, char **argv);
+typedef int (*mw_cli_option_fn)(void *args, int opt);
 
 /* Parses c's options with getopt_long, built from c's table, and calls fn for each; -h
  * prints the usage (exit status 0) and unknown options or missing values are usage errors.
@@ -35,5 +35,9 @@ int mw_cli_bad_option(const struct mw_command *c, int opt, char **argv);
 
 /* A decimal number without sign or junk: 0 and *out, or -1. */
 int mw_cli_parse_u64(const char *s, uint64_t *out);
+/* The value of c's option name (as typed: "--since") when it takes a change's sequence
+ * number: *seq and *has set and MW_CLI_GO_ON, or the usage error. */
+int mw_cli_seq_option(const struct mw_command *c, const char *name, const char *value,
+                      uint64_t *seq, int *has);
 
 #endif

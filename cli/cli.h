@@ -25,15 +25,19 @@ struct mw_cli_option {
                                 line of an option before it describes it too */
 };
 
+/* In a command's usage lines, where its options' lines go (and, for memwatch itself, the
+ * list of commands). */
+extern const char mw_cli_list_here[];
+#define MW_CLI_LIST mw_cli_list_here
+
 struct mw_command {
     const char *name;
     const char *summary;                 /* its line in memwatch's own usage */
-    const char *const *synopsis;         /* usage lines before the options; the first is
-                                            "usage: ..." */
+    const char *const *usage;            /* its usage lines, NULL-terminated: the first is
+                                            "usage: ...", and MW_CLI_LIST is a placeholder */
     const struct mw_cli_option *options; /* ends with a zero entry; NULL: none */
-    const struct mw_command *const *subcommands;   /* listed after the synopsis (memwatch
+    const struct mw_command *const *subcommands;   /* listed at MW_CLI_LIST (memwatch
                                                       itself), NULL-terminated, or NULL */
-    const char *const *notes;            /* usage lines after the options, or NULL */
     const char *getopt_flags;            /* ":" or "+:" (options end at the first operand) */
     int (*run)(int argc, char **argv);   /* argv[0] is the command name */
 };

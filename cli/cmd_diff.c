@@ -30,7 +30,7 @@
 
 enum { OPT_FROM = 256, OPT_TO, OPT_COLOR };
 
-static const char *const diff_synopsis[] = {
+static const char *const diff_usage[] = {
     "usage: memwatch diff [-t trace] [--from seq] [--to seq] [-C rows] [--bytes] [--color[=when]] tag",
     "",
     "Show how the object watched under tag changed, one block per change. For typed objects",
@@ -38,6 +38,10 @@ static const char *const diff_synopsis[] = {
     "NaN and Inf that appeared flagged (!!). For bytes, a hexdump: the bytes before (-)",
     "above the bytes after (+), changed bytes marked.",
     "",
+    MW_CLI_LIST,
+    "",
+    "Bytes the trace never saw are shown as ?? (blank on the right). Color is used on a",
+    "terminal unless NO_COLOR is set.",
     NULL,
 };
 
@@ -56,23 +60,6 @@ static const struct mw_cli_option diff_options[] = {
     {"colour", optional_argument, OPT_COLOR, NULL},
     {"help", no_argument, 'h', "    -h, --help          show this help"},
     {NULL, 0, 0, NULL},
-};
-
-static const char *const diff_notes[] = {
-    "",
-    "Bytes the trace never saw are shown as ?? (blank on the right). Color is used on a",
-    "terminal unless NO_COLOR is set.",
-    NULL,
-};
-
-const struct mw_command mw_cmd_diff = {
-    .name = "diff",
-    .summary = "show how one watched object changed, byte by byte",
-    .synopsis = diff_synopsis,
-    .options = diff_options,
-    .notes = diff_notes,
-    .getopt_flags = ":",
-    .run = cmd_diff,
 };
 
 /* ---- headings ---- */
@@ -404,28 +391,20 @@ struct diff_args {
     const char *trace, *color_when, *tag;
     uint64_t from, to, ctx;
     int has_from, has_to, bytes;
+    int color;             /* from color_when */
 };
 
-static int diff_option(void *args, int opt, char **argv)
+static int diff_option(void *args, int opt)
 {
     struct diff_args *a = args;
-    (void)argv;
     switch (opt) {
     case 't':
         a->trace = optarg;
         break;
     case OPT_FROM:
-        if (mw_cli_parse_u64(optarg, &a->from))
-            return mw_cli_usage_error(&mw_cmd_diff,
-                                      "'--from' needs a sequence number, not '%s'", optarg);
-        a->has_from = 1;
-        break;
+        return mw_cli_seq_option(&mw_cmd_diff, "--from", optarg, &a->from, &a->has_from);
     case OPT_TO:
-        if (mw_cli_parse_u64(optarg, &a->to))
-            return mw_cli_usage_error(&mw_cmd_diff, "'--to' needs a sequence number, not '%s'",
-                                      optarg);
-        a->has_to = 1;
-        break;
+        return mw_cli_seq_option(&mw_cmd_diff, "--to", optarg, &a->to, &a->has_to);
     case 'C':
         if (mw_cli_parse_u64(optarg, &a->ctx) || a->ctx > 1000)
             return mw_cli_usage_error(&mw_cmd_diff,
@@ -476,7 +455,7 @@ static int want_color(const char *when)
 }
 
 /* The tag's history, then its blocks. */
-static int show(mw_trace_reader *r, const char *path, struct diff_args *a, int color)
+static int show(mw_trace_reader *r, const char *path, const struct diff_args *a)
 {
     struct mw_diff_history h = {0};
     int status = MW_EXIT_OK;
@@ -492,9 +471,9 @@ static int show(mw_trace_reader *r, const char *path, struct diff_args *a, int c
         mw_diff_replay_init(&h);
         if (a->has_from || a->has_to)
             status = print_net(&h, a->tag, a->from, a->has_to ? a->to : h.ch[h.nch - 1].seq,
-                               (unsigned)a->ctx, color);
+                               (unsigned)a->ctx, a->color);
         else
-            status = print_history(&h, a->tag, (unsigned)a->ctx, color);
+            status = print_history(&h, a->tag, (unsigned)a->ctx, a->color);
         if (fflush(stdout) != 0 || ferror(stdout)) {
             mw_cli_error("cannot write the output: %s", strerror(errno));
             status = MW_EXIT_FAILURE;
@@ -504,22 +483,25 @@ static int show(mw_trace_reader *r, const char *path, struct diff_args *a, int c
     return status;
 }
 
+/* The tag's blocks, when the trace at path has the tag. */
+static int diff_trace(mw_trace_reader *r, const char *path, void *ctx)
+{
+    struct diff_args *a = ctx;
+    int status = mw_cli_check_tag(r, path, a->tag);
+    return status ? status : show(r, path, a);
+}
+
 int cmd_diff(int argc, char **argv)
 {
     struct diff_args a = {.color_when = "auto", .ctx = 1};
     int status = parse_diff_args(argc, argv, &a);
     if (status != MW_CLI_GO_ON)
         return status;
-    int color = want_color(a.color_when);
-
-    mw_trace_reader *r;
-    char *path;
-    status = mw_cli_open_trace(a.trace, &r, &path);
-    if (status)
-        return status;
-    if ((status = mw_cli_check_tag(r, path, a.tag)) == MW_EXIT_OK)
-        status = show(r, path, &a, color);
-    mw_trace_reader_close(r);
-    free(path);
-    return status;
+    a.color = want_color(a.color_when);
+    return mw_cli_with_trace(a.trace, diff_trace, &a);
 }
+
+const struct mw_command mw_cmd_diff = {
+    .name = "diff", .summary = "show how one watched object changed, byte by byte",
+    .usage = diff_usage, .options = diff_options, .getopt_flags = ":", .run = cmd_diff,
+};

@@ -21,12 +21,16 @@
 
 enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
 
-static const char *const query_synopsis[] = {
+static const char *const query_usage[] = {
     "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
     "",
+    MW_CLI_LIST,
+    "",
+    "Without trace, the newest memwatch-*.db in the current directory is read.",
+    "The trace's tables and views are described in memwatch-query(1).",
     NULL,
 };
 
@@ -48,23 +52,6 @@ static const struct mw_cli_option query_options[] = {
      "    --sql statement    run one read-only SQL statement on the trace, print its rows"},
     {"help", no_argument, 'h', "    -h, --help         show this help"},
     {NULL, 0, 0, NULL},
-};
-
-static const char *const query_notes[] = {
-    "",
-    "Without trace, the newest memwatch-*.db in the current directory is read.",
-    "The trace's tables and views are described in memwatch-query(1).",
-    NULL,
-};
-
-const struct mw_command mw_cmd_query = {
-    .name = "query",
-    .summary = "list the changes recorded in a trace",
-    .synopsis = query_synopsis,
-    .options = query_options,
-    .notes = query_notes,
-    .getopt_flags = ":",
-    .run = cmd_query,
 };
 
 static void time_cell(struct mw_cell *c, uint64_t ns)
@@ -598,27 +585,20 @@ struct query_args {
     const char *since_arg;
 };
 
-static int query_option(void *args, int opt, char **argv)
+static int query_option(void *args, int opt)
 {
     struct query_args *a = args;
-    (void)argv;
     switch (opt) {
     case OPT_TAG:
         a->f.tag = optarg;
         break;
     case OPT_SINCE:
-        if (mw_cli_parse_u64(optarg, &a->f.since))
-            return mw_cli_usage_error(&mw_cmd_query,
-                                      "'--since' needs a sequence number, not '%s'", optarg);
-        a->f.has_since = 1;
         a->since_arg = optarg;
-        break;
+        return mw_cli_seq_option(&mw_cmd_query, "--since", optarg, &a->f.since,
+                                 &a->f.has_since);
     case OPT_UNTIL:
-        if (mw_cli_parse_u64(optarg, &a->f.until))
-            return mw_cli_usage_error(&mw_cmd_query,
-                                      "'--until' needs a sequence number, not '%s'", optarg);
-        a->f.has_until = 1;
-        break;
+        return mw_cli_seq_option(&mw_cmd_query, "--until", optarg, &a->f.until,
+                                 &a->f.has_until);
     case 'n':
         if (mw_cli_parse_u64(optarg, &a->f.limit) || a->f.limit == 0)
             return mw_cli_usage_error(&mw_cmd_query,
@@ -664,6 +644,22 @@ static int check_query_args(const struct query_args *a)
     return MW_CLI_GO_ON;
 }
 
+/* What the options ask of the trace at path. */
+static int query_trace(mw_trace_reader *r, const char *path, void *ctx)
+{
+    const struct query_args *a = ctx;
+    int status;
+    if (a->sql)
+        return run_sql(r, a->sql, a->format);
+    if (a->f.tag && (status = mw_cli_check_tag(r, path, a->f.tag)))
+        return status;
+    if (a->summary)
+        return summarize(r, path, &a->f, a->format);
+    if (a->elements)
+        return list_elements(r, path, &a->f, a->format);
+    return list_changes(r, path, &a->f, a->format);
+}
+
 int cmd_query(int argc, char **argv)
 {
     struct query_args a = {.format = MW_FORMAT_TABLE};
@@ -674,23 +670,10 @@ int cmd_query(int argc, char **argv)
         return mw_cli_usage_error(&mw_cmd_query, "too many arguments: one trace at a time");
     if ((status = check_query_args(&a)) != MW_CLI_GO_ON)
         return status;
-
-    mw_trace_reader *r;
-    char *path;
-    status = mw_cli_open_trace(optind < argc ? argv[optind] : NULL, &r, &path);
-    if (status)
-        return status;
-    if (a.sql)
-        status = run_sql(r, a.sql, a.format);
-    else if (a.f.tag && (status = mw_cli_check_tag(r, path, a.f.tag)))
-        ;
-    else if (a.summary)
-        status = summarize(r, path, &a.f, a.format);
-    else if (a.elements)
-        status = list_elements(r, path, &a.f, a.format);
-    else
-        status = list_changes(r, path, &a.f, a.format);
-    mw_trace_reader_close(r);
-    free(path);
-    return status;
+    return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, query_trace, &a);
 }
+
+const struct mw_command mw_cmd_query = {
+    .name = "query", .summary = "list the changes recorded in a trace",
+    .usage = query_usage, .options = query_options, .getopt_flags = ":", .run = cmd_query,
+};

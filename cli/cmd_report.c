@@ -21,13 +21,17 @@
 
 enum { OPT_MARKS = 256 };
 
-static const char *const report_synopsis[] = {
+static const char *const report_usage[] = {
     "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]",
     "",
     "Write a self-contained HTML view of a trace: the run, a timeline of the changes of",
     "each tag, where each tag changed, the lines that wrote, and NaN/Inf values that",
     "appeared. It opens from a file in any current browser, without network access.",
     "",
+    MW_CLI_LIST,
+    "",
+    "Without trace, the newest memwatch-*.db in the current directory is read.",
+    "The name of the file written is printed on standard output.",
     NULL,
 };
 
@@ -41,23 +45,6 @@ static const struct mw_cli_option report_options[] = {
      "                       the rest are counted in density bins"},
     {"help", no_argument, 'h', "    -h, --help         show this help"},
     {NULL, 0, 0, NULL},
-};
-
-static const char *const report_notes[] = {
-    "",
-    "Without trace, the newest memwatch-*.db in the current directory is read.",
-    "The name of the file written is printed on standard output.",
-    NULL,
-};
-
-const struct mw_command mw_cmd_report = {
-    .name = "report",
-    .summary = "write a self-contained HTML view of a trace",
-    .synopsis = report_synopsis,
-    .options = report_options,
-    .notes = report_notes,
-    .getopt_flags = ":",
-    .run = cmd_report,
 };
 
 /* The trace's name with its .db suffix replaced by .html (or .html added). */
@@ -194,11 +181,10 @@ struct report_args {
     uint32_t marks;
 };
 
-static int report_option(void *args, int opt, char **argv)
+static int report_option(void *args, int opt)
 {
     struct report_args *a = args;
     uint64_t v;
-    (void)argv;
     switch (opt) {
     case 'o':
         a->output = optarg;
@@ -216,32 +202,36 @@ static int report_option(void *args, int opt, char **argv)
     return MW_CLI_GO_ON;
 }
 
+/* The report of the trace at path, where -o says or next to it. */
+static int report_trace(mw_trace_reader *r, const char *path, void *ctx)
+{
+    const struct report_args *a = ctx;
+    char *out = a->output ? strdup(a->output) : default_output(path);
+    int status;
+    if (!out) {
+        mw_cli_error("out of memory");
+        status = MW_EXIT_FAILURE;
+    } else {
+        status = write_report(r, path, out, a->force, a->marks);
+    }
+    free(out);
+    return status;
+}
+
 int cmd_report(int argc, char **argv)
 {
     struct report_args a = {0};
     int status = mw_cli_parse_options(&mw_cmd_report, argc, argv, report_option, &a);
     if (status != MW_CLI_GO_ON)
         return status;
-    const char *output = a.output;
     if (argc - optind > 1)
         return mw_cli_usage_error(&mw_cmd_report, "too many arguments: one trace at a time");
-    if (output && !*output)
+    if (a.output && !*a.output)
         return mw_cli_usage_error(&mw_cmd_report, "'--output' needs a file name");
-
-    mw_trace_reader *r;
-    char *path;
-    status = mw_cli_open_trace(optind < argc ? argv[optind] : NULL, &r, &path);
-    if (status)
-        return status;
-    char *out = output ? strdup(output) : default_output(path);
-    if (!out) {
-        mw_cli_error("out of memory");
-        status = MW_EXIT_FAILURE;
-    } else {
-        status = write_report(r, path, out, a.force, a.marks);
-    }
-    free(out);
-    mw_trace_reader_close(r);
-    free(path);
-    return status;
+    return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, report_trace, &a);
 }
+
+const struct mw_command mw_cmd_report = {
+    .name = "report", .summary = "write a self-contained HTML view of a trace",
+    .usage = report_usage, .options = report_options, .getopt_flags = ":", .run = cmd_report,
+};

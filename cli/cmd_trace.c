@@ -36,11 +36,12 @@
 
 enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
 
-static const char *const trace_synopsis[] = {
+static const char *const trace_usage[] = {
     "usage: memwatch trace [-fhqu] [-o file] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
+    MW_CLI_LIST,
     NULL,
 };
 
@@ -64,15 +65,6 @@ static const struct mw_cli_option trace_options[] = {
     {NULL, no_argument, 'u', NULL},
     {"help", no_argument, 'h', "    -h, --help             show this help"},
     {NULL, 0, 0, NULL},
-};
-
-const struct mw_command mw_cmd_trace = {
-    .name = "trace",
-    .summary = "run a Python script and record every change to the memory it watches",
-    .synopsis = trace_synopsis,
-    .options = trace_options,
-    .getopt_flags = "+:",
-    .run = cmd_trace,
 };
 
 static volatile sig_atomic_t child_pid;
@@ -166,12 +158,21 @@ struct trace_args {
 
 /* The steps below return MW_CLI_GO_ON to go on, else the exit status. */
 
+/* rc of the launch setting --name's parser: MW_CLI_GO_ON, or the usage error naming the
+ * values it takes. */
+static int setting(int rc, const char *name, const char *choices)
+{
+    if (rc < 0)
+        return mw_cli_usage_error(&mw_cmd_trace, "invalid --%s '%s': use %s", name, optarg,
+                                  choices);
+    return MW_CLI_GO_ON;
+}
+
 /* "+" in the option string: options end at the script (or --); -m and -c end them too. */
-static int trace_option(void *args, int opt, char **argv)
+static int trace_option(void *args, int opt)
 {
     struct trace_args *a = args;
     struct mw_launch *l = &a->launch;
-    (void)argv;
     switch (opt) {
     case 'o':
         a->output = optarg;
@@ -195,20 +196,12 @@ static int trace_option(void *args, int opt, char **argv)
             return mw_cli_usage_error(&mw_cmd_trace, "too many python options");
         break;
     case OPT_CHECK:
-        if (mw_launch_parse_check(l, optarg) < 0)
-            return mw_cli_usage_error(&mw_cmd_trace,
-                "invalid --check '%s': use line, interval:MS (1 to 3600000) or manual", optarg);
-        break;
+        return setting(mw_launch_parse_check(l, optarg), "check",
+                       "line, interval:MS (1 to 3600000) or manual");
     case OPT_BACKEND:
-        if (mw_launch_parse_backend(l, optarg) < 0)
-            return mw_cli_usage_error(&mw_cmd_trace,
-                "invalid --backend '%s': use auto, uffd or mprotect", optarg);
-        break;
+        return setting(mw_launch_parse_backend(l, optarg), "backend", "auto, uffd or mprotect");
     case OPT_ON_NAN:
-        if (mw_launch_parse_on_nan(l, optarg) < 0)
-            return mw_cli_usage_error(&mw_cmd_trace,
-                "invalid --on-nan '%s': use off, warn or raise", optarg);
-        break;
+        return setting(mw_launch_parse_on_nan(l, optarg), "on-nan", "off, warn or raise");
     }
     return MW_CLI_GO_ON;
 }
@@ -425,3 +418,9 @@ int cmd_trace(int argc, char **argv)
         return status;
     return run_traced(&a, w);
 }
+
+const struct mw_command mw_cmd_trace = {
+    .name = "trace",
+    .summary = "run a Python script and record every change to the memory it watches",
+    .usage = trace_usage, .options = trace_options, .getopt_flags = "+:", .run = cmd_trace,
+};

@@ -368,6 +368,19 @@ int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **sho
     return MW_EXIT_OK;
 }
 
+int mw_cli_with_trace(const char *path, mw_cli_trace_fn fn, void *ctx)
+{
+    mw_trace_reader *r;
+    char *shown;
+    int status = mw_cli_open_trace(path, &r, &shown);
+    if (status)
+        return status;
+    status = fn(r, shown, ctx);
+    mw_trace_reader_close(r);
+    free(shown);
+    return status;
+}
+
 void mw_cli_say_empty(const char *path, uint64_t objects)
 {
     mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64 " object%s watched)",

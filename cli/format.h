@@ -48,6 +48,10 @@ uint64_t mw_output_rows(const mw_output *o);
  * *out on success. *shown_path (the caller frees it) is the file opened, for messages. */
 struct mw_trace_reader;
 int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **shown_path);
+/* Opens the trace as mw_cli_open_trace does, calls fn with it and the name it was opened
+ * by, and closes it: fn's exit status, or the opening's. */
+typedef int (*mw_cli_trace_fn)(struct mw_trace_reader *r, const char *path, void *ctx);
+int mw_cli_with_trace(const char *path, mw_cli_trace_fn fn, void *ctx);
 /* "'path' is an empty trace: no changes were recorded (N objects watched)": not an error,
  * the run changed nothing that was watched. */
 void mw_cli_say_empty(const char *path, uint64_t objects);

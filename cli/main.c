@@ -10,14 +10,11 @@ static const struct mw_command *const commands[] = {
     &mw_cmd_trace, &mw_cmd_query, &mw_cmd_diff, &mw_cmd_report, &mw_cmd_help, NULL,
 };
 
-static const char *const main_synopsis[] = {
+static const char *const main_usage[] = {
     "usage: memwatch [--version] [--help] <command> [<args>]",
     "",
     "Commands:",
-    NULL,
-};
-
-static const char *const main_notes[] = {
+    MW_CLI_LIST,
     "",
     "'memwatch help <command>' or 'memwatch <command> -h' tells more about one command.",
     NULL,
@@ -33,25 +30,18 @@ static const struct mw_cli_option main_options[] = {
 /* memwatch itself: "+": options end at the command name; everything after it is the
  * command's. */
 static const struct mw_command memwatch = {
-    .name = "memwatch",
-    .synopsis = main_synopsis,
-    .options = main_options,
-    .subcommands = commands,
-    .notes = main_notes,
+    .name = "memwatch", .usage = main_usage, .options = main_options, .subcommands = commands,
     .getopt_flags = "+:",
 };
 
-static const char *const help_synopsis[] = {
+static const char *const help_usage[] = {
     "usage: memwatch help [<command>]",
     NULL,
 };
 
 const struct mw_command mw_cmd_help = {
-    .name = "help",
-    .summary = "show the help of memwatch or of one command",
-    .synopsis = help_synopsis,
-    .getopt_flags = ":",
-    .run = cmd_help,
+    .name = "help", .summary = "show the help of memwatch or of one command",
+    .usage = help_usage, .getopt_flags = ":", .run = cmd_help,
 };
 
 const struct mw_command *mw_cli_find_command(const char *name)
@@ -78,9 +68,9 @@ int cmd_help(int argc, char **argv)
 }
 
 /* --version (--help is mw_cli_parse_options'). */
-static int main_option(void *args, int opt, char **argv)
+static int main_option(void *args, int opt)
 {
-    (void)args, (void)opt, (void)argv;
+    (void)args, (void)opt;
     printf("memwatch %s\n", MEMWATCH_VERSION);
     return MW_EXIT_OK;
 }
