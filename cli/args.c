@@ -138,3 +138,11 @@ int mw_cli_seq_option(const struct mw_command *c, const char *name, const char *
     *has = 1;
     return MW_CLI_GO_ON;
 }
+
+int mw_cli_count_option(const struct mw_command *c, const char *name, const char *value,
+                        uint64_t max, uint64_t *n)
+{
+    if (mw_cli_parse_u64(value, n) || *n == 0 || *n > max)
+        return mw_cli_usage_error(c, "'%s' needs a positive number, not '%s'", name, value);
+    return MW_CLI_GO_ON;
+}

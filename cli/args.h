@@ -35,6 +35,10 @@ int mw_cli_bad_option(const struct mw_command *c, int opt, char **argv);
 
 /* A decimal number without sign or junk: 0 and *out, or -1. */
 int mw_cli_parse_u64(const char *s, uint64_t *out);
+/* The value of c's option name (as typed: "--limit") when it takes a count from 1 to max:
+ * *n set and MW_CLI_GO_ON, or the usage error. */
+int mw_cli_count_option(const struct mw_command *c, const char *name, const char *value,
+                        uint64_t max, uint64_t *n);
 /* The value of c's option name (as typed: "--since") when it takes a change's sequence
  * number: *seq and *has set and MW_CLI_GO_ON, or the usage error. */
 int mw_cli_seq_option(const struct mw_command *c, const char *name, const char *value,

@@ -600,10 +600,7 @@ static int query_option(void *args, int opt)
         return mw_cli_seq_option(&mw_cmd_query, "--until", optarg, &a->f.until,
                                  &a->f.has_until);
     case 'n':
-        if (mw_cli_parse_u64(optarg, &a->f.limit) || a->f.limit == 0)
-            return mw_cli_usage_error(&mw_cmd_query,
-                                      "'--limit' needs a positive number, not '%s'", optarg);
-        break;
+        return mw_cli_count_option(&mw_cmd_query, "--limit", optarg, UINT64_MAX, &a->f.limit);
     case 'f':
         if (mw_format_parse(optarg, &a->format))
             return mw_cli_usage_error(&mw_cmd_query,
@@ -611,10 +608,8 @@ static int query_option(void *args, int opt)
                                       optarg);
         break;
     case 's':
-        a->summary = 1;
-        break;
     case 'e':
-        a->elements = 1;
+        *(opt == 's' ? &a->summary : &a->elements) = 1;
         break;
     case OPT_SQL:
         a->sql = optarg;

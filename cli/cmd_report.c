@@ -185,6 +185,7 @@ static int report_option(void *args, int opt)
 {
     struct report_args *a = args;
     uint64_t v;
+    int status;
     switch (opt) {
     case 'o':
         a->output = optarg;
@@ -193,11 +194,10 @@ static int report_option(void *args, int opt)
         a->force = 1;
         break;
     case OPT_MARKS:
-        if (mw_cli_parse_u64(optarg, &v) || v == 0 || v > UINT32_MAX)
-            return mw_cli_usage_error(&mw_cmd_report,
-                                      "'--marks' needs a positive number, not '%s'", optarg);
-        a->marks = (uint32_t)v;
-        break;
+        status = mw_cli_count_option(&mw_cmd_report, "--marks", optarg, UINT32_MAX, &v);
+        if (status == MW_CLI_GO_ON)
+            a->marks = (uint32_t)v;
+        return status;
     }
     return MW_CLI_GO_ON;
 }

@@ -178,10 +178,8 @@ static int trace_option(void *args, int opt)
         a->output = optarg;
         break;
     case 'f':
-        a->force = 1;
-        break;
     case 'q':
-        a->quiet = 1;
+        *(opt == 'f' ? &a->force : &a->quiet) = 1;
         break;
     case 'm':
     case 'c':

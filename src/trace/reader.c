@@ -324,6 +324,22 @@ static const char *col_text(sqlite3_stmt *s, int i)
     return (const char *)sqlite3_column_text(s, i);
 }
 
+/* The bytes of blob column col ("" for an empty one) into *out; MW_EFORMAT when they are
+ * not the row's length. Trust the blobs, not the length column: a hand-made trace may
+ * disagree. */
+static int row_bytes(mw_trace_iter *it, const struct mw_trace_row *row, int col,
+                     const char *which, const unsigned char **out)
+{
+    *out = sqlite3_column_blob(it->stmt, col);
+    if (!*out)
+        *out = (const unsigned char *)"";
+    if ((uint64_t)sqlite3_column_bytes(it->stmt, col) != row->length)
+        return set_err(it->r, MW_EFORMAT,
+                       "change %" PRIu64 " in the trace is damaged: %s bytes do not match its "
+                       "length", row->seq, which);
+    return 0;
+}
+
 int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
 {
     sqlite3_stmt *s = it->stmt;
@@ -340,23 +356,10 @@ int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
     row->object_size = (uint64_t)sqlite3_column_int64(s, 4);
     row->offset = (uint64_t)sqlite3_column_int64(s, 5);
     row->length = (uint64_t)sqlite3_column_int64(s, 6);
-    /* Trust the blobs, not the length column: a hand-made trace may disagree. */
-    if (sqlite3_column_type(s, 7) != SQLITE_NULL) {
-        row->old = sqlite3_column_blob(s, 7);
-        if (!row->old)
-            row->old = (const unsigned char *)"";
-        if ((uint64_t)sqlite3_column_bytes(s, 7) != row->length)
-            return set_err(it->r, MW_EFORMAT,
-                           "change %" PRIu64 " in the trace is damaged: old bytes do not match "
-                           "its length", row->seq);
-    }
-    row->new_ = sqlite3_column_blob(s, 8);
-    if (!row->new_)
-        row->new_ = (const unsigned char *)"";
-    if ((uint64_t)sqlite3_column_bytes(s, 8) != row->length)
-        return set_err(it->r, MW_EFORMAT,
-                       "change %" PRIu64 " in the trace is damaged: new bytes do not match its "
-                       "length", row->seq);
+    if (sqlite3_column_type(s, 7) != SQLITE_NULL && (rc = row_bytes(it, row, 7, "old", &row->old)))
+        return rc;
+    if ((rc = row_bytes(it, row, 8, "new", &row->new_)))
+        return rc;
     row->complete = sqlite3_column_int(s, 9);
     row->file = col_text(s, 10);
     row->line = sqlite3_column_int(s, 11);

@@ -54,6 +54,16 @@ int mw_report_db_fail(struct report *r, const char *what)
     return mw_report_fail(r, MW_ETRACE, "cannot %s: %s", what, sqlite3_errmsg(r->db));
 }
 
+sqlite3_stmt *mw_report_prepare(struct report *r, const char *sql, const char *what)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        mw_report_db_fail(r, what);
+        return NULL;
+    }
+    return s;
+}
+
 int mw_report_nomem(struct report *r)
 {
     return mw_report_fail(r, -ENOMEM, "out of memory");
@@ -80,7 +90,7 @@ static void report_free(struct report *r)
         free(r->locs[i].native);
     }
     free(r->locs);
-    free(r->loc_hash);
+    free(r->loc_index.slot);
     free(r->marks);
     free(r->nf);
 }

@@ -26,6 +26,20 @@ static void jkey(FILE *f, int *first, const char *key)
     putc(':', f);
 }
 
+/* "key":[...] of n items, item i written by item(r, i). */
+static void jarray(const struct report *r, int *first, const char *key, size_t n,
+                   void (*item)(const struct report *r, size_t i))
+{
+    jkey(r->out, first, key);
+    putc('[', r->out);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            putc(',', r->out);
+        item(r, i);
+    }
+    putc(']', r->out);
+}
+
 static const char *jbool(int v)
 {
     return v ? "true" : "false";
@@ -59,12 +73,11 @@ static void jvalue(FILE *f, sqlite3_stmt *s, int col)
 static void write_meta(struct report *r)
 {
     FILE *f = r->out;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = mw_report_prepare(r, "SELECT key, value FROM meta ORDER BY key",
+                                        "read the trace");
     putc('{', f);
-    if (sqlite3_prepare_v2(r->db, "SELECT key, value FROM meta ORDER BY key", -1, &s, NULL) !=
-        SQLITE_OK) {
+    if (!s) {
         putc('}', f);
-        mw_report_db_fail(r, "read the trace");
         return;
     }
     int first = 1;
@@ -83,10 +96,9 @@ static void write_meta(struct report *r)
 static void write_run(struct report *r)
 {
     FILE *f = r->out;
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(r->db, "SELECT * FROM run WHERE id = 1", -1, &s, NULL) != SQLITE_OK) {
+    sqlite3_stmt *s = mw_report_prepare(r, "SELECT * FROM run WHERE id = 1", "read the run");
+    if (!s) {
         fputs("{}", f);
-        mw_report_db_fail(r, "read the run");
         return;
     }
     putc('{', f);
@@ -123,8 +135,11 @@ static const char *order_name(char order)
     return order == 'C' ? "\"C\"" : order == 'F' ? "\"F\"" : order == 'V' ? "\"V\"" : "null";
 }
 
-static void write_tag(FILE *f, const struct report *r, const struct tag *t)
+/* Tag i, its first object's geometry and its totals. */
+static void write_tag(const struct report *r, size_t i)
 {
+    FILE *f = r->out;
+    const struct tag *t = &r->tags[i];
     const struct object *o = &r->objects[t->first_object];
     int k = 1;
     putc('{', f);
@@ -160,46 +175,26 @@ static void write_tag(FILE *f, const struct report *r, const struct tag *t)
             t->nonfinite, t->nonfinite_possible, t->nonfinite_gone);
 }
 
-/* Tags, in watch order. */
-static void write_tags(const struct report *r, int *first)
+/* Lane l with its density bins; the last may be the "other tags" lane. */
+static void write_lane(const struct report *r, size_t l)
 {
     FILE *f = r->out;
-    jkey(f, first, "tags");
-    putc('[', f);
-    for (size_t i = 0; i < r->ntags; i++) {
-        if (i)
-            putc(',', f);
-        write_tag(f, r, &r->tags[i]);
+    putc('{', f);
+    if (l < r->nlanes) {
+        fprintf(f, "\"tag\":%u", r->lane_tags[l]);
+    } else {
+        uint64_t n = 0, ch = 0;
+        for (size_t i = 0; i < r->ntags; i++)
+            if (r->tags[i].lane < 0) {
+                n++;
+                ch += r->tags[i].changes;
+            }
+        fprintf(f, "\"tag\":-1,\"other_tags\":%" PRIu64 ",\"changes\":%" PRIu64, n, ch);
     }
-    putc(']', f);
-}
-
-/* Lanes with their density bins. */
-static void write_lanes(const struct report *r, int *first)
-{
-    FILE *f = r->out;
-    jkey(f, first, "lanes");
-    putc('[', f);
-    size_t lanes = r->nlanes + (size_t)r->other_lane;
-    for (size_t l = 0; l < lanes; l++) {
-        fputs(l ? ",{" : "{", f);
-        if (l < r->nlanes) {
-            fprintf(f, "\"tag\":%u", r->lane_tags[l]);
-        } else {
-            uint64_t n = 0, ch = 0;
-            for (size_t i = 0; i < r->ntags; i++)
-                if (r->tags[i].lane < 0) {
-                    n++;
-                    ch += r->tags[i].changes;
-                }
-            fprintf(f, "\"tag\":-1,\"other_tags\":%" PRIu64 ",\"changes\":%" PRIu64, n, ch);
-        }
-        fputs(",\"density\":[", f);
-        for (int b = 0; b < TIME_BINS; b++)
-            fprintf(f, b ? ",%u" : "%u", r->density[l * TIME_BINS + (size_t)b]);
-        fputs("]}", f);
-    }
-    putc(']', f);
+    fputs(",\"density\":[", f);
+    for (int b = 0; b < TIME_BINS; b++)
+        fprintf(f, b ? ",%u" : "%u", r->density[l * TIME_BINS + (size_t)b]);
+    fputs("]}", f);
 }
 
 /* ---- locations and writers ------------------------------------------------------------ */
@@ -214,20 +209,14 @@ static const struct location *sort_locs_base;
 
 static int cmp_loc_changes(const void *a, const void *b)
 {
-    const struct location *x = &sort_locs_base[*(const uint32_t *)a];
-    const struct location *y = &sort_locs_base[*(const uint32_t *)b];
-    if (x->changes != y->changes)
-        return x->changes > y->changes ? -1 : 1;
-    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+    return mw_report_rank(sort_locs_base[*(const uint32_t *)a].changes,
+                          sort_locs_base[*(const uint32_t *)b].changes, a, b);
 }
 
 static int cmp_loc_bytes(const void *a, const void *b)
 {
-    const struct location *x = &sort_locs_base[*(const uint32_t *)a];
-    const struct location *y = &sort_locs_base[*(const uint32_t *)b];
-    if (x->bytes != y->bytes)
-        return x->bytes > y->bytes ? -1 : 1;
-    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+    return mw_report_rank(sort_locs_base[*(const uint32_t *)a].bytes,
+                          sort_locs_base[*(const uint32_t *)b].bytes, a, b);
 }
 
 static int writers_rank(const struct report *r, struct writers *w)
@@ -412,18 +401,10 @@ static void write_marks(const struct report *r, int *first)
 
 /* ---- heatmaps, NaN/Inf, totals -------------------------------------------------------- */
 
-/* Heatmaps of the lanes' tags. */
-static void write_heat(const struct report *r, int *first)
+/* The heatmap of lane l's tag. */
+static void write_heat(const struct report *r, size_t l)
 {
-    FILE *f = r->out;
-    jkey(f, first, "heat");
-    putc('[', f);
-    for (uint32_t l = 0; l < r->nlanes; l++) {
-        if (l)
-            putc(',', f);
-        mw_report_heat_write(f, r->lane_tags[l], &r->tags[r->lane_tags[l]].heat);
-    }
-    putc(']', f);
+    mw_report_heat_write(r->out, r->lane_tags[l], &r->tags[r->lane_tags[l]].heat);
 }
 
 static const char *nf_name(int kind)
@@ -477,8 +458,8 @@ int mw_report_write_data(struct report *r, const struct mw_report_options *opt)
     int first = 1;
     putc('{', f);
     write_head(r, opt, &first);
-    write_tags(r, &first);
-    write_lanes(r, &first);
+    jarray(r, &first, "tags", r->ntags, write_tag);   /* in watch order */
+    jarray(r, &first, "lanes", r->nlanes + (size_t)r->other_lane, write_lane);
     struct writers w = {0};
     int rc = writers_rank(r, &w);
     if (rc == 0)
@@ -490,7 +471,7 @@ int mw_report_write_data(struct report *r, const struct mw_report_options *opt)
     if (rc < 0)
         return mw_report_nomem(r);
     write_marks(r, &first);
-    write_heat(r, &first);
+    jarray(r, &first, "heat", r->nlanes, write_heat);   /* of the lanes' tags */
     write_nonfinite(r, &first);
     write_totals(r, &first);
     putc('}', f);

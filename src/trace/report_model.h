@@ -14,6 +14,7 @@
 
 #include "elements.h"
 #include "report.h"
+#include "report_index.h"
 
 enum {
     TIME_BINS = 1000,          /* density bins per lane */
@@ -121,8 +122,7 @@ struct report {
 
     struct location *locs;
     size_t nlocs, locs_cap;
-    uint32_t *loc_hash;         /* open addressing, values loc index + 1 */
-    size_t loc_hash_cap;
+    struct mw_report_index loc_index;
 
     struct mark *marks;
     size_t nmarks, marks_cap;
@@ -146,11 +146,22 @@ static inline uint64_t mw_report_hash_str(uint64_t h, const char *s)
     return h * 1099511628211u;
 }
 
+/* qsort's order of two indices a and b into an array, by counts x and y of their entries:
+ * the larger count first, then the lower index. */
+static inline int mw_report_rank(uint64_t x, uint64_t y, const void *a, const void *b)
+{
+    if (x != y)
+        return x > y ? -1 : 1;
+    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+}
+
 /* Records the first failure (report.c); returns r->status. */
 int mw_report_fail(struct report *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* MW_ETRACE with "cannot <what>: <SQLite's message>". */
 int mw_report_db_fail(struct report *r, const char *what);
+/* The statement for sql, or NULL after mw_report_db_fail(r, what). */
+struct sqlite3_stmt *mw_report_prepare(struct report *r, const char *sql, const char *what);
 /* -ENOMEM, "out of memory". */
 int mw_report_nomem(struct report *r);
 

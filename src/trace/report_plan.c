@@ -99,37 +99,25 @@ static int same_geometry(const struct object *a, const struct object *b)
 
 /* Tags by name while loading: a sorted copy would do too, but objects come in watch order
  * and most runs have few tags, so a small hash keeps this linear either way. */
-struct tag_index {
-    uint32_t *slot;            /* open addressing, values tag index + 1 */
-    size_t cap;
-};
-
-static int tag_index_grow(struct report *r, struct tag_index *ix)
+static uint64_t tag_hash(const void *tags, size_t i)
 {
-    size_t cap = ix->cap ? ix->cap * 2 : 64;
-    uint32_t *slot = calloc(cap, sizeof(*slot));
-    if (!slot)
-        return -ENOMEM;
-    for (size_t i = 0; i < r->ntags; i++) {
-        size_t j = (size_t)mw_report_hash_str(0, r->tags[i].name) & (cap - 1);
-        while (slot[j])
-            j = (j + 1) & (cap - 1);
-        slot[j] = (uint32_t)i + 1;
-    }
-    free(ix->slot);
-    ix->slot = slot;
-    ix->cap = cap;
-    return 0;
+    return mw_report_hash_str(0, ((const struct tag *)tags)[i].name);
 }
 
-/* The tag named name, added (first seen with the latest object) when new. */
-static int tag_intern(struct report *r, struct tag_index *ix, const char *name, size_t *out)
+static int tag_is(const void *tags, size_t i, const void *name)
 {
-    if ((r->ntags + 1) * 2 > ix->cap && tag_index_grow(r, ix) < 0)
+    return strcmp(((const struct tag *)tags)[i].name, name) == 0;
+}
+
+static const struct mw_report_index_ops tag_ops = {tag_hash, tag_is};
+
+/* The tag named name, added (first seen with the latest object) when new. */
+static int tag_intern(struct report *r, struct mw_report_index *ix, const char *name,
+                      size_t *out)
+{
+    if (mw_report_index_reserve(ix, r->ntags, 64, &tag_ops, r->tags) < 0)
         return -ENOMEM;
-    size_t j = (size_t)mw_report_hash_str(0, name) & (ix->cap - 1);
-    while (ix->slot[j] && strcmp(r->tags[ix->slot[j] - 1].name, name) != 0)
-        j = (j + 1) & (ix->cap - 1);
+    size_t j = mw_report_index_probe(ix, mw_report_hash_str(0, name), &tag_ops, r->tags, name);
     if (!ix->slot[j]) {
         if (MW_GROW(r->tags, r->tags_cap, r->ntags + 1) != 0)
             return -ENOMEM;
@@ -174,28 +162,21 @@ static int cmp_id(const void *a, const void *b)
 
 struct object *mw_report_find_object(struct report *r, int64_t id)
 {
-    size_t lo = 0, hi = r->nobjects;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (r->objects[mid].id < id)
-            lo = mid + 1;
-        else if (r->objects[mid].id > id)
-            hi = mid;
-        else
-            return &r->objects[mid];
-    }
-    return NULL;
+    struct object key = {.id = id};
+    if (!r->nobjects)
+        return NULL;
+    return bsearch(&key, r->objects, r->nobjects, sizeof(*r->objects), cmp_id);
 }
 
 static int load_objects(struct report *r)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT id, tag, type_name, size, format, itemsize, shape, strides "
-                           "FROM objects ORDER BY id",
-                           -1, &s, NULL) != SQLITE_OK)
-        return mw_report_db_fail(r, "read the objects");
-    struct tag_index ix = {0};
+    sqlite3_stmt *s = mw_report_prepare(r,
+                                        "SELECT id, tag, type_name, size, format, itemsize, "
+                                        "shape, strides FROM objects ORDER BY id",
+                                        "read the objects");
+    if (!s)
+        return r->status;
+    struct mw_report_index ix = {0};
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(s, 1);
@@ -227,13 +208,13 @@ static int load_objects(struct report *r)
     return 0;
 }
 
-static int load_counts(struct report *r)
+/* Changes per object, per tag and in all: a covering scan of changes_by_object. */
+static int count_changes(struct report *r)
 {
-    sqlite3_stmt *s;
-    /* A covering scan of changes_by_object. */
-    if (sqlite3_prepare_v2(r->db, "SELECT object_id, count(*) FROM changes GROUP BY object_id",
-                           -1, &s, NULL) != SQLITE_OK)
-        return mw_report_db_fail(r, "count the changes");
+    sqlite3_stmt *s = mw_report_prepare(
+        r, "SELECT object_id, count(*) FROM changes GROUP BY object_id", "count the changes");
+    if (!s)
+        return r->status;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         uint64_t n = (uint64_t)sqlite3_column_int64(s, 1);
@@ -247,14 +228,23 @@ static int load_counts(struct report *r)
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE)
         return mw_report_db_fail(r, "count the changes");
-    /* The run's end, or the last change when the run never recorded one. */
-    if (sqlite3_prepare_v2(r->db,
-                           "SELECT max(coalesce((SELECT duration_ns FROM run WHERE id = 1), 0), "
-                           "coalesce((SELECT time_ns FROM changes ORDER BY seq DESC LIMIT 1), 0), "
-                           "coalesce((SELECT max(coalesce(unwatched_ns, watched_ns)) "
-                           "FROM objects), 0))",
-                           -1, &s, NULL) != SQLITE_OK)
-        return mw_report_db_fail(r, "read the run");
+    return 0;
+}
+
+/* The time axis (the run's end, or the last change when the run never recorded one), and
+ * which tables the trace has. */
+static int load_counts(struct report *r)
+{
+    if (count_changes(r) < 0)
+        return r->status;
+    sqlite3_stmt *s = mw_report_prepare(
+        r,
+        "SELECT max(coalesce((SELECT duration_ns FROM run WHERE id = 1), 0), "
+        "coalesce((SELECT time_ns FROM changes ORDER BY seq DESC LIMIT 1), 0), "
+        "coalesce((SELECT max(coalesce(unwatched_ns, watched_ns)) FROM objects), 0))",
+        "read the run");
+    if (!s)
+        return r->status;
     if (sqlite3_step(s) == SQLITE_ROW) {
         int64_t v = sqlite3_column_int64(s, 0);
         r->tmax = v > 0 ? (uint64_t)v : 1;
@@ -280,11 +270,8 @@ static const struct tag *sort_tags_base;
 /* Most changes first; watch order among equals. */
 static int cmp_tag_changes_desc(const void *a, const void *b)
 {
-    const struct tag *x = &sort_tags_base[*(const uint32_t *)a];
-    const struct tag *y = &sort_tags_base[*(const uint32_t *)b];
-    if (x->changes != y->changes)
-        return x->changes > y->changes ? -1 : 1;
-    return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1;
+    return mw_report_rank(sort_tags_base[*(const uint32_t *)a].changes,
+                          sort_tags_base[*(const uint32_t *)b].changes, a, b);
 }
 
 static int cmp_u32(const void *a, const void *b)

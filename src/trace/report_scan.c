@@ -82,68 +82,63 @@ static int str_eq(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static int loc_is(const struct location *l, const char *file, int line, const char *function,
-                  const char *native)
+/* Where a change was written from. */
+struct loc_key {
+    const char *file;
+    int line;
+    const char *function, *native;
+};
+
+static int loc_is(const struct location *l, const struct loc_key *k)
 {
-    return l->line == line && str_eq(l->file, file) && str_eq(l->function, function) &&
-           str_eq(l->native, native);
+    return l->line == k->line && str_eq(l->file, k->file) && str_eq(l->function, k->function) &&
+           str_eq(l->native, k->native);
 }
 
-/* Where (file, line, function, native) starts its probe in a table of cap slots. */
-static size_t loc_slot(const char *file, int line, const char *function, const char *native,
-                       size_t cap)
+static uint64_t loc_key_hash(const struct loc_key *k)
 {
-    uint64_t k = mw_report_hash_str(
-                     mw_report_hash_str(mw_report_hash_str(14695981039346656037u, file), function),
-                     native) ^
-                 (uint64_t)(uint32_t)line;
-    return (size_t)(k * 0x9e3779b97f4a7c15u) & (cap - 1);
+    return mw_report_hash_str(
+               mw_report_hash_str(mw_report_hash_str(14695981039346656037u, k->file), k->function),
+               k->native) ^
+           (uint64_t)(uint32_t)k->line;
 }
 
-static int loc_grow_hash(struct report *r)
+static uint64_t loc_hash(const void *locs, size_t i)
 {
-    size_t cap = r->loc_hash_cap ? r->loc_hash_cap * 2 : 1024;
-    uint32_t *h = calloc(cap, sizeof(*h));
-    if (!h)
-        return mw_report_nomem(r);
-    for (size_t i = 0; i < r->nlocs; i++) {
-        const struct location *l = &r->locs[i];
-        size_t j = loc_slot(l->file, l->line, l->function, l->native, cap);
-        while (h[j])
-            j = (j + 1) & (cap - 1);
-        h[j] = (uint32_t)i + 1;
-    }
-    free(r->loc_hash);
-    r->loc_hash = h;
-    r->loc_hash_cap = cap;
-    return 0;
+    const struct location *l = &((const struct location *)locs)[i];
+    struct loc_key k = {l->file, l->line, l->function, l->native};
+    return loc_key_hash(&k);
 }
 
-/* The index of (file, line, function, native), added when new; negative on error. */
-static int64_t loc_intern(struct report *r, const char *file, int line, const char *function,
-                          const char *native)
+static int loc_index_is(const void *locs, size_t i, const void *key)
 {
-    if ((r->nlocs + 1) * 2 > r->loc_hash_cap && loc_grow_hash(r) < 0)
-        return -1;
-    size_t j = loc_slot(file, line, function, native, r->loc_hash_cap);
-    while (r->loc_hash[j]) {
-        if (loc_is(&r->locs[r->loc_hash[j] - 1], file, line, function, native))
-            return r->loc_hash[j] - 1;
-        j = (j + 1) & (r->loc_hash_cap - 1);
-    }
+    return loc_is(&((const struct location *)locs)[i], key);
+}
+
+static const struct mw_report_index_ops loc_ops = {loc_hash, loc_index_is};
+
+/* The index of the location k, added when new; negative on error. */
+static int64_t loc_intern(struct report *r, const struct loc_key *k)
+{
+    if (mw_report_index_reserve(&r->loc_index, r->nlocs, 1024, &loc_ops, r->locs) < 0)
+        return mw_report_nomem(r), -1;
+    size_t j = mw_report_index_probe(&r->loc_index, loc_key_hash(k), &loc_ops, r->locs, k);
+    if (r->loc_index.slot[j])
+        return r->loc_index.slot[j] - 1;
     if (MW_GROW(r->locs, r->locs_cap, r->nlocs + 1) != 0)
         return mw_report_nomem(r), -1;
     struct location *l = &r->locs[r->nlocs];
     memset(l, 0, sizeof(*l));
-    l->line = line;
+    l->line = k->line;
     l->out_index = -1;
-    if ((file && !(l->file = strdup(file))) || (function && !(l->function = strdup(function))) ||
-        (native && !(l->native = strdup(native)))) {
+    if ((k->file && !(l->file = strdup(k->file))) ||
+        (k->function && !(l->function = strdup(k->function))) ||
+        (k->native && !(l->native = strdup(k->native)))) {
         free(l->file);
         free(l->function);
         return mw_report_nomem(r), -1;
     }
-    r->loc_hash[j] = (uint32_t)r->nlocs + 1;
+    r->loc_index.slot[j] = (uint32_t)r->nlocs + 1;
     return (int64_t)r->nlocs++;
 }
 
@@ -262,13 +257,13 @@ static int finish_change(struct report *r, struct current *c)
 static int change_location(struct report *r, struct current *c, sqlite3_stmt *s,
                            int64_t *last_loc)
 {
-    const char *file = (const char *)sqlite3_column_text(s, COL_FILE);
-    int line = sqlite3_column_int(s, COL_LINE);
-    const char *function = (const char *)sqlite3_column_text(s, COL_FUNCTION);
-    const char *native = (const char *)sqlite3_column_text(s, COL_NATIVE);
+    struct loc_key k = {(const char *)sqlite3_column_text(s, COL_FILE),
+                        sqlite3_column_int(s, COL_LINE),
+                        (const char *)sqlite3_column_text(s, COL_FUNCTION),
+                        (const char *)sqlite3_column_text(s, COL_NATIVE)};
     int64_t li = *last_loc;
-    if (li < 0 || !loc_is(&r->locs[li], file, line, function, native))
-        li = loc_intern(r, file, line, function, native);
+    if (li < 0 || !loc_is(&r->locs[li], &k))
+        li = loc_intern(r, &k);
     if (li < 0)
         return -1;
     *last_loc = li;
@@ -418,9 +413,9 @@ static const char *scan_sql(const struct report *r)
 
 int mw_report_scan(struct report *r)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(r->db, scan_sql(r), -1, &s, NULL) != SQLITE_OK)
-        return mw_report_db_fail(r, "read the changes");
+    sqlite3_stmt *s = mw_report_prepare(r, scan_sql(r), "read the changes");
+    if (!s)
+        return r->status;
     struct current c = {0};
     int64_t last_loc = -1;
     int rc;

@@ -453,19 +453,16 @@ static int add_typed(mw_trace_writer *w, const struct mw_rec_object *o)
     return 0;
 }
 
+static int cmp_typed_id(const void *a, const void *b)
+{
+    uint64_t x = ((const struct typed_object *)a)->id, y = ((const struct typed_object *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 static struct typed_object *find_typed(mw_trace_writer *w, uint64_t id)
 {
-    size_t lo = 0, hi = w->ntyped;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (w->typed[mid].id < id)
-            lo = mid + 1;
-        else if (w->typed[mid].id > id)
-            hi = mid;
-        else
-            return &w->typed[mid];
-    }
-    return NULL;
+    struct typed_object key = {.id = id};
+    return bsearch(&key, w->typed, w->ntyped, sizeof(*w->typed), cmp_typed_id);
 }
 
 static int stats_elem(const struct mw_elem_change *c, void *ctx)
