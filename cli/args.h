@@ -17,10 +17,10 @@ enum { MW_CLI_GO_ON = -1, MW_CLI_END_OPTIONS = -2 };
 /* Handles one option of a command: opt is getopt's value, its argument in optarg. */
 typedef int (*mw_cli_option_fn)(void *args, int opt);
 
-/* Parses c's options with getopt_long, built from c's table, and calls fn for each; -h
- * prints the usage (exit status 0) and unknown options or missing values are usage errors.
- * MW_CLI_GO_ON when the options ended (optind is then the first operand), else the exit
- * status. */
+/* Parses c's options with getopt_long, built from c's table (at most 16 long options),
+ * and calls fn for each; -h prints the usage (exit status 0) and unknown options or missing
+ * values are usage errors. MW_CLI_GO_ON when the options ended (optind is then the first
+ * operand), else the exit status. */
 int mw_cli_parse_options(const struct mw_command *c, int argc, char **argv, mw_cli_option_fn fn,
                          void *args);
 

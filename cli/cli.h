@@ -54,7 +54,7 @@ int cmd_help(int argc, char **argv);
 /* The subcommand named name, or NULL. */
 const struct mw_command *mw_cli_find_command(const char *name);
 
-/* "memwatch: <message>" on stderr, once. */
+/* "memwatch: <message>" on stderr, once (args.c, with the usage errors). */
 void mw_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

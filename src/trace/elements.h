@@ -3,8 +3,10 @@
  * their old and new values.
  *
  * Python-free and SQLite-free: the trace writer (memwatch trace, off the traced thread),
- * the readers (query, diff) and the traced process (memwatch.Change.elements, --on-nan)
- * all use it.
+ * the readers (query, diff, report) and the traced process (memwatch.Change.elements,
+ * --on-nan) all use it. Layouts and locating are elements.c's (with the format parser,
+ * elements_parse.c), values as numbers and text elements_value.c's, and changes as
+ * elements elements_diff.c's.
  *
  * Vocabulary. An object is an array of `shape` ITEMS of `itemsize` bytes each; an item is
  * described by a struct-module / PEP 3118 format string ('<f', 'Zd', 'T{<i:x:<d:y:}', ...)

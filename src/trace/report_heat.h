@@ -1,4 +1,4 @@
-/* A lane's heatmap (see report.c, DESIGN): its cells for an object's geometry, a changed
+/* A lane's heatmap (see report_heat.c, DESIGN): its cells for an object's geometry, a changed
  * range counted in O(1) per binned row, and the cells as JSON. */
 #ifndef MW_TRACE_REPORT_HEAT_H
 #define MW_TRACE_REPORT_HEAT_H
