@@ -5,8 +5,7 @@
  * is never replaced (link(2) refuses to, even if one appears while the report is written). */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
