@@ -11,18 +11,17 @@
 # `memwatch trace` in the same run; prints the median loop time, its ratio to unwatched,
 # the changes recorded, and the cost per recorded change ((watched - unwatched) / changes).
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/common.sh"
 runs=3 single=100000 whole=2000
-memwatch=${MEMWATCH:-$here/../build/memwatch}
 while getopts "r:s:w:m:h" opt; do
     case $opt in
-    r) runs=$OPTARG ;; s) single=$OPTARG ;; w) whole=$OPTARG ;; m) memwatch=$OPTARG ;;
-    *) echo "usage: bench/attribution.sh [-r runs] [-s n] [-w n] [-m memwatch]" >&2; exit 2 ;;
+    r) runs=$OPTARG ;; s) single=$OPTARG ;; w) whole=$OPTARG ;;
+    *) bench_option "$opt" ||
+        { echo "usage: bench/attribution.sh [-r runs] [-s n] [-w n] [-m memwatch]" >&2; exit 2; } ;;
     esac
 done
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+need_memwatch
+scratch_dir
 
 measure() {   # kind count watch check -> "median_seconds changes"
     local times=() changes=0
@@ -33,7 +32,7 @@ measure() {   # kind count watch check -> "median_seconds changes"
         read -r t changes <<<"$out"
         times+=("$t")
     done
-    echo "$(median "${times[@]}") $changes"
+    echo "$(median_of "${times[@]}") $changes"
 }
 
 printf '%-7s %-12s %12s %9s %10s %14s\n' loop mode seconds ratio changes "us/change"

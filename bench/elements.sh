@@ -14,24 +14,20 @@
 # writes spread over 4 MiB (one check per round, about 1000 pages dirty each), memwatch
 # from ./build/memwatch (or $MEMWATCH).
 set -euo pipefail
-
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/common.sh"
 runs=5
-memwatch=${MEMWATCH:-$here/../build/memwatch}
-python=${MEMWATCH_PYTHON:-/usr/bin/python3}
 while getopts "r:m:p:h" opt; do
     case $opt in
     r) runs=$OPTARG ;;
-    m) memwatch=$OPTARG ;;
-    p) python=$OPTARG ;;
-    *) echo "usage: bench/elements.sh [-r runs] [-m memwatch] [-p python] [rounds writes size]" >&2; exit 2 ;;
+    *) bench_option "$opt" ||
+        { echo "usage: bench/elements.sh [-r runs] [-m memwatch] [-p python] [rounds writes size]" >&2; exit 2; } ;;
     esac
 done
 shift $((OPTIND - 1))
 if [ $# -ge 3 ]; then args=("$1" "$2" "$3"); else args=(30 2000 $((4 << 20))); fi
-[ -x "$memwatch" ] || { echo "bench: no memwatch binary at '$memwatch' (use -m)" >&2; exit 2; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+need_memwatch
+scratch_dir
+work=$tmp
 workload=$here/elements_workload.py
 
 # one KIND: appends "loop wall" seconds to $work/KIND
@@ -55,8 +51,7 @@ done
 "$memwatch" trace -q -f -o "$work/t.db" "$workload" typed 2 10 4096 >/dev/null
 stats=$(sqlite3 "$work/t.db" "SELECT count(*), sum(elements) FROM change_stats")
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-col() { awk -v c="$2" '{ print $c }' "$work/$1" | median; }
+col() { median "$2" <"$work/$1"; }
 lt=$(col typed 1) lb=$(col bytes 1) lp=$(col plain 1)
 wt=$(col typed 2) wb=$(col bytes 2)
 echo "elements benchmark: ${args[0]} rounds x ${args[1]} float32 writes, $((args[2] >> 10)) KiB object, $runs runs (medians)"

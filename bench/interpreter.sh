@@ -17,11 +17,8 @@
 # Defaults: 7 rounds, memwatch from ./build/memwatch (or $MEMWATCH), python from
 # /usr/bin/python3 (or $MEMWATCH_PYTHON): the interpreter memwatch runs scripts in.
 set -euo pipefail
-
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/common.sh"
 rounds=7
-memwatch=${MEMWATCH:-$here/../build/memwatch}
-python=${MEMWATCH_PYTHON:-/usr/bin/python3}
 
 usage() {
     echo "usage: bench/interpreter.sh [-r rounds] [-m memwatch] [-p python] [workload.py ...]" >&2
@@ -30,19 +27,15 @@ usage() {
 while getopts "r:m:p:h" opt; do
     case $opt in
     r) rounds=$OPTARG ;;
-    m) memwatch=$OPTARG ;;
-    p) python=$OPTARG ;;
-    *) usage ;;
+    *) bench_option "$opt" || usage ;;
     esac
 done
 shift $((OPTIND - 1))
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || usage
-[ -x "$memwatch" ] || { echo "bench: no memwatch binary at '$memwatch' (use -m)" >&2; exit 2; }
-[ -x "$python" ] || { echo "bench: no python at '$python' (use -p)" >&2; exit 2; }
+need_memwatch
+need_python
 if (($#)); then workloads=("$@"); else workloads=("$here"/workloads/*.py); fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/memwatch-bench.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+scratch_dir
 
 # measure COMMAND...: runs COMMAND with its output discarded; prints "WALL CPU" in seconds.
 # Runs in a subshell ($(...)), so `times` there counts only COMMAND's process tree.
@@ -61,12 +54,6 @@ measure() {
         cpu = 0
         for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); cpu += t[1] * 60 + t[2] }
         printf "%.4f %.4f\n", e - s, cpu }'
-}
-
-# median FIELD: the median of field FIELD of the lines on stdin.
-median() {
-    awk -v f="$1" '{ print $f }' | sort -g |
-        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo "memwatch: $memwatch ($("$memwatch" --version))"

@@ -17,12 +17,10 @@
 # Defaults: 5 rounds, 1,000,000 changes, memwatch from ./build/memwatch (or $MEMWATCH).
 # -k keeps the trace and the page in the printed directory.
 set -euo pipefail
-
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/common.sh"
 src=$here/..
 rounds=5
 changes=1000000
-memwatch=${MEMWATCH:-$here/../build/memwatch}
 keep=0
 
 usage() {
@@ -33,27 +31,21 @@ while getopts "r:n:m:kh" opt; do
     case $opt in
     r) rounds=$OPTARG ;;
     n) changes=$OPTARG ;;
-    m) memwatch=$OPTARG ;;
     k) keep=1 ;;
-    *) usage ;;
+    *) bench_option "$opt" || usage ;;
     esac
 done
 shift $((OPTIND - 1))
 [[ $rounds =~ ^[1-9][0-9]*$ && $changes =~ ^[1-9][0-9]*$ ]] || usage
-[ -x "$memwatch" ] || { echo "bench: no memwatch binary at '$memwatch' (use -m)" >&2; exit 2; }
+need_memwatch
 command -v sqlite3 >/dev/null || { echo "bench: sqlite3 is missing (Debian package sqlite3)" >&2; exit 2; }
 
-work=$(mktemp -d)
-if ((keep)); then
-    echo "bench: keeping the trace and the page in $work"
-else
-    trap 'rm -rf "$work"' EXIT
-fi
+if ((keep)); then scratch_dir "the trace and the page"; else scratch_dir; fi
+work=$tmp
 db=$work/big.db
 page=$work/big.html
 
 now() { echo "${EPOCHREALTIME/./}"; }   # microseconds
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 t0=$(now)
 sqlite3 "$db" <"$src/schemas/trace.sql"

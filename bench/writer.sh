@@ -12,17 +12,17 @@
 #   writer slowdown         time the script waited for the trace (queue full) / its loop
 #                           time: how much the writer slowed the traced program
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
+source "$(dirname "$0")/common.sh"
 runs=5 n=10000 k=20
-memwatch=${MEMWATCH:-$here/../build/memwatch}
 while getopts "r:n:k:m:h" opt; do
     case $opt in
-    r) runs=$OPTARG ;; n) n=$OPTARG ;; k) k=$OPTARG ;; m) memwatch=$OPTARG ;;
-    *) echo "usage: bench/writer.sh [-r runs] [-n objects] [-k checks] [-m memwatch]" >&2; exit 2 ;;
+    r) runs=$OPTARG ;; n) n=$OPTARG ;; k) k=$OPTARG ;;
+    *) bench_option "$opt" ||
+        { echo "usage: bench/writer.sh [-r runs] [-n objects] [-k checks] [-m memwatch]" >&2; exit 2; } ;;
     esac
 done
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+need_memwatch
+scratch_dir
 rates=() sizes=() slow=()
 for ((i = 0; i < runs; i++)); do
     t0=$EPOCHREALTIME
@@ -34,8 +34,7 @@ for ((i = 0; i < runs; i++)); do
     sizes+=("$(awk -v s="$bytes" -v c="$changes" 'BEGIN { printf "%.1f", s / c }')")
     slow+=("$(awk -v w="$waited" -v l="$loop" 'BEGIN { printf "%.3f", w / l }')")
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "objects=$n checks=$k changes/run=$((n * k)) runs=$runs"
-printf '%-26s %s\n' "changes/s end to end" "$(median "${rates[@]}")"
-printf '%-26s %s\n' "trace bytes per change" "$(median "${sizes[@]}")"
-printf '%-26s %s\n' "writer slowdown (wait/loop)" "$(median "${slow[@]}")"
+printf '%-26s %s\n' "changes/s end to end" "$(median_of "${rates[@]}")"
+printf '%-26s %s\n' "trace bytes per change" "$(median_of "${sizes[@]}")"
+printf '%-26s %s\n' "writer slowdown (wait/loop)" "$(median_of "${slow[@]}")"

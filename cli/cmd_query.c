@@ -10,62 +10,49 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "args.h"
 #include "cli.h"
 #include "elements.h"
 #include "format.h"
 #include "mw_error.h"
+#include "mw_grow.h"
 #include "reader.h"
+#include "rowcopy.h"
 
-const char *const query_usage[] = {
+enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
+
+static const char *const query_usage[] = {
     "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
     "",
-    "    --tag tag          only the objects watched under this tag",
-    "    --since seq        only changes numbered seq or later",
-    "    --until seq        only changes numbered seq or earlier",
-    "    -n, --limit n      at most n rows",
-    "    -f, --format fmt   table (the default), csv, json or jsonl",
-    "    -e, --elements     one row per changed element: index, old and new value",
-    "    -s, --summary      one row per tag: changes, bytes changed, first and last seq,",
-    "                       and for typed objects elements changed, deltas, NaN and Inf",
-    "    --sql statement    run one read-only SQL statement on the trace, print its rows",
-    "    -h, --help         show this help",
+    MW_CLI_LIST,
     "",
     "Without trace, the newest memwatch-*.db in the current directory is read.",
     "The trace's tables and views are described in memwatch-query(1).",
     NULL,
 };
 
-enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
-
-static const struct option query_options[] = {
-    {"tag", required_argument, NULL, OPT_TAG},
-    {"since", required_argument, NULL, OPT_SINCE},
-    {"until", required_argument, NULL, OPT_UNTIL},
-    {"limit", required_argument, NULL, 'n'},
-    {"format", required_argument, NULL, 'f'},
-    {"summary", no_argument, NULL, 's'},
-    {"elements", no_argument, NULL, 'e'},
-    {"sql", required_argument, NULL, OPT_SQL},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+static const struct mw_cli_option query_options[] = {
+    {"tag", required_argument, OPT_TAG, "    --tag tag          only the objects watched under this tag"},
+    {"since", required_argument, OPT_SINCE,
+     "    --since seq        only changes numbered seq or later"},
+    {"until", required_argument, OPT_UNTIL,
+     "    --until seq        only changes numbered seq or earlier"},
+    {"limit", required_argument, 'n', "    -n, --limit n      at most n rows"},
+    {"format", required_argument, 'f',
+     "    -f, --format fmt   table (the default), csv, json or jsonl"},
+    {"elements", no_argument, 'e',
+     "    -e, --elements     one row per changed element: index, old and new value"},
+    {"summary", no_argument, 's',
+     "    -s, --summary      one row per tag: changes, bytes changed, first and last seq,\n"
+     "                       and for typed objects elements changed, deltas, NaN and Inf"},
+    {"sql", required_argument, OPT_SQL,
+     "    --sql statement    run one read-only SQL statement on the trace, print its rows"},
+    {"help", no_argument, 'h', "    -h, --help         show this help"},
+    {NULL, 0, 0, NULL},
 };
-
-/* A decimal number without sign or junk. */
-static int parse_u64(const char *s, uint64_t *out)
-{
-    if (!*s || *s < '0' || *s > '9')
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
 
 static void time_cell(struct mw_cell *c, uint64_t ns)
 {
@@ -103,6 +90,88 @@ static const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "o
                                         "line", "function", "thread", "thread_id"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* The where and thread cells of a table row: "file:line function" or the native symbol,
+ * the thread's name or number (into the buffers given, which must outlive the row). */
+static void where_thread_cells(struct mw_cell *where_c, struct mw_cell *thread_c,
+                               const struct mw_trace_row *row, char *where, size_t where_size,
+                               char *thread, size_t thread_size)
+{
+    if (row->file) {
+        snprintf(where, where_size, "%s:%d%s%s", row->file, row->line,
+                 row->function ? " " : "", row->function ? row->function : "");
+        text_cell(where_c, where);
+    } else {
+        text_cell(where_c, row->native_symbol);
+    }
+    if (row->thread_name) {
+        text_cell(thread_c, row->thread_name);
+    } else if (row->thread_id) {
+        snprintf(thread, thread_size, "%" PRId64, row->thread_id);
+        text_cell(thread_c, thread);
+    } else {
+        text_cell(thread_c, NULL);
+    }
+}
+
+static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row, char *where,
+                               size_t where_size, char *thread, size_t thread_size)
+{
+    int_cell(&c[0], (int64_t)row->seq);
+    time_cell(&c[1], row->time_ns);
+    text_cell(&c[2], row->tag);
+    int_cell(&c[3], (int64_t)row->offset);
+    int_cell(&c[4], (int64_t)row->length);
+    if (row->old)
+        blob_cell(&c[5], row->old, row->length);
+    else
+        text_cell(&c[5], "?");
+    blob_cell(&c[6], row->new_, row->length);
+    where_thread_cells(&c[7], &c[8], row, where, where_size, thread, thread_size);
+}
+
+static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
+{
+    int_cell(&c[0], (int64_t)row->seq);
+    int_cell(&c[1], (int64_t)row->time_ns);
+    text_cell(&c[2], row->tag);
+    int_cell(&c[3], (int64_t)row->object_id);
+    int_cell(&c[4], (int64_t)row->offset);
+    int_cell(&c[5], (int64_t)row->length);
+    if (row->old)
+        blob_cell(&c[6], row->old, row->length);
+    blob_cell(&c[7], row->new_, row->length);
+    int_cell(&c[8], row->complete);
+    text_cell(&c[9], row->file);
+    if (row->line > 0)
+        int_cell(&c[10], row->line);
+    text_cell(&c[11], row->function);
+    text_cell(&c[12], row->thread_name);
+    if (row->thread_id)
+        int_cell(&c[13], row->thread_id);
+}
+
+/* After a listing: its messages and exit status. read_rc: 0, -ENOMEM, or another negative
+ * status of the reader. An unfiltered listing of nothing says why: not an error, the run
+ * simply changed nothing that was watched. */
+static int end_listing(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
+                       uint64_t rows, int read_rc, int write_failed)
+{
+    if (read_rc < 0) {
+        mw_cli_error("%s", read_rc == -ENOMEM ? "out of memory" : mw_trace_reader_errmsg(r));
+        return MW_EXIT_FAILURE;
+    }
+    if (write_failed) {
+        mw_cli_error("cannot write the output: %s", strerror(errno));
+        return MW_EXIT_FAILURE;
+    }
+    if (rows == 0 && !f->tag && !f->has_since && !f->has_until) {
+        uint64_t objects = 0, changes = 0;
+        if (mw_trace_reader_counts(r, &objects, &changes) == 0 && changes == 0)
+            mw_cli_say_empty(path, objects);
+    }
+    return MW_EXIT_OK;
+}
+
 static int list_changes(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
                         enum mw_format format)
 {
@@ -125,74 +194,18 @@ static int list_changes(mw_trace_reader *r, const char *path, const struct mw_tr
     while ((rc = mw_trace_iter_next(it, &row)) == 1) {
         struct mw_cell c[16];
         memset(c, 0, sizeof(c));
-        if (table) {
-            int_cell(&c[0], (int64_t)row.seq);
-            time_cell(&c[1], row.time_ns);
-            text_cell(&c[2], row.tag);
-            int_cell(&c[3], (int64_t)row.offset);
-            int_cell(&c[4], (int64_t)row.length);
-            if (row.old)
-                blob_cell(&c[5], row.old, row.length);
-            else
-                text_cell(&c[5], "?");
-            blob_cell(&c[6], row.new_, row.length);
-            if (row.file) {
-                snprintf(where, sizeof(where), "%s:%d%s%s", row.file, row.line,
-                         row.function ? " " : "", row.function ? row.function : "");
-                text_cell(&c[7], where);
-            } else {
-                text_cell(&c[7], row.native_symbol);
-            }
-            if (row.thread_name) {
-                text_cell(&c[8], row.thread_name);
-            } else if (row.thread_id) {
-                snprintf(thread, sizeof(thread), "%" PRId64, row.thread_id);
-                text_cell(&c[8], thread);
-            } else {
-                text_cell(&c[8], NULL);
-            }
-        } else {
-            int_cell(&c[0], (int64_t)row.seq);
-            int_cell(&c[1], (int64_t)row.time_ns);
-            text_cell(&c[2], row.tag);
-            int_cell(&c[3], (int64_t)row.object_id);
-            int_cell(&c[4], (int64_t)row.offset);
-            int_cell(&c[5], (int64_t)row.length);
-            if (row.old)
-                blob_cell(&c[6], row.old, row.length);
-            blob_cell(&c[7], row.new_, row.length);
-            int_cell(&c[8], row.complete);
-            text_cell(&c[9], row.file);
-            if (row.line > 0)
-                int_cell(&c[10], row.line);
-            text_cell(&c[11], row.function);
-            text_cell(&c[12], row.thread_name);
-            if (row.thread_id)
-                int_cell(&c[13], row.thread_id);
-        }
+        if (table)
+            change_table_cells(c, &row, where, sizeof where, thread, sizeof thread);
+        else
+            change_data_cells(c, &row);
         if (mw_output_row(o, c) < 0)
             break;
     }
     uint64_t rows = mw_output_rows(o);
     int out_rc = mw_output_end(o);
     mw_trace_iter_finish(it);
-    if (rc < 0) {
-        mw_cli_error("%s", mw_trace_reader_errmsg(r));
-        return MW_EXIT_FAILURE;
-    }
-    if (out_rc < 0) {
-        mw_cli_error("cannot write the output: %s", strerror(errno));
-        return MW_EXIT_FAILURE;
-    }
-    if (rows == 0 && !f->tag && !f->has_since && !f->has_until) {
-        /* Not an error: the run simply changed nothing that was watched. */
-        uint64_t objects = 0, changes = 0;
-        if (mw_trace_reader_counts(r, &objects, &changes) == 0 && changes == 0)
-            mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64
-                         " object%s watched)",
-                         path, objects, objects == 1 ? "" : "s");
-    }
-    return MW_EXIT_OK;
+    /* A reader error is an error status that is neither -ENOMEM nor 0 for end_listing. */
+    return end_listing(r, path, f, rows, rc < 0 ? MW_ETRACE : 0, out_rc < 0);
 }
 
 /* A real number: a short text in tables (%.6g), the number elsewhere. */
@@ -212,11 +225,12 @@ static void real_cell(struct mw_cell *c, double v, int table, char *buf, size_t 
 
 /* The ranges of one change, copied out of the iterator. */
 struct pending {
-    struct mw_trace_row row;          /* of the first range; strings copied below */
+    struct mw_trace_row row;          /* of the first range, its strings the copies below
+                                         (its bytes are the ranges') */
     char *tag, *file, *function, *thread_name, *native_symbol;
     struct mw_rec_range *ranges;
     unsigned char **bufs;             /* old/new copies, two per range */
-    size_t n, cap;
+    size_t n, cap, bufs_cap;
 };
 
 static void pending_clear(struct pending *p)
@@ -229,50 +243,23 @@ static void pending_clear(struct pending *p)
     p->n = 0;
 }
 
-static char *dup_opt(const char *s, int *oom)
-{
-    char *d = s ? strdup(s) : NULL;
-    if (s && !d)
-        *oom = 1;
-    return d;
-}
-
-static unsigned char *dup_blob(const unsigned char *p, uint64_t n, int *oom)
-{
-    if (!p)
-        return NULL;
-    unsigned char *d = malloc(n ? (size_t)n : 1);
-    if (!d)
-        *oom = 1;
-    else
-        memcpy(d, p, (size_t)n);
-    return d;
-}
-
 static int pending_add(struct pending *p, const struct mw_trace_row *row)
 {
     int oom = 0;
     if (p->n == 0) {
         p->row = *row;
-        p->tag = dup_opt(row->tag, &oom);
-        p->file = dup_opt(row->file, &oom);
-        p->function = dup_opt(row->function, &oom);
-        p->thread_name = dup_opt(row->thread_name, &oom);
-        p->native_symbol = dup_opt(row->native_symbol, &oom);
+        p->row.tag = p->tag = mw_cli_copy_str(row->tag, &oom);
+        p->row.file = p->file = mw_cli_copy_str(row->file, &oom);
+        p->row.function = p->function = mw_cli_copy_str(row->function, &oom);
+        p->row.thread_name = p->thread_name = mw_cli_copy_str(row->thread_name, &oom);
+        p->row.native_symbol = p->native_symbol = mw_cli_copy_str(row->native_symbol, &oom);
+        p->row.old = p->row.new_ = NULL;
     }
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        struct mw_rec_range *g = realloc(p->ranges, cap * sizeof *g);
-        unsigned char **b = g ? realloc(p->bufs, 2 * cap * sizeof *b) : NULL;
-        if (g)
-            p->ranges = g;
-        if (!b)
-            return -1;
-        p->bufs = b;
-        p->cap = cap;
-    }
-    unsigned char *old = dup_blob(row->old, row->length, &oom);
-    unsigned char *new_ = dup_blob(row->new_, row->length, &oom);
+    if (MW_GROW(p->ranges, p->cap, p->n + 1) != 0 ||
+        MW_GROW(p->bufs, p->bufs_cap, 2 * (p->n + 1)) != 0)
+        return -1;
+    unsigned char *old = mw_cli_copy_bytes(row->old, row->length, &oom);
+    unsigned char *new_ = mw_cli_copy_bytes(row->new_, row->length, &oom);
     p->bufs[2 * p->n] = old;
     p->bufs[2 * p->n + 1] = new_;
     p->ranges[p->n++] = (struct mw_rec_range){row->offset, row->length, old, new_};
@@ -286,19 +273,6 @@ struct elem_out {
     const struct pending *p;
     int write_failed;
 };
-
-static const char *nonfinite_note(unsigned flags)
-{
-    if (flags & MW_ELEM_F_NAN_APPEARED)
-        return "NaN appeared";
-    if (flags & MW_ELEM_F_INF_APPEARED)
-        return "Inf appeared";
-    if (flags & MW_ELEM_F_NAN_GONE)
-        return "NaN gone";
-    if (flags & MW_ELEM_F_INF_GONE)
-        return "Inf gone";
-    return NULL;
-}
 
 /* Stops the diff (returns 1) at the limit or on a write error. */
 static int element_row(const struct mw_elem_change *e, void *ctx)
@@ -317,7 +291,7 @@ static int element_row(const struct mw_elem_change *e, void *ctx)
                     !isnan(e->old_num) && !isnan(e->new_num) &&
                     isfinite(e->new_num - e->old_num);
     double delta = has_delta ? e->new_num - e->old_num : 0;
-    const char *note = nonfinite_note(e->flags);
+    const char *note = mw_elem_flags_note(e->flags);
     if (x->table) {
         int_cell(&c[0], (int64_t)p->row.seq);
         time_cell(&c[1], p->row.time_ns);
@@ -327,19 +301,7 @@ static int element_row(const struct mw_elem_change *e, void *ctx)
         if (has_delta)
             real_cell(&c[5], delta, 1, delta_s, sizeof delta_s);
         text_cell(&c[6], note);
-        if (p->file) {
-            snprintf(where, sizeof(where), "%s:%d%s%s", p->file, p->row.line,
-                     p->function ? " " : "", p->function ? p->function : "");
-            text_cell(&c[7], where);
-        } else {
-            text_cell(&c[7], p->native_symbol);
-        }
-        if (p->thread_name) {
-            text_cell(&c[8], p->thread_name);
-        } else if (p->row.thread_id) {
-            snprintf(thread, sizeof(thread), "%" PRId64, p->row.thread_id);
-            text_cell(&c[8], thread);
-        }
+        where_thread_cells(&c[7], &c[8], &p->row, where, sizeof where, thread, sizeof thread);
     } else {
         int_cell(&c[0], (int64_t)p->row.seq);
         int_cell(&c[1], (int64_t)p->row.time_ns);
@@ -440,22 +402,8 @@ static int list_elements(mw_trace_reader *r, const char *path, const struct mw_t
     uint64_t rows = mw_output_rows(x.o);
     int out_rc = mw_output_end(x.o);
     mw_trace_iter_finish(it);
-    if (rc < 0 || stop < 0) {
-        mw_cli_error("%s", stop == -ENOMEM ? "out of memory" : mw_trace_reader_errmsg(r));
-        return MW_EXIT_FAILURE;
-    }
-    if (out_rc < 0 || x.write_failed) {
-        mw_cli_error("cannot write the output: %s", strerror(errno));
-        return MW_EXIT_FAILURE;
-    }
-    if (rows == 0 && !f->tag && !f->has_since && !f->has_until) {
-        uint64_t objects = 0, changes = 0;
-        if (mw_trace_reader_counts(r, &objects, &changes) == 0 && changes == 0)
-            mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64
-                         " object%s watched)",
-                         path, objects, objects == 1 ? "" : "s");
-    }
-    return MW_EXIT_OK;
+    int read_rc = stop == -ENOMEM ? -ENOMEM : rc < 0 || stop < 0 ? MW_ETRACE : 0;
+    return end_listing(r, path, f, rows, read_rc, out_rc < 0 || x.write_failed);
 }
 
 struct summary_ctx {
@@ -628,96 +576,99 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     return status;
 }
 
-int cmd_query(int argc, char **argv)
+/* What the command line asks for. */
+struct query_args {
+    struct mw_trace_filter f;
+    enum mw_format format;
+    int summary, elements;
+    const char *sql;
+    const char *since_arg;
+};
+
+static int query_option(void *args, int opt)
 {
-    struct mw_trace_filter f = {0};
-    enum mw_format format = MW_FORMAT_TABLE;
-    int summary = 0, elements = 0;
-    const char *sql = NULL;
-    const char *since_arg = NULL;
-    int opt;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":n:f:seh", query_options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_TAG:
-            f.tag = optarg;
-            break;
-        case OPT_SINCE:
-            if (parse_u64(optarg, &f.since))
-                return mw_cli_usage_error(query_usage,
-                                          "'--since' needs a sequence number, not '%s'", optarg);
-            f.has_since = 1;
-            since_arg = optarg;
-            break;
-        case OPT_UNTIL:
-            if (parse_u64(optarg, &f.until))
-                return mw_cli_usage_error(query_usage,
-                                          "'--until' needs a sequence number, not '%s'", optarg);
-            f.has_until = 1;
-            break;
-        case 'n':
-            if (parse_u64(optarg, &f.limit) || f.limit == 0)
-                return mw_cli_usage_error(query_usage,
-                                          "'--limit' needs a positive number, not '%s'", optarg);
-            break;
-        case 'f':
-            if (mw_format_parse(optarg, &format))
-                return mw_cli_usage_error(query_usage,
-                                          "unknown format '%s' (use table, csv, json or jsonl)",
-                                          optarg);
-            break;
-        case 's':
-            summary = 1;
-            break;
-        case 'e':
-            elements = 1;
-            break;
-        case OPT_SQL:
-            sql = optarg;
-            break;
-        case 'h':
-            mw_cli_print_usage(stdout, query_usage);
-            return MW_EXIT_OK;
-        default:
-            /* A long option: name it as typed (getopt sets optopt to its value). */
-            if (optind > 0 && strncmp(argv[optind - 1], "--", 2) == 0)
-                optopt = 0;
-            return mw_cli_bad_option(query_usage, opt, argv);
-        }
+    struct query_args *a = args;
+    switch (opt) {
+    case OPT_TAG:
+        a->f.tag = optarg;
+        break;
+    case OPT_SINCE:
+        a->since_arg = optarg;
+        return mw_cli_seq_option(&mw_cmd_query, "--since", optarg, &a->f.since,
+                                 &a->f.has_since);
+    case OPT_UNTIL:
+        return mw_cli_seq_option(&mw_cmd_query, "--until", optarg, &a->f.until,
+                                 &a->f.has_until);
+    case 'n':
+        return mw_cli_count_option(&mw_cmd_query, "--limit", optarg, UINT64_MAX, &a->f.limit);
+    case 'f':
+        if (mw_format_parse(optarg, &a->format))
+            return mw_cli_usage_error(&mw_cmd_query,
+                                      "unknown format '%s' (use table, csv, json or jsonl)",
+                                      optarg);
+        break;
+    case 's':
+    case 'e':
+        *(opt == 's' ? &a->summary : &a->elements) = 1;
+        break;
+    case OPT_SQL:
+        a->sql = optarg;
+        break;
     }
-    if (argc - optind > 1)
-        return mw_cli_usage_error(query_usage, "too many arguments: one trace at a time");
-    if (sql && (summary || f.tag || f.has_since || f.has_until || f.limit))
-        return mw_cli_usage_error(query_usage,
+    return MW_CLI_GO_ON;
+}
+
+/* Options that cannot go together. */
+static int check_query_args(const struct query_args *a)
+{
+    const struct mw_trace_filter *f = &a->f;
+    if (a->sql && (a->summary || f->tag || f->has_since || f->has_until || f->limit))
+        return mw_cli_usage_error(&mw_cmd_query,
                                   "'--sql' cannot be combined with '--summary', '--tag', "
                                   "'--since', '--until' or '--limit'");
-    if (sql && elements)
-        return mw_cli_usage_error(query_usage, "'--sql' cannot be combined with '--elements'");
-    if (summary && elements)
-        return mw_cli_usage_error(query_usage,
+    if (a->sql && a->elements)
+        return mw_cli_usage_error(&mw_cmd_query, "'--sql' cannot be combined with '--elements'");
+    if (a->summary && a->elements)
+        return mw_cli_usage_error(&mw_cmd_query,
                                   "'--summary' and '--elements' cannot be combined");
-    if (summary && f.limit)
-        return mw_cli_usage_error(query_usage, "'--limit' cannot be combined with '--summary'");
-    if (f.has_since && f.has_until && f.since > f.until)
-        return mw_cli_usage_error(query_usage, "'--since %s' is after '--until %" PRIu64 "'",
-                                  since_arg, f.until);
-
-    mw_trace_reader *r;
-    char *path;
-    int status = mw_cli_open_trace(optind < argc ? argv[optind] : NULL, &r, &path);
-    if (status)
-        return status;
-    if (sql)
-        status = run_sql(r, sql, format);
-    else if (f.tag && (status = mw_cli_check_tag(r, path, f.tag)))
-        ;
-    else if (summary)
-        status = summarize(r, path, &f, format);
-    else if (elements)
-        status = list_elements(r, path, &f, format);
-    else
-        status = list_changes(r, path, &f, format);
-    mw_trace_reader_close(r);
-    free(path);
-    return status;
+    if (a->summary && f->limit)
+        return mw_cli_usage_error(&mw_cmd_query, "'--limit' cannot be combined with '--summary'");
+    if (f->has_since && f->has_until && f->since > f->until)
+        return mw_cli_usage_error(&mw_cmd_query, "'--since %s' is after '--until %" PRIu64 "'",
+                                  a->since_arg, f->until);
+    return MW_CLI_GO_ON;
 }
+
+/* What the options ask of the trace at path. */
+static int query_trace(mw_trace_reader *r, const char *path, void *ctx)
+{
+    const struct query_args *a = ctx;
+    int status;
+    if (a->sql)
+        return run_sql(r, a->sql, a->format);
+    if (a->f.tag && (status = mw_cli_check_tag(r, path, a->f.tag)))
+        return status;
+    if (a->summary)
+        return summarize(r, path, &a->f, a->format);
+    if (a->elements)
+        return list_elements(r, path, &a->f, a->format);
+    return list_changes(r, path, &a->f, a->format);
+}
+
+int cmd_query(int argc, char **argv)
+{
+    struct query_args a = {.format = MW_FORMAT_TABLE};
+    int status = mw_cli_parse_options(&mw_cmd_query, argc, argv, query_option, &a);
+    if (status != MW_CLI_GO_ON)
+        return status;
+    if (argc - optind > 1)
+        return mw_cli_usage_error(&mw_cmd_query, "too many arguments: one trace at a time");
+    if ((status = check_query_args(&a)) != MW_CLI_GO_ON)
+        return status;
+    return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, query_trace, &a);
+}
+
+const struct mw_command mw_cmd_query = {
+    .name = "query", .summary = "list the changes recorded in a trace",
+    .usage = query_usage, .options = query_options, .getopt_flags = ":", .run = cmd_query,
+};

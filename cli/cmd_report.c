@@ -5,46 +5,45 @@
  * is never replaced (link(2) refuses to, even if one appears while the report is written). */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #include "format.h"
 #include "reader.h"
 #include "report.h"
 
-const char *const report_usage[] = {
+enum { OPT_MARKS = 256 };
+
+static const char *const report_usage[] = {
     "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]",
     "",
     "Write a self-contained HTML view of a trace: the run, a timeline of the changes of",
     "each tag, where each tag changed, the lines that wrote, and NaN/Inf values that",
     "appeared. It opens from a file in any current browser, without network access.",
     "",
-    "    -o, --output FILE  write the page to FILE ('-': standard output; default: the",
-    "                       trace's name with .html in place of .db)",
-    "    -f, --force        overwrite an existing FILE",
-    "    --marks n          draw at most n changes as individual marks (default 20000);",
-    "                       the rest are counted in density bins",
-    "    -h, --help         show this help",
+    MW_CLI_LIST,
     "",
     "Without trace, the newest memwatch-*.db in the current directory is read.",
     "The name of the file written is printed on standard output.",
     NULL,
 };
 
-enum { OPT_MARKS = 256 };
-
-static const struct option report_options[] = {
-    {"output", required_argument, NULL, 'o'},
-    {"force", no_argument, NULL, 'f'},
-    {"marks", required_argument, NULL, OPT_MARKS},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+static const struct mw_cli_option report_options[] = {
+    {"output", required_argument, 'o',
+     "    -o, --output FILE  write the page to FILE ('-': standard output; default: the\n"
+     "                       trace's name with .html in place of .db)"},
+    {"force", no_argument, 'f', "    -f, --force        overwrite an existing FILE"},
+    {"marks", required_argument, OPT_MARKS,
+     "    --marks n          draw at most n changes as individual marks (default 20000);\n"
+     "                       the rest are counted in density bins"},
+    {"help", no_argument, 'h', "    -h, --help         show this help"},
+    {NULL, 0, 0, NULL},
 };
 
 /* The trace's name with its .db suffix replaced by .html (or .html added). */
@@ -168,68 +167,70 @@ static int write_report(mw_trace_reader *r, const char *trace, const char *outpu
         return MW_EXIT_FAILURE;
     }
     if (sum.changes == 0)
-        mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64
-                     " object%s watched)",
-                     trace, sum.objects, sum.objects == 1 ? "" : "s");
+        mw_cli_say_empty(trace, sum.objects);
     if (!to_stdout && printf("%s\n", output) < 0)
         return MW_EXIT_FAILURE;
     return MW_EXIT_OK;
 }
 
-int cmd_report(int argc, char **argv)
-{
-    const char *output = NULL;
-    int force = 0;
-    uint32_t marks = 0;
-    int opt;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":o:fh", report_options, NULL)) != -1) {
-        switch (opt) {
-        case 'o':
-            output = optarg;
-            break;
-        case 'f':
-            force = 1;
-            break;
-        case OPT_MARKS: {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(optarg, &end, 10);
-            if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || v == 0 || v > UINT32_MAX)
-                return mw_cli_usage_error(report_usage,
-                                          "'--marks' needs a positive number, not '%s'", optarg);
-            marks = (uint32_t)v;
-            break;
-        }
-        case 'h':
-            mw_cli_print_usage(stdout, report_usage);
-            return MW_EXIT_OK;
-        default:
-            /* A long option: name it as typed (getopt sets optopt to its value). */
-            if (optind > 0 && strncmp(argv[optind - 1], "--", 2) == 0)
-                optopt = 0;
-            return mw_cli_bad_option(report_usage, opt, argv);
-        }
-    }
-    if (argc - optind > 1)
-        return mw_cli_usage_error(report_usage, "too many arguments: one trace at a time");
-    if (output && !*output)
-        return mw_cli_usage_error(report_usage, "'--output' needs a file name");
+/* What the command line asks for. */
+struct report_args {
+    const char *output;
+    int force;
+    uint32_t marks;
+};
 
-    mw_trace_reader *r;
-    char *path;
-    int status = mw_cli_open_trace(optind < argc ? argv[optind] : NULL, &r, &path);
-    if (status)
+static int report_option(void *args, int opt)
+{
+    struct report_args *a = args;
+    uint64_t v;
+    int status;
+    switch (opt) {
+    case 'o':
+        a->output = optarg;
+        break;
+    case 'f':
+        a->force = 1;
+        break;
+    case OPT_MARKS:
+        status = mw_cli_count_option(&mw_cmd_report, "--marks", optarg, UINT32_MAX, &v);
+        if (status == MW_CLI_GO_ON)
+            a->marks = (uint32_t)v;
         return status;
-    char *out = output ? strdup(output) : default_output(path);
+    }
+    return MW_CLI_GO_ON;
+}
+
+/* The report of the trace at path, where -o says or next to it. */
+static int report_trace(mw_trace_reader *r, const char *path, void *ctx)
+{
+    const struct report_args *a = ctx;
+    char *out = a->output ? strdup(a->output) : default_output(path);
+    int status;
     if (!out) {
         mw_cli_error("out of memory");
         status = MW_EXIT_FAILURE;
     } else {
-        status = write_report(r, path, out, force, marks);
+        status = write_report(r, path, out, a->force, a->marks);
     }
     free(out);
-    mw_trace_reader_close(r);
-    free(path);
     return status;
 }
+
+int cmd_report(int argc, char **argv)
+{
+    struct report_args a = {0};
+    int status = mw_cli_parse_options(&mw_cmd_report, argc, argv, report_option, &a);
+    if (status != MW_CLI_GO_ON)
+        return status;
+    if (argc - optind > 1)
+        return mw_cli_usage_error(&mw_cmd_report, "too many arguments: one trace at a time");
+    if (a.output && !*a.output)
+        return mw_cli_usage_error(&mw_cmd_report, "'--output' needs a file name");
+    return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, report_trace, &a);
+}
+
+const struct mw_command mw_cmd_report = {
+    .name = "report", .summary = "write a self-contained HTML view of a trace",
+    .usage = report_usage, .options = report_options, .getopt_flags = ":", .run = cmd_report,
+};

@@ -28,40 +28,43 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "cli.h"
 #include "launch.h"
 #include "mw_error.h"
 #include "writer.h"
 
-const char *const trace_usage[] = {
+enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
+
+static const char *const trace_usage[] = {
     "usage: memwatch trace [-fhqu] [-o file] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
-    "    -o, --output FILE      write the trace to FILE (default: memwatch-<script>.<pid>.db)",
-    "    -f, --force            overwrite an existing trace file",
-    "    -q, --quiet            do not print the end-of-run summary line",
-    "    -m MODULE              run a library module as a script, like python3 -m",
-    "    -c CODE                run CODE, like python3 -c",
-    "        --check MODE       when to look for changes: line (default), interval:MS, manual",
-    "        --backend NAME     detection mechanism: auto (default), uffd, mprotect",
-    "        --on-nan ACTION    when NaN or Inf appears in a watched float array: off (default), warn, raise",
-    "    -X OPT, -W ARG, -u     passed to python3 unchanged",
-    "    -h, --help             show this help",
+    MW_CLI_LIST,
     NULL,
 };
 
-enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
-
-static const struct option trace_options[] = {
-    {"output", required_argument, NULL, 'o'},
-    {"force", no_argument, NULL, 'f'},
-    {"quiet", no_argument, NULL, 'q'},
-    {"check", required_argument, NULL, OPT_CHECK},
-    {"backend", required_argument, NULL, OPT_BACKEND},
-    {"on-nan", required_argument, NULL, OPT_ON_NAN},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+static const struct mw_cli_option trace_options[] = {
+    {"output", required_argument, 'o',
+     "    -o, --output FILE      write the trace to FILE (default: memwatch-<script>.<pid>.db)"},
+    {"force", no_argument, 'f', "    -f, --force            overwrite an existing trace file"},
+    {"quiet", no_argument, 'q',
+     "    -q, --quiet            do not print the end-of-run summary line"},
+    {NULL, required_argument, 'm',
+     "    -m MODULE              run a library module as a script, like python3 -m"},
+    {NULL, required_argument, 'c', "    -c CODE                run CODE, like python3 -c"},
+    {"check", required_argument, OPT_CHECK,
+     "        --check MODE       when to look for changes: line (default), interval:MS, manual"},
+    {"backend", required_argument, OPT_BACKEND,
+     "        --backend NAME     detection mechanism: auto (default), uffd, mprotect"},
+    {"on-nan", required_argument, OPT_ON_NAN,
+     "        --on-nan ACTION    when NaN or Inf appears in a watched float array: off (default), warn, raise"},
+    {NULL, required_argument, 'X', "    -X OPT, -W ARG, -u     passed to python3 unchanged"},
+    {NULL, required_argument, 'W', NULL},
+    {NULL, no_argument, 'u', NULL},
+    {"help", no_argument, 'h', "    -h, --help             show this help"},
+    {NULL, 0, 0, NULL},
 };
 
 static volatile sig_atomic_t child_pid;
@@ -146,153 +149,229 @@ static void print_summary(const char *path, const mw_trace_writer *w)
     }
 }
 
-int cmd_trace(int argc, char **argv)
-{
+/* What the command line asks for. */
+struct trace_args {
     struct mw_launch launch;
-    mw_launch_init(&launch);
-    const char *output = NULL;
-    int force = 0, quiet = 0, opt;
+    const char *output;
+    int force, quiet;
+};
 
-    opterr = 0;
-    /* "+": options end at the script (or --); what follows belongs to the script. -m and
-     * -c end them too: their value is the target and the rest is the script's argv. */
-    while (launch.mode == MW_LAUNCH_NONE &&
-           (opt = getopt_long(argc, argv, "+:o:fqm:c:X:W:uh", trace_options, NULL)) != -1) {
-        switch (opt) {
-        case 'o':
-            output = optarg;
-            break;
-        case 'f':
-            force = 1;
-            break;
-        case 'q':
-            quiet = 1;
-            break;
-        case 'm':
-            launch.mode = MW_LAUNCH_MODULE;
-            launch.target = optarg;
-            break;
-        case 'c':
-            launch.mode = MW_LAUNCH_COMMAND;
-            launch.target = optarg;
-            break;
-        case 'X':
-        case 'W':
-            if (mw_launch_add_python_option(&launch, opt, optarg) < 0)
-                return mw_cli_usage_error(trace_usage, "too many python options");
-            break;
-        case 'u':
-            if (mw_launch_add_python_option(&launch, opt, NULL) < 0)
-                return mw_cli_usage_error(trace_usage, "too many python options");
-            break;
-        case OPT_CHECK:
-            if (mw_parse_check_mode(optarg, &launch.settings) != 0)
-                return mw_cli_usage_error(trace_usage,
-                    "invalid --check '%s': use line, interval:MS (1 to 3600000) or manual", optarg);
-            break;
-        case OPT_BACKEND:
-            if (mw_parse_backend(optarg, &launch.settings.backend) != 0)
-                return mw_cli_usage_error(trace_usage,
-                    "invalid --backend '%s': use auto, uffd or mprotect", optarg);
-            break;
-        case OPT_ON_NAN:
-            if (mw_parse_on_nan(optarg, &launch.settings.on_nan) != 0)
-                return mw_cli_usage_error(trace_usage,
-                    "invalid --on-nan '%s': use off, warn or raise", optarg);
-            break;
-        case 'h':
-            mw_cli_print_usage(stdout, trace_usage);
-            return MW_EXIT_OK;
-        default:
-            return mw_cli_bad_option(trace_usage, opt, argv);
-        }
+/* The steps below return MW_CLI_GO_ON to go on, else the exit status. */
+
+/* rc of the launch setting --name's parser: MW_CLI_GO_ON, or the usage error naming the
+ * values it takes. */
+static int setting(int rc, const char *name, const char *choices)
+{
+    if (rc < 0)
+        return mw_cli_usage_error(&mw_cmd_trace, "invalid --%s '%s': use %s", name, optarg,
+                                  choices);
+    return MW_CLI_GO_ON;
+}
+
+/* "+" in the option string: options end at the script (or --); -m and -c end them too. */
+static int trace_option(void *args, int opt)
+{
+    struct trace_args *a = args;
+    struct mw_launch *l = &a->launch;
+    switch (opt) {
+    case 'o':
+        a->output = optarg;
+        break;
+    case 'f':
+    case 'q':
+        *(opt == 'f' ? &a->force : &a->quiet) = 1;
+        break;
+    case 'm':
+    case 'c':
+        /* Their value is the target and the rest is the script's argv. */
+        l->mode = opt == 'm' ? MW_LAUNCH_MODULE : MW_LAUNCH_COMMAND;
+        l->target = optarg;
+        return MW_CLI_END_OPTIONS;
+    case 'X':
+    case 'W':
+    case 'u':
+        if (mw_launch_add_python_option(l, opt, opt == 'u' ? NULL : optarg) < 0)
+            return mw_cli_usage_error(&mw_cmd_trace, "too many python options");
+        break;
+    case OPT_CHECK:
+        return setting(mw_parse_check_mode(optarg, &l->settings), "check",
+                       "line, interval:MS (1 to 3600000) or manual");
+    case OPT_BACKEND:
+        return setting(mw_parse_backend(optarg, &l->settings.backend), "backend",
+                       "auto, uffd or mprotect");
+    case OPT_ON_NAN:
+        return setting(mw_parse_on_nan(optarg, &l->settings.on_nan), "on-nan", "off, warn or raise");
     }
-    if (launch.mode == MW_LAUNCH_NONE) {
+    return MW_CLI_GO_ON;
+}
+
+/* The options, then the script (or -m module, -c code) and its arguments. */
+static int parse_trace_args(int argc, char **argv, struct trace_args *a)
+{
+    mw_launch_init(&a->launch);
+    int status = mw_cli_parse_options(&mw_cmd_trace, argc, argv, trace_option, a);
+    if (status != MW_CLI_GO_ON)
+        return status;
+    if (a->launch.mode == MW_LAUNCH_NONE) {
         if (optind >= argc)
-            return mw_cli_usage_error(trace_usage, "no script given");
-        launch.mode = MW_LAUNCH_SCRIPT;
-        launch.target = argv[optind++];
+            return mw_cli_usage_error(&mw_cmd_trace, "no script given");
+        a->launch.mode = MW_LAUNCH_SCRIPT;
+        a->launch.target = argv[optind++];
     }
-    launch.script_argc = argc - optind;
-    launch.script_argv = argv + optind;
+    a->launch.script_argc = argc - optind;
+    a->launch.script_argv = argv + optind;
+    return MW_CLI_GO_ON;
+}
 
-    int status = mw_launch_check_backend(&launch);
-    if (status < 0) {
+/* What can be known before the trace file exists: the backend works here, the script can
+ * be read, the interpreter and the injected library are found. */
+static int check_launch(struct mw_launch *l)
+{
+    if (mw_launch_check_backend(l) < 0) {
         mw_cli_error("backend '%s' is not available on this system: %s",
-                     mw_backend_name(launch.settings.backend),
+                     mw_backend_name(l->settings.backend),
                      "this kernel lacks userfaultfd write-protection (use --backend mprotect)");
         return MW_EXIT_USAGE;
     }
-    if (launch.mode == MW_LAUNCH_SCRIPT) {
-        int fd = open(launch.target, O_RDONLY | O_CLOEXEC);
+    if (l->mode == MW_LAUNCH_SCRIPT) {
+        int fd = open(l->target, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0) {
-            mw_cli_error("cannot open '%s': %s", launch.target, strerror(errno));
+            mw_cli_error("cannot open '%s': %s", l->target, strerror(errno));
             return MW_EXIT_USAGE;
         }
-        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) &&
-            !mw_launch_is_runnable_dir(launch.target)) {
-            close(fd);
-            mw_cli_error("cannot open '%s': %s", launch.target, strerror(EISDIR));
-            return MW_EXIT_USAGE;
-        }
+        int is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
         close(fd);
+        if (is_dir && !mw_launch_is_runnable_dir(l->target)) {
+            mw_cli_error("cannot open '%s': %s", l->target, strerror(EISDIR));
+            return MW_EXIT_USAGE;
+        }
     }
-    if (mw_launch_resolve(&launch) < 0) {
-        mw_cli_error("%s", launch.error);
+    if (mw_launch_resolve(l) < 0) {
+        mw_cli_error("%s", l->error);
         return MW_EXIT_USAGE;
     }
+    return MW_CLI_GO_ON;
+}
 
-    char default_path[PATH_MAX];
-    if (!output) {
-        default_output(default_path, sizeof default_path, &launch);
-        output = default_path;
-    }
-    mw_trace_writer *w = NULL;
-    status = mw_trace_writer_create(output, force, &w);
-    if (status == -EEXIST) {
-        mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
-        return MW_EXIT_USAGE;
-    }
-    if (status < 0) {
-        mw_cli_error("cannot write trace '%s': %s", output,
-                     w ? mw_trace_writer_errmsg(w) : mw_strerror(status));
-        mw_trace_writer_close(w);
-        return MW_EXIT_USAGE;
-    }
-
+/* The run as the trace's run row describes it; sys.argv as the script will see it: argv[0]
+ * is the script path, "-m" (replaced by the module's path once found), or "-c". */
+static int begin_run(mw_trace_writer *w, const struct mw_launch *l, const char *output)
+{
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
         cwd[0] = '\0';
     struct mw_run_info run = {
-        .mode = mw_launch_mode_name(launch.mode),
-        .target = launch.target,
-        .argc = launch.script_argc + 1,
+        .mode = mw_launch_mode_name(l->mode),
+        .target = l->target,
+        .argc = l->script_argc + 1,
         .argv = NULL,
         .cwd = cwd,
         .start_unix_ns = clock_ns(CLOCK_REALTIME),
     };
-    /* sys.argv as the script will see it: argv[0] is the script path, "-m" (replaced by
-     * the module's path once found), or "-c". */
     char **script_argv = calloc((size_t)run.argc + 1, sizeof *script_argv);
     if (!script_argv) {
         mw_cli_error("out of memory");
-        mw_trace_writer_close(w);
         return MW_EXIT_FAILURE;
     }
-    script_argv[0] = (char *)(launch.mode == MW_LAUNCH_SCRIPT ? launch.target
-                              : launch.mode == MW_LAUNCH_MODULE ? "-m" : "-c");
-    for (int i = 0; i < launch.script_argc; i++)
-        script_argv[i + 1] = launch.script_argv[i];
+    script_argv[0] = (char *)(l->mode == MW_LAUNCH_SCRIPT ? l->target
+                              : l->mode == MW_LAUNCH_MODULE ? "-m" : "-c");
+    for (int i = 0; i < l->script_argc; i++)
+        script_argv[i + 1] = l->script_argv[i];
     run.argv = script_argv;
-    status = mw_trace_writer_begin_run(w, &run);
+    int status = mw_trace_writer_begin_run(w, &run);
     free(script_argv);
     if (status < 0) {
         mw_cli_error("cannot write trace '%s': %s", output, mw_trace_writer_errmsg(w));
-        mw_trace_writer_close(w);
         return MW_EXIT_FAILURE;
     }
+    return MW_CLI_GO_ON;
+}
 
+/* Creates the trace file (a->output, or the default name into path) and records the run's
+ * start. MW_CLI_GO_ON and *out, or the exit status. */
+static int open_trace(struct trace_args *a, char *path, size_t size, mw_trace_writer **out)
+{
+    if (!a->output) {
+        default_output(path, size, &a->launch);
+        a->output = path;
+    }
+    mw_trace_writer *w = NULL;
+    int status = mw_trace_writer_create(a->output, a->force, &w);
+    if (status == -EEXIST) {
+        mw_cli_error("'%s' already exists (use -f to overwrite it)", a->output);
+        return MW_EXIT_USAGE;
+    }
+    if (status < 0) {
+        mw_cli_error("cannot write trace '%s': %s", a->output,
+                     w ? mw_trace_writer_errmsg(w) : mw_strerror(status));
+        mw_trace_writer_close(w);
+        return MW_EXIT_USAGE;
+    }
+    if ((status = begin_run(w, &a->launch, a->output)) != MW_CLI_GO_ON) {
+        mw_trace_writer_close(w);
+        return status;
+    }
+    *out = w;
+    return MW_CLI_GO_ON;
+}
+
+/* In the child: runs the script with the pipe's write end. Returns only when it cannot. */
+_Noreturn static void exec_child(const struct mw_launch *l, const int pipefd[2],
+                                 int64_t start_mono)
+{
+    close(pipefd[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        _exit(127);
+    mw_launch_exec(l, pipefd[1], start_mono);
+    /* Only reached when exec failed. */
+    fprintf(stderr, "memwatch: cannot run '%s': %s\n", l->python, strerror(errno));
+    _exit(127);
+}
+
+/* While the child runs (see DESIGN): the terminal's SIGINT and SIGQUIT reach it anyway,
+ * SIGTERM and SIGHUP are passed on to it. */
+static void handle_signals(void)
+{
+    struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = forward_signal};
+    sigemptyset(&ign.sa_mask);
+    sigemptyset(&fwd.sa_mask);
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGQUIT, &ign, NULL);
+    sigaction(SIGTERM, &fwd, NULL);
+    sigaction(SIGHUP, &fwd, NULL);
+}
+
+/* Records the run's end, then says how it went (unless quiet). */
+static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_status,
+                    int wstatus, int64_t start_mono)
+{
+    struct mw_run_end end = {
+        .end_unix_ns = clock_ns(CLOCK_REALTIME),
+        .duration_ns = clock_ns(CLOCK_MONOTONIC) - start_mono,
+        .exit_status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
+        .signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
+        .core_dumped = WIFSIGNALED(wstatus) ? WCOREDUMP(wstatus) : 0,
+    };
+    if (write_status < 0)
+        mw_cli_error("trace '%s' is incomplete: %s", a->output, mw_trace_writer_errmsg(w));
+    if (mw_trace_writer_end_run(w, &end) < 0 && write_status >= 0)
+        mw_cli_error("cannot finish trace '%s': %s", a->output, mw_trace_writer_errmsg(w));
+    /* The writer kept writing to the open file; if its directory or the file itself was
+     * removed meanwhile, nothing is left to look at: say so instead of the summary. */
+    struct stat gone;
+    if (stat(a->output, &gone) != 0 && errno == ENOENT)
+        mw_cli_error("trace '%s' was removed while the script ran; its changes are lost",
+                     a->output);
+    else if (!a->quiet)
+        print_summary(a->output, w);
+}
+
+/* Runs the script in a child and records what it sends until it ends; then ends this
+ * process the way the child ended. */
+static int run_traced(const struct trace_args *a, mw_trace_writer *w)
+{
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         mw_cli_error("cannot create a pipe: %s", strerror(errno));
@@ -310,26 +389,11 @@ int cmd_trace(int argc, char **argv)
         mw_trace_writer_close(w);
         return MW_EXIT_FAILURE;
     }
-    if (pid == 0) {
-        close(pipefd[0]);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() == 1)
-            _exit(127);
-        mw_launch_exec(&launch, pipefd[1], start_mono);
-        /* Only reached when exec failed. */
-        fprintf(stderr, "memwatch: cannot run '%s': %s\n", launch.python, strerror(errno));
-        _exit(127);
-    }
+    if (pid == 0)
+        exec_child(&a->launch, pipefd, start_mono);
     child_pid = pid;
     close(pipefd[1]);
-
-    struct sigaction ign = {.sa_handler = SIG_IGN}, fwd = {.sa_handler = forward_signal};
-    sigemptyset(&ign.sa_mask);
-    sigemptyset(&fwd.sa_mask);
-    sigaction(SIGINT, &ign, NULL);
-    sigaction(SIGQUIT, &ign, NULL);
-    sigaction(SIGTERM, &fwd, NULL);
-    sigaction(SIGHUP, &fwd, NULL);
+    handle_signals();
 
     int write_status = mw_trace_writer_consume_fd(w, pipefd[0]);
     close(pipefd[0]);
@@ -337,25 +401,26 @@ int cmd_trace(int argc, char **argv)
     while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
         ;
     child_pid = 0;
-
-    struct mw_run_end end = {
-        .end_unix_ns = clock_ns(CLOCK_REALTIME),
-        .duration_ns = clock_ns(CLOCK_MONOTONIC) - start_mono,
-        .exit_status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
-        .signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0,
-        .core_dumped = WIFSIGNALED(wstatus) ? WCOREDUMP(wstatus) : 0,
-    };
-    if (write_status < 0)
-        mw_cli_error("trace '%s' is incomplete: %s", output, mw_trace_writer_errmsg(w));
-    if (mw_trace_writer_end_run(w, &end) < 0 && write_status >= 0)
-        mw_cli_error("cannot finish trace '%s': %s", output, mw_trace_writer_errmsg(w));
-    /* The writer kept writing to the open file; if its directory or the file itself was
-     * removed meanwhile, nothing is left to look at: say so instead of the summary. */
-    struct stat gone;
-    if (stat(output, &gone) != 0 && errno == ENOENT)
-        mw_cli_error("trace '%s' was removed while the script ran; its changes are lost", output);
-    else if (!quiet)
-        print_summary(output, w);
+    end_run(a, w, write_status, wstatus, start_mono);
     mw_trace_writer_close(w);
     return die_like(wstatus);
 }
+
+int cmd_trace(int argc, char **argv)
+{
+    struct trace_args a = {0};
+    char default_path[PATH_MAX];
+    mw_trace_writer *w = NULL;
+    int status;
+    if ((status = parse_trace_args(argc, argv, &a)) != MW_CLI_GO_ON ||
+        (status = check_launch(&a.launch)) != MW_CLI_GO_ON ||
+        (status = open_trace(&a, default_path, sizeof default_path, &w)) != MW_CLI_GO_ON)
+        return status;
+    return run_traced(&a, w);
+}
+
+const struct mw_command mw_cmd_trace = {
+    .name = "trace",
+    .summary = "run a Python script and record every change to the memory it watches",
+    .usage = trace_usage, .options = trace_options, .getopt_flags = "+:", .run = cmd_trace,
+};

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "json_out.h"
 #include "reader.h"
 
 /* Rows used to size table columns before streaming the rest. */
@@ -50,78 +51,6 @@ int mw_format_parse(const char *name, enum mw_format *out)
             return 0;
         }
     return -1;
-}
-
-void mw_hex(char *out, const unsigned char *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned c = p[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        len = 2, min = 0x80;
-    else if (c >= 0xe0 && c <= 0xef)
-        len = 3, min = 0x800;
-    else if (c >= 0xf0 && c <= 0xf4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    unsigned cp = c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-void mw_json_string(FILE *f, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    putc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        if (c == '"' || c == '\\') {
-            putc('\\', f);
-            putc((int)c, f);
-            i++;
-        } else if (c == '\n') {
-            fputs("\\n", f), i++;
-        } else if (c == '\t') {
-            fputs("\\t", f), i++;
-        } else if (c == '\r') {
-            fputs("\\r", f), i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            i++;
-        } else {
-            size_t len = utf8_len(p + i, n - i);
-            if (len == 0) {
-                fputs("\\ufffd", f);
-                i++;
-            } else {
-                fwrite(p + i, 1, len, f);
-                i += len;
-            }
-        }
-    }
-    putc('"', f);
 }
 
 mw_output *mw_output_begin(FILE *f, enum mw_format format, int ncols, const char *const *names)
@@ -206,7 +135,6 @@ static void csv_field(FILE *f, const char *s)
 
 static void json_value(FILE *f, const struct mw_cell *c)
 {
-    char *s;
     switch (c->type) {
     case MW_CELL_NULL:
         fputs("null", f);
@@ -221,19 +149,13 @@ static void json_value(FILE *f, const struct mw_cell *c)
             fputs("null", f);
         return;
     case MW_CELL_TEXT:
-        mw_json_string(f, c->s ? c->s : "", c->s ? strlen(c->s) : 0);
+        mw_json_string(f, c->s ? c->s : "", c->s ? strlen(c->s) : 0, 0);
         return;
     case MW_CELL_JSON:
         fputs(c->s && *c->s ? c->s : "null", f);
         return;
     case MW_CELL_BLOB:
-        if ((s = malloc(2 * c->len + 1))) {
-            mw_hex(s, c->blob, c->len);
-            fprintf(f, "\"%s\"", s);
-            free(s);
-        } else {
-            fputs("null", f);
-        }
+        mw_json_hex(f, c->blob, c->len);
         return;
     }
 }
@@ -326,7 +248,7 @@ int mw_output_row(mw_output *o, const struct mw_cell *cells)
         for (int i = 0; i < o->ncols; i++) {
             if (i)
                 fputs(", ", f);
-            mw_json_string(f, o->names[i], strlen(o->names[i]));
+            mw_json_string(f, o->names[i], strlen(o->names[i]), 0);
             fputs(": ", f);
             json_value(f, &cells[i]);
         }
@@ -444,6 +366,25 @@ int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **sho
     *out = r;
     *shown_path = p;
     return MW_EXIT_OK;
+}
+
+int mw_cli_with_trace(const char *path, mw_cli_trace_fn fn, void *ctx)
+{
+    mw_trace_reader *r;
+    char *shown;
+    int status = mw_cli_open_trace(path, &r, &shown);
+    if (status)
+        return status;
+    status = fn(r, shown, ctx);
+    mw_trace_reader_close(r);
+    free(shown);
+    return status;
+}
+
+void mw_cli_say_empty(const char *path, uint64_t objects)
+{
+    mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64 " object%s watched)",
+                 path, objects, objects == 1 ? "" : "s");
 }
 
 int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag)

@@ -1,7 +1,7 @@
 /* Shared by `memwatch query` and `memwatch diff`: output formats (rows of typed cells as
- * an aligned table, CSV with RFC 4180 quoting, a JSON array of objects, or JSON Lines), hex
- * helpers, and opening the trace a command names (or the newest one here) with its
- * messages.
+ * an aligned table, CSV with RFC 4180 quoting, a JSON array of objects, or JSON Lines; JSON
+ * text itself is src/trace/json_out.h's), and opening the trace a command names (or the
+ * newest one here) with its messages.
  *
  * Tables are aligned on the first TABLE_SAMPLE rows and streamed after that, so that a
  * long trace starts printing at once and memory stays bounded. */
@@ -42,17 +42,19 @@ int mw_output_end(mw_output *o);
 /* Rows written so far. */
 uint64_t mw_output_rows(const mw_output *o);
 
-/* Lower-case hex of n bytes into out (2n+1 bytes). */
-void mw_hex(char *out, const unsigned char *p, size_t n);
-/* Writes s as a JSON string (with quotes) to f; invalid UTF-8 becomes U+FFFD. */
-void mw_json_string(FILE *f, const char *s, size_t n);
-
 /* Trace selection, shared by query and diff. Opens path, or when path is NULL the newest
  * memwatch-*.db in the current directory (saying which on stderr). On failure prints the
  * one-line message and returns the exit status (MW_EXIT_USAGE for unusable input); 0 and
  * *out on success. *shown_path (the caller frees it) is the file opened, for messages. */
 struct mw_trace_reader;
 int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **shown_path);
+/* Opens the trace as mw_cli_open_trace does, calls fn with it and the name it was opened
+ * by, and closes it: fn's exit status, or the opening's. */
+typedef int (*mw_cli_trace_fn)(struct mw_trace_reader *r, const char *path, void *ctx);
+int mw_cli_with_trace(const char *path, mw_cli_trace_fn fn, void *ctx);
+/* "'path' is an empty trace: no changes were recorded (N objects watched)": not an error,
+ * the run changed nothing that was watched. */
+void mw_cli_say_empty(const char *path, uint64_t objects);
 /* Prints the unknown-tag message (listing the tags that exist) and returns its exit
  * status; or, when the lookup itself fails, its message and MW_EXIT_FAILURE. */
 int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag);

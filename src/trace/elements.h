@@ -3,8 +3,10 @@
  * their old and new values.
  *
  * Python-free and SQLite-free: the trace writer (memwatch trace, off the traced thread),
- * the readers (query, diff) and the traced process (memwatch.Change.elements, --on-nan)
- * all use it.
+ * the readers (query, diff, report) and the traced process (memwatch.Change.elements,
+ * --on-nan) all use it. Layouts and locating are elements.c's (with the format parser,
+ * elements_parse.c), values as numbers and text elements_value.c's, and changes as
+ * elements elements_diff.c's.
  *
  * Vocabulary. An object is an array of `shape` ITEMS of `itemsize` bytes each; an item is
  * described by a struct-module / PEP 3118 format string ('<f', 'Zd', 'T{<i:x:<d:y:}', ...)
@@ -74,9 +76,14 @@ int mw_elem_layout_typed(const mw_elem_layout *l);
 /* 1 when some scalar is a float or complex (NaN and Inf can appear). */
 int mw_elem_layout_has_float(const mw_elem_layout *l);
 size_t mw_elem_layout_itemsize(const mw_elem_layout *l);
-int mw_elem_layout_ndim(const mw_elem_layout *l);
 /* The scalars of an item, in offset order (pads excluded). */
 const struct mw_elem_scalar *mw_elem_layout_scalars(const mw_elem_layout *l, size_t *n);
+
+/* How an array of ndim dimensions with these shape and strides (in bytes) lies in memory:
+ * 'C' when without gaps in row-major order, else 'F' when without gaps in column-major
+ * order, else 0 (gaps, another order of dimensions, or negative strides). */
+char mw_elem_contiguous_order(int ndim, const int64_t *shape, const int64_t *strides,
+                              size_t itemsize);
 
 /* Where the byte at offset lies: the item's number in C order, its coordinates (ndim
  * entries written to index, which may be NULL), and the scalar (NULL for padding).
@@ -159,5 +166,8 @@ size_t mw_elem_format_name(const char *tag, int ndim, const int64_t *index,
                            const struct mw_elem_scalar *s, char *buf, size_t size);
 /* "[3, 17]": the coordinates as a JSON array. Same return convention. */
 size_t mw_elem_format_index(int ndim, const int64_t *index, char *buf, size_t size);
+/* What a change's MW_ELEM_F_* flags say, for people: "NaN appeared", "Inf appeared", "NaN
+ * gone" or "Inf gone" (the first that applies, in that order), or NULL. */
+const char *mw_elem_flags_note(unsigned flags);
 
 #endif

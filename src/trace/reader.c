@@ -19,6 +19,7 @@
 
 #include "elements.h"
 #include "mw_error.h"
+#include "mw_grow.h"
 #include "schema.h"
 
 struct layout_entry {
@@ -225,23 +226,19 @@ int mw_trace_reader_tags(mw_trace_reader *r, char ***tags_out, size_t *n_out)
     if (sqlite3_prepare_v2(r->db, "SELECT tag FROM objects GROUP BY tag ORDER BY min(id)", -1,
                            &s, NULL) != SQLITE_OK)
         return db_err(r, "read");
-    size_t n = 0, cap = 8;
-    char **tags = calloc(cap + 1, sizeof(*tags));
-    int rc;
-    while (tags && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (n == cap) {
-            char **t = realloc(tags, (2 * cap + 1) * sizeof(*tags));
-            if (!t)
-                break;
-            tags = t;
-            cap *= 2;
-        }
+    /* NULL-terminated all along. */
+    size_t n = 0, cap = 0;
+    char **tags = NULL;
+    int oom = MW_GROW(tags, cap, 1) != 0, rc = SQLITE_DONE;
+    if (!oom)
+        tags[0] = NULL;
+    while (!oom && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         const char *t = (const char *)sqlite3_column_text(s, 0);
-        if (!(tags[n] = strdup(t ? t : "")))
-            break;
-        tags[++n] = NULL;
+        oom = MW_GROW(tags, cap, n + 2) != 0 || !(tags[n] = strdup(t ? t : ""));
+        if (!oom)
+            tags[++n] = NULL;
     }
-    if (!tags || rc == SQLITE_ROW) {
+    if (oom) {
         sqlite3_finalize(s);
         mw_trace_reader_free_tags(tags);
         return set_err(r, -ENOMEM, "out of memory");
@@ -327,6 +324,22 @@ static const char *col_text(sqlite3_stmt *s, int i)
     return (const char *)sqlite3_column_text(s, i);
 }
 
+/* The bytes of blob column col ("" for an empty one) into *out; MW_EFORMAT when they are
+ * not the row's length. Trust the blobs, not the length column: a hand-made trace may
+ * disagree. */
+static int row_bytes(mw_trace_iter *it, const struct mw_trace_row *row, int col,
+                     const char *which, const unsigned char **out)
+{
+    *out = sqlite3_column_blob(it->stmt, col);
+    if (!*out)
+        *out = (const unsigned char *)"";
+    if ((uint64_t)sqlite3_column_bytes(it->stmt, col) != row->length)
+        return set_err(it->r, MW_EFORMAT,
+                       "change %" PRIu64 " in the trace is damaged: %s bytes do not match its "
+                       "length", row->seq, which);
+    return 0;
+}
+
 int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
 {
     sqlite3_stmt *s = it->stmt;
@@ -343,23 +356,10 @@ int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
     row->object_size = (uint64_t)sqlite3_column_int64(s, 4);
     row->offset = (uint64_t)sqlite3_column_int64(s, 5);
     row->length = (uint64_t)sqlite3_column_int64(s, 6);
-    /* Trust the blobs, not the length column: a hand-made trace may disagree. */
-    if (sqlite3_column_type(s, 7) != SQLITE_NULL) {
-        row->old = sqlite3_column_blob(s, 7);
-        if (!row->old)
-            row->old = (const unsigned char *)"";
-        if ((uint64_t)sqlite3_column_bytes(s, 7) != row->length)
-            return set_err(it->r, MW_EFORMAT,
-                           "change %" PRIu64 " in the trace is damaged: old bytes do not match "
-                           "its length", row->seq);
-    }
-    row->new_ = sqlite3_column_blob(s, 8);
-    if (!row->new_)
-        row->new_ = (const unsigned char *)"";
-    if ((uint64_t)sqlite3_column_bytes(s, 8) != row->length)
-        return set_err(it->r, MW_EFORMAT,
-                       "change %" PRIu64 " in the trace is damaged: new bytes do not match its "
-                       "length", row->seq);
+    if (sqlite3_column_type(s, 7) != SQLITE_NULL && (rc = row_bytes(it, row, 7, "old", &row->old)))
+        return rc;
+    if ((rc = row_bytes(it, row, 8, "new", &row->new_)))
+        return rc;
     row->complete = sqlite3_column_int(s, 9);
     row->file = col_text(s, 10);
     row->line = sqlite3_column_int(s, 11);
@@ -434,11 +434,12 @@ static int tag_numbers(mw_trace_reader *r, const struct mw_trace_filter *f,
     return rc;
 }
 
-/* "[3, 4]" -> up to max integers; the count, or -1 when it is not such an array. */
-static int parse_int_array(const char *text, int64_t *v, int max)
+int mw_trace_reader_parse_dims(const char *text, int64_t *v, int max)
 {
     const char *p = text;
     int n = 0;
+    if (!p)
+        return -1;
     while (*p == ' ')
         p++;
     if (*p++ != '[')
@@ -495,8 +496,8 @@ int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
     int64_t shape[MW_REC_MAX_NDIM], strides[MW_REC_MAX_NDIM];
     const char *shape_t = col_text(s, 4), *strides_t = col_text(s, 5);
     int ndim = sqlite3_column_type(s, 3) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 3);
-    int ns = shape_t ? parse_int_array(shape_t, shape, MW_REC_MAX_NDIM) : -1;
-    int nt = strides_t ? parse_int_array(strides_t, strides, MW_REC_MAX_NDIM) : -1;
+    int ns = mw_trace_reader_parse_dims(shape_t, shape, MW_REC_MAX_NDIM);
+    int nt = mw_trace_reader_parse_dims(strides_t, strides, MW_REC_MAX_NDIM);
     if (ndim < 0 || ndim > MW_REC_MAX_NDIM || (ndim > 0 && ns != ndim))
         ndim = -1;   /* shape unknown: one dimension */
     struct mw_elem_desc d = {
@@ -524,15 +525,9 @@ int mw_trace_reader_layout(mw_trace_reader *r, uint64_t object_id,
     if (rc)
         return set_err(r, rc == -ENOMEM ? -ENOMEM : MW_EFORMAT, "cannot lay out object %" PRIu64,
                        object_id);
-    if (r->nlayouts == r->caplayouts) {
-        size_t cap = r->caplayouts ? r->caplayouts * 2 : 8;
-        struct layout_entry *g = realloc(r->layouts, cap * sizeof *g);
-        if (!g) {
-            mw_elem_layout_destroy(l);
-            return set_err(r, -ENOMEM, "out of memory");
-        }
-        r->layouts = g;
-        r->caplayouts = cap;
+    if (MW_GROW(r->layouts, r->caplayouts, r->nlayouts + 1) != 0) {
+        mw_elem_layout_destroy(l);
+        return set_err(r, -ENOMEM, "out of memory");
     }
     r->layouts[r->nlayouts++] = (struct layout_entry){object_id, l, is_typed};
     *out = l;

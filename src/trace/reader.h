@@ -92,6 +92,10 @@ typedef int (*mw_trace_summary_fn)(const struct mw_trace_tag_summary *s, void *c
 int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                             mw_trace_summary_fn fn, void *ctx);
 
+/* The objects table's shape and strides text, "[3, 4]": up to max integers into v; the
+ * count, or -1 when text is NULL or not such an array. */
+int mw_trace_reader_parse_dims(const char *text, int64_t *v, int max);
+
 /* The element layout of an object (elements.h), read from its objects row and kept by the
  * reader: 0 and *out, valid until the reader is closed. An object of plain bytes, without
  * a format, or with a format this cannot read gets a layout of bytes (format 'B'); *typed

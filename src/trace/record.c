@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mw_error.h"
+#include "mw_grow.h"
 
 #define NULL_LEN 0xFFFFFFFFu
 /* Bytes of range data (old + new) per frame before a change is split. */
@@ -36,20 +37,14 @@ void mw_rec_buf_free(struct mw_rec_buf *b)
 
 static int reserve(struct mw_rec_buf *b, size_t n)
 {
-    if (b->cap - b->len >= n)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < n) {
-        if (cap > SIZE_MAX / 2)
-            return -ENOMEM;
-        cap *= 2;
-    }
-    unsigned char *p = realloc(b->data, cap);
-    if (!p)
-        return -ENOMEM;
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return MW_GROW(b->data, b->cap, b->len + n);
+}
+
+/* Little-endian fields, stored at p. */
+static void store_le(unsigned char *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* Callers reserve first; these only store. */
@@ -67,14 +62,14 @@ static void put_u8(struct mw_rec_buf *b, unsigned v)
 
 static void put_u32(struct mw_rec_buf *b, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        b->data[b->len++] = (unsigned char)(v >> (8 * i));
+    store_le(b->data + b->len, v, 4);
+    b->len += 4;
 }
 
 static void put_u64(struct mw_rec_buf *b, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        b->data[b->len++] = (unsigned char)(v >> (8 * i));
+    store_le(b->data + b->len, v, 8);
+    b->len += 8;
 }
 
 static void put_str(struct mw_rec_buf *b, const char *s)
@@ -102,22 +97,40 @@ static size_t frame_begin(struct mw_rec_buf *b, enum mw_record_type type)
     return at;
 }
 
-static void frame_end(struct mw_rec_buf *b, size_t at)
+/* Makes room for a frame of need bytes (MW_EINVAL when its strings make it too long) and
+ * starts it; *at is for frame_end. */
+static int frame_open(struct mw_rec_buf *b, enum mw_record_type type, size_t need, size_t *at)
 {
-    uint32_t n = (uint32_t)(b->len - at - 4);
-    for (int i = 0; i < 4; i++)
-        b->data[at + i] = (unsigned char)(n >> (8 * i));
-}
-
-int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r)
-{
-    size_t need = 5 + str_size(r->python_version) + str_size(r->backend) + 16;
     if (need > FRAME_HEADER_MAX)
         return MW_EINVAL;
     int rc = reserve(b, need);
     if (rc)
         return rc;
-    size_t at = frame_begin(b, MW_REC_HELLO);
+    *at = frame_begin(b, type);
+    return 0;
+}
+
+static void frame_end(struct mw_rec_buf *b, size_t at)
+{
+    store_le(b->data + at, (uint32_t)(b->len - at - 4), 4);
+}
+
+/* An optional array of dims values: a presence byte, then the values. */
+static void put_dims(struct mw_rec_buf *b, size_t dims, const int64_t *v)
+{
+    put_u8(b, dims && v ? 1 : 0);
+    if (dims && v)
+        for (size_t i = 0; i < dims; i++)
+            put_u64(b, (uint64_t)v[i]);
+}
+
+int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r)
+{
+    size_t at;
+    int rc = frame_open(b, MW_REC_HELLO,
+                        5 + str_size(r->python_version) + str_size(r->backend) + 16, &at);
+    if (rc)
+        return rc;
     put_str(b, r->python_version);
     put_str(b, r->backend);
     put_u64(b, (uint64_t)r->pid);
@@ -131,14 +144,13 @@ int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r)
     if (!r->tag || r->ndim < -1 || r->ndim > MW_REC_MAX_NDIM)
         return MW_EINVAL;
     size_t dims = r->ndim > 0 ? (size_t)r->ndim : 0;
-    size_t need = 5 + 8 + str_size(r->tag) + str_size(r->type_name) + 8 + 8 + 1 +
-                  str_size(r->format) + 8 + 4 + 2 + 16 * dims + 8;
-    if (need > FRAME_HEADER_MAX)
-        return MW_EINVAL;
-    int rc = reserve(b, need);
+    size_t at;
+    int rc = frame_open(b, MW_REC_OBJECT,
+                        5 + 8 + str_size(r->tag) + str_size(r->type_name) + 8 + 8 + 1 +
+                            str_size(r->format) + 8 + 4 + 2 + 16 * dims + 8,
+                        &at);
     if (rc)
         return rc;
-    size_t at = frame_begin(b, MW_REC_OBJECT);
     put_u64(b, r->id);
     put_str(b, r->tag);
     put_str(b, r->type_name);
@@ -148,44 +160,38 @@ int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r)
     put_str(b, r->format);
     put_u64(b, (uint64_t)r->itemsize);
     put_u32(b, (uint32_t)r->ndim);
-    put_u8(b, dims && r->shape ? 1 : 0);
-    if (dims && r->shape)
-        for (size_t i = 0; i < dims; i++)
-            put_u64(b, (uint64_t)r->shape[i]);
-    put_u8(b, dims && r->strides ? 1 : 0);
-    if (dims && r->strides)
-        for (size_t i = 0; i < dims; i++)
-            put_u64(b, (uint64_t)r->strides[i]);
+    put_dims(b, dims, r->shape);
+    put_dims(b, dims, r->strides);
     put_u64(b, r->time_ns);
+    frame_end(b, at);
+    return 0;
+}
+
+/* A frame of fixed-width fields only. */
+static int encode_u64s(struct mw_rec_buf *b, enum mw_record_type type, const uint64_t *v,
+                       size_t n)
+{
+    size_t at;
+    int rc = frame_open(b, type, 5 + 8 * n, &at);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        put_u64(b, v[i]);
     frame_end(b, at);
     return 0;
 }
 
 int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r)
 {
-    int rc = reserve(b, 5 + 16);
-    if (rc)
-        return rc;
-    size_t at = frame_begin(b, MW_REC_UNWATCH);
-    put_u64(b, r->id);
-    put_u64(b, r->time_ns);
-    frame_end(b, at);
-    return 0;
+    const uint64_t v[] = {r->id, r->time_ns};
+    return encode_u64s(b, MW_REC_UNWATCH, v, 2);
 }
 
 int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
 {
-    int rc = reserve(b, 5 + 40);
-    if (rc)
-        return rc;
-    size_t at = frame_begin(b, MW_REC_STATS);
-    put_u64(b, r->faults);
-    put_u64(b, r->checks);
-    put_u64(b, r->changes);
-    put_u64(b, r->old_unavailable);
-    put_u64(b, r->tracked_objects_peak);
-    frame_end(b, at);
-    return 0;
+    const uint64_t v[] = {r->faults, r->checks, r->changes, r->old_unavailable,
+                          r->tracked_objects_peak};
+    return encode_u64s(b, MW_REC_STATS, v, 5);
 }
 
 /* Appends ranges (or pieces of them) from (*ri, *rpos) until the frame's data budget is
@@ -227,8 +233,7 @@ static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, 
         if (budget == 0)
             break;
     }
-    for (int i = 0; i < 4; i++)
-        b->data[count_at + i] = (unsigned char)(n >> (8 * i));
+    store_le(b->data + count_at, n, 4);
     return n;
 }
 
@@ -349,19 +354,8 @@ int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len)
         d->len -= d->pos;
         d->pos = 0;
     }
-    if (d->cap - d->len < len) {
-        size_t cap = d->cap ? d->cap : 65536;
-        while (cap - d->len < len) {
-            if (cap > SIZE_MAX / 2)
-                return -ENOMEM;
-            cap *= 2;
-        }
-        unsigned char *p = realloc(d->data, cap);
-        if (!p)
-            return -ENOMEM;
-        d->data = p;
-        d->cap = cap;
-    }
+    if (MW_GROW(d->data, d->cap, d->len + len) != 0)
+        return -ENOMEM;
     if (len)
         memcpy(d->data + d->len, bytes, len);
     d->len += len;
@@ -392,26 +386,32 @@ static int need(struct cursor *c, size_t n)
     return 1;
 }
 
+static uint64_t load_le(const unsigned char *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* A little-endian field of the given width; 0 past the frame. */
+static uint64_t get_le(struct cursor *c, int bytes)
+{
+    if (!need(c, (size_t)bytes))
+        return 0;
+    uint64_t v = load_le(c->p, bytes);
+    c->p += bytes;
+    return v;
+}
+
 static uint64_t get_u64(struct cursor *c)
 {
-    if (!need(c, 8))
-        return 0;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)c->p[i] << (8 * i);
-    c->p += 8;
-    return v;
+    return get_le(c, 8);
 }
 
 static uint32_t get_u32(struct cursor *c)
 {
-    if (!need(c, 4))
-        return 0;
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)c->p[i] << (8 * i);
-    c->p += 4;
-    return v;
+    return (uint32_t)get_le(c, 4);
 }
 
 static unsigned get_u8(struct cursor *c)
@@ -469,13 +469,8 @@ static int get_ranges(struct cursor *c, uint32_t *nout, const struct mw_rec_rang
     /* Each range takes at least 24 bytes of the frame: check before allocating. */
     if (c->bad || (size_t)(c->end - c->p) / 24 < n)
         return MW_EFORMAT;
-    if (n > d->ranges_cap) {
-        struct mw_rec_range *r = realloc(d->ranges, n * sizeof(*r));
-        if (!r)
-            return -ENOMEM;
-        d->ranges = r;
-        d->ranges_cap = n;
-    }
+    if (MW_GROW(d->ranges, d->ranges_cap, n) != 0)
+        return -ENOMEM;
     for (uint32_t i = 0; i < n; i++) {
         struct mw_rec_range *g = &d->ranges[i];
         g->offset = get_u64(c);
@@ -492,107 +487,111 @@ static int get_ranges(struct cursor *c, uint32_t *nout, const struct mw_rec_rang
     return 0;
 }
 
+static void decode_hello(struct cursor *c, struct mw_rec_hello *h)
+{
+    h->python_version = get_str(c);
+    h->backend = get_str(c);
+    h->pid = (int64_t)get_u64(c);
+    h->page_size = (int64_t)get_u64(c);
+}
+
+/* An optional array of dims values (see put_dims), decoded into into. */
+static const int64_t *get_dims(struct cursor *c, int dims, int64_t *into)
+{
+    unsigned has = get_u8(c);
+    if (has > 1 || (has && !dims))
+        c->bad = 1;
+    if (!has || c->bad)
+        return NULL;
+    for (int i = 0; i < dims; i++)
+        into[i] = (int64_t)get_u64(c);
+    return into;
+}
+
+static void decode_object(struct cursor *c, struct mw_rec_object *o)
+{
+    mw_rec_decoder *d = c->d;
+    o->id = get_u64(c);
+    o->tag = get_str(c);
+    if (!c->bad && !o->tag)
+        c->bad = 1;
+    o->type_name = get_str(c);
+    o->address = get_u64(c);
+    o->size = get_u64(c);
+    unsigned ro = get_u8(c);
+    if (ro > 1)
+        c->bad = 1;
+    o->readonly = (int)ro;
+    o->format = get_str(c);
+    o->itemsize = (int64_t)get_u64(c);
+    o->ndim = (int32_t)get_u32(c);
+    if (o->ndim < -1 || o->ndim > MW_REC_MAX_NDIM)
+        c->bad = 1;
+    int dims = c->bad ? 0 : (o->ndim > 0 ? o->ndim : 0);
+    o->shape = get_dims(c, dims, d->shape);
+    o->strides = get_dims(c, dims, d->strides);
+    o->time_ns = get_u64(c);
+}
+
+static int decode_change(struct cursor *c, struct mw_rec_change *ch)
+{
+    ch->seq = get_u64(c);
+    ch->time_ns = get_u64(c);
+    ch->object_id = get_u64(c);
+    ch->thread_id = (int64_t)get_u64(c);
+    ch->thread_name = get_str(c);
+    ch->file = get_str(c);
+    ch->line = (int32_t)get_u32(c);
+    ch->function = get_str(c);
+    ch->native_symbol = get_str(c);
+    ch->native_library = get_str(c);
+    return c->bad ? 0 : get_ranges(c, &ch->nranges, &ch->ranges);
+}
+
+static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
+{
+    s->faults = get_u64(c);
+    s->checks = get_u64(c);
+    s->changes = get_u64(c);
+    s->old_unavailable = get_u64(c);
+    s->tracked_objects_peak = get_u64(c);
+}
+
 static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,
                         struct mw_rec_decoded *out)
 {
     struct cursor c = {.p = p, .end = p + n, .d = d};
     /* Strings take at most (frame length) bytes including their NULs: each has a 4-byte
      * length in the frame but only one byte of terminator. */
-    if (d->strings_cap < n) {
-        char *s = realloc(d->strings, n);
-        if (!s)
-            return -ENOMEM;
-        d->strings = s;
-        d->strings_cap = n;
-    }
+    if (MW_GROW(d->strings, d->strings_cap, n) != 0)
+        return -ENOMEM;
     d->strings_len = 0;
     memset(out, 0, sizeof(*out));
     unsigned type = get_u8(&c);
     out->type = (enum mw_record_type)type;
     int rc = 0;
     switch (type) {
-    case MW_REC_HELLO: {
-        struct mw_rec_hello *h = &out->u.hello;
-        h->python_version = get_str(&c);
-        h->backend = get_str(&c);
-        h->pid = (int64_t)get_u64(&c);
-        h->page_size = (int64_t)get_u64(&c);
+    case MW_REC_HELLO:
+        decode_hello(&c, &out->u.hello);
         break;
-    }
-    case MW_REC_OBJECT: {
-        struct mw_rec_object *o = &out->u.object;
-        o->id = get_u64(&c);
-        o->tag = get_str(&c);
-        if (!c.bad && !o->tag)
-            c.bad = 1;
-        o->type_name = get_str(&c);
-        o->address = get_u64(&c);
-        o->size = get_u64(&c);
-        unsigned ro = get_u8(&c);
-        if (ro > 1)
-            c.bad = 1;
-        o->readonly = (int)ro;
-        o->format = get_str(&c);
-        o->itemsize = (int64_t)get_u64(&c);
-        o->ndim = (int32_t)get_u32(&c);
-        if (o->ndim < -1 || o->ndim > MW_REC_MAX_NDIM)
-            c.bad = 1;
-        int dims = c.bad ? 0 : (o->ndim > 0 ? o->ndim : 0);
-        unsigned has = get_u8(&c);
-        if (has > 1 || (has && !dims))
-            c.bad = 1;
-        if (has && !c.bad) {
-            for (int i = 0; i < dims; i++)
-                d->shape[i] = (int64_t)get_u64(&c);
-            o->shape = d->shape;
-        }
-        has = get_u8(&c);
-        if (has > 1 || (has && !dims))
-            c.bad = 1;
-        if (has && !c.bad) {
-            for (int i = 0; i < dims; i++)
-                d->strides[i] = (int64_t)get_u64(&c);
-            o->strides = d->strides;
-        }
-        o->time_ns = get_u64(&c);
+    case MW_REC_OBJECT:
+        decode_object(&c, &out->u.object);
         break;
-    }
     case MW_REC_UNWATCH:
         out->u.unwatch.id = get_u64(&c);
         out->u.unwatch.time_ns = get_u64(&c);
         break;
-    case MW_REC_CHANGE: {
-        struct mw_rec_change *ch = &out->u.change;
-        ch->seq = get_u64(&c);
-        ch->time_ns = get_u64(&c);
-        ch->object_id = get_u64(&c);
-        ch->thread_id = (int64_t)get_u64(&c);
-        ch->thread_name = get_str(&c);
-        ch->file = get_str(&c);
-        ch->line = (int32_t)get_u32(&c);
-        ch->function = get_str(&c);
-        ch->native_symbol = get_str(&c);
-        ch->native_library = get_str(&c);
+    case MW_REC_CHANGE:
+        rc = decode_change(&c, &out->u.change);
+        break;
+    case MW_REC_RANGES:
+        out->u.ranges.seq = get_u64(&c);
         if (!c.bad)
-            rc = get_ranges(&c, &ch->nranges, &ch->ranges);
+            rc = get_ranges(&c, &out->u.ranges.nranges, &out->u.ranges.ranges);
         break;
-    }
-    case MW_REC_RANGES: {
-        struct mw_rec_ranges *rs = &out->u.ranges;
-        rs->seq = get_u64(&c);
-        if (!c.bad)
-            rc = get_ranges(&c, &rs->nranges, &rs->ranges);
+    case MW_REC_STATS:
+        decode_stats(&c, &out->u.stats);
         break;
-    }
-    case MW_REC_STATS: {
-        struct mw_rec_stats *s = &out->u.stats;
-        s->faults = get_u64(&c);
-        s->checks = get_u64(&c);
-        s->changes = get_u64(&c);
-        s->old_unavailable = get_u64(&c);
-        s->tracked_objects_peak = get_u64(&c);
-        break;
-    }
     default:
         return MW_EFORMAT;
     }
@@ -612,8 +611,7 @@ int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out)
     if (avail < 4)
         return 0;
     const unsigned char *p = d->data + d->pos;
-    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                 (uint32_t)p[3] << 24;
+    uint32_t n = (uint32_t)load_le(p, 4);
     if (n == 0 || n > MW_REC_MAX_FRAME) {
         d->error = MW_EFORMAT;
         return d->error;

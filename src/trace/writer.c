@@ -24,6 +24,7 @@
 
 #include "elements.h"
 #include "mw_error.h"
+#include "mw_grow.h"
 #include "schema.h"
 
 #ifndef MEMWATCH_VERSION
@@ -166,17 +167,9 @@ static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
-    if (b->cap - b->len < n + 1) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap - b->len < n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
+    if (MW_GROW(b->p, b->cap, b->len + n + 1) != 0) {
+        b->oom = 1;
+        return;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
@@ -433,17 +426,13 @@ static int add_typed(mw_trace_writer *w, const struct mw_rec_object *o)
         mw_elem_layout_destroy(l);
         return 0;
     }
-    if (w->ntyped == w->captyped) {
-        size_t cap = w->captyped ? w->captyped * 2 : 16;
-        struct typed_object *t = realloc(w->typed, cap * sizeof *t);
-        if (!t) {
-            mw_elem_layout_destroy(l);
-            return set_err(w, -ENOMEM, "out of memory");
-        }
-        w->typed = t;
-        w->captyped = cap;
-        w->cur_typed = NULL;   /* may have moved */
+    size_t cap = w->captyped;
+    if (MW_GROW(w->typed, w->captyped, w->ntyped + 1) != 0) {
+        mw_elem_layout_destroy(l);
+        return set_err(w, -ENOMEM, "out of memory");
     }
+    if (w->captyped != cap)
+        w->cur_typed = NULL;   /* may have moved */
     struct typed_object *t = &w->typed[w->ntyped];
     memset(t, 0, sizeof *t);
     t->id = o->id;
@@ -464,19 +453,16 @@ static int add_typed(mw_trace_writer *w, const struct mw_rec_object *o)
     return 0;
 }
 
+static int cmp_typed_id(const void *a, const void *b)
+{
+    uint64_t x = ((const struct typed_object *)a)->id, y = ((const struct typed_object *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 static struct typed_object *find_typed(mw_trace_writer *w, uint64_t id)
 {
-    size_t lo = 0, hi = w->ntyped;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (w->typed[mid].id < id)
-            lo = mid + 1;
-        else if (w->typed[mid].id > id)
-            hi = mid;
-        else
-            return &w->typed[mid];
-    }
-    return NULL;
+    struct typed_object key = {.id = id};
+    return bsearch(&key, w->typed, w->ntyped, sizeof(*w->typed), cmp_typed_id);
 }
 
 static int stats_elem(const struct mw_elem_change *c, void *ctx)

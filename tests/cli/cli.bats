@@ -7,25 +7,13 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
+    load common
+    common_setup
     FIXTURES="$MEMWATCH_SOURCE_DIR/tests/fixtures"
     # An empty directory of its own (bats keeps its files in $BATS_TEST_TMPDIR), to see
     # what memwatch creates.
     mkdir "$BATS_TEST_TMPDIR/cwd"
     cd "$BATS_TEST_TMPDIR/cwd"
-}
-
-# run_memwatch [-N] ARGS...: `run` on the memwatch binary (stdout and stderr merged).
-run_memwatch() {
-    local opts=()
-    while [[ $1 == -[0-9]* || $1 == '!' || $1 == --separate-stderr ]]; do
-        opts+=("$1")
-        shift
-    done
-    run "${opts[@]}" "$MEMWATCH" "$@"
 }
 
 # assert_usage_error MESSAGE USAGE-START: the last run printed exactly one line naming the

@@ -8,21 +8,14 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
+    load common
     load trace_fixtures
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
-    cd "$BATS_TEST_TMPDIR"
-    make_trace t.db
+    trace_fixture_setup
     unset NO_COLOR
 }
 
 @test "diff -h prints the usage on stdout and exits 0; the man page's SYNOPSIS matches" {
-    run_memwatch -0 --separate-stderr diff -h
-    assert_line --index 0 --partial "usage: memwatch diff "
-    assert_equal "$stderr" ""
-    assert_synopsis_matches_usage "$MEMWATCH_SOURCE_DIR/man/memwatch-diff.1" "$output"
+    assert_help diff
 }
 
 @test "diff shows one block per change, old above new, changed bytes marked" {

@@ -21,9 +21,9 @@ setup_file() {
 }
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
+    load common
     load trace_fixtures
+    common_setup
     cd "$BATS_FILE_TMPDIR"
     unset NO_COLOR
 }

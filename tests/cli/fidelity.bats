@@ -8,11 +8,9 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
+    load common
+    common_setup
     : "${MEMWATCH_PYTHON:?set MEMWATCH_PYTHON to the interpreter memwatch traces in}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
     # The fixtures see a known environment: no PYTHON* variable from the caller (an
     # inherited PYTHONUNBUFFERED would change the buffering compared), and no MEMWATCH*
     # variable exported, so any that reaches a script came from memwatch (ctest's are
@@ -33,16 +31,6 @@ setup() {
     mkdir -p "$WORK"
     cp "$FIXTURES"/*.py "$WORK"/
     cd "$WORK"
-}
-
-# run_memwatch [-N] ARGS...: `run` on the memwatch binary.
-run_memwatch() {
-    local expect=()
-    if [[ $1 == -[0-9]* || $1 == '!' ]]; then
-        expect=("$1")
-        shift
-    fi
-    run "${expect[@]}" "$MEMWATCH" "$@"
 }
 
 # same_as_python [--separate-stderr] PYTHON-ARGS...: runs `python3 ARGS` and

@@ -8,10 +8,8 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
+    load common
+    common_setup
     command -v mandoc >/dev/null || fail "mandoc is missing: install the Debian package mandoc"
     MAN="$MEMWATCH_SOURCE_DIR/man"
 }

@@ -8,22 +8,13 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
+    load common
     load trace_fixtures
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
-    cd "$BATS_TEST_TMPDIR"
-    make_trace t.db
+    trace_fixture_setup
 }
 
 @test "query -h prints the usage on stdout and exits 0; the man page's SYNOPSIS matches" {
-    run_memwatch -0 --separate-stderr query -h
-    assert_line --index 0 --partial "usage: memwatch query "
-    assert_equal "$stderr" ""
-    assert_synopsis_matches_usage "$MEMWATCH_SOURCE_DIR/man/memwatch-query.1" "$output"
-    run_memwatch -0 query --help
-    assert_line --index 0 --partial "usage: memwatch query "
+    assert_help query
 }
 
 @test "query prints a table of changed ranges in sequence order" {

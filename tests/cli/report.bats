@@ -10,13 +10,9 @@
 bats_require_minimum_version 1.5.0
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
+    load common
     load trace_fixtures
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
-    cd "$BATS_TEST_TMPDIR"
-    make_trace t.db
+    trace_fixture_setup
 }
 
 # page_check PAGE PYTHON-CODE: runs the code with `data` bound to the page's embedded JSON
@@ -33,12 +29,9 @@ PY
 }
 
 @test "report -h prints the usage on stdout and exits 0; the man page's SYNOPSIS matches" {
-    run_memwatch -0 --separate-stderr report -h
+    assert_help report
+    run_memwatch -0 report -h
     assert_line --index 0 "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]"
-    assert_equal "$stderr" ""
-    assert_synopsis_matches_usage "$MEMWATCH_SOURCE_DIR/man/memwatch-report.1" "$output"
-    run_memwatch -0 report --help
-    assert_line --index 0 --partial "usage: memwatch report "
 }
 
 @test "report writes the page next to the trace, with .html for .db, and prints its name" {

@@ -25,11 +25,9 @@ setup_file() {
 }
 
 setup() {
-    load /usr/lib/bats/bats-support/load
-    load /usr/lib/bats/bats-assert/load
+    load common
     load trace_fixtures
-    : "${MEMWATCH:?set MEMWATCH to the memwatch binary}"
-    : "${MEMWATCH_SOURCE_DIR:?set MEMWATCH_SOURCE_DIR to the source tree}"
+    common_setup
     : "${MEMWATCH_BUILD_DIR:?set MEMWATCH_BUILD_DIR to the build tree}"
     command -v chromium >/dev/null ||
         fail "chromium is missing: install the Debian package chromium (cmake/install-deps.sh)"

@@ -1,6 +1,14 @@
-# Trace fixtures for the query and diff tests, made with nothing but the sqlite3 CLI and
-# the schema file memwatch embeds: that the schema is usable this way is part of what these
-# tests check. Needs $MEMWATCH_SOURCE_DIR.
+# Trace fixtures for the query, diff and report tests, made with nothing but the sqlite3 CLI
+# and the schema file memwatch embeds: that the schema is usable this way is part of what
+# these tests check. Needs $MEMWATCH_SOURCE_DIR; trace_fixture_setup needs common.bash.
+
+# trace_fixture_setup: common_setup, then make_trace's trace as t.db in the test's own
+# directory, the current one.
+trace_fixture_setup() {
+    common_setup
+    cd "$BATS_TEST_TMPDIR"
+    make_trace t.db
+}
 
 # make_trace FILE: two tags, three changes, one range with its old bytes unavailable.
 make_trace() {
@@ -31,25 +39,4 @@ SQL
 make_empty_trace() {
     sqlite3 "$1" < "$MEMWATCH_SOURCE_DIR/schemas/trace.sql" || return
     sqlite3 "$1" "INSERT INTO objects (id, tag, size, watched_ns) VALUES (1, 'idle', 8, 0);"
-}
-
-# run_memwatch [-N] [--separate-stderr] ARGS...: `run` on the memwatch binary.
-run_memwatch() {
-    local opts=()
-    while [[ $1 == -[0-9]* || $1 == '!' || $1 == --separate-stderr ]]; do
-        opts+=("$1")
-        shift
-    done
-    run "${opts[@]}" "$MEMWATCH" "$@"
-}
-
-# assert_synopsis_matches_usage PAGE USAGE-TEXT: the man page's SYNOPSIS says what the
-# usage's first lines (up to the first blank line) say, whitespace aside.
-assert_synopsis_matches_usage() {
-    local synopsis usage
-    synopsis=$(mandoc -Tascii "$1" | col -b | sed -n '/^SYNOPSIS/,/^[A-Z]/p' | sed '1d;$d' |
-               tr -s ' \t\n' ' ' | sed 's/^ //; s/ $//')
-    usage=$(sed -n '1,/^$/p' <<<"$2" | sed 's/^usage: //' | tr -s ' \t\n' ' ' |
-            sed 's/^ //; s/ $//')
-    assert_equal "$synopsis" "$usage"
 }

@@ -9,19 +9,9 @@
 #include "mw_error.h"
 #include "reader.h"
 #include "record.h"
+#include "trace_scratch.h"
 #include "unit.h"
 #include "writer.h"
-
-static char dir[] = "/tmp/mw-test-reader-XXXXXX";
-
-static const char *tmp(const char *name)
-{
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
-    return p;
-}
 
 static int open_status(const char *path, int *version)
 {
@@ -29,14 +19,6 @@ static int open_status(const char *path, int *version)
     int rc = mw_trace_reader_open(path, &r, version);
     mw_trace_reader_close(r);
     return rc;
-}
-
-static void sql(const char *path, const char *text)
-{
-    sqlite3 *db;
-    if (sqlite3_open(path, &db) != SQLITE_OK || sqlite3_exec(db, text, NULL, NULL, NULL))
-        fprintf(stderr, "%s: %s\n", text, sqlite3_errmsg(db));
-    sqlite3_close(db);
 }
 
 /* Two objects, tags a and b; changes 1 (a), 2 (b), 3 (a, two ranges). */
@@ -74,36 +56,36 @@ static void make_trace(const char *path)
 static void test_validation(void)
 {
     int version = 0;
-    CHECK_EQ_INT(open_status(tmp("missing.db"), NULL), -ENOENT);
-    CHECK_EQ_INT(open_status(dir, NULL), -EISDIR);
-    FILE *f = fopen(tmp("text.db"), "w");
+    CHECK_EQ_INT(open_status(scratch_path("missing.db"), NULL), -ENOENT);
+    CHECK_EQ_INT(open_status(scratch_dir, NULL), -EISDIR);
+    FILE *f = fopen(scratch_path("text.db"), "w");
     fputs("this is plain text, long enough to fill an SQLite header of one hundred bytes and "
           "then some more text\n", f);
     fclose(f);
-    CHECK_EQ_INT(open_status(tmp("text.db"), NULL), MW_EFORMAT);
-    sql(tmp("other.db"), "CREATE TABLE t (x)");
-    CHECK_EQ_INT(open_status(tmp("other.db"), NULL), MW_ETRACE);
-    f = fopen(tmp("zero.db"), "w");
+    CHECK_EQ_INT(open_status(scratch_path("text.db"), NULL), MW_EFORMAT);
+    scratch_sql(scratch_path("other.db"), "CREATE TABLE t (x)");
+    CHECK_EQ_INT(open_status(scratch_path("other.db"), NULL), MW_ETRACE);
+    f = fopen(scratch_path("zero.db"), "w");
     fclose(f);
-    CHECK_EQ_INT(open_status(tmp("zero.db"), NULL), MW_ETRACE);
+    CHECK_EQ_INT(open_status(scratch_path("zero.db"), NULL), MW_ETRACE);
 
-    make_trace(tmp("t.db"));
-    CHECK_EQ_INT(open_status(tmp("t.db"), &version), 0);
+    make_trace(scratch_path("t.db"));
+    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
     CHECK_EQ_INT(version, 1);
     /* a newer version that old readers may still read, then one they may not */
-    sql(tmp("t.db"), "PRAGMA user_version = 2");
-    CHECK_EQ_INT(open_status(tmp("t.db"), &version), 0);
+    scratch_sql(scratch_path("t.db"), "PRAGMA user_version = 2");
+    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
     CHECK_EQ_INT(version, 2);
-    sql(tmp("t.db"), "UPDATE meta SET value = '2' WHERE key = 'read_compat'");
+    scratch_sql(scratch_path("t.db"), "UPDATE meta SET value = '2' WHERE key = 'read_compat'");
     mw_trace_reader *r;
-    CHECK_EQ_INT(mw_trace_reader_open(tmp("t.db"), &r, NULL), MW_ESCHEMA);
+    CHECK_EQ_INT(mw_trace_reader_open(scratch_path("t.db"), &r, NULL), MW_ESCHEMA);
     CHECK(strstr(mw_trace_reader_errmsg(r), "version 2") != NULL);
     mw_trace_reader_close(r);
 }
 
 static void test_reading(void)
 {
-    const char *path = tmp("r.db");
+    const char *path = scratch_path("r.db");
     make_trace(path);
     mw_trace_reader *r;
     CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
@@ -162,7 +144,7 @@ static int count_summary(const struct mw_trace_tag_summary *s, void *ctx)
 
 static void test_summary(void)
 {
-    const char *path = tmp("s.db");
+    const char *path = scratch_path("s.db");
     make_trace(path);
     mw_trace_reader *r;
     CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
@@ -174,16 +156,11 @@ static void test_summary(void)
 
 int main(void)
 {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (scratch_begin("reader") < 0)
         return 1;
-    }
     RUN(test_validation);
     RUN(test_reading);
     RUN(test_summary);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    scratch_end();
     return UNIT_DONE();
 }

@@ -11,61 +11,14 @@
 
 #include "mw_error.h"
 #include "record.h"
+#include "trace_scratch.h"
 #include "unit.h"
 #include "writer.h"
-
-static char dir[] = "/tmp/mw-test-writer-XXXXXX";
-
-static const char *tmp(const char *name)
-{
-    static char path[4][256];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 256, "%s/%s", dir, name);
-    return p;
-}
 
 static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-/* One integer from a query, or -1. */
-static int64_t q_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *s;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-        if (sqlite3_step(s) == SQLITE_ROW)
-            v = sqlite3_column_type(s, 0) == SQLITE_NULL ? -2 : sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-    } else {
-        fprintf(stderr, "query failed: %s: %s\n", sql, sqlite3_errmsg(db));
-    }
-    sqlite3_close(db);
-    return v;
-}
-
-static int q_text_is(const char *path, const char *sql, const char *want)
-{
-    sqlite3 *db;
-    sqlite3_stmt *s;
-    int ok = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            const char *t = (const char *)sqlite3_column_text(s, 0);
-            ok = t && strcmp(t, want) == 0;
-            if (!ok)
-                fprintf(stderr, "%s: got '%s', want '%s'\n", sql, t ? t : "(null)", want);
-        }
-        sqlite3_finalize(s);
-    }
-    sqlite3_close(db);
-    return ok;
 }
 
 static void encode_sample(struct mw_rec_buf *b)
@@ -90,7 +43,7 @@ static void encode_sample(struct mw_rec_buf *b)
 
 static void test_create_exists_force(void)
 {
-    const char *path = tmp("a.db");
+    const char *path = scratch_path("a.db");
     mw_trace_writer *w;
     CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
@@ -98,25 +51,25 @@ static void test_create_exists_force(void)
     CHECK(w == NULL);
     CHECK(exists(path));
     /* with force: replaced, and a stale -wal next to it goes too */
-    FILE *f = fopen(tmp("a.db-wal"), "w");
+    FILE *f = fopen(scratch_path("a.db-wal"), "w");
     fputs("stale", f);
     fclose(f);
     CHECK_EQ_INT(mw_trace_writer_create(path, 1, &w), 0);
-    CHECK(!exists(tmp("a.db-wal")) || q_int(path, "SELECT count(*) FROM objects") == 0);
+    CHECK(!exists(scratch_path("a.db-wal")) || scratch_int(path, "SELECT count(*) FROM objects") == 0);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(q_int(path, "PRAGMA user_version"), 1);
-    CHECK(q_text_is(path, "SELECT value FROM meta WHERE key = 'schema_version'", "1"));
-    CHECK(q_text_is(path, "PRAGMA journal_mode", "delete"));
-    CHECK(!exists(tmp("a.db-wal")));
+    CHECK_EQ_INT(scratch_int(path, "PRAGMA user_version"), 1);
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'schema_version'", "1"));
+    CHECK(scratch_text_is(path, "PRAGMA journal_mode", "delete"));
+    CHECK(!exists(scratch_path("a.db-wal")));
     /* a path that cannot be created */
     CHECK_EQ_INT(mw_trace_writer_create("/nonexistent-dir/x.db", 0, &w), -ENOENT);
-    CHECK_EQ_INT(mw_trace_writer_create(dir, 1, &w), -EISDIR);
+    CHECK_EQ_INT(mw_trace_writer_create(scratch_dir, 1, &w), -EISDIR);
     CHECK_EQ_INT(mw_trace_writer_close(NULL), 0);
 }
 
 static void test_apply_and_read_back(void)
 {
-    const char *path = tmp("b.db");
+    const char *path = scratch_path("b.db");
     mw_trace_writer *w;
     CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
     char *argv[] = {"t.py", "--say \"hi\""};
@@ -137,7 +90,7 @@ static void test_apply_and_read_back(void)
     CHECK_EQ_INT(n, 5);
     CHECK_EQ_INT(mw_trace_writer_commit(w), 0);
     /* committed: visible to another connection while the writer is still open */
-    CHECK_EQ_INT(q_int(path, "SELECT count(*) FROM ranges"), 2);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM ranges"), 2);
     struct mw_run_end end = {1700000001000000000, 1000000000, 3, 0, 0};
     CHECK_EQ_INT(mw_trace_writer_end_run(w, &end), 0);
     struct mw_trace_totals t;
@@ -147,37 +100,51 @@ static void test_apply_and_read_back(void)
     CHECK_EQ_INT(t.ranges, 2);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
 
-    CHECK(q_text_is(path, "SELECT argv FROM run", "[\"t.py\", \"--say \\\"hi\\\"\"]"));
-    CHECK(q_text_is(path, "SELECT mode || ' ' || target || ' ' || cwd FROM run", "script t.py /tmp"));
-    CHECK(q_text_is(path, "SELECT python_version FROM run", "3.11.2"));
-    CHECK_EQ_INT(q_int(path, "SELECT pid FROM run"), 4321);
-    CHECK_EQ_INT(q_int(path, "SELECT exit_status FROM run"), 3);
-    CHECK_EQ_INT(q_int(path, "SELECT end_signal FROM run"), -2);
-    CHECK(q_text_is(path, "SELECT ended_by FROM run", "exit"));
-    CHECK_EQ_INT(q_int(path, "SELECT changes_dropped FROM run"), 0);
-    CHECK_EQ_INT(q_int(path, "SELECT faults + checks FROM run"), 11);
-    CHECK(q_text_is(path, "SELECT value FROM meta WHERE key = 'backend'", "mprotect"));
-    CHECK(q_text_is(path, "SELECT value FROM meta WHERE key = 'page_size'", "4096"));
-    CHECK(q_text_is(path, "SELECT shape || strides FROM objects", "[8][1]"));
-    CHECK_EQ_INT(q_int(path, "SELECT unwatched_ns FROM objects WHERE id = 1"), 30);
-    CHECK(q_text_is(path, "SELECT old_hex || '>' || new_hex || ' ' || location FROM change_ranges"
+    CHECK(scratch_text_is(path, "SELECT argv FROM run", "[\"t.py\", \"--say \\\"hi\\\"\"]"));
+    CHECK(scratch_text_is(path, "SELECT mode || ' ' || target || ' ' || cwd FROM run", "script t.py /tmp"));
+    CHECK(scratch_text_is(path, "SELECT python_version FROM run", "3.11.2"));
+    CHECK_EQ_INT(scratch_int(path, "SELECT pid FROM run"), 4321);
+    CHECK_EQ_INT(scratch_int(path, "SELECT exit_status FROM run"), 3);
+    CHECK_EQ_INT(scratch_int(path, "SELECT end_signal FROM run"), -2);
+    CHECK(scratch_text_is(path, "SELECT ended_by FROM run", "exit"));
+    CHECK_EQ_INT(scratch_int(path, "SELECT changes_dropped FROM run"), 0);
+    CHECK_EQ_INT(scratch_int(path, "SELECT faults + checks FROM run"), 11);
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'backend'", "mprotect"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'page_size'", "4096"));
+    CHECK(scratch_text_is(path, "SELECT shape || strides FROM objects", "[8][1]"));
+    CHECK_EQ_INT(scratch_int(path, "SELECT unwatched_ns FROM objects WHERE id = 1"), 30);
+    CHECK(scratch_text_is(path, "SELECT old_hex || '>' || new_hex || ' ' || location FROM change_ranges"
                           " WHERE offset = 2", "0000>abcd t.py:3 <module>"));
-    CHECK_EQ_INT(q_int(path, "SELECT count(*) FROM change_ranges WHERE old_hex IS NULL"
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM change_ranges WHERE old_hex IS NULL"
                              " AND complete = 0 AND new_hex = 'ab'"), 1);
-    CHECK(q_text_is(path, "SELECT tag || ' ' || changes || ' ' || bytes_changed FROM tag_summary",
+    CHECK(scratch_text_is(path, "SELECT tag || ' ' || changes || ' ' || bytes_changed FROM tag_summary",
                     "weights 1 3"));
-    CHECK(q_text_is(path, "PRAGMA integrity_check", "ok"));
+    CHECK(scratch_text_is(path, "PRAGMA integrity_check", "ok"));
     mw_rec_decoder_destroy(d);
     mw_rec_buf_free(&b);
 }
 
-static void test_consume_fd(void)
+/* Streams n bytes through a pipe into a new writer at path: the consume status; err (512
+ * bytes) receives the writer's message, and the writer is closed (checked). */
+static int consume_bytes(const char *path, const unsigned char *bytes, size_t n, char *err)
 {
-    const char *path = tmp("c.db");
     mw_trace_writer *w;
     CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
     int p[2];
     CHECK_EQ_INT(pipe(p), 0);
+    CHECK_EQ_INT(write(p[1], bytes, n), n);
+    close(p[1]);
+    int rc = mw_trace_writer_consume_fd(w, p[0]);
+    snprintf(err, 512, "%s", mw_trace_writer_errmsg(w));
+    close(p[0]);
+    CHECK_EQ_INT(mw_trace_writer_close(w), 0);
+    return rc;
+}
+
+static void test_consume_fd(void)
+{
+    const char *path = scratch_path("c.db");
+    char err[512];
     struct mw_rec_buf b = {0};
     encode_sample(&b);
     /* ...and a change cut short, as when the traced process dies mid-write */
@@ -187,36 +154,31 @@ static void test_consume_fd(void)
     size_t before = b.len;
     CHECK_EQ_INT(mw_rec_encode_change(&b, &c), 0);
     b.len = before + (b.len - before) / 2;
-    CHECK_EQ_INT(mw_rec_buf_flush(&b, p[1]), 0);
-    close(p[1]);
-    CHECK_EQ_INT(mw_trace_writer_consume_fd(w, p[0]), 0);
-    close(p[0]);
-    CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(q_int(path, "SELECT count(*) FROM changes"), 1);
-    CHECK_EQ_INT(q_int(path, "SELECT changes_dropped FROM run"), 1);
+    CHECK_EQ_INT(consume_bytes(path, b.data, b.len, err), 0);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM changes"), 1);
+    CHECK_EQ_INT(scratch_int(path, "SELECT changes_dropped FROM run"), 1);
     mw_rec_buf_free(&b);
 
     /* a malformed stream: MW_EFORMAT, and what came before it is kept */
-    path = tmp("d.db");
-    CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
-    CHECK_EQ_INT(pipe(p), 0);
+    path = scratch_path("d.db");
     encode_sample(&b);
     static const unsigned char junk[8] = {3, 0, 0, 0, 99, 0, 0, 0};
-    CHECK_EQ_INT(write(p[1], b.data, b.len), b.len);
-    CHECK_EQ_INT(write(p[1], junk, sizeof(junk)), sizeof(junk));
-    close(p[1]);
-    CHECK_EQ_INT(mw_trace_writer_consume_fd(w, p[0]), MW_EFORMAT);
-    CHECK(strstr(mw_trace_writer_errmsg(w), "malformed") != NULL);
-    close(p[0]);
-    CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(q_int(path, "SELECT count(*) FROM ranges"), 2);
+    unsigned char *bad = malloc(b.len + sizeof junk);
+    if (!bad)
+        abort();
+    memcpy(bad, b.data, b.len);
+    memcpy(bad + b.len, junk, sizeof junk);
+    CHECK_EQ_INT(consume_bytes(path, bad, b.len + sizeof junk, err), MW_EFORMAT);
+    free(bad);
+    CHECK(strstr(err, "malformed") != NULL);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM ranges"), 2);
     mw_rec_buf_free(&b);
 }
 
 /* Many small changes through the pipe: every one arrives, in several batches. */
 static void test_many_changes(void)
 {
-    const char *path = tmp("e.db");
+    const char *path = scratch_path("e.db");
     mw_trace_writer *w;
     CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
     int p[2];
@@ -244,22 +206,17 @@ static void test_many_changes(void)
     mw_trace_writer_totals(w, &t);
     CHECK_EQ_INT(t.changes, 50000);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(q_int(path, "SELECT count(*) FROM change_ranges WHERE tag = 'many'"), 50000);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM change_ranges WHERE tag = 'many'"), 50000);
 }
 
 int main(void)
 {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (scratch_begin("writer") < 0)
         return 1;
-    }
     RUN(test_create_exists_force);
     RUN(test_apply_and_read_back);
     RUN(test_consume_fd);
     RUN(test_many_changes);
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    scratch_end();
     return UNIT_DONE();
 }

@@ -15,12 +15,12 @@
 
 #include "reader.h"
 #include "record.h"
+#include "trace_scratch.h"
 #include "unit.h"
 #include "writer.h"
 
 #define PRODUCERS 4
 
-static char dir[] = "/tmp/mw-test-writer-stress-XXXXXX";
 static char path[256];
 static int pipe_fd[2];
 static pthread_mutex_t pipe_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -93,21 +93,6 @@ static void *reader_thread(void *arg)
     return NULL;
 }
 
-static int64_t q_int(const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *s;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
-        if (sqlite3_step(s) == SQLITE_ROW)
-            v = sqlite3_column_int64(s, 0);
-        sqlite3_finalize(s);
-    }
-    sqlite3_close(db);
-    return v;
-}
-
 static void test_producers_writer_reader(void)
 {
     mw_trace_writer *w;
@@ -132,10 +117,10 @@ static void test_producers_writer_reader(void)
     struct mw_run_end end = {.exit_status = 0};
     CHECK_EQ_INT(mw_trace_writer_end_run(w, &end), 0);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(q_int("SELECT count(*) FROM changes"), PRODUCERS * per_producer);
-    CHECK_EQ_INT(q_int("SELECT count(DISTINCT seq) FROM ranges"), PRODUCERS * per_producer);
-    CHECK_EQ_INT(q_int("SELECT max(seq) FROM changes"), PRODUCERS * per_producer);
-    CHECK_EQ_INT(q_int("SELECT count(*) FROM objects"), PRODUCERS);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM changes"), PRODUCERS * per_producer);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(DISTINCT seq) FROM ranges"), PRODUCERS * per_producer);
+    CHECK_EQ_INT(scratch_int(path, "SELECT max(seq) FROM changes"), PRODUCERS * per_producer);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM objects"), PRODUCERS);
     fprintf(stderr, "reader opened the growing trace %d times\n", atomic_load(&reader_rounds));
 }
 
@@ -144,15 +129,10 @@ int main(void)
     const char *n = getenv("MW_STRESS_CHANGES");
     if (n && atoll(n) > 0)
         per_producer = (uint64_t)atoll(n);
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (scratch_begin("writer-stress") < 0)
         return 1;
-    }
-    snprintf(path, sizeof path, "%s/stress.db", dir);
+    snprintf(path, sizeof path, "%s", scratch_path("stress.db"));
     RUN(test_producers_writer_reader);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    scratch_end();
     return UNIT_DONE();
 }
