@@ -126,24 +126,11 @@ static void set_env_number(const char *name, long long value)
     setenv(name, buf, 1);
 }
 
-/* Keeps the user's value of name (or its absence) for the injected library to give back
- * to the script (inject.c). */
-static void save_users(const char *name)
-{
-    char saved_name[64];
-    snprintf(saved_name, sizeof saved_name, MW_ENV_SAVED_PREFIX "%s", name);
-    const char *user = getenv(name);
-    if (user)
-        setenv(saved_name, user, 1);
-    else
-        unsetenv(saved_name);
-}
-
 /* Sets the colon-separated setting name to ours followed by the user's own value (which,
  * coming last, wins where both set something). */
 static void put_ours_first(const char *name, const char *ours)
 {
-    save_users(name);
+    mw_env_save_users(name);
     const char *user = getenv(name);
     size_t n = strlen(ours) + (user ? strlen(user) + 1 : 0) + 1;
     char *value = malloc(n);
@@ -193,7 +180,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * glibc reuse those stacks instead; their memory is returned to the kernel when cached.
      * The user's own tunables come after ours, so theirs win; inject.c restores them. */
     put_ours_first("GLIBC_TUNABLES", "glibc.pthread.stack_cache_size=0x100000000000");
-    save_users("LD_PRELOAD");
+    mw_env_save_users("LD_PRELOAD");
     if (old) {
         char *both = malloc(strlen(old) + strlen(inject) + 2);
         if (both) {

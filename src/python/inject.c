@@ -56,28 +56,14 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
-/* Gives the script the user's own value of name (saved by the launcher, or unset when the
- * user had none). */
-static void restore_saved(const char *name)
-{
-    char saved_name[64];
-    snprintf(saved_name, sizeof saved_name, MW_ENV_SAVED_PREFIX "%s", name);
-    const char *saved = getenv(saved_name);
-    if (saved)
-        setenv(name, saved, 1);
-    else
-        unsetenv(name);
-    unsetenv(saved_name);
-}
-
 static void restore_environment(void)
 {
-    restore_saved("LD_PRELOAD");
+    mw_env_restore_users("LD_PRELOAD");
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
-    restore_saved("ASAN_OPTIONS");
+    mw_env_restore_users("ASAN_OPTIONS");
 #endif
-    restore_saved("GLIBC_TUNABLES");
+    mw_env_restore_users("GLIBC_TUNABLES");
     for (size_t i = 0; mw_env_ours[i]; i++)
         unsetenv(mw_env_ours[i]);
 }

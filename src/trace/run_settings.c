@@ -111,6 +111,32 @@ const char *mw_on_nan_name(enum mw_on_nan on_nan)
     return i < sizeof on_nan_names / sizeof *on_nan_names ? on_nan_names[i] : "unknown";
 }
 
+static int saved_name(const char *name, char *out, size_t size)
+{
+    int n = snprintf(out, size, MW_ENV_SAVED_PREFIX "%s", name);
+    return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+int mw_env_save_users(const char *name)
+{
+    char saved[128];
+    if (saved_name(name, saved, sizeof saved) != 0)
+        return -ENAMETOOLONG;
+    const char *user = getenv(name);
+    return (user ? setenv(saved, user, 1) : unsetenv(saved)) == 0 ? 0 : -errno;
+}
+
+int mw_env_restore_users(const char *name)
+{
+    char saved[128];
+    if (saved_name(name, saved, sizeof saved) != 0)
+        return -ENAMETOOLONG;
+    const char *user = getenv(saved);
+    int rc = user ? setenv(name, user, 1) : unsetenv(name);
+    unsetenv(saved);
+    return rc == 0 ? 0 : -errno;
+}
+
 int mw_run_settings_to_env(const struct mw_run_settings *s)
 {
     char check[32];

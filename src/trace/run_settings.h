@@ -43,6 +43,12 @@ struct mw_run_settings {
  * the library to give back (MW_ENV_SAVED_PREFIX + the variable's name). */
 #define MW_ENV_SAVED_PREFIX "MEMWATCH_SAVED_"
 
+/* Settings memwatch puts its own value into keep the user's: the launcher saves the
+ * user's value of name (or its absence) before changing it, and the library gives it back
+ * to the script, so that the script and its children see their own. 0 or -errno. */
+int mw_env_save_users(const char *name);
+int mw_env_restore_users(const char *name);
+
 /* NULL-terminated: the variables above that the library unsets. */
 extern const char *const mw_env_ours[];
 
