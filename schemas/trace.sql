@@ -7,7 +7,12 @@
 --
 -- WHAT IS WHERE
 --   meta      key/value facts about the file: memwatch_version, schema_version,
---             read_compat, page_size, backend
+--             read_compat, page_size, backend; at the end of the run how changes were found
+--             (changes_found_by_trap: a trap named the writer; changes_found_by_comparison:
+--             a page left open because its neighbours were busy was compared at a line
+--             boundary) and what watching did to memory (isolated_objects_peak and
+--             isolated_pages_peak: objects moved to pages of watched data only;
+--             open_pages_peak: pages left open at once)
 --   run       one row: how the traced program was started, how it ended, engine counters
 --   objects   one row per watched object (a tag may be watched more than once)
 --   changes   one row per change: one check found that one object's bytes differ; seq is

@@ -367,6 +367,8 @@ static int deliver_region(struct rec *mr, size_t cnt, mw_change_fn fn, void *ctx
     r->w->changes++;
     if (unavailable)
         r->w->old_unavailable++;
+    if (ch.compared)
+        r->w->changes_compared++;
     if (fn)
         fn(&ch, ctx);
     return 0;

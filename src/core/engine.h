@@ -63,6 +63,7 @@ struct mw_watcher {
     uint64_t pages_compared_base;
     uint64_t changes;
     uint64_t old_unavailable;
+    uint64_t changes_compared;
 };
 
 /* Growable scratch in anonymous memory of our own: the checker may not allocate from the
@@ -105,6 +106,7 @@ extern struct engine {
     uint64_t checks;
     uint64_t pages_compared;
     struct svec shadows;           /* struct shadow: the SHADOWED pages (shadow.c) */
+    size_t shadows_peak;
     union {
         struct {
             struct svec pages, recs, old, new_, writers, merged, ranges, frees;

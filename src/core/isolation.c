@@ -212,6 +212,10 @@ void *mw_isolation_alloc(size_t size)
     if (p) {
         iso.stats.objects++;
         iso.stats.bytes += size;
+        if (iso.stats.objects > iso.stats.objects_peak)
+            iso.stats.objects_peak = iso.stats.objects;
+        if (iso.stats.pages > iso.stats.pages_peak)
+            iso.stats.pages_peak = iso.stats.pages;
     }
     pthread_mutex_unlock(&iso.lock);
     return p;

@@ -24,6 +24,7 @@ struct mw_isolation_stats {
     size_t objects;        /* live allocations */
     size_t bytes;          /* their sizes */
     size_t pages;          /* pages they occupy */
+    size_t objects_peak, pages_peak;
 };
 
 /* size bytes of isolated memory (16-byte aligned, page-aligned from

@@ -61,6 +61,9 @@ static int shadow_page_locked(struct mw_page *e)
     }
     atomic_store(&e->slot, slot);
     svec_push(&engine.shadows, &sh, sizeof sh);
+    size_t n = engine.shadows.len / sizeof sh;
+    if (n > engine.shadows_peak)
+        engine.shadows_peak = n;
     page_leave_checking(e, MW_PAGE_SHADOWED);
     return 1;
 }

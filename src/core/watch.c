@@ -127,6 +127,9 @@ void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out)
     out->pages_compared = engine.pages_compared - w->pages_compared_base;
     out->changes = w->changes;
     out->old_unavailable = w->old_unavailable;
+    out->changes_compared = w->changes_compared;
+    out->pages_open = engine.shadows.len / sizeof(struct shadow);
+    out->pages_open_peak = engine.shadows_peak;
     engine_unlock();
 }
 

@@ -67,6 +67,9 @@ struct mw_watcher_stats {
     uint64_t pages_compared;    /* dirty pages the checks compared (engine-wide, like checks) */
     uint64_t changes;           /* changes reported */
     uint64_t old_unavailable;   /* changes whose old value could not be kept */
+    uint64_t changes_compared;  /* of changes: found on a page left open (shadow.c) */
+    size_t pages_open;          /* pages left open now (engine-wide) */
+    size_t pages_open_peak;     /* most at once (engine-wide) */
 };
 
 /* Engine-wide setup; idempotent. Installs the fault handler. */

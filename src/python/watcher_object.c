@@ -19,6 +19,7 @@
 #include "check.h"
 #include "config.h"
 #include "errors.h"
+#include "isolation.h"
 #include "mw_error.h"
 #include "on_nan.h"
 #include "record.h"
@@ -317,7 +318,9 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
         return NULL;
     struct mw_watcher_stats s;
     mw_watcher_stats(self->state.core, &s);
-    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:s,s:n,s:d}",
+    struct mw_isolation_stats iso;
+    mw_isolation_stats(&iso);
+    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:s,s:n,s:d}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
                          "memory_used_bytes",
@@ -327,6 +330,11 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
                          "checks", (unsigned long long)s.checks,
                          "changes", (unsigned long long)s.changes,
                          "old_value_unavailable", (unsigned long long)s.old_unavailable,
+                         "found_by_trap", (unsigned long long)(s.changes - s.changes_compared),
+                         "found_by_comparison", (unsigned long long)s.changes_compared,
+                         "isolated_objects", (Py_ssize_t)iso.objects,
+                         "isolated_pages", (Py_ssize_t)iso.pages,
+                         "open_pages", (Py_ssize_t)s.pages_open,
                          "backend", mw_backend_name(mw_engine_backend()),
                          "pending_callbacks", PyList_GET_SIZE(self->state.pending),
                          "trace_wait_seconds", mw_channel_waited_ns() / 1e9);
@@ -353,6 +361,9 @@ static void close_watcher(WatcherObject *self, int final_check)
     run_totals.checks += st.checks;
     run_totals.changes += st.changes;
     run_totals.old_unavailable += st.old_unavailable;
+    run_totals.changes_compared += st.changes_compared;
+    if (st.pages_open_peak > run_totals.open_pages_peak)
+        run_totals.open_pages_peak = st.pages_open_peak;
     mw_watcher_destroy(self->state.core);
     self->state.core = NULL;
     for (WatcherObject **p = &live_watchers; *p; p = &(*p)->next_live)
@@ -369,6 +380,10 @@ void mw_finish_all(void)
     while (live_watchers)
         close_watcher(live_watchers, 0);
     run_totals.tracked_objects_peak = mw_registry_objects_peak();
+    struct mw_isolation_stats iso;
+    mw_isolation_stats(&iso);
+    run_totals.isolated_objects_peak = iso.objects_peak;
+    run_totals.isolated_pages_peak = iso.pages_peak;
     mw_channel_stats(&run_totals);
 }
 

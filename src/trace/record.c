@@ -190,8 +190,10 @@ int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r)
 int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
 {
     const uint64_t v[] = {r->faults, r->checks, r->changes, r->old_unavailable,
-                          r->tracked_objects_peak};
-    return encode_u64s(b, MW_REC_STATS, v, 5);
+                          r->tracked_objects_peak, r->changes_compared,
+                          r->isolated_objects_peak, r->isolated_pages_peak,
+                          r->open_pages_peak};
+    return encode_u64s(b, MW_REC_STATS, v, sizeof v / sizeof v[0]);
 }
 
 /* Appends ranges (or pieces of them) from (*ri, *rpos) until the frame's data budget is
@@ -555,6 +557,10 @@ static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
     s->changes = get_u64(c);
     s->old_unavailable = get_u64(c);
     s->tracked_objects_peak = get_u64(c);
+    s->changes_compared = get_u64(c);
+    s->isolated_objects_peak = get_u64(c);
+    s->isolated_pages_peak = get_u64(c);
+    s->open_pages_peak = get_u64(c);
 }
 
 static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,

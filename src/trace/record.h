@@ -90,6 +90,11 @@ struct mw_rec_ranges {
 
 struct mw_rec_stats {
     uint64_t faults, checks, changes, old_unavailable, tracked_objects_peak;
+    /* How writes were found and what watching cost the program's memory layout (README
+     * "Neighbours"): changes found by comparing a page left open rather than by a trap,
+     * and the most objects moved to isolated pages, pages they took, and pages left open
+     * at once. */
+    uint64_t changes_compared, isolated_objects_peak, isolated_pages_peak, open_pages_peak;
 };
 
 /* Encoding: appends frames to a growable buffer; the caller writes buf->data to the fd.

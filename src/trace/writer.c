@@ -553,6 +553,40 @@ static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
     return rc;
 }
 
+static int put_meta_number(mw_trace_writer *w, const char *key, uint64_t value)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%" PRIu64, value);
+    sqlite3_stmt *s = w->stmt[ST_META];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, num, -1, SQLITE_TRANSIENT);
+    return step(w, ST_META);
+}
+
+/* The engine's counters at the end of the run: run's columns, and in meta how writes were
+ * found and what watching did to the memory layout (schemas/trace.sql). */
+static int apply_stats(mw_trace_writer *w, const struct mw_rec_stats *st)
+{
+    sqlite3_stmt *s = w->stmt[ST_STATS];
+    sqlite3_bind_int64(s, 1, (int64_t)st->faults);
+    sqlite3_bind_int64(s, 2, (int64_t)st->checks);
+    sqlite3_bind_int64(s, 3, (int64_t)st->changes);
+    sqlite3_bind_int64(s, 4, (int64_t)st->old_unavailable);
+    sqlite3_bind_int64(s, 5, (int64_t)st->tracked_objects_peak);
+    int rc = step(w, ST_STATS);
+    if (rc == 0)
+        rc = put_meta_number(w, "changes_found_by_trap", st->changes - st->changes_compared);
+    if (rc == 0)
+        rc = put_meta_number(w, "changes_found_by_comparison", st->changes_compared);
+    if (rc == 0)
+        rc = put_meta_number(w, "isolated_objects_peak", st->isolated_objects_peak);
+    if (rc == 0)
+        rc = put_meta_number(w, "isolated_pages_peak", st->isolated_pages_peak);
+    if (rc == 0)
+        rc = put_meta_number(w, "open_pages_peak", st->open_pages_peak);
+    return rc;
+}
+
 static int apply_change(mw_trace_writer *w, const struct mw_rec_change *c)
 {
     sqlite3_stmt *s = w->stmt[ST_CHANGE];
@@ -632,16 +666,8 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
             return rc;
         return store_elem_stats(w, rec->u.ranges.seq, rec->u.ranges.nranges,
                                 rec->u.ranges.ranges);
-    case MW_REC_STATS: {
-        const struct mw_rec_stats *st = &rec->u.stats;
-        s = w->stmt[ST_STATS];
-        sqlite3_bind_int64(s, 1, (int64_t)st->faults);
-        sqlite3_bind_int64(s, 2, (int64_t)st->checks);
-        sqlite3_bind_int64(s, 3, (int64_t)st->changes);
-        sqlite3_bind_int64(s, 4, (int64_t)st->old_unavailable);
-        sqlite3_bind_int64(s, 5, (int64_t)st->tracked_objects_peak);
-        return step(w, ST_STATS);
-    }
+    case MW_REC_STATS:
+        return apply_stats(w, &rec->u.stats);
     }
     return set_err(w, MW_EFORMAT, "unknown record type %d", (int)rec->type);
 }

@@ -34,7 +34,7 @@ static void encode_sample(struct mw_rec_buf *b)
                               .thread_name = "MainThread", .file = "t.py", .line = 3,
                               .function = "<module>", .nranges = 2, .ranges = g};
     struct mw_rec_unwatch u = {1, 30};
-    struct mw_rec_stats s = {5, 6, 1, 1, 1};
+    struct mw_rec_stats s = {5, 6, 1, 1, 1, 1, 3, 2, 4};
     if (mw_rec_encode_hello(b, &h) || mw_rec_encode_object(b, &o) ||
         mw_rec_encode_change(b, &c) || mw_rec_encode_unwatch(b, &u) ||
         mw_rec_encode_stats(b, &s))
@@ -111,6 +111,10 @@ static void test_apply_and_read_back(void)
     CHECK_EQ_INT(scratch_int(path, "SELECT faults + checks FROM run"), 11);
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'backend'", "mprotect"));
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'page_size'", "4096"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'changes_found_by_trap'", "0"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'changes_found_by_comparison'", "1"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'isolated_pages_peak'", "2"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'open_pages_peak'", "4"));
     CHECK(scratch_text_is(path, "SELECT shape || strides FROM objects", "[8][1]"));
     CHECK_EQ_INT(scratch_int(path, "SELECT unwatched_ns FROM objects WHERE id = 1"), 30);
     CHECK(scratch_text_is(path, "SELECT old_hex || '>' || new_hex || ' ' || location FROM change_ranges"
