@@ -16,7 +16,7 @@
 
 #include "config.h"
 
-static char message[512];
+static char message[1024];   /* fits every part below at its longest */
 static int pending;
 
 struct nonfinite_search {
@@ -52,11 +52,11 @@ void mw_on_nan_note(const struct mw_change_info *c)
     const struct mw_writer *wr = c->writer;
     if (wr->file[0])
         snprintf(message, sizeof message,
-                 "%s appeared in watched '%s' at %s (change %llu), written by %s:%d in %s",
+                 "%s appeared in watched '%.200s' at %s (change %llu), written by %s:%d in %s",
                  s.what, tag ? tag : "?", s.name, (unsigned long long)c->seq, wr->file, wr->line,
                  wr->function[0] ? wr->function : "?");
     else
-        snprintf(message, sizeof message, "%s appeared in watched '%s' at %s (change %llu)",
+        snprintf(message, sizeof message, "%s appeared in watched '%.200s' at %s (change %llu)",
                  s.what, tag ? tag : "?", s.name, (unsigned long long)c->seq);
     pending = 1;
 }
