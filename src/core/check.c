@@ -472,6 +472,7 @@ int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer
 {
     engine_assert_locked();
     engine.checks++;
+    shadows_take_hot_locked();
     struct mw_page *list = mw_fault_path_collect();
     if (!list && engine.shadows.len == 0) {
         mw_region_index_reclaim(engine.index);

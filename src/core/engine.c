@@ -83,6 +83,7 @@ static int use_detector_locked(enum mw_backend b)
     engine.det = det;
     if (engine.hook)
         mw_fault_path_set_writer_hook(engine.hook, engine.hook_ctx);
+    mw_fault_path_set_hot_hook(engine.hot_hook);
     return 0;
 }
 

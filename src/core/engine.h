@@ -7,8 +7,6 @@
  *   page_refs.c   which regions touch a page, and the span of watched bytes on it
  *   check.c       the check: collect dirty pages, re-protect, compare, merge, deliver
  *   kwrite.c      kernel writes into watched memory (read() into a watched buffer)
- *   fill.c        writes memwatch makes into protected pages (moving storage to isolation)
- *   isolation.c   pages that hold watched data and nothing else
  *   shadow.c      pages left open because their neighbours are busy, compared instead
  *   own_memory.c  memory memwatch itself uses, which can never be watched
  *   scratch.c     growable scratch vectors in memory of the engine's own
@@ -94,6 +92,7 @@ extern struct engine {
     enum mw_backend want;          /* requested by mw_engine_set_backend; AUTO by default */
     mw_writer_hook hook;
     void *hook_ctx;
+    void (*hot_hook)(void);        /* mw_engine_set_hot_hook: given to the fault path */
     uint64_t next_id;
     struct mw_region **regions;    /* sorted by id */
     size_t nregions, regions_cap;
@@ -165,6 +164,8 @@ struct shadow {
     uint64_t since_ns;             /* when it was left open */
 };
 void shadows_check_locked(const struct mw_writer *line_writer);
+/* Leaves open the pages the fault path offered since the last call. */
+void shadows_take_hot_locked(void);
 /* e leaves the set (its last region is leaving): its copy is released. */
 void shadow_forget_locked(struct mw_page *e);
 /* Every shadowed page becomes UNTRACKED (the engine stops). */

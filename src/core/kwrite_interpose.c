@@ -136,6 +136,8 @@ static void repin(struct pins *p)
  * test of failure on r_. RETRY(...) makes the call again once on EFAULT; ONCE(...) never. */
 #define KWRITE_RETRY(type, call, failed, pinning)                                             \
     do {                                                                                   \
+        if (!interposers_ready)                                                            \
+            return call;                                                                   \
         struct pins p_ = { 0 };                                                            \
         pinning;                                                                           \
         type r_ = call;                                                                    \
@@ -149,6 +151,8 @@ static void repin(struct pins *p)
 
 #define KWRITE_ONCE(type, call, pinning)                                                      \
     do {                                                                                   \
+        if (!interposers_ready)                                                            \
+            return call;                                                                   \
         struct pins p_ = { 0 };                                                            \
         pinning;                                                                           \
         type r_ = call;                                                                    \
@@ -176,62 +180,82 @@ static void repin(struct pins *p)
     X(getresuid) X(getresgid) X(getxattr) X(lgetxattr) X(fgetxattr) X(listxattr)           \
     X(llistxattr) X(flistxattr) X(fcntl) X(ioctl)
 
-#define DECLARE_REAL(name) static __typeof__(name) *real_##name;
+#define DECLARE_REAL(name)                                                                 \
+    static __typeof__(name) *real_##name;                                                  \
+    static __typeof__(name) *real_of_##name(void)                                          \
+    {                                                                                      \
+        if (!real_##name)                                                                  \
+            real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name);                \
+        return real_##name;                                                                \
+    }
 KWRITE_CALLS(DECLARE_REAL)
 
-/* Resolved before any thread can call them (never lazily inside a call). */
+/* Resolved by the constructor, before any thread of the program exists. A library loaded
+ * ahead of this one (the sanitizer runtime of a sanitized build, another preloaded tool)
+ * may call one of them from its own constructor, before ours ran: then it is resolved
+ * on first use, which is still single-threaded start-up. */
+#define REAL(name) real_of_##name()
+
+/* Set by the constructor. Before it, a library loaded ahead of this one may already call
+ * these (a sanitized build's runtime calls getrlimit while it starts, before it can check
+ * any memory): the call goes straight to the C library, and the wrappers themselves are
+ * not instrumented by the sanitizers (their instrumentation needs the runtime started). */
+static int interposers_ready;
+#define INTERPOSER __attribute__((no_sanitize("address", "undefined")))
+
 __attribute__((constructor)) static void kwrite_interpose_init(void)
 {
-#define RESOLVE(name) real_##name = (__typeof__(real_##name))dlsym(RTLD_NEXT, #name);
+#define RESOLVE(name) (void)REAL(name);
     KWRITE_CALLS(RESOLVE)
 #undef RESOLVE
+    interposers_ready = 1;
 }
 
 /* ---- files and sockets --------------------------------------------------------------------- */
 
-ssize_t read(int fd, void *buf, size_t n)
+INTERPOSER ssize_t read(int fd, void *buf, size_t n)
 {
-    KWRITE_RETRY(ssize_t, real_read(fd, buf, n), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(ssize_t, REAL(read)(fd, buf, n), r_ < 0, PIN(buf, n));
 }
 
-ssize_t pread(int fd, void *buf, size_t n, off_t off)
+INTERPOSER ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
-    KWRITE_RETRY(ssize_t, real_pread(fd, buf, n, off), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(ssize_t, REAL(pread)(fd, buf, n, off), r_ < 0, PIN(buf, n));
 }
 
-ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+INTERPOSER ssize_t pread64(int fd, void *buf, size_t n, off_t off)
 {
-    KWRITE_RETRY(ssize_t, real_pread64(fd, buf, n, off), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(ssize_t, REAL(pread64)(fd, buf, n, off), r_ < 0, PIN(buf, n));
 }
 
-ssize_t readv(int fd, const struct iovec *iov, int n)
+INTERPOSER ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-    KWRITE_RETRY(ssize_t, real_readv(fd, iov, n), r_ < 0, PIN_IOV(iov, n));
+    KWRITE_RETRY(ssize_t, REAL(readv)(fd, iov, n), r_ < 0, PIN_IOV(iov, n));
 }
 
-ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
+INTERPOSER ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
 {
-    KWRITE_RETRY(ssize_t, real_preadv(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
+    KWRITE_RETRY(ssize_t, REAL(preadv)(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
 }
 
-ssize_t preadv64(int fd, const struct iovec *iov, int n, off_t off)
+INTERPOSER ssize_t preadv64(int fd, const struct iovec *iov, int n, off_t off)
 {
-    KWRITE_RETRY(ssize_t, real_preadv64(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
+    KWRITE_RETRY(ssize_t, REAL(preadv64)(fd, iov, n, off), r_ < 0, PIN_IOV(iov, n));
 }
 
-ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+INTERPOSER ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int flags)
 {
-    KWRITE_RETRY(ssize_t, real_preadv2(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
+    KWRITE_RETRY(ssize_t, REAL(preadv2)(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
 }
 
-ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
+INTERPOSER ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off_t off, int flags)
 {
-    KWRITE_RETRY(ssize_t, real_preadv64v2(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
+    KWRITE_RETRY(ssize_t, REAL(preadv64v2)(fd, iov, n, off, flags), r_ < 0, PIN_IOV(iov, n));
 }
 
-ssize_t recv(int fd, void *buf, size_t n, int flags)
+INTERPOSER ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    KWRITE_RETRY(ssize_t, real_recv(fd, buf, n, flags), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(ssize_t, REAL(recv)(fd, buf, n, flags), r_ < 0, PIN(buf, n));
 }
 
 /* The address out-parameters: *len bytes at addr, and *len itself. */
@@ -242,10 +266,10 @@ ssize_t recv(int fd, void *buf, size_t n, int flags)
             PIN(addr, *(len));                                                             \
     } while (0)
 
-ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+INTERPOSER ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
                  socklen_t *addrlen)
 {
-    KWRITE_RETRY(ssize_t, real_recvfrom(fd, buf, n, flags, addr, addrlen), r_ < 0,
+    KWRITE_RETRY(ssize_t, REAL(recvfrom)(fd, buf, n, flags, addr, addrlen), r_ < 0,
                  { PIN(buf, n); PIN_SOCKADDR(addr, addrlen); });
 }
 
@@ -259,14 +283,14 @@ static void pin_msghdr(struct pins *p, struct msghdr *msg)
     pin(p, (uintptr_t)msg->msg_control, msg->msg_controllen);
 }
 
-ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+INTERPOSER ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    KWRITE_RETRY(ssize_t, real_recvmsg(fd, msg, flags), r_ < 0, pin_msghdr(&p_, msg));
+    KWRITE_RETRY(ssize_t, REAL(recvmsg)(fd, msg, flags), r_ < 0, pin_msghdr(&p_, msg));
 }
 
-int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct timespec *timeout)
+INTERPOSER int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct timespec *timeout)
 {
-    KWRITE_ONCE(int, real_recvmmsg(fd, vec, n, flags, timeout), {
+    KWRITE_ONCE(int, REAL(recvmmsg)(fd, vec, n, flags, timeout), {
         PIN(vec, (size_t)n * sizeof(*vec));
         for (unsigned int i = 0; vec && i < n && i < MAX_PINS; i++)
             pin_msghdr(&p_, &vec[i].msg_hdr);
@@ -274,233 +298,233 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int n, int flags, struct time
     });
 }
 
-int accept(int fd, struct sockaddr *addr, socklen_t *len)
+INTERPOSER int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    KWRITE_ONCE(int, real_accept(fd, addr, len), PIN_SOCKADDR(addr, len));
+    KWRITE_ONCE(int, REAL(accept)(fd, addr, len), PIN_SOCKADDR(addr, len));
 }
 
-int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+INTERPOSER int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    KWRITE_ONCE(int, real_accept4(fd, addr, len, flags), PIN_SOCKADDR(addr, len));
+    KWRITE_ONCE(int, REAL(accept4)(fd, addr, len, flags), PIN_SOCKADDR(addr, len));
 }
 
-int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+INTERPOSER int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
 {
-    KWRITE_RETRY(int, real_getsockopt(fd, level, name, val, len), r_ < 0,
+    KWRITE_RETRY(int, REAL(getsockopt)(fd, level, name, val, len), r_ < 0,
                  PIN_SOCKADDR(val, len));
 }
 
-int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+INTERPOSER int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    KWRITE_RETRY(int, real_getsockname(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
+    KWRITE_RETRY(int, REAL(getsockname)(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
 }
 
-int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+INTERPOSER int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    KWRITE_RETRY(int, real_getpeername(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
+    KWRITE_RETRY(int, REAL(getpeername)(fd, addr, len), r_ < 0, PIN_SOCKADDR(addr, len));
 }
 
-int socketpair(int domain, int type, int protocol, int sv[2])
+INTERPOSER int socketpair(int domain, int type, int protocol, int sv[2])
 {
-    KWRITE_ONCE(int, real_socketpair(domain, type, protocol, sv), PIN(sv, 2 * sizeof(int)));
+    KWRITE_ONCE(int, REAL(socketpair)(domain, type, protocol, sv), PIN(sv, 2 * sizeof(int)));
 }
 
-int pipe(int fds[2])
+INTERPOSER int pipe(int fds[2])
 {
-    KWRITE_ONCE(int, real_pipe(fds), PIN(fds, 2 * sizeof(int)));
+    KWRITE_ONCE(int, REAL(pipe)(fds), PIN(fds, 2 * sizeof(int)));
 }
 
-int pipe2(int fds[2], int flags)
+INTERPOSER int pipe2(int fds[2], int flags)
 {
-    KWRITE_ONCE(int, real_pipe2(fds, flags), PIN(fds, 2 * sizeof(int)));
+    KWRITE_ONCE(int, REAL(pipe2)(fds, flags), PIN(fds, 2 * sizeof(int)));
 }
 
 /* ---- paths, directories, random bytes --------------------------------------------------------- */
 
-char *getcwd(char *buf, size_t size)
+INTERPOSER char *getcwd(char *buf, size_t size)
 {
     /* getcwd(NULL, 0) allocates: memory of the C library's, filled in user space. */
-    KWRITE_RETRY(char *, real_getcwd(buf, size), !r_, PIN(buf, size));
+    KWRITE_RETRY(char *, REAL(getcwd)(buf, size), !r_, PIN(buf, size));
 }
 
-ssize_t readlink(const char *path, char *buf, size_t size)
+INTERPOSER ssize_t readlink(const char *path, char *buf, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_readlink(path, buf, size), r_ < 0, PIN(buf, size));
+    KWRITE_RETRY(ssize_t, REAL(readlink)(path, buf, size), r_ < 0, PIN(buf, size));
 }
 
-ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+INTERPOSER ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_readlinkat(dirfd, path, buf, size), r_ < 0, PIN(buf, size));
+    KWRITE_RETRY(ssize_t, REAL(readlinkat)(dirfd, path, buf, size), r_ < 0, PIN(buf, size));
 }
 
-ssize_t getrandom(void *buf, size_t n, unsigned int flags)
+INTERPOSER ssize_t getrandom(void *buf, size_t n, unsigned int flags)
 {
-    KWRITE_RETRY(ssize_t, real_getrandom(buf, n, flags), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(ssize_t, REAL(getrandom)(buf, n, flags), r_ < 0, PIN(buf, n));
 }
 
-int getentropy(void *buf, size_t n)
+INTERPOSER int getentropy(void *buf, size_t n)
 {
-    KWRITE_RETRY(int, real_getentropy(buf, n), r_ < 0, PIN(buf, n));
+    KWRITE_RETRY(int, REAL(getentropy)(buf, n), r_ < 0, PIN(buf, n));
 }
 
 /* A DIR is one allocation of the C library's: its header and the buffer getdents fills. */
 #define PIN_DIR(dirp) PIN(dirp, malloc_usable_size(dirp))
 
-struct dirent *readdir(DIR *dirp)
+INTERPOSER struct dirent *readdir(DIR *dirp)
 {
-    KWRITE_ONCE(struct dirent *, real_readdir(dirp), PIN_DIR(dirp));
+    KWRITE_ONCE(struct dirent *, REAL(readdir)(dirp), PIN_DIR(dirp));
 }
 
-struct dirent64 *readdir64(DIR *dirp)
+INTERPOSER struct dirent64 *readdir64(DIR *dirp)
 {
-    KWRITE_ONCE(struct dirent64 *, real_readdir64(dirp), PIN_DIR(dirp));
+    KWRITE_ONCE(struct dirent64 *, REAL(readdir64)(dirp), PIN_DIR(dirp));
 }
 
-int readdir_r(DIR *dirp, struct dirent *entry, struct dirent **result)
+INTERPOSER int readdir_r(DIR *dirp, struct dirent *entry, struct dirent **result)
 {
-    KWRITE_ONCE(int, real_readdir_r(dirp, entry, result),
+    KWRITE_ONCE(int, REAL(readdir_r)(dirp, entry, result),
                 { PIN_DIR(dirp); PIN_OBJ(entry); PIN_OBJ(result); });
 }
 
-int readdir64_r(DIR *dirp, struct dirent64 *entry, struct dirent64 **result)
+INTERPOSER int readdir64_r(DIR *dirp, struct dirent64 *entry, struct dirent64 **result)
 {
-    KWRITE_ONCE(int, real_readdir64_r(dirp, entry, result),
+    KWRITE_ONCE(int, REAL(readdir64_r)(dirp, entry, result),
                 { PIN_DIR(dirp); PIN_OBJ(entry); PIN_OBJ(result); });
 }
 
-ssize_t getdents64(int fd, void *buf, size_t n)
+INTERPOSER ssize_t getdents64(int fd, void *buf, size_t n)
 {
-    KWRITE_ONCE(ssize_t, real_getdents64(fd, buf, n), PIN(buf, n));
+    KWRITE_ONCE(ssize_t, REAL(getdents64)(fd, buf, n), PIN(buf, n));
 }
 
 /* ---- file status ------------------------------------------------------------------------------ */
 
-int stat(const char *path, struct stat *st)
+INTERPOSER int stat(const char *path, struct stat *st)
 {
-    KWRITE_RETRY(int, real_stat(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(stat)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int stat64(const char *path, struct stat64 *st)
+INTERPOSER int stat64(const char *path, struct stat64 *st)
 {
-    KWRITE_RETRY(int, real_stat64(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(stat64)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int lstat(const char *path, struct stat *st)
+INTERPOSER int lstat(const char *path, struct stat *st)
 {
-    KWRITE_RETRY(int, real_lstat(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(lstat)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int lstat64(const char *path, struct stat64 *st)
+INTERPOSER int lstat64(const char *path, struct stat64 *st)
 {
-    KWRITE_RETRY(int, real_lstat64(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(lstat64)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int fstat(int fd, struct stat *st)
+INTERPOSER int fstat(int fd, struct stat *st)
 {
-    KWRITE_RETRY(int, real_fstat(fd, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstat)(fd, st), r_ < 0, PIN_OBJ(st));
 }
 
-int fstat64(int fd, struct stat64 *st)
+INTERPOSER int fstat64(int fd, struct stat64 *st)
 {
-    KWRITE_RETRY(int, real_fstat64(fd, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstat64)(fd, st), r_ < 0, PIN_OBJ(st));
 }
 
-int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+INTERPOSER int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
-    KWRITE_RETRY(int, real_fstatat(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstatat)(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
 }
 
-int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+INTERPOSER int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
-    KWRITE_RETRY(int, real_fstatat64(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstatat64)(dirfd, path, st, flags), r_ < 0, PIN_OBJ(st));
 }
 
-int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
+INTERPOSER int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st)
 {
-    KWRITE_RETRY(int, real_statx(dirfd, path, flags, mask, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(statx)(dirfd, path, flags, mask, st), r_ < 0, PIN_OBJ(st));
 }
 
-int statfs(const char *path, struct statfs *st)
+INTERPOSER int statfs(const char *path, struct statfs *st)
 {
-    KWRITE_RETRY(int, real_statfs(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(statfs)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int fstatfs(int fd, struct statfs *st)
+INTERPOSER int fstatfs(int fd, struct statfs *st)
 {
-    KWRITE_RETRY(int, real_fstatfs(fd, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstatfs)(fd, st), r_ < 0, PIN_OBJ(st));
 }
 
-int statvfs(const char *path, struct statvfs *st)
+INTERPOSER int statvfs(const char *path, struct statvfs *st)
 {
-    KWRITE_RETRY(int, real_statvfs(path, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(statvfs)(path, st), r_ < 0, PIN_OBJ(st));
 }
 
-int fstatvfs(int fd, struct statvfs *st)
+INTERPOSER int fstatvfs(int fd, struct statvfs *st)
 {
-    KWRITE_RETRY(int, real_fstatvfs(fd, st), r_ < 0, PIN_OBJ(st));
+    KWRITE_RETRY(int, REAL(fstatvfs)(fd, st), r_ < 0, PIN_OBJ(st));
 }
 
-ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
+INTERPOSER ssize_t getxattr(const char *path, const char *name, void *value, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_getxattr(path, name, value, size), r_ < 0, PIN(value, size));
+    KWRITE_RETRY(ssize_t, REAL(getxattr)(path, name, value, size), r_ < 0, PIN(value, size));
 }
 
-ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
+INTERPOSER ssize_t lgetxattr(const char *path, const char *name, void *value, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_lgetxattr(path, name, value, size), r_ < 0, PIN(value, size));
+    KWRITE_RETRY(ssize_t, REAL(lgetxattr)(path, name, value, size), r_ < 0, PIN(value, size));
 }
 
-ssize_t fgetxattr(int fd, const char *name, void *value, size_t size)
+INTERPOSER ssize_t fgetxattr(int fd, const char *name, void *value, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_fgetxattr(fd, name, value, size), r_ < 0, PIN(value, size));
+    KWRITE_RETRY(ssize_t, REAL(fgetxattr)(fd, name, value, size), r_ < 0, PIN(value, size));
 }
 
-ssize_t listxattr(const char *path, char *list, size_t size)
+INTERPOSER ssize_t listxattr(const char *path, char *list, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_listxattr(path, list, size), r_ < 0, PIN(list, size));
+    KWRITE_RETRY(ssize_t, REAL(listxattr)(path, list, size), r_ < 0, PIN(list, size));
 }
 
-ssize_t llistxattr(const char *path, char *list, size_t size)
+INTERPOSER ssize_t llistxattr(const char *path, char *list, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_llistxattr(path, list, size), r_ < 0, PIN(list, size));
+    KWRITE_RETRY(ssize_t, REAL(llistxattr)(path, list, size), r_ < 0, PIN(list, size));
 }
 
-ssize_t flistxattr(int fd, char *list, size_t size)
+INTERPOSER ssize_t flistxattr(int fd, char *list, size_t size)
 {
-    KWRITE_RETRY(ssize_t, real_flistxattr(fd, list, size), r_ < 0, PIN(list, size));
+    KWRITE_RETRY(ssize_t, REAL(flistxattr)(fd, list, size), r_ < 0, PIN(list, size));
 }
 
 /* ---- the system, the process, time ------------------------------------------------------------- */
 
-int uname(struct utsname *buf)
+INTERPOSER int uname(struct utsname *buf)
 {
-    KWRITE_RETRY(int, real_uname(buf), r_ < 0, PIN_OBJ(buf));
+    KWRITE_RETRY(int, REAL(uname)(buf), r_ < 0, PIN_OBJ(buf));
 }
 
-int sysinfo(struct sysinfo *info)
+INTERPOSER int sysinfo(struct sysinfo *info)
 {
-    KWRITE_RETRY(int, real_sysinfo(info), r_ < 0, PIN_OBJ(info));
+    KWRITE_RETRY(int, REAL(sysinfo)(info), r_ < 0, PIN_OBJ(info));
 }
 
-int getrusage(int who, struct rusage *usage)
+INTERPOSER int getrusage(int who, struct rusage *usage)
 {
-    KWRITE_RETRY(int, real_getrusage(who, usage), r_ < 0, PIN_OBJ(usage));
+    KWRITE_RETRY(int, REAL(getrusage)(who, usage), r_ < 0, PIN_OBJ(usage));
 }
 
-clock_t times(struct tms *buf)
+INTERPOSER clock_t times(struct tms *buf)
 {
-    KWRITE_RETRY(clock_t, real_times(buf), r_ == (clock_t)-1, PIN_OBJ(buf));
+    KWRITE_RETRY(clock_t, REAL(times)(buf), r_ == (clock_t)-1, PIN_OBJ(buf));
 }
 
-int getrlimit(__rlimit_resource_t resource, struct rlimit *rlim)
+INTERPOSER int getrlimit(__rlimit_resource_t resource, struct rlimit *rlim)
 {
-    KWRITE_RETRY(int, real_getrlimit(resource, rlim), r_ < 0, PIN_OBJ(rlim));
+    KWRITE_RETRY(int, REAL(getrlimit)(resource, rlim), r_ < 0, PIN_OBJ(rlim));
 }
 
-int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *rlim,
+INTERPOSER int prlimit(pid_t pid, __rlimit_resource_t resource, const struct rlimit *rlim,
             struct rlimit *old)
 {
-    KWRITE_RETRY(int, real_prlimit(pid, resource, rlim, old), r_ < 0, PIN_OBJ(old));
+    KWRITE_RETRY(int, REAL(prlimit)(pid, resource, rlim, old), r_ < 0, PIN_OBJ(old));
 }
 
 /* The vDSO serves the usual clocks from user space, where a write to a protected page is an
@@ -511,147 +535,147 @@ static int clock_in_kernel(clockid_t clk)
     return clk == CLOCK_PROCESS_CPUTIME_ID || clk == CLOCK_THREAD_CPUTIME_ID || clk < 0;
 }
 
-int clock_gettime(clockid_t clk, struct timespec *ts)
+INTERPOSER int clock_gettime(clockid_t clk, struct timespec *ts)
 {
     if (!clock_in_kernel(clk))
-        return real_clock_gettime(clk, ts);
-    KWRITE_RETRY(int, real_clock_gettime(clk, ts), r_ < 0, PIN_OBJ(ts));
+        return REAL(clock_gettime)(clk, ts);
+    KWRITE_RETRY(int, REAL(clock_gettime)(clk, ts), r_ < 0, PIN_OBJ(ts));
 }
 
-int clock_getres(clockid_t clk, struct timespec *res)
+INTERPOSER int clock_getres(clockid_t clk, struct timespec *res)
 {
-    KWRITE_RETRY(int, real_clock_getres(clk, res), r_ < 0, PIN_OBJ(res));
+    KWRITE_RETRY(int, REAL(clock_getres)(clk, res), r_ < 0, PIN_OBJ(res));
 }
 
-int nanosleep(const struct timespec *req, struct timespec *rem)
+INTERPOSER int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    KWRITE_ONCE(int, real_nanosleep(req, rem), PIN_OBJ(rem));
+    KWRITE_ONCE(int, REAL(nanosleep)(req, rem), PIN_OBJ(rem));
 }
 
-int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
+INTERPOSER int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
-    KWRITE_ONCE(int, real_clock_nanosleep(clk, flags, req, rem), PIN_OBJ(rem));
+    KWRITE_ONCE(int, REAL(clock_nanosleep)(clk, flags, req, rem), PIN_OBJ(rem));
 }
 
-int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)
+INTERPOSER int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *mask)
 {
-    KWRITE_RETRY(int, real_sched_getaffinity(pid, size, mask), r_ < 0, PIN(mask, size));
+    KWRITE_RETRY(int, REAL(sched_getaffinity)(pid, size, mask), r_ < 0, PIN(mask, size));
 }
 
-int getgroups(int size, gid_t list[])
+INTERPOSER int getgroups(int size, gid_t list[])
 {
-    KWRITE_RETRY(int, real_getgroups(size, list), r_ < 0,
+    KWRITE_RETRY(int, REAL(getgroups)(size, list), r_ < 0,
                  PIN(list, size > 0 ? (size_t)size * sizeof(gid_t) : 0));
 }
 
-int getresuid(uid_t *r, uid_t *e, uid_t *s)
+INTERPOSER int getresuid(uid_t *r, uid_t *e, uid_t *s)
 {
-    KWRITE_RETRY(int, real_getresuid(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
+    KWRITE_RETRY(int, REAL(getresuid)(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
 }
 
-int getresgid(gid_t *r, gid_t *e, gid_t *s)
+INTERPOSER int getresgid(gid_t *r, gid_t *e, gid_t *s)
 {
-    KWRITE_RETRY(int, real_getresgid(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
+    KWRITE_RETRY(int, REAL(getresgid)(r, e, s), r_ < 0, { PIN_OBJ(r); PIN_OBJ(e); PIN_OBJ(s); });
 }
 
 /* ---- waiting: events, children, signals -------------------------------------------------------- */
 
-int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
+INTERPOSER int epoll_wait(int epfd, struct epoll_event *events, int max, int timeout)
 {
-    KWRITE_ONCE(int, real_epoll_wait(epfd, events, max, timeout),
+    KWRITE_ONCE(int, REAL(epoll_wait)(epfd, events, max, timeout),
                 PIN(events, max > 0 ? (size_t)max * sizeof(*events) : 0));
 }
 
-int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
+INTERPOSER int epoll_pwait(int epfd, struct epoll_event *events, int max, int timeout, const sigset_t *mask)
 {
-    KWRITE_ONCE(int, real_epoll_pwait(epfd, events, max, timeout, mask),
+    KWRITE_ONCE(int, REAL(epoll_pwait)(epfd, events, max, timeout, mask),
                 PIN(events, max > 0 ? (size_t)max * sizeof(*events) : 0));
 }
 
-int poll(struct pollfd *fds, nfds_t n, int timeout)
+INTERPOSER int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    KWRITE_ONCE(int, real_poll(fds, n, timeout), PIN(fds, n * sizeof(*fds)));
+    KWRITE_ONCE(int, REAL(poll)(fds, n, timeout), PIN(fds, n * sizeof(*fds)));
 }
 
-int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
+INTERPOSER int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask)
 {
-    KWRITE_ONCE(int, real_ppoll(fds, n, ts, mask), PIN(fds, n * sizeof(*fds)));
+    KWRITE_ONCE(int, REAL(ppoll)(fds, n, ts, mask), PIN(fds, n * sizeof(*fds)));
 }
 
-int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+INTERPOSER int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
-    KWRITE_ONCE(int, real_select(n, r, w, e, tv),
+    KWRITE_ONCE(int, REAL(select)(n, r, w, e, tv),
                 { PIN_OBJ(r); PIN_OBJ(w); PIN_OBJ(e); PIN_OBJ(tv); });
 }
 
-int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
+INTERPOSER int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
             const sigset_t *mask)
 {
-    KWRITE_ONCE(int, real_pselect(n, r, w, e, ts, mask), { PIN_OBJ(r); PIN_OBJ(w); PIN_OBJ(e); });
+    KWRITE_ONCE(int, REAL(pselect)(n, r, w, e, ts, mask), { PIN_OBJ(r); PIN_OBJ(w); PIN_OBJ(e); });
 }
 
-pid_t wait(int *status)
+INTERPOSER pid_t wait(int *status)
 {
-    KWRITE_ONCE(pid_t, real_wait(status), PIN_OBJ(status));
+    KWRITE_ONCE(pid_t, REAL(wait)(status), PIN_OBJ(status));
 }
 
-pid_t waitpid(pid_t pid, int *status, int options)
+INTERPOSER pid_t waitpid(pid_t pid, int *status, int options)
 {
-    KWRITE_ONCE(pid_t, real_waitpid(pid, status, options), PIN_OBJ(status));
+    KWRITE_ONCE(pid_t, REAL(waitpid)(pid, status, options), PIN_OBJ(status));
 }
 
-pid_t wait3(int *status, int options, struct rusage *usage)
+INTERPOSER pid_t wait3(int *status, int options, struct rusage *usage)
 {
-    KWRITE_ONCE(pid_t, real_wait3(status, options, usage), { PIN_OBJ(status); PIN_OBJ(usage); });
+    KWRITE_ONCE(pid_t, REAL(wait3)(status, options, usage), { PIN_OBJ(status); PIN_OBJ(usage); });
 }
 
-pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+INTERPOSER pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
 {
-    KWRITE_ONCE(pid_t, real_wait4(pid, status, options, usage),
+    KWRITE_ONCE(pid_t, REAL(wait4)(pid, status, options, usage),
                 { PIN_OBJ(status); PIN_OBJ(usage); });
 }
 
-int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
+INTERPOSER int waitid(idtype_t idtype, id_t id, siginfo_t *info, int options)
 {
-    KWRITE_ONCE(int, real_waitid(idtype, id, info, options), PIN_OBJ(info));
+    KWRITE_ONCE(int, REAL(waitid)(idtype, id, info, options), PIN_OBJ(info));
 }
 
-int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+INTERPOSER int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
 {
-    KWRITE_ONCE(int, real_sigtimedwait(set, info, timeout), PIN_OBJ(info));
+    KWRITE_ONCE(int, REAL(sigtimedwait)(set, info, timeout), PIN_OBJ(info));
 }
 
-int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+INTERPOSER int sigwaitinfo(const sigset_t *set, siginfo_t *info)
 {
-    KWRITE_ONCE(int, real_sigwaitinfo(set, info), PIN_OBJ(info));
+    KWRITE_ONCE(int, REAL(sigwaitinfo)(set, info), PIN_OBJ(info));
 }
 
-int sigpending(sigset_t *set)
+INTERPOSER int sigpending(sigset_t *set)
 {
-    KWRITE_RETRY(int, real_sigpending(set), r_ < 0, PIN_OBJ(set));
+    KWRITE_RETRY(int, REAL(sigpending)(set), r_ < 0, PIN_OBJ(set));
 }
 
 /* ---- fcntl and ioctl: the third argument is memory the kernel fills only for some
  * requests ---------------------------------------------------------------------------------------- */
 
-int fcntl(int fd, int cmd, ...)
+INTERPOSER int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);
     uintptr_t arg = va_arg(ap, uintptr_t);
     va_end(ap);
     int fills_lock = cmd == F_GETLK || cmd == F_OFD_GETLK;
-    KWRITE_ONCE(int, real_fcntl(fd, cmd, arg),
+    KWRITE_ONCE(int, REAL(fcntl)(fd, cmd, arg),
                 PIN(fills_lock ? arg : 0, sizeof(struct flock)));
 }
 
 /* Requests that say how much they read back: _IOR/_IOWR numbers carry their size. */
-int ioctl(int fd, unsigned long request, ...)
+INTERPOSER int ioctl(int fd, unsigned long request, ...)
 {
     va_list ap;
     va_start(ap, request);
     uintptr_t arg = va_arg(ap, uintptr_t);
     va_end(ap);
     size_t size = (_IOC_DIR(request) & _IOC_READ) ? _IOC_SIZE(request) : 0;
-    KWRITE_ONCE(int, real_ioctl(fd, request, arg), PIN(arg, size));
+    KWRITE_ONCE(int, REAL(ioctl)(fd, request, arg), PIN(arg, size));
 }

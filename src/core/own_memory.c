@@ -7,7 +7,6 @@
 
 #include "engine.h"
 #include "fault_path.h"
-#include "isolation.h"
 
 /* The writable segments (.data, .bss) of the shared object the engine is part of. */
 struct own_segments {
@@ -49,8 +48,7 @@ int owns_memory_locked(uintptr_t a, size_t len)
     if (own.hit)
         return 1;
     if (mw_page_pool_overlaps(engine.pool, a, len) ||
-        mw_region_index_overlaps(engine.index, a, len) || mw_fault_path_overlaps(a, len) ||
-        mw_isolation_overlaps_meta(a, len))
+        mw_region_index_overlaps(engine.index, a, len) || mw_fault_path_overlaps(a, len))
         return 1;
     uintptr_t ac = (uintptr_t)engine.accts;
     if (a < ac + engine.accts_bytes && a + len > ac)

@@ -68,16 +68,23 @@ static int shadow_page_locked(struct mw_page *e)
     return 1;
 }
 
+void shadows_take_hot_locked(void)
+{
+    if (engine.stopped)
+        return;
+    struct mw_page *hot[HOT_BATCH];
+    size_t k;
+    while ((k = mw_fault_path_take_hot(hot, HOT_BATCH)) > 0)
+        for (size_t i = 0; i < k; i++)
+            shadow_page_locked(hot[i]);
+}
+
 int mw_engine_shadow_hot(void)
 {
     engine_lock();
     size_t n = 0;
-    if (engine_live_locked() && !engine.stopped) {
-        struct mw_page *hot[HOT_BATCH];
-        size_t k;
-        while ((k = mw_fault_path_take_hot(hot, HOT_BATCH)) > 0)
-            for (size_t i = 0; i < k; i++)
-                shadow_page_locked(hot[i]);
+    if (engine_live_locked()) {
+        shadows_take_hot_locked();
         shadows(&n);
     }
     engine_unlock();
@@ -87,6 +94,7 @@ int mw_engine_shadow_hot(void)
 void mw_engine_set_hot_hook(void (*hook)(void))
 {
     engine_lock();
+    engine.hot_hook = hook;
     if (engine_live_locked())
         mw_fault_path_set_hot_hook(hook);
     engine_unlock();

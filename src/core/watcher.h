@@ -98,12 +98,6 @@ enum mw_backend mw_engine_backend(void);
  * release). Cheap when nothing is watched. Not async-signal-safe. */
 int mw_engine_kwrite_begin(const void *addr, size_t len);
 void mw_engine_kwrite_end(int token);
-/* Copies len bytes from src to dst, which may lie on protected pages of watched objects
- * (memory from mw_isolation_alloc that shares a page with them), without a fault: the
- * page is opened, written and protected again the way a check does it, and a write that
- * another thread makes to the page's watched bytes meanwhile is kept for the next check.
- * 0 or a negative status. Not async-signal-safe. */
-int mw_engine_fill(void *dst, const void *src, size_t len);
 /* Does [addr, addr+len) touch a page the engine protects? (To decide on a retry.) */
 int mw_engine_owns_range(const void *addr, size_t len);
 /* True when addr lies on a page the engine protects (for signal chaining decisions). */
@@ -142,7 +136,8 @@ int mw_engine_check_line(mw_change_fn fn, void *ctx, const struct mw_writer *lin
  * is (shadow.c). hook is called, async-signal-safely in the faulting thread, when a page is
  * offered; NULL (the default) never offers one. */
 void mw_engine_set_hot_hook(void (*hook)(void));
-/* Leaves open the pages offered since the last call; returns how many are open now. */
+/* Leaves open the pages offered since the last call (every check does it too); returns how
+ * many are open now. */
 int mw_engine_shadow_hot(void);
 /* Did a shadowed page's watched bytes change since the last check? Cheap (no scratch,
  * no system call): for the caller's line boundaries. */

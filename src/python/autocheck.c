@@ -7,7 +7,11 @@
  *     async-signal-safe and makes the main thread run the check at its next eval-breaker
  *     point (function entry, loop back-edge), so a function called in a loop gets one
  *     change per call. Where the write happened is captured in the fault handler itself,
- *     so attribution never depends on when the check runs.
+ *     so attribution never depends on when the check runs. The writing thread also checks
+ *     at its own next line (lines.c), which straight-line code needs.
+ *   - pages whose neighbours are busy: the engine offers them (on_busy_page) and the next
+ *     check leaves them open; while any is, line mode compares at every line boundary of
+ *     every thread (lines.c), and the poller when no thread runs lines.
  *   - every mode but manual: a poller thread checks when pages are dirty and the main thread
  *     has not (it may be blocked in join() or sleep while other threads write). line polls
  *     every POLL_MS; interval:MS checks every MS, coalescing what was written in between.
@@ -20,7 +24,6 @@
  * unwatches. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <frameobject.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -31,6 +34,7 @@
 #include "channel.h"
 #include "check.h"
 #include "config.h"
+#include "lines.h"
 #include "location.h"
 #include "on_nan.h"
 #include "threads.h"
@@ -67,39 +71,39 @@ void mw_autocheck_after_check(void)
         request_check();
 }
 
+/* After every check: line boundaries compare while the engine has pages left open (line
+ * mode only: in the other modes checks compare them, with the writer unknown). */
+static void after_check(void)
+{
+    mw_autocheck_after_check();
+    mw_lines_set_compare(mw_run.check_mode == MW_CHECK_LINE && mw_engine_shadowed() > 0);
+}
+
 /* Every check autocheck makes (see DESIGN: --on-nan). */
 static Py_ssize_t check(int automatic)
 {
     Py_ssize_t found = mw_check_all_ex(automatic);
-    mw_autocheck_after_check();
+    after_check();
     return found;
 }
 
-/* The line trace installed by a write (see on_fault): the check runs at the writing
- * thread's next line, then the trace removes itself. Runs with the GIL held. */
-static int check_at_next_line(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+/* The check at a line boundary (lines.c): writer is the line that just ran. A failed
+ * check must not raise into the script; --on-nan=raise does, at the line after the write. */
+static int check_at_line(const struct mw_writer *writer)
 {
-    (void)obj;
-    (void)frame;
-    (void)arg;
-    if (what != PyTrace_LINE && what != PyTrace_RETURN)
-        return 0;
-    PyEval_SetTrace(NULL, NULL);
-    if (check(0) < 0)
+    if (mw_check_line(writer) < 0)
         PyErr_WriteUnraisable(NULL);
-    return mw_on_nan_raise_pending() < 0 ? -1 : 0;
+    after_check();
+    return mw_on_nan_raise_pending();
 }
 
 /* Async-signal-safe: runs in the fault handler of the writing thread.
  *
  * In line mode the check must run before the next line writes again (a page, once written,
  * does not fault again until checked). The eval breaker alone comes too late for
- * straight-line code (it is only looked at on calls and loop back-edges), so the handler
- * also turns on, for this thread only, a line trace that runs the check at the very next
- * line and removes itself: what PyEval_SetTrace() would store, written directly into the
- * faulting thread's own state, which only this thread reads. Only when no trace or profile
- * function is in use (a debugger's or coverage's stays untouched; then the eval breaker
- * serves). */
+ * straight-line code (it is only looked at on calls and loop back-edges), so the writing
+ * thread checks at its very next line (lines.c); the main thread's check signal serves
+ * threads that run no Python code. */
 static void on_fault(struct mw_writer *out, void *ctx)
 {
     (void)ctx;
@@ -107,13 +111,17 @@ static void on_fault(struct mw_writer *out, void *ctx)
     mw_location_capture(out);
     if (mw_run.check_mode != MW_CHECK_LINE)
         return;
-    PyThreadState *ts = PyGILState_GetThisThreadState();
-    if (ts && ts->cframe && !ts->c_tracefunc && !ts->c_profilefunc && !ts->tracing &&
-        out->file[0]) {
-        ts->c_traceobj = NULL;
-        ts->c_tracefunc = check_at_next_line;
-        ts->cframe->use_tracing = 255;
-    }
+    if (out->file[0])
+        mw_lines_check_here();
+    request_check();
+}
+
+/* Async-signal-safe: the engine offers a page whose neighbours are busy (shadow.c). The
+ * next check leaves it open; in line mode this thread's next line runs that check. */
+static void on_busy_page(void)
+{
+    if (mw_run.check_mode == MW_CHECK_LINE)
+        mw_lines_check_here();
     request_check();
 }
 
@@ -198,7 +206,12 @@ static void *poll_loop(void *arg)
             mw_channel_drain();
             die_by_term();
         }
-        if (!mw_engine_has_dirty() || _Py_IsFinalizing()) {
+        /* Pages left open are compared at line boundaries; when no thread has run a line
+         * for a while (all blocked, or native threads writing), the poller compares. */
+        int open_changed = mw_lines_comparing() &&
+                           mw_lines_quiet_ns() > (uint64_t)period_ms * 1000000u &&
+                           mw_engine_shadows_changed();
+        if ((!mw_engine_has_dirty() && !open_changed) || _Py_IsFinalizing()) {
             unsettled_ms = 0;
             continue;
         }
@@ -256,6 +269,8 @@ static void install_term_handler(void)
 int mw_autocheck_start(PyObject *module)
 {
     mw_engine_set_writer_hook(on_fault, NULL);
+    mw_engine_set_hot_hook(on_busy_page);
+    mw_lines_init(check_at_line);
     if (!mw_run.traced)
         return 0;
     /* The Python-level check handler serves line mode and the end on SIGTERM. */
@@ -295,4 +310,5 @@ void mw_autocheck_after_fork(void)
 {
     poller_running = 0;
     check_signal = 0;
+    mw_lines_after_fork();
 }

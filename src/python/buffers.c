@@ -86,12 +86,14 @@ static void compute_extent(struct mw_buffer *b)
     b->contiguous = 0;
 }
 
-int mw_buffer_acquire(PyObject *obj, struct mw_buffer *out)
+int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out)
 {
     memset(out, 0, sizeof *out);
     PyObject *exporter = obj;
     PyObject *converted = NULL;
-    if (!PyObject_CheckBuffer(obj)) {
+    if (PyObject_CheckBuffer(obj)) {
+        mw_relocate(obj, budget, &out->moved);
+    } else {
         converted = torch_as_numpy(obj);
         if (!converted) {
             if (!PyErr_Occurred())
@@ -106,8 +108,10 @@ int mw_buffer_acquire(PyObject *obj, struct mw_buffer *out)
     }
     int status = PyObject_GetBuffer(exporter, &out->view, PyBUF_FULL_RO);
     Py_XDECREF(converted);   /* the view holds its own reference to the exporter */
-    if (status < 0)
+    if (status < 0) {
+        mw_relocate_undo(obj, &out->moved);
         return -1;
+    }
     out->has_view = 1;
     out->readonly = out->view.readonly;
     out->type_name = type_name_of(obj);
@@ -134,6 +138,8 @@ void mw_buffer_release(struct mw_buffer *b)
     if (b->has_view)
         PyBuffer_Release(&b->view);
     b->has_view = 0;
+    if (b->object)
+        mw_relocate_undo(b->object, &b->moved);
     Py_CLEAR(b->object);
     PyMem_RawFree(b->type_name);
     b->type_name = NULL;

@@ -7,6 +7,8 @@
 #include <Python.h>
 #include <stddef.h>
 
+#include "relocate.h"
+
 struct mw_buffer {
     Py_buffer view;          /* a held export: the memory cannot be resized or freed */
     int has_view;
@@ -17,13 +19,16 @@ struct mw_buffer {
     size_t logical_size;     /* len(bytes) of the value: itemsize * number of elements */
     int contiguous;          /* the value's bytes are exactly [start, start + span) */
     int readonly;
+    struct mw_relocation moved;   /* its storage moved to pages of its own (relocate.h) */
 };
 
-/* Fills *out from a buffer-protocol object or a CPU torch tensor. On failure sets a Python
- * exception (TypeError naming the type) and returns -1. */
-int mw_buffer_acquire(PyObject *obj, struct mw_buffer *out);
+/* Fills *out from a buffer-protocol object or a CPU torch tensor, first moving its storage
+ * to pages of its own when it can (relocate.h) and the pages' waste fits in budget bytes.
+ * On failure sets a Python exception (TypeError naming the type) and returns -1. */
+int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out);
 /* For watch_buffer(address, size): a raw range with no object behind it. */
 int mw_buffer_raw(void *address, size_t size, struct mw_buffer *out);
+/* Lets the object go: its buffer released, its storage moved back if it was moved. */
 void mw_buffer_release(struct mw_buffer *b);
 /* Copies the value's bytes, in C order, from a copy of [start, start + span) into out
  * (logical_size bytes). For contiguous buffers it is a plain copy. */

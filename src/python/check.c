@@ -486,7 +486,7 @@ static Py_ssize_t route_all(struct harvest *h)
  * region: its changes, of every region, are routed like any check's. *unwatch_status gets
  * the unwatch's own status. */
 static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t region_id,
-                                  int *unwatch_status)
+                                  int *unwatch_status, const struct mw_writer *line_writer)
 {
     if (!begin_check(automatic)) {
         if (core)   /* nested in this thread's own check: that one finds the changes */
@@ -501,7 +501,7 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
         if (status == MW_ENOENT)
             status = 0;
     } else {
-        status = mw_engine_check(collect, &h);
+        status = mw_engine_check_line(collect, &h, line_writer);
     }
     Py_ssize_t found = route_all(&h);
     mw_attribution_forget_thread_names();
@@ -527,10 +527,15 @@ Py_ssize_t mw_check_all(void)
 
 Py_ssize_t mw_check_all_ex(int automatic)
 {
-    return check_and_route(automatic, NULL, 0, NULL);
+    return check_and_route(automatic, NULL, 0, NULL, NULL);
+}
+
+Py_ssize_t mw_check_line(const struct mw_writer *line_writer)
+{
+    return check_and_route(0, NULL, 0, NULL, line_writer);
 }
 
 Py_ssize_t mw_check_unwatch(mw_watcher *core, uint64_t region_id, int *unwatch_status)
 {
-    return check_and_route(0, core, region_id, unwatch_status);
+    return check_and_route(0, core, region_id, unwatch_status, NULL);
 }

@@ -15,6 +15,9 @@ Py_ssize_t mw_check_all(void);
 /* The same; an automatic check (automatic != 0) is skipped (returns 0) while another
  * thread's check runs: that check finds the changes. */
 Py_ssize_t mw_check_all_ex(int automatic);
+/* A check at a line boundary: what is found on pages left open (the engine's shadowed
+ * pages) is attributed to line_writer, the line and thread that just ran. */
+Py_ssize_t mw_check_line(const struct mw_writer *line_writer);
 /* The check an unwatch of region_id makes in the same engine step that forgets the region,
  * so that no write made before the unwatch is lost. Routes every region's changes like any
  * check; *unwatch_status gets the engine's status for the unwatch itself (MW_ENOENT when

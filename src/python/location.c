@@ -71,7 +71,13 @@ void mw_location_capture(struct mw_writer *out)
         return;
     PyCodeObject *code = frame->f_code;
     int lasti = _PyInterpreterFrame_LASTI(frame);
-    out->line = lasti >= 0 ? PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT)) : 0;
-    copy_str(out->file, sizeof out->file, code->co_filename);
-    copy_str(out->function, sizeof out->function, code->co_qualname);
+    mw_location_of_code(out, code,
+                        lasti >= 0 ? PyCode_Addr2Line(code, lasti * (int)sizeof(_Py_CODEUNIT)) : 0);
+}
+
+void mw_location_of_code(struct mw_writer *out, PyCodeObject *code, int line)
+{
+    out->line = line;
+    copy_str(out->file, sizeof out->file, code ? code->co_filename : NULL);
+    copy_str(out->function, sizeof out->function, code ? code->co_qualname : NULL);
 }

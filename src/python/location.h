@@ -10,4 +10,9 @@
  * fields empty when the thread runs no Python code. */
 void mw_location_capture(struct mw_writer *out);
 
+/* Fills file, function and line of *out for line of code (NULL: empty). Async-signal-safe
+ * like mw_location_capture; the GIL makes code safe to read. */
+typedef struct PyCodeObject PyCodeObject;
+void mw_location_of_code(struct mw_writer *out, PyCodeObject *code, int line);
+
 #endif

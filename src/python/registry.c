@@ -50,6 +50,29 @@ struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag)
     return ptr ? PyLong_AsVoidPtr(ptr) : NULL;
 }
 
+/* Under mprotect each moved object's pages are a mapping of their own in the kernel's
+ * eyes once protected, and vm.max_map_count (65530) caps those: moving stops well before
+ * (objects beyond it are watched where they are). userfaultfd adds no mapping. */
+#define MPROTECT_MOVED_MAX 10000
+
+size_t mw_registry_budget(struct mw_owner *o)
+{
+    struct mw_relocate_stats moved;
+    mw_relocate_stats(&moved);
+    if (mw_engine_backend() == MW_BACKEND_MPROTECT && moved.objects >= MPROTECT_MOVED_MAX)
+        return 0;
+    struct mw_watcher_stats s;
+    mw_watcher_stats(o->core, &s);
+    size_t used = s.memory_used_bytes + o->shadow_bytes + o->moved_bytes;
+    return used < s.memory_limit_bytes ? s.memory_limit_bytes - used : 0;
+}
+
+/* The pages a moved object takes beyond its own size. */
+static size_t moved_waste(const struct mw_watched *w)
+{
+    return w->buf.moved.page_bytes - w->buf.moved.bytes;
+}
+
 int mw_registry_keep_shadow(struct mw_owner *o, struct mw_watched *w)
 {
     int wanted = !w->buf.contiguous ||
@@ -58,7 +81,8 @@ int mw_registry_keep_shadow(struct mw_owner *o, struct mw_watched *w)
         return 0;
     struct mw_watcher_stats s;
     mw_watcher_stats(o->core, &s);
-    if (s.memory_used_bytes + o->shadow_bytes + w->buf.span > s.memory_limit_bytes) {
+    if (s.memory_used_bytes + o->shadow_bytes + o->moved_bytes + w->buf.span >
+        s.memory_limit_bytes) {
         PyErr_Format(mw_MemoryLimitError,
                      "cannot watch '%U': keeping its value (%zu bytes) would exceed "
                      "max_memory_mb; raise the limit or use capture_full_values=False",
@@ -198,6 +222,7 @@ int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf)
     if (register_entry(o, w) < 0)
         return -1;
     describe_elements(w);
+    o->moved_bytes += moved_waste(w);
     w->live = 1;
     if (++objects_now > objects_peak)
         objects_peak = objects_now;
@@ -223,6 +248,7 @@ void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
     objects_now--;
     if (w->shadow)
         o->shadow_bytes -= w->buf.span;
+    o->moved_bytes -= moved_waste(w);
     mw_channel_unwatch(w->object_id);
     mw_registry_release(w);
 }

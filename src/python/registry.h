@@ -21,6 +21,7 @@ struct mw_owner {
     PyObject *by_tag;            /* dict: tag -> int (address of its struct mw_watched) */
     struct mw_watched *watched;  /* list of live entries */
     size_t shadow_bytes;         /* memory held by the shadows of its objects */
+    size_t moved_bytes;          /* pages its moved objects take beyond their size */
     PyObject *callback;          /* None or a callable */
     int capture_full_values;
     PyObject *pending;           /* list of Change objects waiting for the callback */
@@ -67,6 +68,8 @@ int mw_registry_keep_shadow(struct mw_owner *o, struct mw_watched *w);
 void mw_registry_hold(struct mw_watched *w);
 /* Drops a reference; the last one releases the buffer (the object is unpinned). */
 void mw_registry_release(struct mw_watched *w);
+/* What o may still spend under its memory limit (moving objects to pages of their own). */
+size_t mw_registry_budget(struct mw_owner *o);
 /* Objects watched at once at most during the run (for the trace's statistics). */
 uint64_t mw_registry_objects_peak(void);
 

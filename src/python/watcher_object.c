@@ -19,7 +19,7 @@
 #include "check.h"
 #include "config.h"
 #include "errors.h"
-#include "isolation.h"
+#include "relocate.h"
 #include "mw_error.h"
 #include "on_nan.h"
 #include "record.h"
@@ -185,7 +185,7 @@ static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObj
     if (require_core(self) < 0)
         return NULL;
     struct mw_buffer buf;
-    if (mw_buffer_acquire(obj, &buf) < 0)
+    if (mw_buffer_acquire(obj, mw_registry_budget(&self->state), &buf) < 0)
         return NULL;
     if (mw_registry_add(&self->state, tag, &buf) < 0)
         return NULL;
@@ -318,13 +318,14 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
         return NULL;
     struct mw_watcher_stats s;
     mw_watcher_stats(self->state.core, &s);
-    struct mw_isolation_stats iso;
-    mw_isolation_stats(&iso);
+    struct mw_relocate_stats moved;
+    mw_relocate_stats(&moved);
     return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:s,s:n,s:d}",
                          "tracked_objects", (Py_ssize_t)s.tracked_objects,
                          "tracked_bytes", (unsigned long long)s.tracked_bytes,
                          "memory_used_bytes",
-                         (unsigned long long)(s.memory_used_bytes + self->state.shadow_bytes),
+                         (unsigned long long)(s.memory_used_bytes + self->state.shadow_bytes +
+                                              self->state.moved_bytes),
                          "memory_limit_bytes", (unsigned long long)s.memory_limit_bytes,
                          "faults", (unsigned long long)s.faults,
                          "checks", (unsigned long long)s.checks,
@@ -332,8 +333,8 @@ static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(igno
                          "old_value_unavailable", (unsigned long long)s.old_unavailable,
                          "found_by_trap", (unsigned long long)(s.changes - s.changes_compared),
                          "found_by_comparison", (unsigned long long)s.changes_compared,
-                         "isolated_objects", (Py_ssize_t)iso.objects,
-                         "isolated_pages", (Py_ssize_t)iso.pages,
+                         "isolated_objects", (Py_ssize_t)moved.objects,
+                         "isolated_pages", (Py_ssize_t)moved.pages,
                          "open_pages", (Py_ssize_t)s.pages_open,
                          "backend", mw_backend_name(mw_engine_backend()),
                          "pending_callbacks", PyList_GET_SIZE(self->state.pending),
@@ -380,10 +381,10 @@ void mw_finish_all(void)
     while (live_watchers)
         close_watcher(live_watchers, 0);
     run_totals.tracked_objects_peak = mw_registry_objects_peak();
-    struct mw_isolation_stats iso;
-    mw_isolation_stats(&iso);
-    run_totals.isolated_objects_peak = iso.objects_peak;
-    run_totals.isolated_pages_peak = iso.pages_peak;
+    struct mw_relocate_stats moved;
+    mw_relocate_stats(&moved);
+    run_totals.isolated_objects_peak = moved.objects_peak;
+    run_totals.isolated_pages_peak = moved.pages_peak;
     mw_channel_stats(&run_totals);
 }
 

@@ -1,0 +1,29 @@
+/* Checks at line boundaries (line mode): after a trap, at the writing thread's next line;
+ * while pages are left open, at every line of every Python thread. lines.c states the
+ * design. */
+#ifndef MW_LINES_H
+#define MW_LINES_H
+
+#include <stdint.h>
+
+#include "watcher.h"
+
+/* The check to run at a line boundary; writer is the line the thread has just run. 0, or -1
+ * with a Python exception that is raised into that thread's code (--on-nan=raise). */
+typedef int (*mw_lines_check_fn)(const struct mw_writer *writer);
+void mw_lines_init(mw_lines_check_fn fn);
+
+/* Async-signal-safe, in a thread that just trapped: check at this thread's next line.
+ * 0 when this thread runs no Python code or another trace function is in use (then the
+ * eval breaker and the poller serve). */
+int mw_lines_check_here(void);
+
+/* Compare mode on (pages are left open) or off. Needs the GIL. */
+void mw_lines_set_compare(int on);
+int mw_lines_comparing(void);
+/* Nanoseconds since a thread last ran a line in compare mode (UINT64_MAX: never). */
+uint64_t mw_lines_quiet_ns(void);
+
+void mw_lines_after_fork(void);
+
+#endif
