@@ -236,8 +236,6 @@ void check_page(struct mw_page *e, int rearmed)
         return;
     }
     uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
-    /* A new budget of neighbour traps for the next window (MW_NEIGHBOUR_BUDGET). */
-    atomic_store_explicit(&e->traps, 0, memory_order_relaxed);
     compare_page(e, slot);
     if (rearmed) {
         release_copy(e);
@@ -472,9 +470,9 @@ int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer
 {
     engine_assert_locked();
     engine.checks++;
-    shadows_take_hot_locked();
     struct mw_page *list = mw_fault_path_collect();
     if (!list && engine.shadows.len == 0) {
+        shadows_take_hot_locked();
         mw_region_index_reclaim(engine.index);
         return 0;
     }
@@ -496,7 +494,9 @@ int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer
     }
     shadows_check_locked(line_writer);
 
-    /* Every page is CLEAN (or requeued) again: the heap is safe to touch. */
+    /* Every page is CLEAN (or requeued) again: the heap is safe to touch, and busy pages
+     * can be left open now that their changes are in (shadow.c). */
+    shadows_take_hot_locked();
     int n = deliver(fn, ctx);
     run_deferred_frees();
     mw_region_index_reclaim(engine.index);

@@ -50,12 +50,11 @@ struct mw_detector_ops {
 extern const struct mw_detector_ops mw_detect_mprotect;
 extern const struct mw_detector_ops mw_detect_uffd;   /* detect_uffd.c: SIGBUS mode */
 
-/* Neighbour writes single-stepped per page and epoch (2^MW_TRAPS_EPOCH_SHIFT ns, about
- * 16 ms) before the page counts as busy and is offered for comparison instead
- * (fault_path.c, mw_engine_shadow_hot); MW_NEIGHBOUR_LIMIT bounds them when nobody takes
- * it: past it, a neighbour's write leaves the page open until the next check (writer
- * unknown). */
-#define MW_NEIGHBOUR_BUDGET 32
+/* Traps of a page per epoch (2^MW_TRAPS_EPOCH_SHIFT ns, about 16 ms) that make it busy:
+ * it is then offered for comparison instead (fault_path.c, mw_engine_shadow_hot).
+ * MW_NEIGHBOUR_LIMIT bounds single-stepped neighbour writes when nobody takes it: past it,
+ * a neighbour's write leaves the page open until the next check (writer unknown). */
+#define MW_BUSY_TRAPS 32
 #define MW_NEIGHBOUR_LIMIT 512
 #define MW_TRAPS_EPOCH_SHIFT 24
 

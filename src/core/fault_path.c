@@ -35,7 +35,7 @@
  *   watched bytes (a wide store that starts before them: the fault address is where a
  *   store starts) or, rarely, another thread wrote them in that window; the page becomes
  *   DIRTY with the copy as its old contents, attributed to this thread. After
- *   MW_NEIGHBOUR_BUDGET such writes between two checks the page is simply left DIRTY
+ *   MW_BUSY_TRAPS such writes between two checks the page is simply left DIRTY
  *   (writer unknown), which bounds the cost on hot pages.
  * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
  *   with one exchange. A page is on the list at most once (only the thread that claimed
@@ -187,13 +187,15 @@ static void run_writer_hook(struct mw_slot_meta *m, int neighbour)
         memset(&m->writer, 0, sizeof(m->writer));
 }
 
-/* Neighbour writes are counted per epoch of about 16 ms (MW_TRAPS_EPOCH_SHIFT) in
- * struct mw_page.traps: epoch in the upper half, count in the lower. A page that reaches
- * MW_NEIGHBOUR_BUDGET in one epoch is busy: it is offered to the hot hook, whose owner
- * may leave it open and compare its watched bytes instead (mw_engine_shadow_hot). Until
- * then its neighbour writes keep running single-stepped, up to MW_NEIGHBOUR_LIMIT in an
- * epoch; past that (nobody took the page) the page is left DIRTY, writer unknown, which
- * bounds the cost. Returns the count including this write. */
+/* Traps are counted per epoch of about 16 ms (MW_TRAPS_EPOCH_SHIFT) in struct
+ * mw_page.traps: epoch in the upper half, count in the lower. A page that reaches
+ * MW_BUSY_TRAPS in one epoch is busy — its neighbours write it all the time, or the
+ * program writes its watched bytes line after line — and trapping each write costs more
+ * than comparing at line boundaries: it is offered to the hot hook, whose owner may leave
+ * it open and compare its watched bytes instead (mw_engine_shadow_hot). Until then its
+ * neighbour writes keep running single-stepped, up to MW_NEIGHBOUR_LIMIT in an epoch;
+ * past that (nobody took the page) the page is left DIRTY, writer unknown, which bounds
+ * the cost. Returns the count including this write. */
 static uint32_t count_trap(struct mw_page *e)
 {
     uint32_t epoch = (uint32_t)(now_ns() >> MW_TRAPS_EPOCH_SHIFT) & 0xffffu;
@@ -423,15 +425,13 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 continue;
             }
             int neighbour = !mw_page_watches(e, addr - page);
-            if (neighbour) {
-                uint32_t traps = count_trap(e);
-                if (traps == MW_NEIGHBOUR_BUDGET)
-                    offer_hot(e);
-                if (traps <= MW_NEIGHBOUR_LIMIT &&
-                    open_for_neighbour(e, page, ucontext, sig) == 0) {
-                    result = 1;
-                    break;
-                }
+            uint32_t traps = count_trap(e);
+            if (traps == MW_BUSY_TRAPS)
+                offer_hot(e);
+            if (neighbour && traps <= MW_NEIGHBOUR_LIMIT &&
+                open_for_neighbour(e, page, ucontext, sig) == 0) {
+                result = 1;
+                break;
             }
             result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
             break;

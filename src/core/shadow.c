@@ -198,7 +198,7 @@ void shadows_check_locked(const struct mw_writer *line_writer)
             sh = shadows(&n);
             continue;
         }
-        atomic_store(&e->traps, 0);
+        atomic_store(&e->traps, 0);   /* a new epoch's budget: busy again, offered again */
         check_page(e, 1);
         drop_shadow(i);
         sh = shadows(&n);

@@ -71,8 +71,8 @@ void mw_autocheck_after_check(void)
         request_check();
 }
 
-/* After every check: line boundaries compare while the engine has pages left open (line
- * mode only: in the other modes checks compare them, with the writer unknown). */
+/* After every check: line boundaries compare while the engine has pages left open (only
+ * line mode leaves any). */
 static void after_check(void)
 {
     mw_autocheck_after_check();
@@ -116,12 +116,11 @@ static void on_fault(struct mw_writer *out, void *ctx)
     request_check();
 }
 
-/* Async-signal-safe: the engine offers a page whose neighbours are busy (shadow.c). The
- * next check leaves it open; in line mode this thread's next line runs that check. */
+/* Async-signal-safe: the engine offers a busy page (shadow.c; line mode only). The next
+ * check leaves it open: this thread's next line runs that check. */
 static void on_busy_page(void)
 {
-    if (mw_run.check_mode == MW_CHECK_LINE)
-        mw_lines_check_here();
+    mw_lines_check_here();
     request_check();
 }
 
@@ -269,7 +268,11 @@ static void install_term_handler(void)
 int mw_autocheck_start(PyObject *module)
 {
     mw_engine_set_writer_hook(on_fault, NULL);
-    mw_engine_set_hot_hook(on_busy_page);
+    /* Busy pages are left open only where line boundaries compare them and name the line
+     * that wrote; in the other modes they stay trapped (exact first writers, at a bounded
+     * cost: MW_NEIGHBOUR_LIMIT). */
+    if (mw_run.check_mode == MW_CHECK_LINE)
+        mw_engine_set_hot_hook(on_busy_page);
     mw_lines_init(check_at_line);
     if (!mw_run.traced)
         return 0;

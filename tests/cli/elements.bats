@@ -33,7 +33,7 @@ setup() {
 # traced python3 allocates through ASan's allocator, which stores a dozen times into chunk
 # headers on every malloc and free; the fixture's small arrays share their page with such
 # chunks (memwatch's own check allocates some), so between two checks the page can use up the
-# engine's neighbour budget (MW_NEIGHBOUR_BUDGET, src/core/detector.h) and is left open until
+# engine's neighbour budget (MW_BUSY_TRAPS, src/core/detector.h) and is left open until
 # the next check, as designed: the next write to the array is found, its writer is not.
 # Everything else is checked the same way in both builds; attribution.bats checks writers.
 writer_re() {

@@ -16,7 +16,7 @@ at_line=", $fixture:6"
 # python3 allocates through ASan's allocator, which stores a dozen times into chunk headers on
 # every malloc and free; the 64-byte array shares its page with such chunks (memwatch's own
 # check after line 5 allocates some), so the page can use up the engine's neighbour budget
-# (MW_NEIGHBOUR_BUDGET, src/core/detector.h) and is left open until the next check, as
+# (MW_BUSY_TRAPS, src/core/detector.h) and is left open until the next check, as
 # designed: the NaN is found, its writer is not. Everything else is checked in both builds.
 setup() {
     local cache="${MEMWATCH_BUILD_DIR:-$(dirname "$MEMWATCH")}/CMakeCache.txt"

@@ -222,7 +222,7 @@ static void test_busy_page_is_offered(void)
     atomic_store(&e->watched, MW_WATCHED_ONE(MW_SPAN(0, 64)));
     CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     mw_fault_path_set_hot_hook(on_hot);
-    atomic_store(&e->traps, this_epoch() << 16 | (MW_NEIGHBOUR_BUDGET - 2));
+    atomic_store(&e->traps, this_epoch() << 16 | (MW_BUSY_TRAPS - 2));
     b[1000] = 1;
     CHECK_EQ_INT(atomic_load(&offered), 0);
     b[1001] = 1;                                        /* the budget: offered */
