@@ -35,7 +35,7 @@ enum { KIND_NONE, KIND_BYTEARRAY, KIND_ARRAY };
 PyAPI_FUNC(const char *) _PyMem_GetCurrentAllocatorName(void);
 
 /* array.array's object, as Modules/arraymodule.c defines it (3.11-3.13); checked against a
- * live array before it is trusted (array_layout_ok). */
+ * live array before it is trusted (is_known_array). */
 struct array_object {
     PyObject_VAR_HEAD
     char *ob_item;
@@ -47,7 +47,7 @@ struct array_object {
 
 static struct mw_relocate_stats stats;   /* the GIL protects it */
 static PyTypeObject *array_type;         /* array.array, once seen */
-static int array_layout;                 /* -1 unknown, 0 not as expected, 1 verified */
+static int array_layout = -1;            /* -1 unknown, 0 not as expected, 1 verified */
 
 static size_t page_size(void)
 {
