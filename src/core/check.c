@@ -450,9 +450,9 @@ static void check_run(struct mw_page **pages, size_t i, size_t j)
     int prot = MW_PROT_OF(atomic_load(&e->acct_prot));
     for (size_t k = i; k < j; k++)
         mw_page_set_state(pages[k], MW_PAGE_DIRTY, MW_PAGE_CHECKING);
-    /* Pairs with the fence in mw_engine_kwrite_begin: either it sees CHECKING and its
+    /* Pairs with mw_engine_kwrite_begin's order point: either it sees CHECKING and its
      * pre-touch waits for this check, or we see its pin (kwrite.c). */
-    atomic_thread_fence(memory_order_seq_cst);
+    kwrite_order_point();
     int pinned = kwrite_pinned(e->addr, (j - i) * ps);
     /* Re-protect FIRST, then compare. */
     int rearmed = !pinned && engine.det->rearm(e->addr, (j - i) * ps, prot) == 0;

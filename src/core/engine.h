@@ -171,6 +171,16 @@ void shadow_forget_locked(struct mw_page *e);
 /* Every shadowed page becomes UNTRACKED (the engine stops). */
 void shadows_release_all_locked(void);
 
+/* The order between a kernel write's pin and a check of the same page (kwrite.c): each
+ * side stores (pin / CHECKING), then passes this point, then reads the other's store; one
+ * of them passes it first, and the other then sees its store. A seq_cst read-modify-write
+ * of one shared word rather than a fence: ThreadSanitizer models the former. */
+static inline void kwrite_order_point(void)
+{
+    static _Atomic unsigned word;
+    atomic_fetch_add_explicit(&word, 0, memory_order_seq_cst);
+}
+
 /* kwrite.c: is a kernel write pinning part of [start, start+len)? */
 int kwrite_pinned(uintptr_t start, size_t len);
 

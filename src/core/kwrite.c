@@ -69,7 +69,7 @@ int mw_engine_kwrite_begin(const void *addr, size_t len)
             token = (int)i + 1;
         }
     }
-    atomic_thread_fence(memory_order_seq_cst);
+    kwrite_order_point();
     struct mw_region_index *idx = engine.index;
     for (uintptr_t p = lo; p < hi; p += ps) {
         mw_region_index_enter(idx);

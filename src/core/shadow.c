@@ -187,6 +187,7 @@ void shadows_check_locked(const struct mw_writer *line_writer)
         /* Long enough: protect it again, then a last comparison as for a dirty page. */
         uint32_t s = MW_PAGE_SHADOWED;
         atomic_compare_exchange_strong(&e->state, &s, MW_PAGE_CHECKING);
+        kwrite_order_point();   /* as check.c: a kernel write's pin keeps it open */
         int rearmed = !kwrite_pinned(e->addr, engine.page_size) &&
                       engine.det->rearm(e->addr, engine.page_size,
                                         MW_PROT_OF(atomic_load(&e->acct_prot))) == 0;
