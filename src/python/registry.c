@@ -157,6 +157,23 @@ static int refuse(struct mw_owner *o, PyObject *tag, const struct mw_buffer *buf
         PyErr_Format(PyExc_TypeError, "name must be a str, not '%s'", Py_TYPE(tag)->tp_name);
         return -1;
     }
+    /* The trace stores names as UTF-8 text: one that has no UTF-8 form, or a NUL that would
+     * end it early, could not be stored exactly. */
+    Py_ssize_t len;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(tag, &len);
+    if (!utf8) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError,
+                     "name %R cannot be stored: it is not valid Unicode text (a lone surrogate); "
+                     "choose a name that encodes to UTF-8", tag);
+        return -1;
+    }
+    if (memchr(utf8, '\0', (size_t)len)) {
+        PyErr_Format(PyExc_ValueError,
+                     "name %R cannot be stored: it contains a NUL character; choose a name "
+                     "without one", tag);
+        return -1;
+    }
     if (mw_registry_find(o, tag)) {
         PyErr_Format(PyExc_ValueError,
                      "'%U' is already watched: unwatch it first or choose another name", tag);

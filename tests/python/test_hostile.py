@@ -226,6 +226,25 @@ def test_unwatch_twice_and_odd_tags(watcher):
         watcher.watch_object(bytearray(4), 5)
 
 
+def test_tags_are_stored_exactly_or_refused(watcher):
+    """A tag the trace cannot store exactly is refused, and a refused watch leaves nothing
+    watched; odd but storable tags round-trip through the trace unchanged."""
+    data = bytearray(4)
+    before = watcher.get_stats()["tracked_objects"]
+    with pytest.raises(ValueError, match="lone surrogate"):
+        watcher.watch_object(data, "s\udcff")
+    with pytest.raises(ValueError, match="NUL"):
+        watcher.watch_object(data, "x\0one")
+    assert watcher.get_stats()["tracked_objects"] == before
+    assert watcher.watched() == []
+    odd = "\u00e9t\u00e9 \U0001F600 \x1b[31m\ttab"
+    watcher.watch_object(data, odd)
+    data[0] = 1
+    watcher.check_changes()
+    assert [c[0] for c in watcher.changes] == [odd]
+    watcher.unwatch(odd)
+
+
 def test_unwatch_from_another_watcher(watcher):
     other = Watcher()
     data = bytearray(4)
