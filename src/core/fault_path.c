@@ -33,10 +33,11 @@
  *   watched bytes with the copy. Equal (the usual case): CLEAN again, and the next write
  *   to the watched bytes faults with its own writer. Different: the instruction reached
  *   watched bytes (a wide store that starts before them: the fault address is where a
- *   store starts) or, rarely, another thread wrote them in that window; the page becomes
- *   DIRTY with the copy as its old contents, attributed to this thread. After
- *   MW_BUSY_TRAPS such writes between two checks the page is simply left DIRTY
- *   (writer unknown), which bounds the cost on hot pages.
+ *   store starts) or, rarely, another thread wrote them in that window without a trap;
+ *   the page becomes DIRTY with the copy as its old contents, writer unknown. A page that
+ *   traps MW_BUSY_TRAPS times in an epoch is busy and offered to be left open and
+ *   compared instead (count_trap); past MW_NEIGHBOUR_LIMIT single-steps in an epoch, a
+ *   page nobody took is left DIRTY (writer unknown), which bounds the cost.
  * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
  *   with one exchange. A page is on the list at most once (only the thread that claimed
  *   it CLEAN pushes it, when it becomes DIRTY; the checker requeues only pages it took).
@@ -89,7 +90,7 @@ static _Atomic(mw_fault_wp_fn) sigbus_wp;
  * before ours (for traps that are not ours). */
 static __thread struct mw_page *open_page __attribute__((tls_model("initial-exec")));
 static __thread int open_sig __attribute__((tls_model("initial-exec")));
-static __thread uintptr_t open_ip __attribute__((tls_model("initial-exec")));
+
 static struct sigaction previous_trap_action;
 static int trap_installed;
 
@@ -282,7 +283,7 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
     }
     open_page = e;
     open_sig = sig;
-    open_ip = fault_ip(ucontext);
+
     uc->uc_mcontext.gregs[REG_EFL] |= X86_TRAP_FLAG;
     return 0;
 #else
@@ -320,16 +321,14 @@ static void close_neighbour(struct mw_page *e, int sig)
         mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
         return;
     }
-    /* Watched bytes changed: the instruction reached them after all (a wide store that
-     * started before them), or another thread wrote them while the page was open. It was
-     * this thread's instruction unless that race happened: it is the writer. The page stays
-     * writable and DIRTY, with the copy as its old contents (or it cannot be protected). */
+    /* Watched bytes changed while the page was open: another thread wrote them in that
+     * window without a trap, or the instruction itself reached them (a wide store that
+     * starts before them: the fault address is where a store starts). Which, nothing here
+     * can tell, so the writer is unknown rather than perhaps the wrong thread. The page
+     * stays writable and DIRTY, with the copy as its old contents (or it cannot be
+     * protected). */
     if (protected_again)
         lift(page, MW_PROT_OF(ap), sig);
-    struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
-    m->writer.tid = cached_tid ? cached_tid : (pid_t)syscall(SYS_gettid);
-    m->writer.fault_ip = open_ip;
-    run_writer_hook(m, 0);
     mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_DIRTY);
     push_dirty(e);
 }

@@ -44,6 +44,9 @@
  * long write in progress (a numpy op on a large array, with the GIL released) is not split
  * into two changes; a writer that never pauses is still checked this often. */
 #define MAX_UNSETTLED_MS 1000
+/* A thread whose line check has been pending this long has lost its trace function (a
+ * debugger set its own): the poller checks after all. */
+#define MAX_PENDING_MS 10000
 
 static uint64_t fault_count;             /* atomic: faults seen by the writer hook */
 /* SIGTERM arrived while its action was the default one (see on_term). */
@@ -111,17 +114,18 @@ static void on_fault(struct mw_writer *out, void *ctx)
     mw_location_capture(out);
     if (mw_run.check_mode != MW_CHECK_LINE)
         return;
-    if (out->file[0])
-        mw_lines_check_here();
-    request_check();
+    /* This thread checks at its own next line; the main thread's check signal serves only
+     * threads that cannot (no Python code running, or a debugger's trace function). */
+    if (!out->file[0] || !mw_lines_check_here())
+        request_check();
 }
 
 /* Async-signal-safe: the engine offers a busy page (shadow.c; line mode only). The next
  * check leaves it open: this thread's next line runs that check. */
 static void on_busy_page(void)
 {
-    mw_lines_check_here();
-    request_check();
+    if (!mw_lines_check_here())
+        request_check();
 }
 
 /* Dies by SIGTERM as python3 would, now that the trace has everything. */
@@ -163,8 +167,8 @@ static PyObject *autocheck_handler(PyObject *self, PyObject *args)
     /* The main thread's check waits for one the poller may be running (only a check
      * nested in this same thread is skipped), so a line's write is recorded before the
      * script goes on. A check that fails must not raise into whatever line the script is
-     * on. */
-    if (check(0) < 0)
+     * on. Not while a thread's line is still writing (lines.c): its own check comes. */
+    if (!(mw_run.check_mode == MW_CHECK_LINE && mw_lines_pending()) && check(0) < 0)
         PyErr_WriteUnraisable(NULL);
     /* --on-nan: the script learns here, at the line after the write. */
     if (mw_on_nan_raise_pending() < 0)
@@ -215,8 +219,11 @@ static void *poll_loop(void *arg)
             continue;
         }
         uint64_t faults = __atomic_load_n(&fault_count, __ATOMIC_RELAXED);
-        if (mw_run.check_mode == MW_CHECK_LINE && faults != seen_faults &&
-            unsettled_ms < MAX_UNSETTLED_MS) {
+        if (mw_run.check_mode == MW_CHECK_LINE &&
+            ((faults != seen_faults && unsettled_ms < MAX_UNSETTLED_MS) ||
+             (mw_lines_pending() && unsettled_ms < MAX_PENDING_MS))) {
+            /* Writes still coming, or a thread is still on the line that wrote (its own
+             * check comes at its next line): a check now would cut a line in two. */
             seen_faults = faults;
             unsettled_ms += period_ms;
             continue;

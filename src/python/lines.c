@@ -22,6 +22,10 @@
  *   its checks come from the eval breaker and the poller instead.
  * - Tracing makes pure-Python code about twice as slow while it is on; compare mode is on
  *   only while pages are open (a second at a time, shadow.c).
+ * - A line's writes are one change: while a thread's line check is pending, no other check
+ *   runs (autocheck.c asks mw_lines_pending), since a check harvests every page: one
+ *   running in the middle of that line (the poller during a long numpy operation that
+ *   paused, the main thread's eval breaker inside a call on the same line) would split it.
  * Needs the GIL, but for mw_lines_check_here (async-signal-safe). CPython 3.11's thread
  * state layout (Py_BUILD_CORE), as location.c. */
 #define PY_SSIZE_T_CLEAN
@@ -50,6 +54,7 @@ struct line_state {
 static __thread struct line_state state __attribute__((tls_model("initial-exec")));
 
 static mw_lines_check_fn check_fn;
+static _Atomic int threads_pending;        /* threads whose check_pending is set */
 static int compare_on;                     /* GIL */
 static unsigned compare_generation;        /* GIL */
 static uint64_t thread_id_seen;            /* GIL: interp's next thread id at the last adopt */
@@ -133,7 +138,10 @@ static int line_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *a
         return 0;
     int failed = 0;
     if (state.check_pending || (compare_on && mw_engine_shadows_changed())) {
-        state.check_pending = 0;
+        if (state.check_pending) {
+            state.check_pending = 0;
+            threads_pending--;
+        }
         struct mw_writer w;
         last_line(&w);
         failed = check_fn(&w) < 0;
@@ -155,10 +163,18 @@ void mw_lines_init(mw_lines_check_fn fn)
 int mw_lines_check_here(void)
 {
     PyThreadState *ts = PyGILState_GetThisThreadState();
-    if (!ts || ts->tracing)
+    if (!ts || ts->tracing || !install_on(ts))
         return 0;
-    state.check_pending = 1;
-    return install_on(ts);
+    if (!state.check_pending) {
+        state.check_pending = 1;
+        threads_pending++;
+    }
+    return 1;
+}
+
+int mw_lines_pending(void)
+{
+    return threads_pending;
 }
 
 void mw_lines_set_compare(int on)
@@ -188,4 +204,5 @@ void mw_lines_after_fork(void)
 {
     compare_on = 0;
     state.check_pending = 0;
+    threads_pending = 0;
 }

@@ -18,6 +18,10 @@ void mw_lines_init(mw_lines_check_fn fn);
  * eval breaker and the poller serve). */
 int mw_lines_check_here(void);
 
+/* How many threads have a line check pending: while any has, a check elsewhere would cut
+ * that line's writes in two (lines.c). */
+int mw_lines_pending(void);
+
 /* Compare mode on (pages are left open) or off. Needs the GIL. */
 void mw_lines_set_compare(int on);
 int mw_lines_comparing(void);
