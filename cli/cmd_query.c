@@ -563,8 +563,9 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         /* An error of the statement itself (a bad function argument) is the user's input;
          * anything else is a failure reading the file. */
-        int usage = sqlite3_errcode(db) == SQLITE_ERROR;
-        mw_cli_error("cannot run the sql statement: %s", sqlite3_errmsg(db));
+        const char *why = mw_trace_reader_guard_reason(r);
+        int usage = !why && sqlite3_errcode(db) == SQLITE_ERROR;
+        mw_cli_error("cannot run the sql statement: %s", why ? why : sqlite3_errmsg(db));
         status = usage ? MW_EXIT_USAGE : MW_EXIT_FAILURE;
     } else if (out_rc < 0) {
         mw_cli_error("cannot write the output: %s", strerror(errno));

@@ -15,6 +15,7 @@
 #include "args.h"
 #include "cli.h"
 #include "format.h"
+#include "mw_error.h"
 #include "reader.h"
 #include "report.h"
 
@@ -163,7 +164,12 @@ static int write_report(mw_trace_reader *r, const char *trace, const char *outpu
         free(tmp);
     }
     if (rc < 0) {
-        mw_cli_error("%s", err);
+        /* SQLite's message for a statement a guard stopped is only "interrupted". */
+        const char *why = rc == MW_ETRACE ? mw_trace_reader_guard_reason(r) : NULL;
+        if (why)
+            mw_cli_error("cannot read '%s': %s", trace, why);
+        else
+            mw_cli_error("%s", err);
         return MW_EXIT_FAILURE;
     }
     if (sum.changes == 0)
