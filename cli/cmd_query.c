@@ -488,7 +488,14 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     sqlite3_stmt *s = NULL;
     const char *tail = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &s, &tail) != SQLITE_OK) {
-        mw_cli_error("bad sql statement: %s", sqlite3_errmsg(db));
+        /* The reader's authorizer admits reads and safe functions only (reader_guard.h). */
+        const char *why = mw_trace_reader_guard_reason(r);
+        if (why && mw_trace_reader_refused_write(r))
+            mw_cli_error("refusing a statement that would modify the trace: '%s'", sql);
+        else if (why)
+            mw_cli_error("refusing the sql statement: %s", why);
+        else
+            mw_cli_error("bad sql statement: %s", sqlite3_errmsg(db));
         return MW_EXIT_USAGE;
     }
     if (!s) {
@@ -502,8 +509,8 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
         mw_cli_error("one sql statement at a time: '%s' follows the first", tail);
         return MW_EXIT_USAGE;
     }
-    /* The connection is read-only already; this gives the reason before SQLite's own
-     * "attempt to write a readonly database". */
+    /* The connection is read-only and its authorizer refuses writes already; VACUUM INTO,
+     * which writes another file, is not an action the authorizer sees. */
     if (!sqlite3_stmt_readonly(s)) {
         sqlite3_finalize(s);
         mw_cli_error("refusing a statement that would modify the trace: '%s'", sql);

@@ -239,6 +239,11 @@ const char *mw_trace_reader_guard_reason(mw_trace_reader *r)
     return mw_reader_guard_reason(&r->guard, r->db, r->reason, sizeof r->reason);
 }
 
+int mw_trace_reader_refused_write(const mw_trace_reader *r)
+{
+    return r->guard.denied_write;
+}
+
 int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes)
 {
     char *v;

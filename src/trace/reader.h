@@ -31,8 +31,11 @@ const char *mw_trace_reader_errmsg(const mw_trace_reader *r);
  * report's. It keeps the reader's guards (reader_guard.h): bounded work and memory. */
 sqlite3 *mw_trace_reader_db(mw_trace_reader *r);
 /* After a statement on that connection failed: why, in words, when one of the guards
- * stopped it; else NULL (SQLite's own message says why). */
+ * stopped or refused it; else NULL (SQLite's own message says why). */
 const char *mw_trace_reader_guard_reason(mw_trace_reader *r);
+/* 1 when the last refusal of the guards was of a statement that would change the database
+ * (INSERT, CREATE, ...), 0 for anything else (ATTACH, an unsafe function or PRAGMA). */
+int mw_trace_reader_refused_write(const mw_trace_reader *r);
 
 /* Counts of the whole trace. */
 int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes);

@@ -12,6 +12,9 @@
  *     size, so that any real trace reads in full and a small hostile one stops at once;
  *   - bounds memory: no value longer than MW_READER_MAX_VALUE, and SQLite's heap in the
  *     process at most MW_READER_HEAP_LIMIT;
+ *   - lets statements only read, through an authorizer that admits reads, the SQL
+ *     functions on a list of safe ones (no fts3_tokenizer, no load_extension) and PRAGMAs
+ *     that only tell something; no ATTACH, no write, no PRAGMA that sets.
  * When one of these stops a statement, the statement fails and the guard says why. */
 #ifndef MW_TRACE_READER_GUARD_H
 #define MW_TRACE_READER_GUARD_H
@@ -38,7 +41,8 @@ struct mw_reader_guard {
     uint64_t budget;          /* steps the connection may take, in all */
     uint64_t used;
     int stopped;              /* the budget ran out: every long statement since fails */
-    int out_of_memory;        /* a statement failed on the memory bounds */
+    char denied[192];         /* what the authorizer refused last, for people */
+    int denied_write;         /* ... and whether it was a change to the database */
 };
 
 /* Opens path read-only with the guards above (g is kept by the connection: it must
@@ -48,7 +52,7 @@ struct mw_reader_guard {
 int mw_reader_guard_open(const char *path, uint64_t bytes, int limit_heap,
                          struct mw_reader_guard *g, sqlite3 **db);
 /* After a statement on the connection failed: why, in words, when a guard stopped it
- * (the budget, the memory bounds); else NULL. */
+ * (the budget, the memory bounds, the authorizer); else NULL. */
 const char *mw_reader_guard_reason(const struct mw_reader_guard *g, sqlite3 *db, char *buf,
                                    unsigned size);
 

@@ -260,6 +260,42 @@ static void test_bounds(void)
     mw_trace_reader_close(r);
 }
 
+/* Statements on the reader's connection only read: the authorizer (reader_guard.c). */
+static void test_authorizer(void)
+{
+    const char *path = scratch_path("a.db");
+    make_trace(path);
+    mw_trace_reader *r;
+    CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
+    static const struct {
+        const char *sql;
+        int write;
+        const char *why;
+    } refused[] = {
+        {"SELECT fts3_tokenizer('simple')", 0, "fts3_tokenizer()"},
+        {"SELECT fts3_tokenizer('x', x'0000000000000000')", 0, "fts3_tokenizer()"},
+        {"SELECT load_extension('x')", 0, "load_extension()"},
+        {"ATTACH 'x.db' AS x", 0, "ATTACH"},
+        {"PRAGMA cache_size = 1000000", 0, "PRAGMA cache_size = 1000000"},
+        {"CREATE TEMP VIEW v AS SELECT 1", 1, "the statement would"},
+        {"DELETE FROM changes", 1, "delete rows"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        sqlite3_stmt *s = NULL;
+        CHECK(sqlite3_prepare_v2(mw_trace_reader_db(r), refused[i].sql, -1, &s, NULL) !=
+              SQLITE_OK);
+        sqlite3_finalize(s);
+        const char *why = mw_trace_reader_guard_reason(r);
+        CHECK(why && strstr(why, refused[i].why));
+        CHECK_EQ_INT(mw_trace_reader_refused_write(r), refused[i].write);
+    }
+    /* reads, and the reader's own work, go on */
+    uint64_t objects = 0, changes = 0;
+    CHECK_EQ_INT(mw_trace_reader_counts(r, &objects, &changes), 0);
+    CHECK(objects == 2 && changes == 3);
+    mw_trace_reader_close(r);
+}
+
 int main(void)
 {
     if (scratch_begin("reader") < 0)
@@ -270,6 +306,7 @@ int main(void)
     RUN(test_hostile_schema);
     RUN(test_not_regular);
     RUN(test_bounds);
+    RUN(test_authorizer);
     scratch_end();
     return UNIT_DONE();
 }
