@@ -18,6 +18,7 @@
 #include "mw_error.h"
 #include "reader.h"
 #include "report.h"
+#include "show.h"
 
 enum { OPT_MARKS = 256 };
 
@@ -174,7 +175,11 @@ static int write_report(mw_trace_reader *r, const char *trace, const char *outpu
     }
     if (sum.changes == 0)
         mw_cli_say_empty(trace, sum.objects);
-    if (!to_stdout && printf("%s\n", output) < 0)
+    /* The name as a terminal may show it (show.h): bare unless it holds odd bytes. */
+    char *shown = to_stdout ? NULL : mw_show(output, strlen(output), 0, NULL);
+    int failed = !to_stdout && printf("%s\n", shown ? shown : output) < 0;
+    free(shown);
+    if (failed)
         return MW_EXIT_FAILURE;
     return MW_EXIT_OK;
 }

@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "launch.h"
 #include "mw_error.h"
+#include "show.h"
 #include "writer.h"
 
 enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
@@ -122,17 +123,22 @@ static int die_like(int status)
     return MW_EXIT_FAILURE;
 }
 
+/* The end-of-run line, and one line per float object in which NaN or Inf appeared. Tags
+ * and file names are the script's: shown as a terminal may show them (show.h). */
 static void print_summary(const char *path, const mw_trace_writer *w)
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
-    fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in '%s'; see: memwatch query %s\n",
+    char *bare = mw_show(path, strlen(path), 0, NULL);
+    fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in %s; see: memwatch query %s\n",
             (unsigned long long)t.objects, t.objects == 1 ? "" : "s",
-            (unsigned long long)t.changes, t.changes == 1 ? "" : "s", path, path);
+            (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),
+            bare ? bare : path);
+    free(bare);
     /* NaN/Inf that appeared in watched float arrays (the writer decoded every change). */
     struct mw_trace_nonfinite nf;
     for (size_t i = 0; mw_trace_writer_nonfinite(w, i, &nf) == 1; i++) {
-        char first[64], all[96] = "", at[1024] = "";
+        char first[64], all[96] = "";
         if (nf.first_nan && nf.first_inf)
             snprintf(first, sizeof first, "%llu NaN and %llu Inf", (unsigned long long)nf.first_nan,
                      (unsigned long long)nf.first_inf);
@@ -142,10 +148,16 @@ static void print_summary(const char *path, const mw_trace_writer *w)
         if (nf.nan_appeared + nf.inf_appeared > nf.first_nan + nf.first_inf)
             snprintf(all, sizeof all, " (%llu NaN, %llu Inf in all)", (unsigned long long)nf.nan_appeared,
                      (unsigned long long)nf.inf_appeared);
-        if (nf.first_file)
-            snprintf(at, sizeof at, ", %s:%d", nf.first_file, nf.first_line);
-        fprintf(stderr, "memwatch: %s: %s appeared at seq %llu%s%s\n", nf.tag, first,
-                (unsigned long long)nf.first_seq, at, all);
+        char *tag = mw_show(nf.tag, strlen(nf.tag), MW_SHOW_NAME_MAX, NULL);
+        char *file = nf.first_file ? mw_show(nf.first_file, strlen(nf.first_file),
+                                             MW_SHOW_NAME_MAX, NULL) : NULL;
+        char line[32] = "";
+        if (file)
+            snprintf(line, sizeof line, ":%d", nf.first_line);
+        fprintf(stderr, "memwatch: %s: %s appeared at seq %llu%s%s%s%s\n", tag ? tag : "?", first,
+                (unsigned long long)nf.first_seq, file ? ", " : "", file ? file : "", line, all);
+        free(tag);
+        free(file);
     }
 }
 
