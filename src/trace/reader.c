@@ -210,6 +210,14 @@ int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_ver
     return open_checked(path, out, found_version, 1);
 }
 
+int mw_trace_file_is_trace(const char *path)
+{
+    mw_trace_reader *r;
+    int rc = open_checked(path, &r, NULL, 0);
+    mw_trace_reader_close(r);
+    return rc == 0 || rc == MW_ESCHEMA;
+}
+
 void mw_trace_reader_close(mw_trace_reader *r)
 {
     if (!r)

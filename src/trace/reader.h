@@ -26,6 +26,10 @@ struct mw_elem_layout;
  * found_version may be NULL; it receives the file's schema version when one was read. */
 int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version);
 void mw_trace_reader_close(mw_trace_reader *r);
+/* 1 when path is a memwatch trace the reader opens (a newer version's too), else 0: what
+ * `memwatch trace -f` may replace (outfile.h). The same guards as mw_trace_reader_open,
+ * without the process-wide heap limit (the caller is a writer). */
+int mw_trace_file_is_trace(const char *path);
 const char *mw_trace_reader_errmsg(const mw_trace_reader *r);
 /* The read-only connection, for statements of the user's own (query --sql) and the
  * report's. It keeps the reader's guards (reader_guard.h): bounded work and memory. */
