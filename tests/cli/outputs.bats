@@ -39,9 +39,12 @@ wait_for() {
     fail "the script never said it was ready: $(cat "$1")"
 }
 
-# A script that changes a bytearray N times (its first argument), says "ready" on stdout,
-# and waits until the file named by its second argument exists.
-waiting_script() {
+# start_waiting_run N TRACE-OPTIONS...: memwatch trace TRACE-OPTIONS in the background on a
+# script that changes a bytearray N times, says "ready" and waits until the file go exists;
+# returns once it is ready, with memwatch's pid in WAITING_PID and its output in log.
+start_waiting_run() {
+    local n=$1
+    shift
     cat > wait.py <<'PY'
 import os, sys, time, memwatch
 data = bytearray(64)
@@ -53,6 +56,9 @@ print("ready", flush=True)
 while not os.path.exists(sys.argv[2]):
     time.sleep(0.02)
 PY
+    "$MEMWATCH" trace "$@" wait.py "$n" go > log 2>&1 &
+    WAITING_PID=$!
+    wait_for log
 }
 
 @test "trace -f and report -f refuse a device, a FIFO or a symbolic link, and leave it" {
@@ -132,14 +138,11 @@ PY
 @test "a run killed while it replaces a trace leaves the old trace whole" {
     "$MEMWATCH" trace -q -o rp.db -c 'pass'
     cp rp.db good.db
-    waiting_script
-    "$MEMWATCH" trace -q -f -o rp.db wait.py 50 go > log 2>&1 &
-    local pid=$!
-    wait_for log
+    start_waiting_run 50 -q -f -o rp.db
     # Meanwhile the old trace is still the one at the path.
     cmp rp.db good.db
-    kill -KILL "$pid"
-    wait "$pid" || true
+    kill -KILL "$WAITING_PID"
+    wait "$WAITING_PID" || true
     cmp rp.db good.db
     assert_equal "$(sqlite3 rp.db 'PRAGMA integrity_check')" ok
     assert_equal "$(sqlite3 rp.db 'SELECT mode FROM run')" command
@@ -154,16 +157,13 @@ PY
 }
 
 @test "a trace has one writer: a second run refuses it, even with -f; the first run's changes stay" {
-    waiting_script
-    "$MEMWATCH" trace -o rp.db wait.py 40 go > log 2>&1 &
-    local pid=$!
-    wait_for log
+    start_waiting_run 40 -o rp.db
     refused "memwatch: 'rp.db' is being written by another memwatch trace: wait for it to end, or write elsewhere (-o)" \
         trace -f -o rp.db "$MARKER" ran
     refused "memwatch: 'rp.db' already exists (use -f to overwrite it)" trace -o rp.db "$MARKER" ran
     [ ! -e ran ]
     touch go
-    wait "$pid"
+    wait "$WAITING_PID"
     run cat log
     assert_output --partial "memwatch: 1 object watched, 40 changes recorded in 'rp.db'"
     assert_equal "$(sqlite3 rp.db 'SELECT count(*) FROM changes')" 40
@@ -175,14 +175,11 @@ PY
 }
 
 @test "a trace replaced behind memwatch's back (rm, then a new run): the first run says its changes are lost" {
-    waiting_script
-    "$MEMWATCH" trace -o rp.db wait.py 10 go > log 2>&1 &
-    local pid=$!
-    wait_for log
+    start_waiting_run 10 -o rp.db
     rm rp.db
     run_memwatch -0 trace -q -o rp.db "$MARKER" ran
     touch go
-    wait "$pid"
+    wait "$WAITING_PID"
     run cat log
     assert_output --partial "memwatch: trace 'rp.db' was replaced by another file while the script ran; this run's changes are lost"
     refute_output --partial "recorded in"
