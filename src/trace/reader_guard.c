@@ -55,6 +55,7 @@ static const char *const reading_pragmas[] = {
 static const char *const setting_pragmas[] = {
     "user_version", "application_id", "schema_version", "data_version", "page_size",
     "page_count", "freelist_count", "encoding", "journal_mode", "auto_vacuum", "cache_size",
+    "cell_size_check",
 };
 
 static int listed(const char *name, const char *const *list, size_t n)
@@ -157,10 +158,11 @@ int mw_reader_guard_open(const char *path, uint64_t bytes, int limit_heap,
     sqlite3_db_config(d, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, off, NULL);
     sqlite3_limit(d, SQLITE_LIMIT_ATTACHED, 0);
     sqlite3_limit(d, SQLITE_LIMIT_LENGTH, MW_READER_MAX_VALUE);
+    /* Damage found as soon as a page is read, not after a query ran on it (before the
+     * authorizer, which refuses PRAGMAs that set something). */
+    sqlite3_exec(d, "PRAGMA cell_size_check = ON", NULL, NULL, NULL);
     sqlite3_progress_handler(d, STEP_CHECK, count_steps, g);
     sqlite3_set_authorizer(d, authorize, g);
-    /* Damage found as soon as a page is read, not after a query ran on it. */
-    sqlite3_exec(d, "PRAGMA cell_size_check = ON", NULL, NULL, NULL);
     return SQLITE_OK;
 }
 
