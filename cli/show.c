@@ -103,8 +103,8 @@ static int measure(const unsigned char *p, size_t n, int may_quote, size_t *widt
     for (size_t i = 0; i < n;) {
         struct unit u = next_unit(p + i, n - i);
         size_t w = unit_width(p + i, u, quote);
-        *width += u.raw && w == 1 ? 1 : w;
-        *bytes += u.raw && w == 1 ? u.len : w;
+        *width += w;
+        *bytes += u.raw && w == 1 ? u.len : w;   /* a character of u.len bytes, or escapes */
         i += u.len;
     }
     return quote;

@@ -159,10 +159,10 @@ static int check_file(mw_trace_reader *r, const char *path, uint64_t *bytes)
             return set_err(r, -ENOENT, "no trace file '%s'", path);
         return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
     }
-    int fst = fstat(fd, &st);
+    int fst = fstat(fd, &st), e = errno;
     close(fd);
     if (fst != 0)
-        return set_err(r, -errno, "cannot open '%s': %s", path, strerror(errno));
+        return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
     if (S_ISDIR(st.st_mode))
         return set_err(r, -EISDIR, "'%s' is a directory, not a trace", path);
     if (!S_ISREG(st.st_mode))
