@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "show.h"
+
 #define MAX_OPTIONS 16
 
 /* getopt_long's arguments, built from a command's table. */
@@ -73,10 +75,18 @@ void mw_cli_print_usage(FILE *f, const struct mw_command *c)
     }
 }
 
+/* One line, whatever the message holds: names in it come from traces and file systems, and
+ * SQLite's messages quote them too, so what a terminal would act on is escaped (show.h). */
 static void verror(const char *fmt, va_list ap)
 {
+    char *msg = NULL;
     fputs("memwatch: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    if (vasprintf(&msg, fmt, ap) >= 0) {
+        mw_show_message(stderr, msg);
+        free(msg);
+    } else {
+        fputs("out of memory", stderr);
+    }
     fputc('\n', stderr);
 }
 

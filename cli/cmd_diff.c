@@ -27,6 +27,7 @@
 #include "format.h"
 #include "mw_grow.h"
 #include "reader.h"
+#include "show.h"
 
 enum { OPT_FROM = 256, OPT_TO, OPT_COLOR };
 
@@ -73,26 +74,35 @@ static void object_text(char *buf, size_t n, const struct mw_diff_history *h,
         snprintf(buf, n, " (object %" PRIu64 ")", o->id);
 }
 
-/* A change's heading: "seq 3  0.003500s  tag  <what>  file:line function  thread name". */
+/* The tag as the trace has it (element names are made from it) and as it is shown. */
+struct diff_tag {
+    const char *raw;
+    char *shown;
+};
+
+/* A change's heading: "seq 3  0.003500s  tag  <what>  file:line function  thread name",
+ * its names shown as a terminal may show them (show.h). */
 static void change_heading(const struct mw_diff_history *h, const struct mw_diff_change *c,
-                           const char *tag, const char *what, int color)
+                           const struct diff_tag *tag, const char *what, int color)
 {
-    char where[1024], thread[96] = "", obj[48];
-    if (c->file)
-        snprintf(where, sizeof(where), "  %s:%d%s%s", c->file, c->line,
-                 c->function ? " " : "", c->function ? c->function : "");
-    else if (c->native_symbol)
-        snprintf(where, sizeof(where), "  %s", c->native_symbol);
-    else
-        where[0] = '\0';
+    char *raw = NULL, *where = NULL, *thread = NULL, obj[48], id[32] = "";
+    if (c->file && asprintf(&raw, "%s:%d%s%s", c->file, c->line, c->function ? " " : "",
+                            c->function ? c->function : "") < 0)
+        raw = NULL;
+    const char *w = raw ? raw : c->native_symbol;
+    if (w)
+        where = mw_show(w, strlen(w), MW_SHOW_NAME_MAX, NULL);
     if (c->thread_name)
-        snprintf(thread, sizeof(thread), "  thread %s", c->thread_name);
+        thread = mw_show(c->thread_name, strlen(c->thread_name), MW_SHOW_NAME_MAX, NULL);
     else if (c->thread_id)
-        snprintf(thread, sizeof(thread), "  thread %" PRId64, c->thread_id);
+        snprintf(id, sizeof id, "%" PRId64, c->thread_id);
     object_text(obj, sizeof obj, h, &h->obj[c->obj]);
-    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s\n", color ? MW_DIFF_BOLD : "", c->seq,
-           (double)c->time_ns / 1e9, tag, obj, what, where, thread,
-           color ? MW_DIFF_RESET : "");
+    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "", c->seq,
+           (double)c->time_ns / 1e9, tag->shown, obj, what, where ? "  " : "", where ? where : "",
+           thread || id[0] ? "  thread " : "", thread ? thread : id, color ? MW_DIFF_RESET : "");
+    free(raw);
+    free(where);
+    free(thread);
 }
 
 /* ---- history: one block per change ---- */
@@ -127,7 +137,7 @@ static void describe_change(void *vctx, uint64_t b, struct mw_diff_byte *out)
 /* A change of a typed object: its elements. 0, -1 (out of memory) or -2 (shown as bytes
  * instead). */
 static int print_change_elements(struct mw_diff_history *h, const struct mw_diff_change *c,
-                                 const char *tag, int color)
+                                 const struct diff_tag *tag, int color)
 {
     uint64_t *runs = malloc(2 * (c->n ? c->n : 1) * sizeof *runs);
     if (!runs)
@@ -136,7 +146,7 @@ static int print_change_elements(struct mw_diff_history *h, const struct mw_diff
         runs[2 * k] = h->rg[c->first + k].offset;
         runs[2 * k + 1] = h->rg[c->first + k].offset + h->rg[c->first + k].length;
     }
-    struct mw_diff_lines e = {.tag = tag, .color = color};
+    struct mw_diff_lines e = {.tag = tag->raw, .color = color};
     struct change_ctx x = {h, c};
     int rc = mw_diff_collect_elements(&h->obj[c->obj], runs, c->n, describe_change, &x, &e);
     free(runs);
@@ -152,7 +162,7 @@ static int print_change_elements(struct mw_diff_history *h, const struct mw_diff
 
 /* A change as a hexdump. */
 static void print_change(struct mw_diff_history *h, const struct mw_diff_change *c,
-                         const char *tag, unsigned ctx, int color)
+                         const struct diff_tag *tag, unsigned ctx, int color)
 {
     const struct mw_diff_object *o = &h->obj[c->obj];
     uint64_t bytes = 0;
@@ -175,7 +185,8 @@ static void print_change(struct mw_diff_history *h, const struct mw_diff_change 
 }
 
 /* Every change in turn, replaying as it goes. */
-static int print_history(struct mw_diff_history *h, const char *tag, unsigned ctx, int color)
+static int print_history(struct mw_diff_history *h, const struct diff_tag *tag, unsigned ctx,
+                         int color)
 {
     for (size_t c = 0; c < h->nch; c++) {
         if (c)
@@ -227,7 +238,7 @@ static void describe_net(void *vctx, uint64_t b, struct mw_diff_byte *out)
 
 /* The net heading: "tag  from seq 1 to seq 9  3 changes (seq 2..7), <what>". */
 static void net_heading(const struct mw_diff_history *h, const struct net_ctx *x,
-                        const char *tag, const char *what, int color, int *printed)
+                        const struct diff_tag *tag, const char *what, int color, int *printed)
 {
     char obj[48];
     object_text(obj, sizeof obj, h, x->o);
@@ -235,7 +246,7 @@ static void net_heading(const struct mw_diff_history *h, const struct net_ctx *x
         putchar('\n');
     printf("%s%s%s  from seq %" PRIu64 " to seq %" PRIu64 "  %zu change%s (seq %" PRIu64
            "..%" PRIu64 "), %s%s\n",
-           color ? MW_DIFF_BOLD : "", tag, obj, x->from, x->to, x->nchanges,
+           color ? MW_DIFF_BOLD : "", tag->shown, obj, x->from, x->to, x->nchanges,
            x->nchanges == 1 ? "" : "s", x->first, x->last, what, color ? MW_DIFF_RESET : "");
 }
 
@@ -266,12 +277,12 @@ static uint64_t *touched_runs(const struct net_ctx *x, size_t *nruns)
 }
 
 /* A typed object's net difference: the elements under the touched bytes. */
-static int net_elements(const struct mw_diff_history *h, struct net_ctx *x, const char *tag,
-                        int color, int *printed)
+static int net_elements(const struct mw_diff_history *h, struct net_ctx *x,
+                        const struct diff_tag *tag, int color, int *printed)
 {
     size_t nruns;
     uint64_t *runs = touched_runs(x, &nruns);
-    struct mw_diff_lines e = {.tag = tag, .color = color};
+    struct mw_diff_lines e = {.tag = tag->raw, .color = color};
     int erc = runs ? mw_diff_collect_elements(x->o, runs, nruns, describe_net, x, &e) : -1;
     free(runs);
     if (erc == 0) {
@@ -281,7 +292,7 @@ static int net_elements(const struct mw_diff_history *h, struct net_ctx *x, cons
         net_heading(h, x, tag, what, color, printed);
         mw_diff_print_lines(&e, color);
     } else if (erc == -2) {
-        mw_cli_error("'%s' changed bytes past its elements: use --bytes", tag);
+        mw_cli_error("%s changed bytes past its elements: use --bytes", mw_show_name(tag->raw));
     } else {
         mw_cli_error("out of memory");
     }
@@ -290,8 +301,8 @@ static int net_elements(const struct mw_diff_history *h, struct net_ctx *x, cons
 }
 
 /* An object of bytes' net difference: a hexdump of the bytes that differ. */
-static void net_bytes(const struct mw_diff_history *h, struct net_ctx *x, const char *tag,
-                      unsigned ctx, int color, int *printed)
+static void net_bytes(const struct mw_diff_history *h, struct net_ctx *x,
+                      const struct diff_tag *tag, unsigned ctx, int color, int *printed)
 {
     struct mw_diff_view v = {.size = x->o->size};
     uint64_t differing = 0;
@@ -315,12 +326,12 @@ static void net_bytes(const struct mw_diff_history *h, struct net_ctx *x, const 
 /* Object i's net difference over changes start.. (the replay is at --from): snapshot, then
  * replay its changes up to --to. */
 static int net_object(struct mw_diff_history *h, size_t i, size_t start, struct net_ctx *x,
-                      const char *tag, unsigned ctx, int color, int *printed)
+                      const struct diff_tag *tag, unsigned ctx, int color, int *printed)
 {
     struct mw_diff_object *o = &h->obj[i];
     if (!o->state) {
-        mw_cli_error("'%s' changed over %" PRIu64 " bytes: too large for a net difference",
-                     tag, o->hi - o->lo);
+        mw_cli_error("%s changed over %" PRIu64 " bytes: too large for a net difference",
+                     mw_show_name(tag->raw), o->hi - o->lo);
         return MW_EXIT_FAILURE;
     }
     x->o = o;
@@ -360,8 +371,8 @@ out:
     return status;
 }
 
-static int print_net(struct mw_diff_history *h, const char *tag, uint64_t from, uint64_t to,
-                     unsigned ctx, int color)
+static int print_net(struct mw_diff_history *h, const struct diff_tag *tag, uint64_t from,
+                     uint64_t to, unsigned ctx, int color)
 {
     /* Replay up to from, then each object on its own: snapshot, replay up to to. */
     size_t c = 0;
@@ -380,7 +391,8 @@ static int print_net(struct mw_diff_history *h, const char *tag, uint64_t from, 
             return status;
     }
     if (!printed)
-        printf("%s  from seq %" PRIu64 " to seq %" PRIu64 "  no changes\n", tag, from, to);
+        printf("%s  from seq %" PRIu64 " to seq %" PRIu64 "  no changes\n", tag->shown, from,
+               to);
     return MW_EXIT_OK;
 }
 
@@ -459,6 +471,11 @@ static int show(mw_trace_reader *r, const char *path, const struct diff_args *a)
 {
     struct mw_diff_history h = {0};
     int status = MW_EXIT_OK;
+    struct diff_tag tag = {a->tag, mw_show(a->tag, strlen(a->tag), MW_SHOW_NAME_MAX, NULL)};
+    if (!tag.shown) {
+        mw_cli_error("out of memory");
+        return MW_EXIT_FAILURE;
+    }
     int rc = mw_diff_load(r, a->tag, &h);
     if (rc == 0 && h.nch > 0 && !a->bytes)
         rc = mw_diff_find_layouts(r, &h);
@@ -466,20 +483,21 @@ static int show(mw_trace_reader *r, const char *path, const struct diff_args *a)
         mw_cli_error("%s", rc == -2 ? "out of memory" : mw_trace_reader_errmsg(r));
         status = MW_EXIT_FAILURE;
     } else if (h.nch == 0) {
-        mw_cli_error("'%s' did not change in '%s'", a->tag, path);
+        mw_cli_error("%s did not change in %s", mw_show_name(a->tag), mw_show_name(path));
     } else {
         mw_diff_replay_init(&h);
         if (a->has_from || a->has_to)
-            status = print_net(&h, a->tag, a->from, a->has_to ? a->to : h.ch[h.nch - 1].seq,
+            status = print_net(&h, &tag, a->from, a->has_to ? a->to : h.ch[h.nch - 1].seq,
                                (unsigned)a->ctx, a->color);
         else
-            status = print_history(&h, a->tag, (unsigned)a->ctx, a->color);
+            status = print_history(&h, &tag, (unsigned)a->ctx, a->color);
         if (fflush(stdout) != 0 || ferror(stdout)) {
             mw_cli_error("cannot write the output: %s", strerror(errno));
             status = MW_EXIT_FAILURE;
         }
     }
     mw_diff_history_free(&h);
+    free(tag.shown);
     return status;
 }
 

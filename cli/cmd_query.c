@@ -18,6 +18,7 @@
 #include "mw_grow.h"
 #include "reader.h"
 #include "rowcopy.h"
+#include "show.h"
 
 enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
 
@@ -90,31 +91,38 @@ static const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "o
                                         "line", "function", "thread", "thread_id"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* The text of a table row that is made for it: where the write came from, and the thread. */
+struct row_text {
+    char *where;       /* malloc'd, or NULL */
+    char thread[24];
+};
+
 /* The where and thread cells of a table row: "file:line function" or the native symbol,
- * the thread's name or number (into the buffers given, which must outlive the row). */
+ * the thread's name or number (into t, which must outlive the row; free t->where after). */
 static void where_thread_cells(struct mw_cell *where_c, struct mw_cell *thread_c,
-                               const struct mw_trace_row *row, char *where, size_t where_size,
-                               char *thread, size_t thread_size)
+                               const struct mw_trace_row *row, struct row_text *t)
 {
+    t->where = NULL;
     if (row->file) {
-        snprintf(where, where_size, "%s:%d%s%s", row->file, row->line,
-                 row->function ? " " : "", row->function ? row->function : "");
-        text_cell(where_c, where);
+        if (asprintf(&t->where, "%s:%d%s%s", row->file, row->line, row->function ? " " : "",
+                     row->function ? row->function : "") < 0)
+            t->where = NULL;
+        text_cell(where_c, t->where ? t->where : row->file);
     } else {
         text_cell(where_c, row->native_symbol);
     }
     if (row->thread_name) {
         text_cell(thread_c, row->thread_name);
     } else if (row->thread_id) {
-        snprintf(thread, thread_size, "%" PRId64, row->thread_id);
-        text_cell(thread_c, thread);
+        snprintf(t->thread, sizeof t->thread, "%" PRId64, row->thread_id);
+        text_cell(thread_c, t->thread);
     } else {
         text_cell(thread_c, NULL);
     }
 }
 
-static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row, char *where,
-                               size_t where_size, char *thread, size_t thread_size)
+static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row,
+                               struct row_text *t)
 {
     int_cell(&c[0], (int64_t)row->seq);
     time_cell(&c[1], row->time_ns);
@@ -126,7 +134,7 @@ static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row
     else
         text_cell(&c[5], "?");
     blob_cell(&c[6], row->new_, row->length);
-    where_thread_cells(&c[7], &c[8], row, where, where_size, thread, thread_size);
+    where_thread_cells(&c[7], &c[8], row, t);
 }
 
 static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
@@ -190,15 +198,17 @@ static int list_changes(mw_trace_reader *r, const char *path, const struct mw_tr
     }
     struct mw_trace_row row;
     int rc;
-    char where[1024], thread[64];
     while ((rc = mw_trace_iter_next(it, &row)) == 1) {
         struct mw_cell c[16];
+        struct row_text t = {0};
         memset(c, 0, sizeof(c));
         if (table)
-            change_table_cells(c, &row, where, sizeof where, thread, sizeof thread);
+            change_table_cells(c, &row, &t);
         else
             change_data_cells(c, &row);
-        if (mw_output_row(o, c) < 0)
+        int out = mw_output_row(o, c);
+        free(t.where);
+        if (out < 0)
             break;
     }
     uint64_t rows = mw_output_rows(o);
@@ -272,66 +282,109 @@ struct elem_out {
     uint64_t limit;
     const struct pending *p;
     int write_failed;
+    int oom;
 };
+
+/* The texts of one element row, whole: no fixed size (a tag of megabytes makes a name of
+ * megabytes, which JSON and CSV keep, and a table shortens visibly). */
+struct elem_text {
+    char *name, *old, *new_;
+    char index[MW_REC_MAX_NDIM * 24], delta[32];
+    struct row_text row;
+};
+
+static int elem_text_make(struct elem_text *t, const char *tag, const struct mw_elem_change *e)
+{
+    t->name = mw_cli_element_name(tag, e);
+    mw_elem_format_index(e->ndim, e->index, t->index, sizeof t->index);
+    t->old = mw_cli_element_value(e->scalar, e->old);
+    t->new_ = mw_cli_element_value(e->scalar, e->new_);
+    return t->name && t->old && t->new_ ? 0 : -1;
+}
+
+static void elem_text_free(struct elem_text *t)
+{
+    free(t->name);
+    free(t->old);
+    free(t->new_);
+    free(t->row.where);
+}
+
+/* The cells of an element row in a table. */
+static void element_table_cells(struct mw_cell *c, const struct pending *p,
+                                const struct mw_elem_change *e, struct elem_text *t,
+                                int has_delta, double delta)
+{
+    int_cell(&c[0], (int64_t)p->row.seq);
+    time_cell(&c[1], p->row.time_ns);
+    text_cell(&c[2], t->name);
+    text_cell(&c[3], t->old);
+    text_cell(&c[4], t->new_);
+    c[3].flags = c[4].flags = MW_CELL_F_REPR;
+    if (has_delta)
+        real_cell(&c[5], delta, 1, t->delta, sizeof t->delta);
+    text_cell(&c[6], mw_elem_flags_note(e->flags));
+    where_thread_cells(&c[7], &c[8], &p->row, &t->row);
+}
+
+/* The cells of an element row in the other formats. */
+static void element_data_cells(struct mw_cell *c, const struct pending *p,
+                               const struct mw_elem_change *e, const struct elem_text *t,
+                               int has_delta, double delta)
+{
+    int_cell(&c[0], (int64_t)p->row.seq);
+    int_cell(&c[1], (int64_t)p->row.time_ns);
+    text_cell(&c[2], p->tag);
+    int_cell(&c[3], (int64_t)p->row.object_id);
+    text_cell(&c[4], t->name);
+    c[5].type = MW_CELL_JSON;
+    c[5].s = t->index;
+    text_cell(&c[6], e->scalar->path[0] ? e->scalar->path : NULL);
+    int_cell(&c[7], (int64_t)e->offset);
+    if (e->old)
+        text_cell(&c[8], t->old);
+    if (e->new_)
+        text_cell(&c[9], t->new_);
+    if (e->old && !isnan(e->old_num))
+        c[10].type = MW_CELL_REAL, c[10].r = e->old_num;
+    if (e->new_ && !isnan(e->new_num))
+        c[11].type = MW_CELL_REAL, c[11].r = e->new_num;
+    if (has_delta)
+        c[12].type = MW_CELL_REAL, c[12].r = delta;
+    text_cell(&c[13], mw_elem_flags_note(e->flags));
+    text_cell(&c[14], p->file);
+    if (p->row.line > 0)
+        int_cell(&c[15], p->row.line);
+    text_cell(&c[16], p->function);
+    text_cell(&c[17], p->thread_name);
+    if (p->row.thread_id)
+        int_cell(&c[18], p->row.thread_id);
+}
 
 /* Stops the diff (returns 1) at the limit or on a write error. */
 static int element_row(const struct mw_elem_change *e, void *ctx)
 {
     struct elem_out *x = ctx;
     const struct pending *p = x->p;
-    char name[1024], index[MW_REC_MAX_NDIM * 24], old[512], new_[512], delta_s[32],
-        where[1024], thread[64];
+    struct elem_text t = {0};
     struct mw_cell c[20];
     memset(c, 0, sizeof(c));
-    mw_elem_format_name(p->tag ? p->tag : "", e->ndim, e->index, e->scalar, name, sizeof name);
-    mw_elem_format_index(e->ndim, e->index, index, sizeof index);
-    mw_elem_format_value(e->scalar, e->old, old, sizeof old);
-    mw_elem_format_value(e->scalar, e->new_, new_, sizeof new_);
+    if (elem_text_make(&t, p->tag ? p->tag : "", e) < 0) {
+        elem_text_free(&t);
+        x->oom = 1;
+        return 1;
+    }
     int has_delta = e->old && e->new_ && e->scalar->kind != MW_ELEM_COMPLEX &&
                     !isnan(e->old_num) && !isnan(e->new_num) &&
                     isfinite(e->new_num - e->old_num);
     double delta = has_delta ? e->new_num - e->old_num : 0;
-    const char *note = mw_elem_flags_note(e->flags);
-    if (x->table) {
-        int_cell(&c[0], (int64_t)p->row.seq);
-        time_cell(&c[1], p->row.time_ns);
-        text_cell(&c[2], name);
-        text_cell(&c[3], old);
-        text_cell(&c[4], new_);
-        if (has_delta)
-            real_cell(&c[5], delta, 1, delta_s, sizeof delta_s);
-        text_cell(&c[6], note);
-        where_thread_cells(&c[7], &c[8], &p->row, where, sizeof where, thread, sizeof thread);
-    } else {
-        int_cell(&c[0], (int64_t)p->row.seq);
-        int_cell(&c[1], (int64_t)p->row.time_ns);
-        text_cell(&c[2], p->tag);
-        int_cell(&c[3], (int64_t)p->row.object_id);
-        text_cell(&c[4], name);
-        c[5].type = MW_CELL_JSON;
-        c[5].s = index;
-        text_cell(&c[6], e->scalar->path[0] ? e->scalar->path : NULL);
-        int_cell(&c[7], (int64_t)e->offset);
-        if (e->old)
-            text_cell(&c[8], old);
-        if (e->new_)
-            text_cell(&c[9], new_);
-        if (e->old && !isnan(e->old_num))
-            c[10].type = MW_CELL_REAL, c[10].r = e->old_num;
-        if (e->new_ && !isnan(e->new_num))
-            c[11].type = MW_CELL_REAL, c[11].r = e->new_num;
-        if (has_delta)
-            c[12].type = MW_CELL_REAL, c[12].r = delta;
-        text_cell(&c[13], note);
-        text_cell(&c[14], p->file);
-        if (p->row.line > 0)
-            int_cell(&c[15], p->row.line);
-        text_cell(&c[16], p->function);
-        text_cell(&c[17], p->thread_name);
-        if (p->row.thread_id)
-            int_cell(&c[18], p->row.thread_id);
-    }
-    if (mw_output_row(x->o, c) < 0) {
+    if (x->table)
+        element_table_cells(c, p, e, &t, has_delta, delta);
+    else
+        element_data_cells(c, p, e, &t, has_delta, delta);
+    int out = mw_output_row(x->o, c);
+    elem_text_free(&t);
+    if (out < 0) {
         x->write_failed = 1;
         return 1;
     }
@@ -402,7 +455,7 @@ static int list_elements(mw_trace_reader *r, const char *path, const struct mw_t
     uint64_t rows = mw_output_rows(x.o);
     int out_rc = mw_output_end(x.o);
     mw_trace_iter_finish(it);
-    int read_rc = stop == -ENOMEM ? -ENOMEM : rc < 0 || stop < 0 ? MW_ETRACE : 0;
+    int read_rc = stop == -ENOMEM || x.oom ? -ENOMEM : rc < 0 || stop < 0 ? MW_ETRACE : 0;
     return end_listing(r, path, f, rows, read_rc, out_rc < 0 || x.write_failed);
 }
 
@@ -469,7 +522,7 @@ static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace
         return MW_EXIT_FAILURE;
     }
     if (rows == 0)
-        mw_cli_error("'%s' is an empty trace: no objects were watched", path);
+        mw_cli_error("%s is an empty trace: no objects were watched", mw_show_name(path));
     return MW_EXIT_OK;
 }
 
@@ -488,7 +541,14 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     sqlite3_stmt *s = NULL;
     const char *tail = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &s, &tail) != SQLITE_OK) {
-        mw_cli_error("bad sql statement: %s", sqlite3_errmsg(db));
+        /* The reader's authorizer admits reads and safe functions only (reader_guard.h). */
+        const char *why = mw_trace_reader_guard_reason(r);
+        if (why && mw_trace_reader_refused_write(r))
+            mw_cli_error("refusing a statement that would modify the trace: '%s'", sql);
+        else if (why)
+            mw_cli_error("refusing the sql statement: %s", why);
+        else
+            mw_cli_error("bad sql statement: %s", sqlite3_errmsg(db));
         return MW_EXIT_USAGE;
     }
     if (!s) {
@@ -502,8 +562,8 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
         mw_cli_error("one sql statement at a time: '%s' follows the first", tail);
         return MW_EXIT_USAGE;
     }
-    /* The connection is read-only already; this gives the reason before SQLite's own
-     * "attempt to write a readonly database". */
+    /* The connection is read-only and its authorizer refuses writes already; VACUUM INTO,
+     * which writes another file, is not an action the authorizer sees. */
     if (!sqlite3_stmt_readonly(s)) {
         sqlite3_finalize(s);
         mw_cli_error("refusing a statement that would modify the trace: '%s'", sql);
@@ -544,6 +604,7 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
                 break;
             case SQLITE_TEXT:
                 text_cell(&c[i], (const char *)sqlite3_column_text(s, i));
+                c[i].len = (size_t)sqlite3_column_bytes(s, i);   /* text may hold NUL */
                 break;
             case SQLITE_BLOB: {
                 const unsigned char *b = sqlite3_column_blob(s, i);
@@ -563,8 +624,9 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         /* An error of the statement itself (a bad function argument) is the user's input;
          * anything else is a failure reading the file. */
-        int usage = sqlite3_errcode(db) == SQLITE_ERROR;
-        mw_cli_error("cannot run the sql statement: %s", sqlite3_errmsg(db));
+        const char *why = mw_trace_reader_guard_reason(r);
+        int usage = !why && sqlite3_errcode(db) == SQLITE_ERROR;
+        mw_cli_error("cannot run the sql statement: %s", why ? why : sqlite3_errmsg(db));
         status = usage ? MW_EXIT_USAGE : MW_EXIT_FAILURE;
     } else if (out_rc < 0) {
         mw_cli_error("cannot write the output: %s", strerror(errno));

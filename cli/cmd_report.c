@@ -1,8 +1,10 @@
 /* memwatch report: a self-contained HTML view of a trace (src/trace/report.c does the work).
  *
- * The page is written to a temporary file next to its destination and moved into place only
- * when complete, so that a failure never leaves half a page, and without -f an existing file
- * is never replaced (link(2) refuses to, even if one appears while the report is written). */
+ * The page is written to a temporary file next to its destination, synced, and moved into
+ * place only when complete (src/trace/outfile.h), so that a failure or a crash never
+ * leaves half a page where a page stood; without -f an existing file is never replaced
+ * (link(2) refuses to, even if one appears while the report is written), and with -f only
+ * a regular file that is not an SQLite database is. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
@@ -15,8 +17,11 @@
 #include "args.h"
 #include "cli.h"
 #include "format.h"
+#include "mw_error.h"
+#include "outfile.h"
 #include "reader.h"
 #include "report.h"
+#include "show.h"
 
 enum { OPT_MARKS = 256 };
 
@@ -62,43 +67,6 @@ static char *default_output(const char *trace)
     return out;
 }
 
-/* A temporary file in the directory of path; *tmp_out is its name (the caller frees it). */
-static FILE *open_temp(const char *path, char **tmp_out)
-{
-    const char *slash = strrchr(path, '/');
-    size_t dir = slash ? (size_t)(slash - path + 1) : 0;
-    const char *base = path + dir;
-    size_t n = dir + 1 + strlen(base) + sizeof(".XXXXXX");
-    char *tmp = malloc(n);
-    if (!tmp)
-        return NULL;
-    snprintf(tmp, n, "%.*s.%s.XXXXXX", (int)dir, path, base);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        errno = e;
-        return NULL;
-    }
-    /* mkstemp makes the file private; a report is an ordinary file, as open(2) would make. */
-    mode_t mask = umask(0);
-    umask(mask);
-    if (fchmod(fd, 0666 & ~mask) < 0) {
-        /* Not fatal: the page is still correct, only its mode is stricter. */
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        errno = e;
-        return NULL;
-    }
-    *tmp_out = tmp;
-    return f;
-}
-
 static int same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -106,27 +74,44 @@ static int same_file(const char *a, const char *b)
            sa.st_ino == sb.st_ino;
 }
 
+/* Where the page goes: standard output, or a file claimed by outfile.h (written aside and
+ * moved into place when complete). NULL after the message: *status is the exit status. */
+static FILE *open_page(const char *trace, const char *output, int force, struct mw_outfile *out,
+                       int *status)
+{
+    *status = MW_EXIT_USAGE;
+    if (strcmp(output, "-") == 0)
+        return stdout;
+    if (same_file(output, trace)) {
+        mw_cli_error("refusing to overwrite the trace '%s' with its report", trace);
+        return NULL;
+    }
+    int rc = mw_outfile_claim(out, output, force, MW_OUTFILE_REPORT);
+    if (rc == -EEXIST)
+        mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
+    else if (rc)
+        mw_cli_error("%s", out->err);
+    if (rc) {
+        *status = rc == -ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
+        return NULL;
+    }
+    FILE *f = fopen(mw_outfile_write_path(out), "we");
+    if (!f) {
+        mw_cli_error("cannot write '%s': %s", output, strerror(errno));
+        *status = errno == ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
+        mw_outfile_abandon(out);
+    }
+    return f;
+}
+
 static int write_report(mw_trace_reader *r, const char *trace, const char *output, int force,
                         uint32_t marks)
 {
-    int to_stdout = strcmp(output, "-") == 0;
-    if (!to_stdout) {
-        if (same_file(output, trace)) {
-            mw_cli_error("refusing to overwrite the trace '%s' with its report", trace);
-            return MW_EXIT_USAGE;
-        }
-        struct stat st;
-        if (!force && lstat(output, &st) == 0) {
-            mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
-            return MW_EXIT_USAGE;
-        }
-    }
-    char *tmp = NULL;
-    FILE *f = to_stdout ? stdout : open_temp(output, &tmp);
-    if (!f) {
-        mw_cli_error("cannot write '%s': %s", output, strerror(errno));
-        return errno == ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
-    }
+    int to_stdout = strcmp(output, "-") == 0, status;
+    struct mw_outfile out;
+    FILE *f = open_page(trace, output, force, &out, &status);
+    if (!f)
+        return status;
     struct mw_report_options opt = {.trace_name = trace, .max_marks = marks};
     struct mw_report_summary sum = {0};
     char err[1024];
@@ -138,39 +123,30 @@ static int write_report(mw_trace_reader *r, const char *trace, const char *outpu
         snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
         rc = -EIO;
     }
-    if (rc == 0 && !to_stdout) {
-        if (force) {
-            if (rename(tmp, output) < 0) {
-                snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
-                rc = -EIO;
-            }
-        } else if (link(tmp, output) < 0) {
-            if (errno == EEXIST) {
-                unlink(tmp);
-                free(tmp);
-                mw_cli_error("'%s' already exists (use -f to overwrite it)", output);
-                return MW_EXIT_USAGE;
-            }
-            /* A file system without hard links: the check above has to do. */
-            if (rename(tmp, output) < 0) {
-                snprintf(err, sizeof(err), "cannot write '%s': %s", output, strerror(errno));
-                rc = -EIO;
-            }
-        }
-    }
-    if (tmp) {
-        unlink(tmp);   /* after link(2), or on failure; after rename(2) it is gone already */
-        free(tmp);
+    if (!to_stdout && rc < 0) {
+        mw_outfile_abandon(&out);   /* the old page, if any, stays */
+    } else if (!to_stdout && (rc = mw_outfile_commit(&out)) == -EEXIST) {
+        mw_cli_error("%s", out.err);
+        return MW_EXIT_USAGE;
+    } else if (!to_stdout && rc < 0) {
+        snprintf(err, sizeof(err), "%s", out.err);
     }
     if (rc < 0) {
-        mw_cli_error("%s", err);
+        /* SQLite's message for a statement a guard stopped is only "interrupted". */
+        const char *why = rc == MW_ETRACE ? mw_trace_reader_guard_reason(r) : NULL;
+        if (why)
+            mw_cli_error("cannot read '%s': %s", trace, why);
+        else
+            mw_cli_error("%s", err);
         return MW_EXIT_FAILURE;
     }
     if (sum.changes == 0)
         mw_cli_say_empty(trace, sum.objects);
-    if (!to_stdout && printf("%s\n", output) < 0)
-        return MW_EXIT_FAILURE;
-    return MW_EXIT_OK;
+    /* The name as a terminal may show it (show.h): bare unless it holds odd bytes. */
+    char *shown = to_stdout ? NULL : mw_show(output, strlen(output), 0, NULL);
+    int failed = !to_stdout && printf("%s\n", shown ? shown : output) < 0;
+    free(shown);
+    return failed ? MW_EXIT_FAILURE : MW_EXIT_OK;
 }
 
 /* What the command line asks for. */

@@ -32,6 +32,7 @@
 #include "cli.h"
 #include "launch.h"
 #include "mw_error.h"
+#include "show.h"
 #include "writer.h"
 
 enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
@@ -122,17 +123,22 @@ static int die_like(int status)
     return MW_EXIT_FAILURE;
 }
 
+/* The end-of-run line, and one line per float object in which NaN or Inf appeared. Tags
+ * and file names are the script's: shown as a terminal may show them (show.h). */
 static void print_summary(const char *path, const mw_trace_writer *w)
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
-    fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in '%s'; see: memwatch query %s\n",
+    char *bare = mw_show(path, strlen(path), 0, NULL);
+    fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in %s; see: memwatch query %s\n",
             (unsigned long long)t.objects, t.objects == 1 ? "" : "s",
-            (unsigned long long)t.changes, t.changes == 1 ? "" : "s", path, path);
+            (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),
+            bare ? bare : path);
+    free(bare);
     /* NaN/Inf that appeared in watched float arrays (the writer decoded every change). */
     struct mw_trace_nonfinite nf;
     for (size_t i = 0; mw_trace_writer_nonfinite(w, i, &nf) == 1; i++) {
-        char first[64], all[96] = "", at[1024] = "";
+        char first[64], all[96] = "";
         if (nf.first_nan && nf.first_inf)
             snprintf(first, sizeof first, "%llu NaN and %llu Inf", (unsigned long long)nf.first_nan,
                      (unsigned long long)nf.first_inf);
@@ -142,10 +148,16 @@ static void print_summary(const char *path, const mw_trace_writer *w)
         if (nf.nan_appeared + nf.inf_appeared > nf.first_nan + nf.first_inf)
             snprintf(all, sizeof all, " (%llu NaN, %llu Inf in all)", (unsigned long long)nf.nan_appeared,
                      (unsigned long long)nf.inf_appeared);
-        if (nf.first_file)
-            snprintf(at, sizeof at, ", %s:%d", nf.first_file, nf.first_line);
-        fprintf(stderr, "memwatch: %s: %s appeared at seq %llu%s%s\n", nf.tag, first,
-                (unsigned long long)nf.first_seq, at, all);
+        char *tag = mw_show(nf.tag, strlen(nf.tag), MW_SHOW_NAME_MAX, NULL);
+        char *file = nf.first_file ? mw_show(nf.first_file, strlen(nf.first_file),
+                                             MW_SHOW_NAME_MAX, NULL) : NULL;
+        char line[32] = "";
+        if (file)
+            snprintf(line, sizeof line, ":%d", nf.first_line);
+        fprintf(stderr, "memwatch: %s: %s appeared at seq %llu%s%s%s%s\n", tag ? tag : "?", first,
+                (unsigned long long)nf.first_seq, file ? ", " : "", file ? file : "", line, all);
+        free(tag);
+        free(file);
     }
 }
 
@@ -296,17 +308,26 @@ static int open_trace(struct trace_args *a, char *path, size_t size, mw_trace_wr
         default_output(path, size, &a->launch);
         a->output = path;
     }
+    /* A trace never replaces the script it runs, with -f or without (nor, by the writer's
+     * own rule, any file that is not a memwatch trace). */
+    struct stat out_st, script_st;
+    if (a->launch.mode == MW_LAUNCH_SCRIPT && stat(a->output, &out_st) == 0 &&
+        stat(a->launch.target, &script_st) == 0 && out_st.st_dev == script_st.st_dev &&
+        out_st.st_ino == script_st.st_ino) {
+        mw_cli_error("refusing to write the trace over '%s', the script it runs",
+                     a->launch.target);
+        return MW_EXIT_USAGE;
+    }
     mw_trace_writer *w = NULL;
-    int status = mw_trace_writer_create(a->output, a->force, &w);
+    char err[1024];
+    int status = mw_trace_writer_open(a->output, a->force, &w, err, sizeof err);
     if (status == -EEXIST) {
         mw_cli_error("'%s' already exists (use -f to overwrite it)", a->output);
         return MW_EXIT_USAGE;
     }
     if (status < 0) {
-        mw_cli_error("cannot write trace '%s': %s", a->output,
-                     w ? mw_trace_writer_errmsg(w) : mw_strerror(status));
-        mw_trace_writer_close(w);
-        return MW_EXIT_USAGE;
+        mw_cli_error("%s", err[0] ? err : mw_strerror(status));
+        return status == -ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
     }
     if ((status = begin_run(w, &a->launch, a->output)) != MW_CLI_GO_ON) {
         mw_trace_writer_close(w);
@@ -356,15 +377,16 @@ static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_st
     };
     if (write_status < 0)
         mw_cli_error("trace '%s' is incomplete: %s", a->output, mw_trace_writer_errmsg(w));
-    if (mw_trace_writer_end_run(w, &end) < 0 && write_status >= 0)
+    int failed = mw_trace_writer_end_run(w, &end) < 0;
+    if (failed && write_status >= 0)
         mw_cli_error("cannot finish trace '%s': %s", a->output, mw_trace_writer_errmsg(w));
-    /* The writer kept writing to the open file; if its directory or the file itself was
-     * removed meanwhile, nothing is left to look at: say so instead of the summary. */
-    struct stat gone;
-    if (stat(a->output, &gone) != 0 && errno == ENOENT)
-        mw_cli_error("trace '%s' was removed while the script ran; its changes are lost",
-                     a->output);
-    else if (!a->quiet)
+    /* The trace is put in its place now (a replacement moved over the old file). If it,
+     * or its directory, was removed or replaced meanwhile, nothing of this run is left to
+     * look at: say so instead of the summary. */
+    if (mw_trace_writer_finish(w) < 0 && (!mw_trace_writer_placed(w) ||
+                                          (!failed && write_status >= 0)))
+        mw_cli_error("%s", mw_trace_writer_errmsg(w));
+    if (mw_trace_writer_placed(w) && !a->quiet)
         print_summary(a->output, w);
 }
 

@@ -4,10 +4,13 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "elements.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "rowcopy.h"
+#include "show.h"
 
 void mw_diff_lines_free(struct mw_diff_lines *e)
 {
@@ -39,10 +42,22 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
         flags = 0;
     else if (!old)
         flags &= MW_ELEM_F_NONFINITE_APPEARED;
-    char name[1024], ov[512], nv[512];
-    mw_elem_format_name(e->tag, c->ndim, c->index, c->scalar, name, sizeof name);
-    mw_elem_format_value(c->scalar, old, ov, sizeof ov);
-    mw_elem_format_value(c->scalar, new_, nv, sizeof nv);
+    /* Whole texts, then as a terminal may show them (show.h): the name escaped and quoted
+     * when odd, the values (Python reprs) escaped, each shortened visibly. */
+    char *raw_name = mw_cli_element_name(e->tag, c);
+    char *raw_ov = mw_cli_element_value(c->scalar, old);
+    char *raw_nv = mw_cli_element_value(c->scalar, new_);
+    char *name = raw_name ? mw_show(raw_name, strlen(raw_name), MW_SHOW_NAME_MAX, &e->cut) : NULL;
+    char *ov = raw_ov ? mw_show_repr(raw_ov, strlen(raw_ov), MW_SHOW_NAME_MAX, &e->cut) : NULL;
+    char *nv = raw_nv ? mw_show_repr(raw_nv, strlen(raw_nv), MW_SHOW_NAME_MAX, &e->cut) : NULL;
+    free(raw_name);
+    free(raw_ov);
+    free(raw_nv);
+    if (!name || !ov || !nv) {
+        free(name), free(ov), free(nv);
+        e->oom = 1;
+        return 1;
+    }
     const char *flag = mw_elem_flags_note(flags);
     int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
     e->nan += (flags & MW_ELEM_F_NAN_APPEARED) != 0;
@@ -59,6 +74,7 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
     else
         n = asprintf(&line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
                      flag && alarm ? "!! " : "", flag ? flag : "");
+    free(name), free(ov), free(nv);
     if (n < 0 || MW_GROW(e->line, e->cap, e->n + 1) != 0) {
         if (n >= 0)
             free(line);

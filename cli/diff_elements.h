@@ -16,6 +16,7 @@ struct mw_diff_lines {
     size_t n, cap;
     uint64_t nan, inf;
     int oom;
+    int cut;                  /* a name or value was shortened (show.h) */
     /* the widened ranges' known-byte masks, to tell decoded values from guesses */
     const struct mw_rec_range *wr;
     unsigned char *const *old_known, *const *new_known;

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "json_out.h"
 #include "reader.h"
+#include "show.h"
 
 /* Rows used to size table columns before streaming the rest. */
 #define TABLE_SAMPLE 1000
@@ -26,6 +27,7 @@ struct mw_output {
     enum mw_format format;
     int ncols;
     char **names;
+    char **shown_names;        /* table: the names as shown (show.h) */
     uint64_t rows;
     int error;
     /* table: rendered cells of the sample, column widths, right alignment */
@@ -34,6 +36,7 @@ struct mw_output {
     size_t *width;
     int *right;
     int streaming;             /* widths fixed, rows printed as they come */
+    int cut;                   /* table: some text was shortened (said at the end) */
 };
 
 int mw_format_parse(const char *name, enum mw_format *out)
@@ -62,14 +65,18 @@ mw_output *mw_output_begin(FILE *f, enum mw_format format, int ncols, const char
     o->format = format;
     o->ncols = ncols;
     o->names = calloc((size_t)ncols, sizeof(*o->names));
+    o->shown_names = calloc((size_t)ncols, sizeof(*o->shown_names));
     o->width = calloc((size_t)ncols, sizeof(*o->width));
     o->right = calloc((size_t)ncols, sizeof(*o->right));
-    if (!o->names || !o->width || !o->right)
+    if (!o->names || !o->shown_names || !o->width || !o->right)
         goto fail;
     for (int i = 0; i < ncols; i++) {
-        if (!(o->names[i] = strdup(names[i] ? names[i] : "")))
+        const char *n = names[i] ? names[i] : "";
+        if (!(o->names[i] = strdup(n)) ||
+            (format == MW_FORMAT_TABLE &&
+             !(o->shown_names[i] = mw_show(n, strlen(n), MW_SHOW_CELL_MAX, &o->cut))))
             goto fail;
-        o->width[i] = strlen(o->names[i]);
+        o->width[i] = o->shown_names[i] ? mw_show_width(o->shown_names[i]) : 0;
         o->right[i] = -1;   /* decided by the first non-NULL cell */
     }
     if (format == MW_FORMAT_TABLE &&
@@ -83,8 +90,14 @@ fail:
     return NULL;
 }
 
-/* Text of a cell for tables and CSV (malloc'd). */
-static char *cell_text(const struct mw_cell *c, int table)
+/* A TEXT or JSON cell's bytes: len when set (text may hold NUL bytes), else up to NUL. */
+static size_t text_len(const struct mw_cell *c)
+{
+    return !c->s ? 0 : c->len ? c->len : strlen(c->s);
+}
+
+/* Text of a cell without escaping (malloc'd). */
+static char *cell_plain(const struct mw_cell *c, int table)
 {
     char *s;
     switch (c->type) {
@@ -100,7 +113,11 @@ static char *cell_text(const struct mw_cell *c, int table)
         return s;
     case MW_CELL_TEXT:
     case MW_CELL_JSON:
-        return strdup(c->s ? c->s : "");
+        if (!(s = malloc(text_len(c) + 1)))
+            return NULL;
+        memcpy(s, c->s ? c->s : "", text_len(c));
+        s[text_len(c)] = '\0';
+        return s;
     case MW_CELL_BLOB:
         if (table && c->len > TABLE_BLOB_FULL) {
             char head[2 * TABLE_BLOB_HEAD + 1], tail[2 * TABLE_BLOB_TAIL + 1];
@@ -118,19 +135,47 @@ static char *cell_text(const struct mw_cell *c, int table)
     return NULL;
 }
 
-static void csv_field(FILE *f, const char *s)
+/* Text of a cell for tables and CSV (malloc'd), its length into *len. A table shows text
+ * escaped and at most MW_SHOW_CELL_MAX characters (show.h; *cut is set when shortened);
+ * CSV keeps the exact bytes. */
+static char *cell_text(const struct mw_cell *c, int table, size_t *len, int *cut)
 {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, f);
+    char *s = !table || (c->type != MW_CELL_TEXT && c->type != MW_CELL_JSON)
+                  ? cell_plain(c, table)
+              : c->flags & MW_CELL_F_REPR ? mw_show_repr(c->s, text_len(c), MW_SHOW_CELL_MAX, cut)
+                                          : mw_show(c->s, text_len(c), MW_SHOW_CELL_MAX, cut);
+    *len = !s ? 0 : !table && c->type == MW_CELL_TEXT ? text_len(c) : strlen(s);
+    return s;
+}
+
+/* RFC 4180: a field with a comma, a quote or a line break is quoted, its quotes doubled;
+ * the bytes are the value's own, whatever they are. */
+static void csv_field(FILE *f, const char *s, size_t n)
+{
+    int quote = 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\r' || s[i] == '\n';
+    if (!quote) {
+        fwrite(s, 1, n, f);
         return;
     }
     putc('"', f);
-    for (; *s; s++) {
-        if (*s == '"')
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"')
             putc('"', f);
-        putc(*s, f);
+        putc(s[i], f);
     }
     putc('"', f);
+}
+
+static void csv_header(mw_output *o)
+{
+    for (int i = 0; i < o->ncols; i++) {
+        if (i)
+            putc(',', o->f);
+        csv_field(o->f, o->names[i], strlen(o->names[i]));
+    }
+    putc('\n', o->f);
 }
 
 static void json_value(FILE *f, const struct mw_cell *c)
@@ -149,7 +194,7 @@ static void json_value(FILE *f, const struct mw_cell *c)
             fputs("null", f);
         return;
     case MW_CELL_TEXT:
-        mw_json_string(f, c->s ? c->s : "", c->s ? strlen(c->s) : 0, 0);
+        mw_json_string(f, c->s ? c->s : "", text_len(c), 0);
         return;
     case MW_CELL_JSON:
         fputs(c->s && *c->s ? c->s : "null", f);
@@ -165,7 +210,7 @@ static void table_line(mw_output *o, char *const *cells)
     for (int i = 0; i < o->ncols; i++) {
         const char *s = cells[i] ? cells[i] : "";
         int last = i == o->ncols - 1;
-        size_t len = strlen(s);
+        size_t len = mw_show_width(s);
         size_t pad = o->width[i] > len ? o->width[i] - len : 0;
         if (o->right[i] == 1)
             fprintf(o->f, "%*s%s", (int)pad, "", s);
@@ -181,7 +226,7 @@ static void table_line(mw_output *o, char *const *cells)
 
 static void table_flush_sample(mw_output *o)
 {
-    table_line(o, o->names);
+    table_line(o, o->shown_names);
     for (size_t r = 0; r < o->nsample; r++) {
         table_line(o, o->sample + r * (size_t)o->ncols);
         for (int i = 0; i < o->ncols; i++) {
@@ -203,12 +248,13 @@ int mw_output_row(mw_output *o, const struct mw_cell *cells)
         if (!dst)
             return o->error = -1;
         for (int i = 0; i < o->ncols; i++) {
-            if (!(dst[i] = cell_text(&cells[i], 1)))
+            size_t len;
+            if (!(dst[i] = cell_text(&cells[i], 1, &len, &o->cut)))
                 o->error = -1;
             if (o->right[i] == -1 && cells[i].type != MW_CELL_NULL)
                 o->right[i] = cells[i].type == MW_CELL_INT || cells[i].type == MW_CELL_REAL;
-            if (!o->streaming && dst[i] && strlen(dst[i]) > o->width[i])
-                o->width[i] = strlen(dst[i]);
+            if (!o->streaming && dst[i] && mw_show_width(dst[i]) > o->width[i])
+                o->width[i] = mw_show_width(dst[i]);
         }
         if (o->streaming) {
             table_line(o, dst);
@@ -221,21 +267,16 @@ int mw_output_row(mw_output *o, const struct mw_cell *cells)
         break;
     }
     case MW_FORMAT_CSV:
-        if (o->rows == 0) {
-            for (int i = 0; i < o->ncols; i++) {
-                if (i)
-                    putc(',', f);
-                csv_field(f, o->names[i]);
-            }
-            putc('\n', f);
-        }
+        if (o->rows == 0)
+            csv_header(o);
         for (int i = 0; i < o->ncols; i++) {
-            char *s = cell_text(&cells[i], 0);
+            size_t len;
+            char *s = cell_text(&cells[i], 0, &len, NULL);
             if (!s)
                 return o->error = -1;
             if (i)
                 putc(',', f);
-            csv_field(f, s);
+            csv_field(f, s, len);
             free(s);
         }
         putc('\n', f);
@@ -276,27 +317,30 @@ int mw_output_end(mw_output *o)
     if (o->f && o->names && o->width && o->right) {
         if (o->format == MW_FORMAT_TABLE && o->sample && !o->streaming && o->nsample > 0)
             table_flush_sample(o);
-        else if (o->format == MW_FORMAT_CSV && o->rows == 0) {
-            for (int i = 0; i < o->ncols; i++) {
-                if (i)
-                    putc(',', o->f);
-                csv_field(o->f, o->names[i]);
-            }
-            putc('\n', o->f);
-        } else if (o->format == MW_FORMAT_JSON)
+        else if (o->format == MW_FORMAT_CSV && o->rows == 0)
+            csv_header(o);
+        else if (o->format == MW_FORMAT_JSON)
             fputs(o->rows ? "\n]\n" : "]\n", o->f);
         if (fflush(o->f) != 0 || ferror(o->f))
             rc = -1;
+        if (o->cut)
+            mw_cli_error("values longer than %d characters are shortened in this table (their "
+                         "middle is %s); --format json, jsonl or csv shows them whole",
+                         MW_SHOW_CELL_MAX, MW_SHOW_CUT);
     }
     if (o->sample) {
         for (size_t i = 0; i < o->nsample * (size_t)o->ncols; i++)
             free(o->sample[i]);
         free(o->sample);
     }
-    if (o->names)
-        for (int i = 0; i < o->ncols; i++)
+    for (int i = 0; i < o->ncols; i++) {
+        if (o->names)
             free(o->names[i]);
+        if (o->shown_names)
+            free(o->shown_names[i]);
+    }
     free(o->names);
+    free(o->shown_names);
     free(o->width);
     free(o->right);
     free(o);
@@ -349,7 +393,7 @@ int mw_cli_open_trace(const char *path, struct mw_trace_reader **out, char **sho
             mw_cli_error("no trace given, and no memwatch-*.db in the current directory");
             return MW_EXIT_USAGE;
         }
-        mw_cli_error("reading '%s'", p);
+        mw_cli_error("reading %s", mw_show_name(p));
     }
     if (!p) {
         mw_cli_error("out of memory");
@@ -383,8 +427,8 @@ int mw_cli_with_trace(const char *path, mw_cli_trace_fn fn, void *ctx)
 
 void mw_cli_say_empty(const char *path, uint64_t objects)
 {
-    mw_cli_error("'%s' is an empty trace: no changes were recorded (%" PRIu64 " object%s watched)",
-                 path, objects, objects == 1 ? "" : "s");
+    mw_cli_error("%s is an empty trace: no changes were recorded (%" PRIu64 " object%s watched)",
+                 mw_show_name(path), objects, objects == 1 ? "" : "s");
 }
 
 int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *tag)
@@ -399,19 +443,27 @@ int mw_cli_check_tag(struct mw_trace_reader *r, const char *path, const char *ta
         return MW_EXIT_FAILURE;
     }
     if (n == 0) {
-        mw_cli_error("unknown tag '%s': '%s' is an empty trace (no objects were watched)", tag,
-                     path);
+        mw_cli_error("unknown tag %s: %s is an empty trace (no objects were watched)",
+                     mw_show_name(tag), mw_show_name(path));
         mw_trace_reader_free_tags(tags);
         return MW_EXIT_USAGE;
     }
-    /* One line, however many tags there are. */
+    /* One line, however many tags there are, and however long or odd they are: each is
+     * shown escaped and shortened (show.h). */
     enum { SHOWN = 20 };
-    fprintf(stderr, "memwatch: unknown tag '%s'; the tags in '%s' are: ", tag, path);
-    for (size_t i = 0; i < n && i < SHOWN; i++)
-        fprintf(stderr, "%s'%s'", i ? ", " : "", tags[i]);
-    if (n > SHOWN)
-        fprintf(stderr, " and %zu more", n - SHOWN);
-    fputc('\n', stderr);
+    char *list = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&list, &len);
+    if (f) {
+        for (size_t i = 0; i < n && i < SHOWN; i++)
+            fprintf(f, "%s%s", i ? ", " : "", mw_show_name(tags[i]));
+        if (n > SHOWN)
+            fprintf(f, " and %zu more", n - SHOWN);
+        fclose(f);
+    }
+    mw_cli_error("unknown tag %s; the tags in %s are: %s", mw_show_name(tag), mw_show_name(path),
+                 list ? list : "(out of memory)");
+    free(list);
     mw_trace_reader_free_tags(tags);
     return MW_EXIT_USAGE;
 }

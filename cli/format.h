@@ -22,11 +22,15 @@ int mw_format_parse(const char *name, enum mw_format *out);
 enum mw_cell_type { MW_CELL_NULL, MW_CELL_INT, MW_CELL_REAL, MW_CELL_TEXT, MW_CELL_BLOB,
                     MW_CELL_JSON };
 
+/* A TEXT cell that is a value's repr (b'\x1b'): a table shows it unquoted (show.h). */
+#define MW_CELL_F_REPR 0x1u
+
 struct mw_cell {
     enum mw_cell_type type;
+    unsigned flags;              /* MW_CELL_F_* */
     int64_t i;
     double r;
-    const char *s;               /* TEXT */
+    const char *s;               /* TEXT: len bytes when len is set, else up to NUL */
     const unsigned char *blob;   /* BLOB: hex in every format (shortened in tables) */
     size_t len;
 };

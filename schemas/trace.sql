@@ -87,6 +87,11 @@
 --   read the file. A reader refuses a file whose read_compat is newer than itself.
 --   change_stats and its views came later within version 1: a reader finds them in
 --   sqlite_master, and traces without them read as before.
+--   Readers check this schema before reading a trace (src/trace/reader_schema.c): each
+--   table here must be a table with at least these columns, none computed; each view here
+--   that a file has must be exactly the definition below, comments and spacing included;
+--   no trigger or virtual table anywhere. So a view is never redefined: a later version
+--   adds a new one.
 
 PRAGMA user_version = 1;
 

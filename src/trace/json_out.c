@@ -5,9 +5,7 @@
 
 static const char hex_digits[] = "0123456789abcdef";
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid: overlong
- * forms, surrogates and code points past U+10FFFF are not. */
-static size_t utf8_len(const unsigned char *p, size_t n)
+size_t mw_utf8_len(const unsigned char *p, size_t n)
 {
     unsigned c = p[0];
     size_t len;
@@ -72,7 +70,7 @@ void mw_json_string(FILE *f, const char *s, size_t n, unsigned flags)
             put_ascii(f, *p++, flags);
             continue;
         }
-        size_t len = utf8_len(p, (size_t)(end - p));
+        size_t len = mw_utf8_len(p, (size_t)(end - p));
         if (!len) {
             fputs("\\ufffd", f);
             p++;

@@ -21,5 +21,8 @@ void mw_json_string(FILE *f, const char *s, size_t n, unsigned flags);
 void mw_json_hex(FILE *f, const unsigned char *p, size_t n);
 /* Lower-case hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void mw_hex(char *out, const unsigned char *p, size_t n);
+/* Length of the valid UTF-8 sequence at p (1-4; n > 0 bytes there), or 0 when it is not
+ * valid: overlong forms, surrogates and code points past U+10FFFF are not. */
+size_t mw_utf8_len(const unsigned char *p, size_t n);
 
 #endif

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +21,8 @@
 #include "elements.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "reader_guard.h"
+#include "reader_schema.h"
 #include "schema.h"
 
 struct layout_entry {
@@ -30,11 +33,13 @@ struct layout_entry {
 
 struct mw_trace_reader {
     sqlite3 *db;
+    struct mw_reader_guard guard;   /* the connection's bounds (reader_guard.h) */
     char *path;
     int has_stats;              /* -1: not looked yet; 0/1: the trace has change_stats */
     struct layout_entry *layouts;   /* objects asked about, in no order */
     size_t nlayouts, caplayouts;
     char errmsg[1024];
+    char reason[256];           /* mw_trace_reader_guard_reason's */
 };
 
 struct mw_trace_iter {
@@ -55,6 +60,9 @@ static int set_err(mw_trace_reader *r, int status, const char *fmt, ...)
 
 static int db_err(mw_trace_reader *r, const char *what)
 {
+    char why[256];
+    if (mw_reader_guard_reason(&r->guard, r->db, why, sizeof why))
+        return set_err(r, MW_EFORMAT, "cannot %s '%s': %s", what, r->path, why);
     int code = sqlite3_errcode(r->db);
     if (code == SQLITE_NOTADB)
         return set_err(r, MW_EFORMAT, "'%s' is not an SQLite database", r->path);
@@ -98,15 +106,17 @@ static int validate(mw_trace_reader *r, int *found_version)
     free(v);
     if (rc < 0)
         return rc;
-    rc = query_text(r, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-                    &v);
-    int has_meta = rc > 0 && v && strcmp(v, "1") == 0;
-    free(v);
+    /* Before anything reads a table: each must be one (reader_schema.h). */
+    char why[256];
+    rc = mw_reader_schema_check(r->db, why, sizeof why);
     if (rc < 0)
-        return rc;
-    if (!has_meta)
+        return db_err(r, "read");
+    if (rc == MW_SCHEMA_NOT_TRACE)
         return set_err(r, MW_ETRACE, "'%s' is an SQLite database but not a memwatch trace",
                        r->path);
+    if (rc == MW_SCHEMA_HOSTILE)
+        return set_err(r, MW_ETRACE, "'%s' is not a trace memwatch can read safely: %s",
+                       r->path, why);
     rc = query_text(r, "PRAGMA user_version", &v);
     long version = rc > 0 && v ? strtol(v, NULL, 10) : 0;
     free(v);
@@ -135,7 +145,46 @@ static int validate(mw_trace_reader *r, int *found_version)
     return 0;
 }
 
-int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version)
+/* A regular file, and so are the -wal, -shm and -journal SQLite would open next to it:
+ * anything else (a FIFO, a device) could block the open or never end. Opened without
+ * blocking and checked with fstat, so a FIFO is refused, not waited on. Its size (with its
+ * -wal) into *bytes. */
+static int check_file(mw_trace_reader *r, const char *path, uint64_t *bytes)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return set_err(r, -ENOENT, "no trace file '%s'", path);
+        return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
+    }
+    int fst = fstat(fd, &st), e = errno;
+    close(fd);
+    if (fst != 0)
+        return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
+    if (S_ISDIR(st.st_mode))
+        return set_err(r, -EISDIR, "'%s' is a directory, not a trace", path);
+    if (!S_ISREG(st.st_mode))
+        return set_err(r, -EINVAL, "'%s' is not a regular file (memwatch reads traces only "
+                                   "from regular files)", path);
+    *bytes = (uint64_t)st.st_size;
+    static const char *const sidecars[] = {"-wal", "-shm", "-journal"};
+    char side[PATH_MAX + 16];
+    for (size_t i = 0; i < sizeof sidecars / sizeof *sidecars; i++) {
+        snprintf(side, sizeof side, "%s%s", path, sidecars[i]);
+        if (stat(side, &st) != 0)
+            continue;
+        if (!S_ISREG(st.st_mode))
+            return set_err(r, -EINVAL, "'%s' next to the trace is not a regular file", side);
+        if (i == 0)
+            *bytes += (uint64_t)st.st_size;
+    }
+    return 0;
+}
+
+static int open_checked(const char *path, mw_trace_reader **out, int *found_version,
+                        int limit_heap)
 {
     *out = NULL;
     mw_trace_reader *r = calloc(1, sizeof(*r));
@@ -146,26 +195,27 @@ int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_ver
     r->has_stats = -1;
     *out = r;
     /* errno first: SQLite's "unable to open database file" does not say why. */
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        int e = errno;
-        if (e == ENOENT)
-            return set_err(r, -ENOENT, "no trace file '%s'", path);
-        return set_err(r, -e, "cannot open '%s': %s", path, strerror(e));
-    }
-    int fst = fstat(fd, &st);
-    close(fd);
-    if (fst == 0 && S_ISDIR(st.st_mode))
-        return set_err(r, -EISDIR, "'%s' is a directory, not a trace", path);
-    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+    uint64_t bytes = 0;
+    int rc = check_file(r, path, &bytes);
+    if (rc)
+        return rc;
+    if (mw_reader_guard_open(path, bytes, limit_heap, &r->guard, &r->db) != SQLITE_OK)
         return set_err(r, MW_ETRACE, "cannot open '%s': %s", path,
                        r->db ? sqlite3_errmsg(r->db) : "out of memory");
-    sqlite3_extended_result_codes(r->db, 0);
-    sqlite3_busy_timeout(r->db, 2000);
-    /* Nothing a reader does needs another database. */
-    sqlite3_limit(r->db, SQLITE_LIMIT_ATTACHED, 0);
     return validate(r, found_version);
+}
+
+int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version)
+{
+    return open_checked(path, out, found_version, 1);
+}
+
+int mw_trace_file_is_trace(const char *path)
+{
+    mw_trace_reader *r;
+    int rc = open_checked(path, &r, NULL, 0);
+    mw_trace_reader_close(r);
+    return rc == 0 || rc == MW_ESCHEMA;
 }
 
 void mw_trace_reader_close(mw_trace_reader *r)
@@ -190,6 +240,16 @@ const char *mw_trace_reader_errmsg(const mw_trace_reader *r)
 sqlite3 *mw_trace_reader_db(mw_trace_reader *r)
 {
     return r->db;
+}
+
+const char *mw_trace_reader_guard_reason(mw_trace_reader *r)
+{
+    return mw_reader_guard_reason(&r->guard, r->db, r->reason, sizeof r->reason);
+}
+
+int mw_trace_reader_refused_write(const mw_trace_reader *r)
+{
+    return r->guard.denied_write;
 }
 
 int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes)

@@ -1,7 +1,9 @@
 /* Reading a trace file (schemas/trace.sql): open and validate it, list its tags, iterate
  * its changed ranges with filters. Used by `memwatch query` and `memwatch diff`.
  *
- * The file is opened read-only (SQLITE_OPEN_READONLY): nothing here can change a trace. */
+ * The file is opened read-only (SQLITE_OPEN_READONLY): nothing here can change a trace.
+ * A trace may be hostile: the reader opens regular files only, checks the schema before it
+ * reads, and bounds the work and memory of everything run on the file (reader_guard.h). */
 #ifndef MW_TRACE_READER_H
 #define MW_TRACE_READER_H
 
@@ -14,16 +16,30 @@ struct mw_elem_layout;
 
 /* Opens and validates path. Statuses, each with its own message on the handle:
  *   -ENOENT (or another -errno)  the file cannot be opened
+ *   -EISDIR, -EINVAL             a directory; not a regular file (a FIFO, a device), or a
+ *                                -wal, -shm or -journal next to it that is not one
  *   MW_EFORMAT                   not an SQLite database
- *   MW_ETRACE                    an SQLite database, but not a memwatch trace
+ *   MW_ETRACE                    an SQLite database, but not a memwatch trace, or one
+ *                                whose schema is not memwatch's (reader_schema.h)
  *   MW_ESCHEMA                   a trace from a newer memwatch (see found_version)
  * On failure *out is still set when a handle exists, for mw_trace_reader_errmsg; close it.
  * found_version may be NULL; it receives the file's schema version when one was read. */
 int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_version);
 void mw_trace_reader_close(mw_trace_reader *r);
+/* 1 when path is a memwatch trace the reader opens (a newer version's too), else 0: what
+ * `memwatch trace -f` may replace (outfile.h). The same guards as mw_trace_reader_open,
+ * without the process-wide heap limit (the caller is a writer). */
+int mw_trace_file_is_trace(const char *path);
 const char *mw_trace_reader_errmsg(const mw_trace_reader *r);
-/* The read-only connection, for statements of the user's own (query --sql). */
+/* The read-only connection, for statements of the user's own (query --sql) and the
+ * report's. It keeps the reader's guards (reader_guard.h): bounded work and memory. */
 sqlite3 *mw_trace_reader_db(mw_trace_reader *r);
+/* After a statement on that connection failed: why, in words, when one of the guards
+ * stopped or refused it; else NULL (SQLite's own message says why). */
+const char *mw_trace_reader_guard_reason(mw_trace_reader *r);
+/* 1 when the last refusal of the guards was of a statement that would change the database
+ * (INSERT, CREATE, ...), 0 for anything else (ATTACH, an unsafe function or PRAGMA). */
+int mw_trace_reader_refused_write(const mw_trace_reader *r);
 
 /* Counts of the whole trace. */
 int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes);

@@ -25,6 +25,7 @@
 #include "elements.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "outfile.h"
 #include "schema.h"
 
 #ifndef MEMWATCH_VERSION
@@ -92,6 +93,9 @@ struct mw_trace_writer {
     struct mw_elem_stats cur_stats;
     char *cur_file;
     int cur_line;
+    struct mw_outfile out;      /* the file claimed (outfile.h) */
+    int finished, finish_rc;    /* mw_trace_writer_finish ran, and how it went */
+    int placed;                 /* ... and the trace is at its path */
     char errmsg[512];
 };
 
@@ -236,42 +240,26 @@ static char *json_ints(const int64_t *v, int n)
 
 /* ---- lifecycle ---- */
 
-static void unlink_sidecars(const char *path)
-{
-    static const char *const suffix[] = {"-wal", "-shm", "-journal"};
-    size_t n = strlen(path);
-    char *p = malloc(n + 16);
-    if (!p)
-        return;
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        snprintf(p, n + 16, "%s%s", path, suffix[i]);
-        unlink(p);
-    }
-    free(p);
-}
-
-int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out)
+/* The output file is claimed first (outfile.h: what -f may replace, one writer, a new
+ * file in place or a replacement written aside); SQLite then creates the trace in it. */
+int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, char *err,
+                         size_t errlen)
 {
     *out = NULL;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST && force) {
-        if (unlink(path) != 0)
-            return -errno;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    }
-    if (fd < 0)
-        return -errno;
-    close(fd);
-    /* A -wal left next to a file that no longer exists would be replayed into ours. */
-    unlink_sidecars(path);
-
+    if (errlen)
+        err[0] = '\0';
     mw_trace_writer *w = calloc(1, sizeof(*w));
-    if (!w) {
-        unlink(path);
+    if (!w)
         return -ENOMEM;
+    int rc = mw_outfile_claim(&w->out, path, force, MW_OUTFILE_TRACE);
+    if (rc) {
+        if (errlen)
+            snprintf(err, errlen, "%s", w->out.err);
+        free(w);
+        return rc;
     }
-    int rc;
-    if (sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    const char *file = mw_outfile_write_path(&w->out);
+    if (sqlite3_open_v2(file, &w->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
         rc = db_err(w, "cannot open the trace");
         goto fail;
     }
@@ -299,15 +287,20 @@ int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out)
     return 0;
 
 fail:
-    /* The caller prints the reason; keep nothing half-made on disk. The message is lost
-     * with the handle, so errors here are reported as the status alone. */
+    /* Keep nothing half-made on disk. */
+    if (errlen)
+        snprintf(err, errlen, "cannot write trace '%s': %s", path, w->errmsg);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(w->stmt[i]);
     sqlite3_close(w->db);
+    mw_outfile_abandon(&w->out);
     free(w);
-    unlink(path);
-    unlink_sidecars(path);
     return rc;
+}
+
+int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out)
+{
+    return mw_trace_writer_open(path, force, out, NULL, 0);
 }
 
 const char *mw_trace_writer_errmsg(const mw_trace_writer *w)
@@ -814,19 +807,45 @@ int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trac
     return 0;
 }
 
-int mw_trace_writer_close(mw_trace_writer *w)
+/* Commits, checkpoints and leaves the trace as one self-contained file, then moves it into
+ * place when it replaces another (outfile.h). */
+int mw_trace_writer_finish(mw_trace_writer *w)
 {
-    if (!w)
-        return 0;
+    if (w->finished)
+        return w->finish_rc;
+    w->finished = 1;
     int rc = mw_trace_writer_commit(w);
-    for (int i = 0; i < ST_COUNT; i++)
+    for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(w->stmt[i]);
+        w->stmt[i] = NULL;
+    }
     if (!rc)
         rc = exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
     if (!rc)
         rc = exec(w, "PRAGMA journal_mode = DELETE");
     if (sqlite3_close(w->db) != SQLITE_OK && !rc)
-        rc = MW_ETRACE;
+        rc = set_err(w, MW_ETRACE, "cannot close the trace");
+    w->db = NULL;
+    /* Moved into place even after a failure above: what was written is the run's. */
+    int placed = mw_outfile_commit(&w->out);
+    w->placed = placed == 0;
+    if (placed) {
+        snprintf(w->errmsg, sizeof w->errmsg, "%.*s", (int)sizeof w->errmsg - 1, w->out.err);
+        rc = placed;
+    }
+    return w->finish_rc = rc;
+}
+
+int mw_trace_writer_placed(const mw_trace_writer *w)
+{
+    return w->placed;
+}
+
+int mw_trace_writer_close(mw_trace_writer *w)
+{
+    if (!w)
+        return 0;
+    int rc = mw_trace_writer_finish(w);
     for (size_t i = 0; i < w->ntyped; i++) {
         mw_elem_layout_destroy(w->typed[i].layout);
         free(w->typed[i].tag);

@@ -36,8 +36,14 @@ struct mw_trace_totals {
 };
 
 /* Creates the trace file with the schema. An existing file is an error (-EEXIST) unless
- * force is set, in which case it (and its -wal/-shm) is replaced. Runs before the script
- * starts, so an unwritable path fails early. */
+ * force is set, in which case it may be replaced if it is a memwatch trace or empty, and
+ * no other run writes it (outfile.h: other statuses, each with its message in err, which
+ * may be NULL). A new trace is written in place; one that replaces a file is written next
+ * to it and moved over it by mw_trace_writer_finish. The file stays locked against other
+ * writers until then. Runs before the script starts, so an unusable path fails early. */
+int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, char *err,
+                         size_t errlen);
+/* mw_trace_writer_open without the message. */
 int mw_trace_writer_create(const char *path, int force, mw_trace_writer **out);
 int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run);
 /* Applies one decoded record inside the current batch. */
@@ -65,7 +71,15 @@ struct mw_trace_nonfinite {
 /* The i-th such object in watch order: 1 and *out (valid until the writer is closed), or
  * 0 when there are no more. */
 int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trace_nonfinite *out);
-/* Commits, checkpoints and closes. Accepts NULL. */
+/* Commits, checkpoints and closes the database, and puts the trace in its place: 0, or a
+ * negative status with the message on the writer (-ENOENT: the trace was removed while
+ * the run went on, -ESTALE: another file took its name; either way its changes are lost).
+ * Totals stay readable; only mw_trace_writer_close may follow. */
+int mw_trace_writer_finish(mw_trace_writer *w);
+/* After mw_trace_writer_finish: 1 when the trace is at the path it was opened with (even
+ * if finishing failed on the way: it holds what it holds), 0 when it is not. */
+int mw_trace_writer_placed(const mw_trace_writer *w);
+/* Finishes (when mw_trace_writer_finish did not run) and frees. Accepts NULL. */
 int mw_trace_writer_close(mw_trace_writer *w);
 /* The last error in words (SQLite's message or ours). */
 const char *mw_trace_writer_errmsg(const mw_trace_writer *w);

@@ -140,16 +140,22 @@ TRACE_USAGE_START="usage: memwatch trace "
     fi
 }
 
-@test "-o FILE that exists: exit 2 'already exists' and the file is unchanged; -f overwrites it" {
-    echo precious >t.db
+@test "-o FILE that exists: exit 2 'already exists' and the file is unchanged; -f overwrites a trace" {
+    run_memwatch -0 trace -q -o t.db -c 'pass'
+    cp t.db before.db
     run_memwatch -2 --separate-stderr trace -o t.db "$FIXTURES/marker.py" m
     assert_equal "$stderr" "memwatch: 't.db' already exists (use -f to overwrite it)"
-    assert_equal "$(cat t.db)" "precious"
+    cmp t.db before.db
     [ ! -e m ]
     run_memwatch -0 trace -q -f -o t.db "$FIXTURES/marker.py" m
     [ -e m ]
-    run -0 head -c 15 t.db
-    assert_output "SQLite format 3"
+    run -0 sqlite3 t.db "SELECT target FROM run"
+    assert_output "$FIXTURES/marker.py"
+    # A file that is not a trace is not replaced, even with -f (tests/cli/outputs.bats).
+    echo precious >notes.txt
+    run_memwatch -2 trace -q -f -o notes.txt "$FIXTURES/marker.py" m2
+    assert_equal "$(cat notes.txt)" "precious"
+    [ ! -e m2 ]
 }
 
 @test "an unwritable output path fails before the script runs, exit 2" {

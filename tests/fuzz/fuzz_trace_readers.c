@@ -2,14 +2,20 @@
  * `memwatch diff` or `memwatch report` must get a message and an exit status, never a
  * crash, a hang or unbounded memory (issue 9, "Hostile trace files").
  *
- * An input is one of two things:
+ * An input is one of three things:
  *   - a trace file as bytes (any bytes: valid traces, truncated or corrupted ones); it is
  *     written to a temporary file and opened as the user's TRACE would be;
  *   - "SQL\n" followed by SQL text: a fresh trace is made from the embedded schema and the
  *     text is run on it (errors ignored). Byte-level mutation of SQLite files mostly finds
  *     SQLite's own page checks; this form reaches traces that are well-formed SQLite but
  *     hold hostile values (negative or huge sizes, blobs shorter than their length,
- *     ranges past the object's end, missing objects, odd formats and shapes).
+ *     ranges past the object's end, missing objects, odd formats and shapes);
+ *   - "SCHEMA\n" followed by bytes, two per step: which of memwatch's tables or views,
+ *     and what takes its place (a view over a recursive CTE that never ends, a view of
+ *     huge values, a copy behind a view, a virtual table, a computed column, a trigger, a
+ *     missing or an extra column, a cross join, a function no reader may call). SQL text
+ *     seldom mutates into such a schema; this form makes every combination reachable
+ *     (issue 14, item 2: hostile schemas hung the readers or filled the memory).
  * Each input then goes through the reader API (reader.h), the report (report.h) and the
  * subcommands' own entry points cmd_query/cmd_diff/cmd_report, called in this process
  * (not the binary) with their output sent to /dev/null.
@@ -81,6 +87,17 @@ static void remove_trace(void)
     }
 }
 
+/* The rows of a "SCHEMA\n" input, before its steps: a few of everything, so that a view
+ * that copies a table has something to copy. */
+static const char seed_rows[] =
+    "INSERT INTO objects (id, tag, size, format, itemsize, ndim, shape, strides, watched_ns)"
+    " VALUES (1, 'a', 8, '<f', 4, 1, '[2]', '[4]', 1), (2, 'b', 4, 'B', 1, 1, '[4]', '[1]', 2);"
+    "INSERT INTO changes (seq, time_ns, object_id, file, line) VALUES (1, 5, 1, 'x.py', 3),"
+    " (2, 6, 2, 'x.py', 4);"
+    "INSERT INTO ranges VALUES (1, 0, 4, x'00000000', x'0000c07f', 1),"
+    " (2, 1, 2, x'0000', x'0102', 1);"
+    "INSERT INTO change_stats (seq, elements, nan_appeared) VALUES (1, 1, 1);";
+
 /* Keeps SQL inputs from leaving the temporary file or running forever. */
 static int deny_attach(void *ctx, int action, const char *a, const char *b, const char *c,
                        const char *d)
@@ -94,9 +111,129 @@ static int stop_long(void *ctx)
     return ++*(int *)ctx > 2000;   /* x 1000 virtual machine steps */
 }
 
+/* The columns of table name in db, "a, b, c" (malloc'd), or NULL. */
+static char *columns_of(sqlite3 *db, const char *name)
+{
+    sqlite3_stmt *s;
+    char *cols = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT group_concat(name, ', ') FROM pragma_table_info(?1)", -1,
+                           &s, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0))
+        cols = strdup((const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    return cols;
+}
+
+/* cols ("a, b") with each name as "<expr> AS name", into out. */
+static void each_column(char *out, size_t size, const char *cols, const char *expr)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (const char *p = cols; *p && n < size;) {
+        size_t len = strcspn(p, ",");
+        n += (size_t)snprintf(out + n, size - n, "%s%s AS %.*s", n ? ", " : "", expr, (int)len, p);
+        p += len;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+}
+
+/* One step of a "SCHEMA\n" input: what of kind takes the place of target. */
+static void schema_step(sqlite3 *db, unsigned target, unsigned kind)
+{
+    static const char *const targets[] = {"objects", "changes", "ranges", "meta", "run",
+                                          "change_stats", "change_ranges", "tag_summary",
+                                          "change_numbers", "tag_numbers"};
+    const char *t = targets[target % (sizeof targets / sizeof *targets)];
+    char *cols = columns_of(db, t);
+    if (!cols)
+        return;
+    /* Its rows are kept aside first (t_saved), then it goes, table or view. */
+    char drop[512], sel[2048], sql[8192];
+    snprintf(drop, sizeof drop, "CREATE TABLE IF NOT EXISTS %s_saved AS SELECT * FROM %s; "
+             "DROP %s %s", t, t, target % 10 < 6 ? "TABLE" : "VIEW", t);
+    size_t first_len = strcspn(cols, ",");
+    const char *rest = cols + first_len + (cols[first_len] ? 2 : 0);
+    switch (kind % 10) {
+    case 0:   /* a view over a recursive CTE that never ends */
+        each_column(sel, sizeof sel, cols, "i");
+        snprintf(sql, sizeof sql, "%s; CREATE VIEW %s AS WITH RECURSIVE n(i) AS (SELECT 1 UNION "
+                 "ALL SELECT i + 1 FROM n) SELECT %s FROM n", drop, t, sel);
+        break;
+    case 1:   /* a view of 50 MB values, a thousand rows */
+        each_column(sel, sizeof sel, cols, "hex(zeroblob(25000000))");
+        snprintf(sql, sizeof sql, "%s; CREATE VIEW %s AS WITH RECURSIVE n(i) AS (SELECT 1 UNION "
+                 "ALL SELECT i + 1 FROM n WHERE i < 1000) SELECT %s FROM n", drop, t, sel);
+        break;
+    case 2:   /* the same rows behind a view */
+        snprintf(sql, sizeof sql, "%s; CREATE VIEW %s AS SELECT * FROM %s_saved", drop, t, t);
+        break;
+    case 3:   /* a virtual table */
+        snprintf(sql, sizeof sql, "%s; CREATE VIRTUAL TABLE %s USING fts4(%s)", drop, t, cols);
+        break;
+    case 4:   /* its first column computed */
+        snprintf(sql, sizeof sql, "%s; CREATE TABLE %s (%.*s AS (hex(zeroblob(25000000))) "
+                 "VIRTUAL%s%s)", drop, t, (int)first_len, cols, *rest ? ", " : "", rest);
+        break;
+    case 5:   /* a trigger */
+        snprintf(sql, sizeof sql, "CREATE TRIGGER %s_trigger AFTER INSERT ON %s BEGIN SELECT 1; "
+                 "END", t, t);
+        break;
+    case 6:   /* its first column missing */
+        if (!*rest)
+            break;
+        snprintf(sql, sizeof sql, "%s; CREATE TABLE %s (%s); INSERT INTO %s SELECT %s FROM "
+                 "%s_saved", drop, t, rest, t, rest, t);
+        break;
+    case 7:   /* a cross join of its rows */
+        snprintf(sql, sizeof sql, "%s; CREATE VIEW %s AS SELECT a.* FROM %s_saved AS a, %s_saved "
+                 "AS b, %s_saved AS c, %s_saved AS d", drop, t, t, t, t, t);
+        break;
+    case 8:   /* a view that calls what no reader may call */
+        each_column(sel, sizeof sel, cols, "fts3_tokenizer('simple')");
+        snprintf(sql, sizeof sql, "%s; CREATE VIEW %s AS SELECT %s", drop, t, sel);
+        break;
+    default:  /* an extra column, as a later schema version may add: still a trace */
+        snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN extra_%u TEXT DEFAULT 'x'", t,
+                 kind & 0xff);
+        break;
+    }
+    if (kind % 10 != 6 || *rest)
+        sqlite3_exec(db, sql, NULL, NULL, NULL);
+    free(cols);
+}
+
+/* A fresh trace from the embedded schema, open on *db for the caller to change. */
+static int fresh_trace(sqlite3 **db, int *steps)
+{
+    if (sqlite3_open(path, db) != SQLITE_OK)
+        return -1;
+    sqlite3_limit(*db, SQLITE_LIMIT_LENGTH, 1 << 20);
+    /* A scratch file: no fsync, no journal file. */
+    sqlite3_exec(*db, "PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY", NULL, NULL,
+                 NULL);
+    sqlite3_exec(*db, mw_trace_schema_sql, NULL, NULL, NULL);
+    sqlite3_set_authorizer(*db, deny_attach, NULL);
+    sqlite3_progress_handler(*db, 1000, stop_long, steps);
+    return 0;
+}
+
 static int write_input(const uint8_t *data, size_t size)
 {
     remove_trace();
+    if (size >= 7 && memcmp(data, "SCHEMA\n", 7) == 0) {
+        sqlite3 *db = NULL;
+        int steps = 0;
+        if (fresh_trace(&db, &steps) == 0) {
+            sqlite3_exec(db, seed_rows, NULL, NULL, NULL);
+            for (size_t i = 7; i + 1 < size && i < 7 + 2 * 8; i += 2)
+                schema_step(db, data[i], data[i + 1]);
+        }
+        sqlite3_close(db);
+        return 0;
+    }
     if (size >= 4 && memcmp(data, "SQL\n", 4) == 0) {
         char *sql = malloc(size - 3);
         if (!sql)
@@ -105,16 +242,8 @@ static int write_input(const uint8_t *data, size_t size)
         sql[size - 4] = '\0';
         sqlite3 *db = NULL;
         int steps = 0;
-        if (sqlite3_open(path, &db) == SQLITE_OK) {
-            sqlite3_limit(db, SQLITE_LIMIT_LENGTH, 1 << 20);
-            /* A scratch file: no fsync, no journal file. */
-            sqlite3_exec(db, "PRAGMA synchronous = OFF; PRAGMA journal_mode = MEMORY", NULL,
-                         NULL, NULL);
-            sqlite3_exec(db, mw_trace_schema_sql, NULL, NULL, NULL);
-            sqlite3_set_authorizer(db, deny_attach, NULL);
-            sqlite3_progress_handler(db, 1000, stop_long, &steps);
+        if (fresh_trace(&db, &steps) == 0)
             sqlite3_exec(db, sql, NULL, NULL, NULL);
-        }
         sqlite3_close(db);
         free(sql);
         return 0;

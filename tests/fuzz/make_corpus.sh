@@ -126,4 +126,21 @@ sql objects-wrong-columns "DROP TABLE objects; CREATE TABLE objects (id, tag); I
 sql stats-odd "UPDATE change_stats SET delta_min = 1e308 * 10, delta_max = -1e308 * 10, delta_mean = NULL, elements = -3, nan_appeared = 9223372036854775807;"
 sql location-odd "UPDATE changes SET file = '', line = -7, function = char(0xd800), thread_id = -1, thread_name = NULL;"
 sql line-huge "UPDATE changes SET line = 9223372036854775807;"
+# Hostile schemas (issue 14, item 2): what a file puts in place of memwatch's tables.
+sql view-recursive "DROP VIEW change_ranges; DROP VIEW tag_summary; DROP VIEW change_numbers; DROP VIEW tag_numbers; DROP TABLE objects; CREATE VIEW objects AS WITH RECURSIVE n(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n) SELECT id, 'x' AS tag, NULL AS type_name, 0 AS address, 8 AS size, 0 AS readonly, NULL AS format, NULL AS itemsize, NULL AS ndim, NULL AS shape, NULL AS strides, 0 AS watched_ns, NULL AS unwatched_ns FROM n;"
+sql view-zeroblob "DROP TABLE objects; CREATE VIEW objects AS WITH RECURSIVE n(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM n WHERE id < 100) SELECT id, hex(zeroblob(50000000)) || id AS tag, NULL AS type_name, 0 AS address, 8 AS size, 0 AS readonly, NULL AS format, NULL AS itemsize, NULL AS ndim, NULL AS shape, NULL AS strides, 0 AS watched_ns, NULL AS unwatched_ns FROM n;"
+sql view-redefined "DROP VIEW change_ranges; CREATE VIEW change_ranges AS WITH RECURSIVE n(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM n) SELECT seq FROM n;"
+sql trigger "CREATE TRIGGER t AFTER INSERT ON objects BEGIN DELETE FROM changes; END;"
+sql virtual-table "DROP TABLE ranges; CREATE VIRTUAL TABLE ranges USING fts4(seq, offset, length, old, new, complete);"
+sql virtual-extra "CREATE VIRTUAL TABLE notes USING fts4(text);"
+sql generated-column "DROP TABLE objects; CREATE TABLE objects (id INTEGER PRIMARY KEY, tag TEXT AS (hex(zeroblob(50000000))) VIRTUAL, type_name, address, size, readonly, format, itemsize, ndim, shape, strides, watched_ns, unwatched_ns); INSERT INTO objects (id, size, watched_ns) VALUES (1, 16, 0);"
+sql fts3-tokenizer-view "DROP VIEW tag_summary; CREATE VIEW tag_summary AS SELECT fts3_tokenizer('simple') AS tag;"
+sql extra-columns-and-views "ALTER TABLE objects ADD COLUMN later TEXT; CREATE TABLE later_table (x); CREATE VIEW later_view AS SELECT x FROM later_table;"
+# The same through the harness's "SCHEMA\n" form: each kind of replacement (0-9, see
+# schema_step) for objects (0), changes (1), ranges (2), meta (3) and change_ranges (6).
+for target in 0 1 2 3 6; do
+    for kind in 0 1 2 3 4 5 6 7 8 9; do
+        printf "SCHEMA\n\\$(printf '%03o' "$target")\\$(printf '%03o' "$kind")" > "$out/schema-$target-$kind"
+    done
+done
 echo "$(ls "$out" | wc -l) files in $out"

@@ -1,9 +1,11 @@
 /* src/trace/reader.c: validation statuses (missing, not SQLite, not a trace, newer schema),
- * tags, filtered iteration and the per-tag summary, on a trace made by the writer. */
+ * tags, filtered iteration and the per-tag summary, on a trace made by the writer; the
+ * guards against hostile traces (reader_guard.h, reader_schema.h). */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "mw_error.h"
@@ -154,6 +156,146 @@ static void test_summary(void)
     mw_trace_reader_close(r);
 }
 
+/* The status of opening a copy of the writer's trace changed by sql; the message, when
+ * one is wanted, must contain want. */
+static int hostile_status(const char *name, const char *sql, const char *want)
+{
+    const char *path = scratch_path(name);
+    make_trace(path);
+    scratch_sql(path, sql);
+    mw_trace_reader *r;
+    int rc = mw_trace_reader_open(path, &r, NULL);
+    if (want && !strstr(mw_trace_reader_errmsg(r), want)) {
+        fprintf(stderr, "%s: message '%s' lacks '%s'\n", name, mw_trace_reader_errmsg(r), want);
+        rc = 12345;
+    }
+    mw_trace_reader_close(r);
+    return rc;
+}
+
+static void test_hostile_schema(void)
+{
+    /* objects as a view over a recursive CTE: refused before anything reads it */
+    CHECK_EQ_INT(hostile_status("view.db",
+                                "DROP TABLE objects; CREATE VIEW objects AS WITH RECURSIVE n(id)"
+                                " AS (SELECT 1 UNION ALL SELECT id + 1 FROM n) SELECT id, 'x' AS"
+                                " tag, 8 AS size FROM n",
+                                "'objects' is a view, not a table"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("vtab.db", "DROP TABLE ranges; CREATE VIRTUAL TABLE ranges USING"
+                                " fts4(seq, offset, length, old, new, complete)",
+                                "'ranges' is a virtual table"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("trigger.db", "CREATE TRIGGER t AFTER INSERT ON objects BEGIN"
+                                " SELECT 1; END", "trigger ('t')"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("generated.db", "ALTER TABLE run ADD COLUMN big TEXT AS"
+                                " (hex(zeroblob(50000000))) VIRTUAL", "'big' of table 'run'"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("missing.db", "DROP VIEW change_ranges; DROP VIEW tag_numbers;"
+                                " DROP VIEW change_numbers;"
+                                " ALTER TABLE changes DROP COLUMN thread_name",
+                                "table 'changes' has no column 'thread_name'"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("noruntable.db", "DROP TABLE run", "no table 'run'"), MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("myview.db", "DROP VIEW tag_summary; CREATE VIEW tag_summary AS"
+                                " SELECT 1 AS tag", "view 'tag_summary'"),
+                 MW_ETRACE);
+    /* what later schema versions may add is read; so is a trace without change_stats */
+    CHECK_EQ_INT(hostile_status("later.db", "ALTER TABLE objects ADD COLUMN later TEXT;"
+                                " CREATE TABLE later_t (x); CREATE VIEW later_v AS SELECT x"
+                                " FROM later_t", NULL),
+                 0);
+    CHECK_EQ_INT(hostile_status("old.db", "DROP VIEW tag_numbers; DROP VIEW change_numbers;"
+                                " DROP TABLE change_stats", NULL),
+                 0);
+}
+
+static void test_not_regular(void)
+{
+    const char *fifo = scratch_path("fifo.db");
+    CHECK(mkfifo(fifo, 0600) == 0);
+    /* a FIFO is refused at once (nobody writes to it: a blocking open would hang) */
+    CHECK_EQ_INT(open_status(fifo, NULL), -EINVAL);
+    CHECK_EQ_INT(open_status("/dev/null", NULL), -EINVAL);
+    const char *path = scratch_path("w.db");
+    make_trace(path);
+    CHECK(mkfifo(scratch_path("w.db-wal"), 0600) == 0);
+    mw_trace_reader *r;
+    CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), -EINVAL);
+    CHECK(strstr(mw_trace_reader_errmsg(r), "w.db-wal' next to the trace") != NULL);
+    mw_trace_reader_close(r);
+}
+
+/* Statements on the reader's connection are bounded: steps, value length. */
+static void test_bounds(void)
+{
+    const char *path = scratch_path("b.db");
+    make_trace(path);
+    mw_trace_reader *r;
+    CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
+    sqlite3_stmt *s;
+    CHECK(sqlite3_prepare_v2(mw_trace_reader_db(r),
+                             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n)"
+                             " SELECT count(*) FROM n", -1, &s, NULL) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_INTERRUPT);
+    sqlite3_finalize(s);
+    const char *why = mw_trace_reader_guard_reason(r);
+    CHECK(why && strstr(why, "million steps"));
+    mw_trace_reader_close(r);
+
+    CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
+    CHECK(sqlite3_prepare_v2(mw_trace_reader_db(r), "SELECT zeroblob(100000000)", -1, &s,
+                             NULL) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_TOOBIG);
+    sqlite3_finalize(s);
+    why = mw_trace_reader_guard_reason(r);
+    CHECK(why && strstr(why, "MiB"));
+    /* a statement that stays within the bounds runs */
+    CHECK(sqlite3_prepare_v2(mw_trace_reader_db(r), "SELECT length(zeroblob(1000000))", -1, &s,
+                             NULL) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(s), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(s, 0), 1000000);
+    sqlite3_finalize(s);
+    mw_trace_reader_close(r);
+}
+
+/* Statements on the reader's connection only read: the authorizer (reader_guard.c). */
+static void test_authorizer(void)
+{
+    const char *path = scratch_path("a.db");
+    make_trace(path);
+    mw_trace_reader *r;
+    CHECK_EQ_INT(mw_trace_reader_open(path, &r, NULL), 0);
+    static const struct {
+        const char *sql;
+        int write;
+        const char *why;
+    } refused[] = {
+        {"SELECT fts3_tokenizer('simple')", 0, "fts3_tokenizer()"},
+        {"SELECT fts3_tokenizer('x', x'0000000000000000')", 0, "fts3_tokenizer()"},
+        {"SELECT load_extension('x')", 0, "load_extension()"},
+        {"ATTACH 'x.db' AS x", 0, "ATTACH"},
+        {"PRAGMA cache_size = 1000000", 0, "PRAGMA cache_size = 1000000"},
+        {"CREATE TEMP VIEW v AS SELECT 1", 1, "the statement would"},
+        {"DELETE FROM changes", 1, "delete rows"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        sqlite3_stmt *s = NULL;
+        CHECK(sqlite3_prepare_v2(mw_trace_reader_db(r), refused[i].sql, -1, &s, NULL) !=
+              SQLITE_OK);
+        sqlite3_finalize(s);
+        const char *why = mw_trace_reader_guard_reason(r);
+        CHECK(why && strstr(why, refused[i].why));
+        CHECK_EQ_INT(mw_trace_reader_refused_write(r), refused[i].write);
+    }
+    /* reads, and the reader's own work, go on */
+    uint64_t objects = 0, changes = 0;
+    CHECK_EQ_INT(mw_trace_reader_counts(r, &objects, &changes), 0);
+    CHECK(objects == 2 && changes == 3);
+    mw_trace_reader_close(r);
+}
+
 int main(void)
 {
     if (scratch_begin("reader") < 0)
@@ -161,6 +303,10 @@ int main(void)
     RUN(test_validation);
     RUN(test_reading);
     RUN(test_summary);
+    RUN(test_hostile_schema);
+    RUN(test_not_regular);
+    RUN(test_bounds);
+    RUN(test_authorizer);
     scratch_end();
     return UNIT_DONE();
 }
