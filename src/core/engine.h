@@ -105,6 +105,10 @@ extern struct engine {
     uint64_t checks;
     uint64_t pages_compared;
     struct svec shadows;           /* struct shadow: the SHADOWED pages (shadow.c) */
+    /* Every page ever watched lies in [watched_lo, watched_hi): a quick "no" for calls
+     * that ask about ranges (munmap, mremap) without a lock. Only ever widens. */
+    _Atomic uintptr_t watched_lo, watched_hi;
+    void (*unmap_hook)(const void *addr, size_t len);
     size_t shadows_peak;
     union {
         struct {

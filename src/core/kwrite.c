@@ -53,6 +53,35 @@ int mw_engine_owns_range(const void *addr, size_t len)
     return 0;
 }
 
+/* Is any page of [addr, addr+len) watched, in whatever state? */
+static int watches_range(uintptr_t a, size_t len)
+{
+    if (a + len <= atomic_load(&engine.watched_lo) || a >= atomic_load(&engine.watched_hi))
+        return 0;
+    size_t ps = engine.page_size;
+    struct mw_region_index *idx = engine.index;
+    int found = 0;
+    mw_region_index_enter(idx);
+    for (uintptr_t p = a & ~(uintptr_t)(ps - 1); p < a + len && !found; p += ps) {
+        struct mw_page *e = mw_region_index_lookup(idx, p);
+        found = e && MW_PAGE_STATE(atomic_load(&e->state)) != MW_PAGE_REMOVED;
+    }
+    mw_region_index_leave(idx);
+    return found;
+}
+
+void mw_engine_set_unmap_hook(void (*hook)(const void *addr, size_t len))
+{
+    engine.unmap_hook = hook;
+}
+
+void mw_engine_before_unmap(const void *addr, size_t len)
+{
+    void (*hook)(const void *, size_t) = engine.unmap_hook;
+    if (hook && len && engine_watches_anything() && watches_range((uintptr_t)addr, len))
+        hook(addr, len);
+}
+
 int mw_engine_kwrite_begin(const void *addr, size_t len)
 {
     if (!engine_watches_anything() || len == 0 || (uintptr_t)addr + len < (uintptr_t)addr)

@@ -491,6 +491,11 @@ static int watch_locked(mw_watcher *w, uintptr_t addr, size_t size, void *user,
     /* The index share now belongs to the pages; the rest is the region's own. */
     if (id_out)
         *id_out = r->id;
+    uintptr_t lo = atomic_load(&engine.watched_lo), hi = plan.last + engine.page_size;
+    if (!lo || plan.first < lo)
+        atomic_store(&engine.watched_lo, plan.first);
+    if (hi > atomic_load(&engine.watched_hi))
+        atomic_store(&engine.watched_hi, hi);
     return 0;
 }
 

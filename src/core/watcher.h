@@ -98,6 +98,12 @@ enum mw_backend mw_engine_backend(void);
  * release). Cheap when nothing is watched. Not async-signal-safe. */
 int mw_engine_kwrite_begin(const void *addr, size_t len);
 void mw_engine_kwrite_end(int token);
+/* The program is about to unmap (munmap, mremap) [addr, addr+len): when watched pages lie
+ * there, hook(addr, len) runs first (unmap_interpose.c), so the caller can find what was
+ * written before the memory goes and stop watching it. Cheap when nothing watched is
+ * there. Not async-signal-safe. */
+void mw_engine_set_unmap_hook(void (*hook)(const void *addr, size_t len));
+void mw_engine_before_unmap(const void *addr, size_t len);
 /* Does [addr, addr+len) touch a page the engine protects? (To decide on a retry.) */
 int mw_engine_owns_range(const void *addr, size_t len);
 /* True when addr lies on a page the engine protects (for signal chaining decisions). */

@@ -62,6 +62,14 @@ static PyObject *torch_as_numpy(PyObject *obj)
     return array;
 }
 
+/* Is the memory exporter's an mmap's (the mmap itself, or a memoryview of one, as
+ * SharedMemory.buf is)? */
+static int owned_by_mmap(PyObject *exporter)
+{
+    PyObject *base = PyMemoryView_Check(exporter) ? PyMemoryView_GET_BASE(exporter) : exporter;
+    return base && strcmp(Py_TYPE(base)->tp_name, "mmap.mmap") == 0;
+}
+
 static void compute_extent(struct mw_buffer *b)
 {
     Py_buffer *v = &b->view;
@@ -118,6 +126,13 @@ int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out)
     Py_INCREF(obj);
     out->object = obj;
     compute_extent(out);
+    out->pinned = 1;
+    if (owned_by_mmap(obj)) {
+        /* The description stays valid: its shape and strides point into the view itself
+         * (an mmap's) or into the memoryview, which out->object keeps alive. */
+        PyBuffer_Release(&out->view);
+        out->pinned = 0;
+    }
     return 0;
 }
 
@@ -135,7 +150,7 @@ int mw_buffer_raw(void *address, size_t size, struct mw_buffer *out)
 
 void mw_buffer_release(struct mw_buffer *b)
 {
-    if (b->has_view)
+    if (b->has_view && b->pinned)
         PyBuffer_Release(&b->view);
     b->has_view = 0;
     if (b->object)

@@ -10,8 +10,12 @@
 #include "relocate.h"
 
 struct mw_buffer {
-    Py_buffer view;          /* a held export: the memory cannot be resized or freed */
+    Py_buffer view;          /* the object's buffer description */
     int has_view;
+    /* view is a held export (the memory cannot be resized or freed), but for memory an mmap
+     * owns: its close() and resize() must work as under python3, and memwatch ends the
+     * watch when they unmap it (watcher_object.c, before_unmap). */
+    int pinned;
     PyObject *object;        /* the watched object itself (strong reference) */
     char *type_name;         /* "bytearray", "numpy.ndarray", "torch.Tensor", ... */
     unsigned char *start;    /* lowest byte of any element */

@@ -456,8 +456,43 @@ static PyTypeObject watcher_type = {
     .tp_weaklistoffset = offsetof(WatcherObject, weakrefs),
 };
 
+/* The program is unmapping [addr, addr+len), where watched objects live (mmap.close(), a
+ * SharedMemory block's close(), munmap of a watch_buffer range): what was written there is
+ * found by one last check, then those watches end, each as an unwatch would. mmap releases
+ * the GIL around munmap(); the thread takes it back here (it holds nothing else then), as
+ * a C library calling back into Python would. */
+static void before_unmap(const void *addr, size_t len)
+{
+    if (!Py_IsInitialized() || _Py_IsFinalizing())
+        return;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (live_watchers && check_all() < 0)
+        PyErr_WriteUnraisable(NULL);
+    uintptr_t lo = (uintptr_t)addr, hi = lo + len;
+    for (WatcherObject *self = live_watchers; self; self = self->next_live) {
+        struct mw_watched *w = self->state.watched;
+        while (w) {
+            struct mw_watched *next = w->next;
+            uintptr_t a = (uintptr_t)w->buf.start;
+            if (a < hi && a + w->buf.span > lo) {
+                mw_watcher_unwatch(self->state.core, w->region_id, NULL, NULL);
+                if (PyDict_DelItem(self->state.by_tag, w->tag) < 0)
+                    PyErr_Clear();
+                mw_registry_detach(&self->state, w);
+            }
+            w = next;
+        }
+    }
+    mw_channel_flush();
+    PyErr_Restore(type, value, tb);
+    PyGILState_Release(gil);
+}
+
 int mw_watcher_object_add_type(PyObject *module)
 {
+    mw_engine_set_unmap_hook(before_unmap);
     if (PyType_Ready(&watcher_type) < 0)
         return -1;
     return PyModule_AddObjectRef(module, "MemoryWatcher", (PyObject *)&watcher_type);
