@@ -500,6 +500,7 @@ int check_locked(mw_change_fn fn, void *ctx, const struct mw_writer *line_writer
     int n = deliver(fn, ctx);
     run_deferred_frees();
     mw_region_index_reclaim(engine.index);
+    pool_keep_ahead_locked();
     for (size_t i = 0; i < ENGINE_SCRATCH; i++)
         if (&engine.scratch.all[i] != &engine.scratch.s.frees)
             svec_trim(&engine.scratch.all[i]);

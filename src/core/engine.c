@@ -14,7 +14,7 @@
 #include "signal_chain.h"
 
 #define MAX_ACCTS 65536u
-#define POOL_RESERVE ((size_t)64 << 30)   /* virtual only: PROT_NONE until committed */
+#define POOL_MAX ((size_t)256 << 30)      /* copies at most; mapped as needed (page_pool.h) */
 
 struct engine engine = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -104,7 +104,7 @@ static int init_locked(void)
     int rc = mw_region_index_create(engine.page_size, &engine.index);
     if (rc)
         goto fail_accts;
-    rc = mw_page_pool_create(engine.page_size, POOL_RESERVE / engine.page_size, engine.accts,
+    rc = mw_page_pool_create(engine.page_size, POOL_MAX / engine.page_size, engine.accts,
                              &engine.pool);
     if (rc)
         goto fail_index;

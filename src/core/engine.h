@@ -147,6 +147,8 @@ uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page);
 
 /* watch.c: engine lock held. */
 void compact_regions_locked(void);
+/* Maps pool segments ahead of need: a copy for every watched page (page_pool.h). */
+void pool_keep_ahead_locked(void);
 struct mw_region **find_region_locked(uint64_t id);
 void remove_region_locked(struct mw_region *r);
 

@@ -1,10 +1,14 @@
 /* Preallocated storage for old page contents.
  *
  * DESIGN
- * The pool reserves one large range of virtual memory (PROT_NONE, MAP_NORESERVE) at
- * creation and commits a prefix of it (mprotect to read-write, still no physical memory)
- * as watchers' memory limits grow. Physical memory is only used for slots that a fault
- * handler actually wrote: it grows with the pages written, not with the bytes watched.
+ * The pool is made of segments of MW_POOL_SEGMENT_SLOTS slots, each a mapping of its own
+ * (MAP_NORESERVE: no physical memory until a fault handler writes a slot), mapped as they
+ * are needed (mw_page_pool_commit, under the caller's lock) and published before the
+ * capacity that covers them grows, so a handler never sees a slot without its segment. So
+ * the pool takes address space in proportion to the copies it holds (plus a little
+ * headroom), never to a limit nobody reaches: a process under `ulimit -v` watches as long
+ * as what it writes fits. Physical memory grows with the pages written, not with the
+ * bytes watched.
  *
  * Slots are handed out by a lock-free allocator usable from a signal handler: a Treiber
  * free list whose head packs (slot index + 1, tag) in one 64-bit word so that a pop racing
@@ -27,6 +31,8 @@
 #include "mw_writer.h"
 
 #define MW_SLOT_NONE UINT32_MAX
+/* Slots per segment (16 MiB of 4 KiB pages). */
+#define MW_POOL_SEGMENT_SLOTS 4096u
 
 struct mw_slot_meta {
     struct mw_writer writer;     /* filled at fault time */
@@ -37,13 +43,14 @@ struct mw_slot_meta {
 
 struct mw_page_pool;
 
-/* Reserves room for at most max_slots copies of page_size bytes; copies are charged to
- * accts[slot's account]. */
+/* A pool of at most max_slots copies of page_size bytes (nothing mapped yet); copies are
+ * charged to accts[slot's account]. */
 int mw_page_pool_create(size_t page_size, size_t max_slots, struct mw_acct *accts,
                         struct mw_page_pool **out);
 void mw_page_pool_destroy(struct mw_page_pool *p);
-/* Makes the first nslots slots usable (never shrinks). Not async-signal-safe; callers
- * serialize (engine lock). Returns 0 or -errno. */
+/* Makes the first nslots slots usable (never shrinks), mapping the segments that needs.
+ * Not async-signal-safe; callers serialize (engine lock). Returns 0 or -errno (the pool
+ * keeps what it could map). */
 int mw_page_pool_commit(struct mw_page_pool *p, size_t nslots);
 size_t mw_page_pool_committed(const struct mw_page_pool *p);
 

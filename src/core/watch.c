@@ -33,6 +33,19 @@ static uintptr_t page_of(uintptr_t addr)
 
 /* ---- watchers ---------------------------------------------------------------------- */
 
+void pool_keep_ahead_locked(void)
+{
+    engine_assert_locked();
+    /* Every watched page can be written between two checks: room for a copy of each, on
+     * top of the copies held now, and never beyond what the watchers' limits allow. The
+     * pool maps segments only for that (page_pool.h), so address space follows what is
+     * watched. */
+    size_t want = mw_page_pool_in_use(engine.pool) + mw_region_index_count(engine.index) +
+                  MW_POOL_SEGMENT_SLOTS;
+    size_t allowed = engine.limits_sum / engine.copy_cost;
+    mw_page_pool_commit(engine.pool, want < allowed ? want : allowed);
+}
+
 /* A free account (engine lock): one no watcher owns and no old copy still names. */
 static int take_account_locked(uint32_t *out)
 {
@@ -84,8 +97,7 @@ int mw_watcher_create(const struct mw_watcher_config *config, mw_watcher **out)
     w->checks_base = engine.checks;
     w->pages_compared_base = engine.pages_compared;
     engine.limits_sum += limit;
-    /* The pool can hold every live watcher's budget in copies. */
-    mw_page_pool_commit(engine.pool, engine.limits_sum / engine.copy_cost);
+    pool_keep_ahead_locked();
     engine_unlock();
     *out = w;
     return 0;
@@ -491,6 +503,7 @@ static int watch_locked(mw_watcher *w, uintptr_t addr, size_t size, void *user,
     /* The index share now belongs to the pages; the rest is the region's own. */
     if (id_out)
         *id_out = r->id;
+    pool_keep_ahead_locked();
     uintptr_t lo = atomic_load(&engine.watched_lo), hi = plan.last + engine.page_size;
     if (!lo || plan.first < lo)
         atomic_store(&engine.watched_lo, plan.first);

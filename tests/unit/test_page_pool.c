@@ -1,5 +1,5 @@
-/* page_pool.c: capacity, reuse, lock-free allocation under contention, and copies charged
- * to their account. */
+/* page_pool.c: capacity in segments mapped on demand, reuse, lock-free allocation under
+ * contention, and copies charged to their account. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,35 +11,42 @@
 
 static size_t ps;
 
+/* Capacity comes in whole segments, mapped only when committed, never past the maximum. */
 static void test_capacity_follows_commit(void)
 {
     struct mw_page_pool *p;
-    CHECK_EQ_INT(mw_page_pool_create(ps, 64, NULL, &p), 0);
+    const size_t max = MW_POOL_SEGMENT_SLOTS + 16;
+    CHECK_EQ_INT(mw_page_pool_create(ps, max, NULL, &p), 0);
     CHECK_EQ_INT(mw_page_pool_alloc(p), MW_SLOT_NONE);      /* nothing committed */
     CHECK_EQ_INT(mw_page_pool_commit(p, 16), 0);
-    CHECK_EQ_INT(mw_page_pool_committed(p), 16);
-    uint32_t got[16];
+    CHECK_EQ_INT(mw_page_pool_committed(p), MW_POOL_SEGMENT_SLOTS);
+    uint32_t *got = calloc(MW_POOL_SEGMENT_SLOTS, sizeof *got);
     int distinct = 1;
-    for (int i = 0; i < 16; i++) {
+    for (uint32_t i = 0; i < MW_POOL_SEGMENT_SLOTS; i++) {
         got[i] = mw_page_pool_alloc(p);
         CHECK(got[i] != MW_SLOT_NONE);
-        for (int j = 0; j < i; j++)
-            if (got[j] == got[i])
-                distinct = 0;
-        memset(mw_page_pool_data(p, got[i]), i, ps);        /* writable */
+        if (i < 64)
+            for (uint32_t j = 0; j < i; j++)
+                distinct &= got[j] != got[i];
+        memset(mw_page_pool_data(p, got[i]), (int)(i & 0xff), ps);   /* writable */
     }
     CHECK(distinct);
     CHECK_EQ_INT(mw_page_pool_alloc(p), MW_SLOT_NONE);      /* full */
-    CHECK_EQ_INT(mw_page_pool_in_use(p), 16);
+    CHECK_EQ_INT(mw_page_pool_in_use(p), MW_POOL_SEGMENT_SLOTS);
     mw_page_pool_free(p, got[3]);
     CHECK_EQ_INT(mw_page_pool_alloc(p), got[3]);            /* reused */
     CHECK_EQ_INT(((unsigned char *)mw_page_pool_data(p, got[3]))[0], 3);
-    CHECK_EQ_INT(mw_page_pool_commit(p, 1000), 0);           /* clamps to max */
-    CHECK_EQ_INT(mw_page_pool_committed(p), 64);
+    CHECK_EQ_INT(mw_page_pool_commit(p, 100000), 0);        /* a second segment, clamped */
+    CHECK_EQ_INT(mw_page_pool_committed(p), max);
+    uint32_t next = mw_page_pool_alloc(p);
+    CHECK_EQ_INT(next, MW_POOL_SEGMENT_SLOTS);              /* the new segment's first slot */
+    memset(mw_page_pool_data(p, next), 9, ps);
     CHECK(mw_page_pool_overlaps(p, (uintptr_t)mw_page_pool_data(p, 5), 1));
+    CHECK(mw_page_pool_overlaps(p, (uintptr_t)mw_page_pool_data(p, next) + 100, 1));
     CHECK(mw_page_pool_overlaps(p, (uintptr_t)mw_page_pool_meta(p, 5), 8));
     int x;
     CHECK(!mw_page_pool_overlaps(p, (uintptr_t)&x, sizeof(x)));
+    free(got);
     mw_page_pool_destroy(p);
 }
 
@@ -72,8 +79,8 @@ static void *churn(void *arg)
 
 static void test_concurrent_alloc_free(void)
 {
-    CHECK_EQ_INT(mw_page_pool_create(ps, 256, NULL, &shared), 0);
-    CHECK_EQ_INT(mw_page_pool_commit(shared, 24), 0);   /* fewer than 4 x 8: contention */
+    CHECK_EQ_INT(mw_page_pool_create(ps, 24, NULL, &shared), 0);   /* fewer than 4 x 8 */
+    CHECK_EQ_INT(mw_page_pool_commit(shared, 24), 0);
     pthread_t t[4];
     for (uintptr_t i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, churn, (void *)(i + 1));
