@@ -39,10 +39,12 @@ printf '%-7s %-12s %12s %9s %10s %14s\n' loop mode seconds ratio changes "us/cha
 for kind in single whole; do
     count=$single
     [ "$kind" = whole ] && count=$whole
-    read -r base _ < <(measure "$kind" "$count" 0 manual)
+    out=$(measure "$kind" "$count" 0 manual)   # $(...) waits for the run to end
+    read -r base _ <<<"$out"
     printf '%-7s %-12s %12.4f %9s %10s %14s\n' "$kind" unwatched "$base" 1.00 - -
     for mode in line interval:50 manual; do
-        read -r t n < <(measure "$kind" "$count" 1 "$mode")
+        out=$(measure "$kind" "$count" 1 "$mode")
+        read -r t n <<<"$out"
         awk -v k="$kind" -v m="$mode" -v t="$t" -v b="$base" -v n="$n" 'BEGIN {
             printf "%-7s %-12s %12.4f %9.2f %10d %14s\n", k, m, t, t / b, n,
                    (n > 0 ? sprintf("%.2f", (t - b) / n * 1e6) : "-") }'

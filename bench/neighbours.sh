@@ -55,7 +55,10 @@ for w in "${workloads[@]}"; do
         order=("${variants[@]}")
         ((r % 2)) && order=($(printf '%s\n' "${variants[@]}" | tac))
         for v in "${order[@]}"; do
-            read -r s c k < <(run "$w" "$v")
+            # $(...) waits for memwatch to end (a read from <(...) returns at the first
+            # line, while the trace is still being closed and locked).
+            out=$(run "$w" "$v")
+            read -r s c k <<<"$out"
             secs[$v]="${secs[$v]:-} $s"
             chg[$v]=$c
             chk[$v]="${chk[$v]:-} ${k:-0}"

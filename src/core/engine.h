@@ -6,10 +6,12 @@
  *   watch.c       watchers and regions: create/destroy, watch, unwatch, stats
  *   page_refs.c   which regions touch a page, and the span of watched bytes on it
  *   check.c       the check: collect dirty pages, re-protect, compare, merge, deliver
- *   kwrite.c      kernel writes into watched memory (read() into a watched buffer)
+ *   kwrite.c      kernel writes into watched memory (read() into a watched buffer), and
+ *                 memwatch's own beside watched bytes (mw_engine_write)
  *   shadow.c      pages left open because their neighbours are busy, compared instead
  *   own_memory.c  memory memwatch itself uses, which can never be watched
  *   scratch.c     growable scratch vectors in memory of the engine's own
+ * Beside the engine, not part of it: arena.c, pages of small watched objects (arena.h).
  *
  * DESIGN
  * - One process-wide engine under one mutex (engine.lock): registration, unwatch, check

@@ -333,6 +333,73 @@ static void close_neighbour(struct mw_page *e, int sig)
     push_dirty(e);
 }
 
+/* The page of a CLEAN entry e, claimed (FAULTING): copied and opened for memwatch's own
+ * write, which then runs, and closed again as after a neighbour's write. */
+static int write_claimed(struct mw_page *e, uintptr_t page, int sig, void *dst,
+                         const void *src, size_t len)
+{
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(ap), (const void *)page);
+    if (slot == MW_SLOT_NONE) {
+        /* No copy to compare with: take the page as a first write would (DIRTY until the
+         * next check, writer unknown). */
+        if (take_page(e, page, NULL, sig, 1) != 0)
+            return -1;
+        memcpy(dst, src, len);
+        return 0;
+    }
+    mw_page_pool_meta(env.pool, slot)->fault_ns = now_ns();
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_OPEN);
+    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
+        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        mw_page_pool_release_copy(env.pool, slot);
+        mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
+        return -1;
+    }
+    memcpy(dst, src, len);
+    close_neighbour(e, sig);
+    return 0;
+}
+
+int mw_fault_path_write(void *dst, const void *src, size_t len)
+{
+    /* The mechanism that protects pages now: a fault of it would arrive as this signal. */
+    int sig = atomic_load_explicit(&sigbus_wp, memory_order_acquire) ? SIGBUS : SIGSEGV;
+    uintptr_t page = (uintptr_t)dst & ~(uintptr_t)(env.page_size - 1);
+    int rc = 0;
+    if (!env.index) {
+        memcpy(dst, src, len);
+        return 0;
+    }
+    mw_region_index_enter(env.index);
+    for (;;) {
+        struct mw_page *e = mw_region_index_lookup(env.index, page);
+        uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_acquire)
+                       : MW_PAGE_UNTRACKED;
+        if (s == MW_PAGE_CLEAN) {
+            if (!atomic_compare_exchange_strong_explicit(&e->state, &s, MW_PAGE_FAULTING,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                continue;
+            if (e->addr != page) {
+                mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
+                continue;
+            }
+            rc = write_claimed(e, page, sig, dst, src, len);
+            break;
+        }
+        if (s == MW_PAGE_FAULTING || s == MW_PAGE_OPEN) {
+            sched_yield();   /* a handler in another thread finishes without any lock */
+            continue;
+        }
+        memcpy(dst, src, len);   /* writable already (DIRTY, SHADOWED), or not protected */
+        break;
+    }
+    mw_region_index_leave(env.index);
+    return rc;
+}
+
 /* The SIGTRAP handler: ours when this thread has a page open, otherwise the previous
  * handler's. Async-signal-safe; saves and restores errno. */
 static void trap_handler(int sig, siginfo_t *info, void *ucontext)

@@ -38,6 +38,13 @@ size_t mw_fault_path_take_hot(struct mw_page **out, size_t max);
  * was abandoned there. Not async-signal-safe; fn must not hold locks or allocate. */
 int mw_fault_path_probe(void (*fn)(void *ctx), void *ctx);
 
+/* memwatch's own write of len bytes into one page that may be protected, outside its
+ * watched bytes: done as a neighbour's write is, without the fault (copy, lift, write,
+ * protect again, compare the watched bytes: a write another thread made meanwhile is
+ * kept, writer unknown). Engine lock held, so that no check runs meanwhile. 0, or -1 when
+ * the protection could not be lifted (nothing written). */
+int mw_fault_path_write(void *dst, const void *src, size_t len);
+
 /* The detector operations that do not depend on the mechanism (see detector.h). */
 struct mw_page *mw_fault_path_collect(void);
 void mw_fault_path_requeue(struct mw_page *e);

@@ -9,9 +9,12 @@
  * another thread compares those pages but leaves them writable (the "could not re-arm"
  * path of check_page) until the call returns. Pins are a small lock-free table; when it
  * is full the call goes unpinned and the interposer retries once on EFAULT. */
+#include <errno.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "engine.h"
+#include "fault_path.h"
 
 #define KWRITE_PINS 64
 static struct {
@@ -128,3 +131,25 @@ void mw_engine_kwrite_end(int token)
     atomic_store(&kwrite_pins[token - 1].lo, 0);
 }
 
+
+int mw_engine_write(void *dst, const void *src, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (!engine_watches_anything()) {
+        memcpy(dst, src, len);
+        return 0;
+    }
+    size_t ps = engine.page_size;
+    int rc = 0;
+    engine_lock();
+    for (size_t done = 0; done < len && rc == 0;) {
+        uintptr_t at = (uintptr_t)dst + done;
+        size_t room = ps - (at & (ps - 1));
+        size_t n = len - done < room ? len - done : room;
+        rc = mw_fault_path_write((void *)at, (const unsigned char *)src + done, n);
+        done += n;
+    }
+    engine_unlock();
+    return rc == 0 ? 0 : -EFAULT;
+}

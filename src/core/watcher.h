@@ -98,6 +98,12 @@ enum mw_backend mw_engine_backend(void);
  * release). Cheap when nothing is watched. Not async-signal-safe. */
 int mw_engine_kwrite_begin(const void *addr, size_t len);
 void mw_engine_kwrite_end(int token);
+/* memwatch's own write of len bytes from src to dst, where dst may share a protected page
+ * with watched bytes but is not watched itself (storage being moved next to other watched
+ * objects): written without a fault, and without losing a write another thread makes to
+ * the page's watched bytes meanwhile. Each page is done as a neighbour's write is
+ * (fault_path.c). 0, or MW_ENOMEM-style status when a page could not be opened. */
+int mw_engine_write(void *dst, const void *src, size_t len);
 /* The program is about to unmap (munmap, mremap) [addr, addr+len): when watched pages lie
  * there, hook(addr, len) runs first (unmap_interpose.c), so the caller can find what was
  * written before the memory goes and stop watching it. Cheap when nothing watched is

@@ -50,16 +50,18 @@ struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag)
     return ptr ? PyLong_AsVoidPtr(ptr) : NULL;
 }
 
-/* Under mprotect each moved object's pages are a mapping of their own in the kernel's
- * eyes once protected, and vm.max_map_count (65530) caps those: moving stops well before
- * (objects beyond it are watched where they are). userfaultfd adds no mapping. */
+/* Under mprotect each run of protected pages is a mapping of its own in the kernel's
+ * eyes, and vm.max_map_count (65530) caps those: moving stops well before, at this many
+ * pages of moved objects (objects beyond are watched where they are). userfaultfd adds no
+ * mapping. */
 #define MPROTECT_MOVED_MAX 10000
 
 size_t mw_registry_budget(struct mw_owner *o)
 {
     struct mw_relocate_stats moved;
     mw_relocate_stats(&moved);
-    if (mw_engine_backend() == MW_BACKEND_MPROTECT && moved.objects >= MPROTECT_MOVED_MAX)
+    if (getenv("MW_NO_MOVE")) return 0;
+    if (mw_engine_backend() == MW_BACKEND_MPROTECT && moved.pages >= MPROTECT_MOVED_MAX)
         return 0;
     struct mw_watcher_stats s;
     mw_watcher_stats(o->core, &s);

@@ -11,18 +11,26 @@
  *   every pointer lent out (ob_exports, the buffer protocol): with none outstanding, the
  *   object itself is the only holder, and we swap its storage pointer under the GIL.
  *   While watched, our own export keeps the object from resizing (as before).
- * - Where: whole pages from the C library (posix_memalign, a multiple of the page size),
- *   never a pool of ours. The object's allocator frees storage it does not own by handing
- *   it to free() (pymalloc's address check), so whatever happens later — the object dies,
- *   grows after the watch, or is still lent out when unwatched and cannot move back — the
- *   storage is freed correctly. That rules out packing several objects on a page: each
- *   moved object costs whole pages, charged to the watcher's memory limit.
+ * - Where: a small object (up to MW_ARENA_MAX_BLOCK bytes) goes to memwatch's arena
+ *   (src/core/arena.c), packed with other watched objects of its size class: the page
+ *   holds nothing the program writes but watched bytes, at a fraction of a page each. The
+ *   block is written there through the engine (mw_engine_write), because the page is
+ *   usually protected already for its other objects. If the object later frees or resizes
+ *   storage it still has (unwatched while lent out, see Undo), the interposed free() and
+ *   realloc() give the block back to the arena (src/core/free_interpose.c); where they are
+ *   not what the program reaches (a sanitizer, another preloaded allocator), and for
+ *   larger objects, the storage takes whole pages from the C library (posix_memalign),
+ *   which the object's allocator frees correctly by handing them to free() (pymalloc's
+ *   address check). Either way the pages are charged to the watcher's memory limit.
  * - Only under the default allocators ("pymalloc" or "malloc"): debug hooks (-X dev,
  *   PYTHONMALLOC=*_debug) expect their own header before every block, and a custom
  *   allocator may not hand foreign blocks to free().
  * - Undo: at unwatch, once our export is released, the storage moves back to the object's
  *   own allocator if nothing else is lent out; otherwise it stays where it is (see above). */
 #include "relocate.h"
+
+#include "arena.h"
+#include "watcher.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +54,7 @@ struct array_object {
 };
 
 static struct mw_relocate_stats stats;   /* the GIL protects it */
+static size_t whole_pages;               /* pages of unpacked storage, now */
 static PyTypeObject *array_type;         /* array.array, once seen */
 static int array_layout = -1;            /* -1 unknown, 0 not as expected, 1 verified */
 
@@ -163,32 +172,72 @@ static void *object_malloc(int kind, size_t n)
     return kind == KIND_BYTEARRAY ? PyObject_Malloc(n) : PyMem_Malloc(n);
 }
 
-int mw_relocate(PyObject *obj, size_t budget, struct mw_relocation *out)
+/* Storage for bytes, on pages of watched objects only: an arena block, else whole pages.
+ * *held is what it occupies, *packed whether it is an arena block. NULL: none to be had. */
+static void *isolated_storage(size_t bytes, size_t *held, int *packed)
 {
-    memset(out, 0, sizeof *out);
-    char **start;
-    size_t bytes;
-    Py_ssize_t exports;
-    int kind = storage_of(obj, &start, &bytes, &exports);
-    if (kind == KIND_NONE || exports != 0 || !*start || bytes == 0 || !default_allocators())
-        return 0;
-    size_t page_bytes = round_to_pages(bytes);
-    if (page_bytes - bytes > budget)
-        return 0;
-    void *pages = NULL;
-    if (posix_memalign(&pages, page_size(), page_bytes) != 0)
-        return 0;
-    memcpy(pages, *start, bytes);
-    char *old = *start;
-    swap_storage(obj, kind, pages);
-    object_free(kind, old);
-    *out = (struct mw_relocation){ kind, pages, bytes, page_bytes };
-    stats.objects++;
-    stats.pages += page_bytes / page_size();
+    void *p = NULL;
+    *packed = 0;
+    if (bytes <= MW_ARENA_MAX_BLOCK && mw_arena_usable_here() &&
+        (p = mw_arena_alloc(bytes, held)) != NULL) {
+        *packed = 1;
+        return p;
+    }
+    *held = round_to_pages(bytes);
+    return posix_memalign(&p, page_size(), *held) == 0 ? p : NULL;
+}
+
+static void storage_free(void *p, int packed)
+{
+    if (packed)
+        mw_arena_free(p);
+    else
+        free(p);
+}
+
+/* Pages now in use for moved objects: the arena's and whole ones. */
+static void count_pages(void)
+{
+    struct mw_arena_stats a;
+    mw_arena_stats(&a);
+    stats.pages = a.pages + whole_pages;
     if (stats.objects > stats.objects_peak)
         stats.objects_peak = stats.objects;
     if (stats.pages > stats.pages_peak)
         stats.pages_peak = stats.pages;
+}
+
+int mw_relocate(PyObject *obj, size_t budget, struct mw_relocation *out)
+{
+    memset(out, 0, sizeof *out);
+    char **start;
+    size_t bytes, held;
+    Py_ssize_t exports;
+    int kind = storage_of(obj, &start, &bytes, &exports), packed;
+    if (kind == KIND_NONE || exports != 0 || !*start || bytes == 0 || !default_allocators())
+        return 0;
+    void *storage = isolated_storage(bytes, &held, &packed);
+    if (!storage)
+        return 0;
+    /* Written through the engine: an arena page is usually protected for its other objects.
+     * A block that holds the bytes already (zeros, on a page never used) needs no write. */
+    int failed = 0;
+    if (!packed)
+        memcpy(storage, *start, bytes);
+    else if (held - bytes <= budget && memcmp(storage, *start, bytes) != 0)
+        failed = mw_engine_write(storage, *start, bytes) != 0;
+    if (held - bytes > budget || failed) {
+        storage_free(storage, packed);
+        return 0;
+    }
+    char *old = *start;
+    swap_storage(obj, kind, storage);
+    object_free(kind, old);
+    *out = (struct mw_relocation){ kind, storage, bytes, held, packed };
+    stats.objects++;
+    if (!packed)
+        whole_pages += held / page_size();
+    count_pages();
     return 1;
 }
 
@@ -196,21 +245,24 @@ void mw_relocate_undo(PyObject *obj, struct mw_relocation *r)
 {
     if (r->kind == KIND_NONE)
         return;
-    stats.objects--;
-    stats.pages -= r->page_bytes / page_size();
     char **start;
     size_t bytes;
     Py_ssize_t exports;
-    /* Still ours, and nothing lent out: back to the object's allocator. */
+    /* Still ours, and nothing lent out: back to the object's allocator. Otherwise the
+     * storage stays, and goes back when the object frees it (see DESIGN). */
     if (storage_of(obj, &start, &bytes, &exports) == r->kind && *start == r->storage &&
         exports == 0) {
         void *back = object_malloc(r->kind, r->bytes);
         if (back) {
             memcpy(back, r->storage, r->bytes);
             swap_storage(obj, r->kind, back);
-            free(r->storage);
+            storage_free(r->storage, r->packed);
         }
     }
+    stats.objects--;
+    if (!r->packed)
+        whole_pages -= r->page_bytes / page_size();
+    count_pages();
     r->kind = KIND_NONE;
 }
 

@@ -82,6 +82,72 @@ def test_buffer_lent_while_watched_stays_valid_after_unwatch(watcher):
     del buf
 
 
+def sanitized_build():
+    """A sanitized build (tests/sanitize.sh asan) has the sanitizer's free() ahead of
+    memwatch's, so small objects cannot be packed (src/core/arena.c): each moves to whole
+    pages of its own instead."""
+    cache = os.path.join(os.path.dirname(os.environ["MEMWATCH"]), "CMakeCache.txt")
+    try:
+        return "MEMWATCH_SANITIZE:BOOL=ON" in open(cache).read().splitlines()
+    except OSError:
+        return False
+
+
+def test_small_objects_share_pages_of_watched_objects_only(watcher):
+    sizes = [1 + (i * 37) % 2000 for i in range(3000)]
+    bufs = [bytearray(bytes([i % 251]) * n) for i, n in enumerate(sizes)]
+    for i, b in enumerate(bufs):
+        watcher.watch_object(b, "b%d" % i)
+    stats = watcher.get_stats()
+    assert stats["isolated_objects"] >= 3000
+    if sanitized_build():
+        print("sanitized build: small objects take whole pages (no packing)")
+        assert stats["isolated_pages"] >= stats["isolated_objects"]
+    else:
+        # Packed by size, many to a page: about the bytes themselves, not a page each.
+        assert stats["isolated_pages"] < 3000 // 2
+    for i, b in enumerate(bufs):
+        assert bytes(b) == bytes([i % 251]) * sizes[i]
+    for i in range(0, 3000, 7):
+        bufs[i][-1] = 255  # each its own write
+    watcher.check_changes()
+    line = open(__file__).read().splitlines().index(
+        "        bufs[i][-1] = 255  # each its own write") + 1
+    got = sorted((c.tag, c.offset, c.old, c.new, c.line) for c in watcher.changes)
+    want = sorted(("b%d" % i, sizes[i] - 1, bytes([i % 251]), b"\xff", line)
+                  for i in range(0, 3000, 7) if i % 251 != 255)
+    assert got == want
+    for i in range(3000):
+        watcher.unwatch("b%d" % i)
+    assert watcher.get_stats()["isolated_objects"] == 0
+    for b in bufs[:50]:
+        b.extend(b"z" * 5000)         # back in the interpreter's memory: grows as before
+        assert b.endswith(b"z" * 5000)
+
+
+def test_storage_lent_at_unwatch_is_freed_and_resized_safely(watcher):
+    keep = [bytearray(48) for _ in range(20)]      # share the page with what follows
+    for i, b in enumerate(keep):
+        watcher.watch_object(b, "keep%d" % i)
+    arr = array.array("i", range(10))
+    buf = bytearray(b"q" * 48)
+    watcher.watch_object(arr, "arr")
+    watcher.watch_object(buf, "buf")
+    views = [memoryview(arr), memoryview(buf)]
+    watcher.unwatch("arr")
+    watcher.unwatch("buf")            # lent out: both stay where they were moved
+    views[1][0] = ord("Q")
+    assert buf[:2] == b"Qq" and arr[9] == 9
+    del views
+    arr.extend(range(10, 5000))       # resized by the interpreter: realloc of our block
+    buf += b"r" * 3000
+    assert arr[9999 - 5000] == 4999 and buf[:2] == b"Qq" and len(buf) == 3048
+    del arr, buf                      # and freed by it
+    keep[3][0] = 1                    # the page's other objects are still watched
+    watcher.check_changes()
+    assert [(c.tag, c.offset) for c in watcher.changes] == [("keep3", 0)]
+
+
 def test_array_moves_and_keeps_its_items(watcher):
     arr = array.array("d", [1.5, 2.5, 3.5])
     watcher.watch_object(arr, "arr")
