@@ -101,15 +101,67 @@ static uintptr_t build_watched(struct mw_page *e)
     return (uintptr_t)sp;
 }
 
-/* Publishes the page's watched bytes for the fault handler; the old vector, if any, is
- * retired (a handler may still be reading it). */
-static void update_watched(struct mw_page *e)
+/* The page's watched bytes with [lo, hi) added: the published spans (sorted, merged)
+ * merged with one more in a single pass, rather than rebuilt from every region (a page
+ * shared by many small objects gains them one watch at a time). 0 when memory for the
+ * vector cannot be had. */
+static uintptr_t with_span(uintptr_t w, uintptr_t lo, uintptr_t hi)
+{
+    uint32_t one, n;
+    const uint32_t *old;
+    if (w == 0)
+        return MW_WATCHED_ONE(MW_SPAN(lo, hi));
+    if (w & 1u) {
+        one = (uint32_t)(w >> 1);
+        old = &one;
+        n = 1;
+    } else {
+        old = ((const struct mw_spans *)w)->span;
+        n = ((const struct mw_spans *)w)->n;
+    }
+    struct mw_spans *sp = malloc(sizeof(*sp) + (n + 1) * sizeof(uint32_t));
+    if (!sp)
+        return 0;
+    uint32_t i = 0, m = 0;
+    int placed = 0;
+    while (i < n || !placed) {
+        uintptr_t a, b;
+        if (!placed && (i == n || lo < MW_SPAN_LO(old[i]))) {
+            a = lo, b = hi, placed = 1;
+        } else {
+            a = MW_SPAN_LO(old[i]), b = MW_SPAN_HI(old[i]);
+            i++;
+        }
+        if (m > 0 && a <= MW_SPAN_HI(sp->span[m - 1])) {
+            uintptr_t plo = MW_SPAN_LO(sp->span[m - 1]), phi = MW_SPAN_HI(sp->span[m - 1]);
+            sp->span[m - 1] = MW_SPAN(plo, b > phi ? b : phi);
+        } else {
+            sp->span[m++] = MW_SPAN(a, b);
+        }
+    }
+    if (m == 1) {
+        uintptr_t merged = MW_WATCHED_ONE(sp->span[0]);
+        free(sp);
+        return merged;
+    }
+    sp->n = m;
+    return (uintptr_t)sp;
+}
+
+/* Publishes now as the page's watched bytes for the fault handler; the old vector, if
+ * any, is retired (a handler may still be reading it). */
+static void publish_watched(struct mw_page *e, uintptr_t now)
 {
     uintptr_t old = atomic_load_explicit(&e->watched, memory_order_relaxed);
-    atomic_store_explicit(&e->watched, build_watched(e), memory_order_release);
+    atomic_store_explicit(&e->watched, now, memory_order_release);
     /* If it cannot be parked, it leaks: safer than freeing what a handler may read. */
     if (old && !(old & 1u))
         (void)mw_region_index_retire(engine.index, (void *)old);
+}
+
+static void update_watched(struct mw_page *e)
+{
+    publish_watched(e, build_watched(e));
 }
 
 static int to_vector(struct mw_page *e)
@@ -176,7 +228,11 @@ int page_refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baselin
 {
     engine_assert_locked();
     int rc = add_raw(e, r, baseline);
-    update_watched(e);
+    uintptr_t now = rc == 0 ? with_span(atomic_load_explicit(&e->watched, memory_order_relaxed),
+                                        region_window_lo(r, e->addr) - e->addr,
+                                        region_window_hi(r, e->addr) - e->addr)
+                            : 0;
+    publish_watched(e, now ? now : build_watched(e));
     return rc;
 }
 

@@ -267,6 +267,42 @@ static void test_region_spanning_pages(void)
     munmap(b, np * ps);
 }
 
+/* Many small regions on one page, watched in no particular order, with gaps between
+ * them: a write to a gap is a neighbour's (nothing recorded), a write to a region is that
+ * region's, and a region unwatched leaves a gap where it was. */
+static void test_gaps_between_small_regions(void)
+{
+    mw_watcher *w;
+    CHECK_EQ_INT(mw_watcher_create(NULL, &w), 0);
+    unsigned char *b = map(1);
+    enum { N = 40 };
+    uint64_t ids[N];
+    for (int k = 0; k < N; k++) {
+        int i = (k * 17) % N;                 /* 17 and 40 are coprime: each once */
+        CHECK_EQ_INT(mw_watcher_watch(w, b + 64 * i + 16, 32, (void *)(intptr_t)(i + 1),
+                                      &ids[i]),
+                     0);
+    }
+    for (int i = 0; i < N; i++)
+        b[64 * i + 8] = 1;                     /* gaps */
+    CHECK_EQ_INT(check(), 0);
+    for (int i = 0; i < N; i += 3)
+        b[64 * i + 16 + 31] = 2;               /* last byte of every third region */
+    CHECK_EQ_INT(check(), (N + 2) / 3);
+    for (size_t r = 0; r < nrec; r++) {
+        intptr_t i = (intptr_t)rec[r].user - 1;
+        CHECK_EQ_INT(i % 3, 0);
+        CHECK_EQ_INT(rec[r].off[0], 31);
+    }
+    CHECK_EQ_INT(mw_watcher_unwatch(w, ids[5], NULL, NULL), 0);
+    b[64 * 5 + 20] = 3;                        /* a gap now */
+    b[64 * 6 + 20] = 3;
+    CHECK_EQ_INT(check(), 1);
+    CHECK_EQ_INT((intptr_t)rec[0].user, 7);
+    mw_watcher_destroy(w);
+    munmap(b, ps);
+}
+
 static void test_memory_limit(void)
 {
     /* A watch whose metadata exceeds the limit is refused. */
@@ -618,6 +654,7 @@ int main(void)
     RUN(test_validation);
     RUN(test_many_regions_per_page);
     RUN(test_region_spanning_pages);
+    RUN(test_gaps_between_small_regions);
     RUN(test_memory_limit);
     RUN(test_join_dirty_page);
     RUN(test_threads_no_lost_change);
