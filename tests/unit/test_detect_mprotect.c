@@ -222,12 +222,25 @@ static void test_busy_page_is_offered(void)
     atomic_store(&e->watched, MW_WATCHED_ONE(MW_SPAN(0, 64)));
     CHECK_EQ_INT(det->protect((uintptr_t)b, ps, PROT_READ | PROT_WRITE), 0);
     mw_fault_path_set_hot_hook(on_hot);
-    atomic_store(&e->traps, this_epoch() << 16 | (MW_BUSY_TRAPS - 2));
-    b[1000] = 1;
-    CHECK_EQ_INT(atomic_load(&offered), 0);
-    b[1001] = 1;                                        /* the budget: offered */
-    b[1002] = 1;
-    CHECK_EQ_INT(atomic_load(&offered), 1);
+    /* The budget is per epoch of ~16 ms: a run that a loaded machine stretches across an
+     * epoch's end starts counting again, so it is tried again (a few times at most). */
+    int before = 0, after = 0;
+    for (int tries = 0; tries < 20; tries++) {
+        atomic_store(&offered, 0);
+        uint32_t epoch = this_epoch();
+        atomic_store(&e->traps, epoch << 16 | (MW_BUSY_TRAPS - 2));
+        b[1000] = 1;
+        before = atomic_load(&offered);
+        b[1001] = 1;                                    /* the budget: offered */
+        b[1002] = 1;
+        after = atomic_load(&offered);
+        if (this_epoch() == epoch)
+            break;
+        struct mw_page *stale[4];
+        mw_fault_path_take_hot(stale, 4);
+    }
+    CHECK_EQ_INT(before, 0);
+    CHECK_EQ_INT(after, 1);
     CHECK(!mw_fault_path_has_dirty());
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
     struct mw_page *hot[4];
@@ -256,8 +269,12 @@ static void test_neighbour_write_is_not_a_change(void)
     CHECK_EQ_INT(atomic_load(&e->state), MW_PAGE_CLEAN);
     CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 1);
     CHECK_EQ_INT(atomic_load(&e->slot), MW_SLOT_NONE);
+    uint32_t first_epoch = atomic_load(&e->traps) >> 16;
     b[2000] = 2;                                        /* protected again: traps again */
-    CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 2);
+    if (atomic_load(&e->traps) >> 16 == first_epoch)
+        CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 2);
+    else                                                /* a new epoch began: counted afresh */
+        CHECK_EQ_INT(atomic_load(&e->traps) & 0xffff, 1);
     CHECK(!mw_fault_path_has_dirty());
 
     b[10] = 3;                                          /* the watched bytes */
