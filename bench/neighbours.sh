@@ -4,8 +4,8 @@
 #
 # usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]
 #
-# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, watches; all by
-# default), in the same run and alternating from round to round:
+# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, watches,
+# shared; all by default), in the same run and alternating from round to round:
 #   python3      the workload with nothing watched, under python3 alone (the baseline)
 #   snapshot     a hand-written copy-and-compare after every write, under python3 alone
 #   line, interval:50, manual
@@ -13,7 +13,8 @@
 # and prints the median of the timed part of each, its ratio to python3, the changes
 # recorded (or detected, for snapshot) and the cost per change ((t - python3) / changes).
 # For `watches` the cost is per watch() and the last column is the check that follows, with
-# nothing written. Defaults: 5 rounds, ./build/memwatch (or $MEMWATCH), /usr/bin/python3.
+# nothing written; for `shared` the last column is one check (snapshot: one compare) of a
+# page of busy neighbours, nothing written. Defaults: 5 rounds, ./build/memwatch (or $MEMWATCH), /usr/bin/python3.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +30,7 @@ done
 shift $((OPTIND - 1))
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || usage
 workloads=("$@")
-((${#workloads[@]})) || workloads=(idle bytes elements watches)
+((${#workloads[@]})) || workloads=(idle bytes elements watches shared)
 script=$here/neighbours_workloads.py
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -73,7 +74,7 @@ for w in "${workloads[@]}"; do
                 per = (wn == "watches") ? 100000 : n
                 cost = (per > 0 && v != "python3") ? sprintf("%.2f", (t - b) / per * 1e6) : "-"
                 printf "%-9s %-12s %10.4f %8.2f %9d %12s %12s\n", w, v, t, t / b, n, cost,
-                       (wn == "watches" ? sprintf("%.3f", k * 1e3) : "-")
+                       (wn == "watches" || wn == "shared" ? sprintf("%.3f", k * 1e3) : "-")
             }'
     done
     unset secs chg chk

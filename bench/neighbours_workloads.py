@@ -9,6 +9,8 @@ WORKLOAD
   elements   N single-element writes to a 1 MiB float64 numpy array (default 20,000)
   watches    N 64-byte bytearrays watched one by one (default 100,000), then one check
              with nothing written
+  shared     N checks (default 1,000) of a 64-byte numpy array (which cannot move) on a
+             page of busy numpy temporaries, nothing written to it
 HOW
   plain      nothing watched (python3 alone, or memwatch with nothing watched)
   watch      memwatch.watch (under `memwatch trace`)
@@ -16,7 +18,8 @@ HOW
              baseline memwatch has to beat
 
 Prints "SECONDS CHANGES [EXTRA]" for the timed part: CHANGES is what was recorded (memwatch)
-or detected (snapshot); EXTRA is the check time in seconds for `watches`.
+or detected (snapshot); EXTRA is the check time in seconds for `watches`, and the time of
+one check (or one compare, for snapshot) for `shared`.
 """
 import sys
 import time
@@ -118,6 +121,28 @@ def many_watches():
     return elapsed, 0, check
 
 
+def shared_check():
+    import numpy as np
+    n = count or 1000
+    arr = np.zeros(8, dtype=np.float64)      # 64 bytes among numpy's small allocations
+    if how == "watch":
+        memwatch.watch(arr, "arr")
+    snapshot = arr.copy()
+    found, checking = 0, 0.0
+    start = time.perf_counter()
+    for i in range(n):
+        tmp = [np.ones(8) for _ in range(10)]     # busy neighbours
+        del tmp
+        t = time.perf_counter()
+        if how == "watch":
+            memwatch.check()
+        elif how == "snapshot" and not np.array_equal(arr, snapshot):
+            found += 1
+        checking += time.perf_counter() - t
+    elapsed = time.perf_counter() - start
+    return elapsed, changes_recorded() if how == "watch" else found, checking / n
+
+
 WORKLOADS = {"idle": idle, "bytes": byte_writes, "elements": element_writes,
-             "watches": many_watches}
+             "watches": many_watches, "shared": shared_check}
 print(" ".join("%.6f" % v if isinstance(v, float) else str(v) for v in WORKLOADS[workload]()))
