@@ -23,6 +23,7 @@
 #include "channel.h"
 #include "config.h"
 #include "module.h"
+#include "pycompat.h"
 
 static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
 
@@ -41,7 +42,7 @@ static void after_fork_in_child(void)
  * vfork child sharing its memory, nor after the interpreter finalized. */
 __attribute__((visibility("default"), noreturn)) void _exit(int status)
 {
-    if (mw_run.traced && getpid() == traced_pid && Py_IsInitialized() && !_Py_IsFinalizing() &&
+    if (mw_run.traced && getpid() == traced_pid && Py_IsInitialized() && !mw_py_is_finalizing() &&
         PyGILState_Check()) {
         PyObject *name = PyUnicode_FromString("memwatch");
         PyObject *module = name ? PyImport_GetModule(name) : NULL;   /* never imports it */
