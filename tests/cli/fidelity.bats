@@ -234,19 +234,6 @@ after normal"
     assert_equal "$output" "$expected"
 }
 
-# require_module MODULE PACKAGE: Debian's python3 gets MODULE from the Debian package
-# PACKAGE, which tests/run-all.sh installs: skipped only when that is not installed.
-# Another interpreter (pyenv's, with no PyPI here) skips when it cannot import MODULE.
-require_module() {
-    local state
-    if [[ $(realpath "$MEMWATCH_PYTHON") == /usr/bin/python3* ]]; then
-        state=$(dpkg-query -W -f='${Status}' "$2" 2>/dev/null) || state=absent
-        [[ $state == "install ok installed" ]] || skip "Debian package $2 is not installed"
-    elif ! "$MEMWATCH_PYTHON" -c "import $1" 2>/dev/null; then
-        skip "$MEMWATCH_PYTHON cannot import $1"
-    fi
-}
-
 @test "import numpy works" {
     require_module numpy python3-numpy
     same_as_python --separate-stderr import_lib.py numpy
