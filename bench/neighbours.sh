@@ -19,7 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 rounds=5
 memwatch=${MEMWATCH:-$here/../build/memwatch}
-python=${MEMWATCH_PYTHON:-/usr/bin/python3}
+python=${MEMWATCH_PYTHON:-/usr/bin/python3}   # memwatch runs the same one (--python)
 usage() { echo "usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]" >&2; exit 2; }
 while getopts "r:m:p:h" opt; do
     case $opt in
@@ -41,7 +41,7 @@ run() {
     case $2 in
     python3) "$python" "$script" "$1" plain ;;
     snapshot) "$python" "$script" "$1" snapshot ;;
-    *) "$memwatch" trace -q -f -o "$tmp/t.db" --check="$2" "$script" "$1" watch ;;
+    *) "$memwatch" trace --python "$python" -q -f -o "$tmp/t.db" --check="$2" "$script" "$1" watch ;;
     esac
 }
 
@@ -55,7 +55,9 @@ for w in "${workloads[@]}"; do
         order=("${variants[@]}")
         ((r % 2)) && order=($(printf '%s\n' "${variants[@]}" | tac))
         for v in "${order[@]}"; do
-            read -r s c k < <(run "$w" "$v")
+            # Command substitution waits for memwatch to finish its trace (a process
+            # substitution would let the next run start while this one holds t.db).
+            read -r s c k <<<"$(run "$w" "$v")"
             secs[$v]="${secs[$v]:-} $s"
             chg[$v]=$c
             chk[$v]="${chk[$v]:-} ${k:-0}"
