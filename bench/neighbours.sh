@@ -4,8 +4,9 @@
 #
 # usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]
 #
-# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, watches; all by
-# default), in the same run and alternating from round to round:
+# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, pages, watches;
+# all by default, but elements where the interpreter has no numpy), in the same run and
+# alternating from round to round:
 #   python3      the workload with nothing watched, under python3 alone (the baseline)
 #   snapshot     a hand-written copy-and-compare after every write, under python3 alone
 #   line, interval:50, manual
@@ -29,7 +30,11 @@ done
 shift $((OPTIND - 1))
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || usage
 workloads=("$@")
-((${#workloads[@]})) || workloads=(idle bytes elements watches)
+if ((${#workloads[@]} == 0)); then
+    workloads=(idle bytes elements pages watches)
+    # pyenv's interpreters have no numpy (no PyPI here): elements is left out.
+    "$python" -c 'import numpy' 2>/dev/null || workloads=(idle bytes pages watches)
+fi
 script=$here/neighbours_workloads.py
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

@@ -7,6 +7,8 @@ WORKLOAD
              dict and str work): what watching costs the rest of the program
   bytes      N byte writes to a 64-byte bytearray (default 100,000), one per line
   elements   N single-element writes to a 1 MiB float64 numpy array (default 20,000)
+  pages      N byte writes to a 1 MiB bytearray (default 20,000), each on another page
+             than the last: every change is found by a trap (no numpy needed)
   watches    N 64-byte bytearrays watched one by one (default 100,000), then one check
              with nothing written
 HOW
@@ -99,6 +101,28 @@ def element_writes():
     return elapsed, changes_recorded() if how == "watch" else found
 
 
+def page_writes():
+    n = count or 20_000
+    buf = bytearray(1 << 20)
+    if how == "watch":
+        memwatch.watch(buf, "pages")
+    step = 37 * 8                   # as elements: a different page most of the time
+    start = time.perf_counter()
+    found = 0
+    if how == "snapshot":
+        snapshot = bytes(buf)
+        for i in range(n):
+            buf[(i * step) % len(buf)] = (i + 1) & 0xFF
+            if buf != snapshot:
+                found += 1
+                snapshot = bytes(buf)
+    else:
+        for i in range(n):
+            buf[(i * step) % len(buf)] = (i + 1) & 0xFF
+    elapsed = time.perf_counter() - start
+    return elapsed, changes_recorded() if how == "watch" else found
+
+
 def many_watches():
     n = count or 100_000
     bufs = [bytearray(64) for _ in range(n)]
@@ -119,5 +143,5 @@ def many_watches():
 
 
 WORKLOADS = {"idle": idle, "bytes": byte_writes, "elements": element_writes,
-             "watches": many_watches}
+             "pages": page_writes, "watches": many_watches}
 print(" ".join("%.6f" % v if isinstance(v, float) else str(v) for v in WORKLOADS[workload]()))
