@@ -186,3 +186,26 @@ def test_without_a_free_tool_id_line_mode_still_finds_every_change(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "b'\\x03'"]
     assert "sys.monitoring tool ids 3 and 4 are in use" in out.stderr
+
+
+def test_on_nan_raise_enters_the_script_at_the_line_after_the_write(tmp_path):
+    script = tmp_path / "nan.py"
+    script.write_text(
+        "import array, memwatch\n"
+        "a = array.array('d', [0.0] * 8)\n"
+        "memwatch.watch(a, 'a')\n"
+        "def f():\n"
+        "    a[2] = float('inf')\n"
+        "    return 1\n"
+        "for i in range(3):\n"
+        "    try:\n"
+        "        f()\n"
+        "        print('not raised')\n"
+        "    except FloatingPointError as e:\n"
+        "        print('raised', str(e).split(' (')[0])\n"
+        "    a[2] = 0.0\n")
+    out = subprocess.run([os.environ["MEMWATCH"], "trace", "-q", "-f", "--on-nan=raise", "-o",
+                          str(tmp_path / "t.db"), str(script)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["raised Inf appeared in watched 'a' at a[2]"] * 3
