@@ -118,6 +118,11 @@ int mw_lines_pending(void)
     return threads_pending;
 }
 
+int mw_lines_pending_here(void)
+{
+    return state.check_pending;
+}
+
 void mw_lines_set_compare(int on)
 {
     if (on && !compare_on)

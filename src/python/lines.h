@@ -25,6 +25,9 @@ int mw_lines_check_here(void);
  * that line's writes in two (lines.c). */
 int mw_lines_pending(void);
 
+/* Has this thread a line check pending (a trap since its last event)? Needs the GIL. */
+int mw_lines_pending_here(void);
+
 /* Called after every check, with the GIL: compare mode on (pages are left open) or off. */
 void mw_lines_set_compare(int on);
 int mw_lines_comparing(void);

@@ -16,7 +16,13 @@
  *   (to_arm, a fixed array the handler fills with compare-and-swap) and armed at the next
  *   check. A queued code object may die before that check: a code watcher
  *   (PyCode_AddWatcher) removes it from the queue as it is destroyed, so only live code is
- *   ever armed. Armed code stays armed for the run.
+ *   ever armed.
+ * - Armed code that stops writing stops paying: each armed code object counts (in its
+ *   co_extra slot) the line events it ran since it last checked a write; after QUIET_LINES
+ *   of them it is disarmed, from the main thread's next safe point (a pending call: never
+ *   inside its own callback). A later write arms it again, as a first write. So a function
+ *   that called watch() and then runs pure-Python work of its own pays for QUIET_LINES
+ *   events only, and a loop that writes watched memory stays armed.
  * - PY_UNWIND (a global event: exceptions leaving a frame) is on once anything is armed, so
  *   a line that writes and then raises still checks as its frame unwinds.
  * - All lines (compare mode): LINE, PY_START, PY_RETURN, PY_YIELD and PY_UNWIND as global
@@ -52,6 +58,8 @@
 #define BASE_EVENTS EV(PY_UNWIND)
 #define ALL_LINE_EVENTS (EV(LINE) | EV(PY_START) | EV(PY_RETURN) | EV(PY_YIELD) | EV(PY_UNWIND))
 #define TO_ARM 64
+#define QUIET_LINES 65536
+#define TO_DISARM 64
 
 static int tool = -1;                 /* GIL writes once; the fault handler reads */
 static int unavailable;               /* GIL: no tool id to be had */
@@ -61,6 +69,10 @@ static int all_lines;                 /* GIL */
 static int code_watcher = -1;
 static _Atomic(PyCodeObject *) to_arm[TO_ARM];
 static atomic_int queued;             /* entries of to_arm that may be set */
+static Py_ssize_t quiet_index = -1;   /* co_extra slot: line events since a checked write */
+static PyCodeObject *to_disarm[TO_DISARM];   /* GIL; strong references */
+static int disarm_count;              /* GIL */
+static int disarm_scheduled;          /* GIL: the pending call is queued */
 
 /* ---- events ----------------------------------------------------------------------------- */
 
@@ -71,13 +83,20 @@ static PyObject *event_result(int status)
     Py_RETURN_NONE;
 }
 
+static void count_quiet_line(PyCodeObject *code, int checked);
+
 /* LINE(code, line_number): the new line runs until the next event. */
 static PyObject *on_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (nargs < 2 || !PyCode_Check(args[0]))
         Py_RETURN_NONE;
-    return event_result(mw_lines_event((PyCodeObject *)args[0], (int)PyLong_AsLong(args[1])));
+    PyCodeObject *code = (PyCodeObject *)args[0];
+    int checks = mw_lines_pending_here();
+    int status = mw_lines_event(code, (int)PyLong_AsLong(args[1]));
+    if (!all_lines)
+        count_quiet_line(code, checks);
+    return event_result(status);
 }
 
 /* PY_START(code, offset): the callee, from its first line. */
@@ -158,7 +177,8 @@ static int take_tool(void)
             return -1;
     }
     code_watcher = tool >= 0 ? PyCode_AddWatcher(forget_destroyed) : -1;
-    if (tool < 0 || code_watcher < 0) {
+    quiet_index = code_watcher >= 0 ? PyUnstable_Eval_RequestCodeExtraIndex(NULL) : -1;
+    if (tool < 0 || code_watcher < 0 || quiet_index < 0) {
         PyErr_Clear();
         unavailable = 1;
         if (tool >= 0)
@@ -167,7 +187,8 @@ static int take_tool(void)
         tool = -1;
         return PyErr_WarnEx(PyExc_RuntimeWarning,
                             "memwatch: sys.monitoring tool ids 3 and 4 are in use (or no code "
-                            "watcher is free): --check=line checks at calls and loops only",
+                            "watcher or code extra slot is free): --check=line checks at calls "
+                            "and loops only",
                             1);
     }
     if (register_callback(EV(LINE), &on_line_def) < 0 ||
@@ -207,8 +228,50 @@ static void arm(PyCodeObject *code)
     if (tool < 0 || is_armed(code))
         return;
     if (set_global(global_events | BASE_EVENTS) < 0 ||
-        call_monitoring("set_local_events", "iOi", tool, (PyObject *)code, ARMED_EVENTS) < 0)
+        call_monitoring("set_local_events", "iOi", tool, (PyObject *)code, ARMED_EVENTS) < 0 ||
+        PyUnstable_Code_SetExtra((PyObject *)code, quiet_index, NULL) < 0)
         PyErr_WriteUnraisable(NULL);
+}
+
+/* ---- disarming code that stopped writing -------------------------------------------- */
+
+/* The pending call (main thread, at a safe point): disarms what is still quiet. */
+static int disarm_quiet(void *unused)
+{
+    (void)unused;
+    disarm_scheduled = 0;
+    for (int i = 0; i < disarm_count; i++) {
+        PyCodeObject *code = to_disarm[i];
+        void *quiet = NULL;
+        if (PyUnstable_Code_GetExtra((PyObject *)code, quiet_index, &quiet) == 0 &&
+            (uintptr_t)quiet >= QUIET_LINES && is_armed(code) &&
+            call_monitoring("set_local_events", "iOi", tool, (PyObject *)code, 0) < 0)
+            PyErr_WriteUnraisable(NULL);
+        PyErr_Clear();
+        Py_DECREF(code);
+    }
+    disarm_count = 0;
+    return 0;
+}
+
+/* After a LINE event of armed code (GIL): checked says whether it ran a write's check. */
+static void count_quiet_line(PyCodeObject *code, int checked)
+{
+    void *quiet = NULL;
+    if (PyUnstable_Code_GetExtra((PyObject *)code, quiet_index, &quiet) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    uintptr_t n = checked ? 0 : (uintptr_t)quiet + 1;
+    if (PyUnstable_Code_SetExtra((PyObject *)code, quiet_index, (void *)n) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    if (n != QUIET_LINES || disarm_count == TO_DISARM)
+        return;
+    to_disarm[disarm_count++] = (PyCodeObject *)Py_NewRef(code);
+    if (!disarm_scheduled)
+        disarm_scheduled = Py_AddPendingCall(disarm_quiet, NULL) == 0;
 }
 
 /* ---- the queue of code to arm ----------------------------------------------------------- */
