@@ -118,6 +118,19 @@ def test_a_generator_writes_at_its_own_line_between_yields(watcher):
             "test_a_generator_writes_at_its_own_line_between_yields") in mine
 
 
+def test_writes_after_a_long_stretch_without_any_are_found_at_their_line(watcher):
+    buf = bytearray(64)
+    watcher.watch_object(buf, "buf")
+    total = 0
+    for i in range(100_000):           # more lines than memwatch keeps quiet code armed for
+        total += i
+    time.sleep(0.01)
+    for i in range(1, 4):
+        buf[50] = i  # after-quiet
+    here = "test_writes_after_a_long_stretch_without_any_are_found_at_their_line"
+    assert watcher.found() == [(50, bytes([i]), line_of("after-quiet"), here) for i in (1, 2, 3)]
+
+
 def test_a_pause_inside_the_line_does_not_split_it(watcher):
     buf = bytearray(8192)
     watcher.watch_object(buf, "buf")
