@@ -2,7 +2,7 @@
 # Watched bytes that share pages with the rest of the program (issue 13, Performance). A
 # benchmark, not a test.
 #
-# usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]
+# usage: bench/neighbours.sh [-c] [-r rounds] [-m memwatch] [-p python] [workload ...]
 #
 # For each workload of bench/neighbours_workloads.py (idle, bytes, elements, pages, watches;
 # all by default, but elements where the interpreter has no numpy), in the same run and
@@ -13,6 +13,7 @@
 #                memwatch trace --check=MODE, the object watched
 # and prints the median of the timed part of each, its ratio to python3, the changes
 # recorded (or detected, for snapshot) and the cost per change ((t - python3) / changes).
+# Times are wall times of the timed part; with -c, CPU times of the traced process.
 # For `watches` the cost is per watch() and the last column is the check that follows, with
 # nothing written. Defaults: 5 rounds, ./build/memwatch (or $MEMWATCH), /usr/bin/python3.
 set -euo pipefail
@@ -21,9 +22,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 rounds=5
 memwatch=${MEMWATCH:-$here/../build/memwatch}
 python=${MEMWATCH_PYTHON:-/usr/bin/python3}   # memwatch runs the same one (--python)
-usage() { echo "usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]" >&2; exit 2; }
-while getopts "r:m:p:h" opt; do
+usage() { echo "usage: bench/neighbours.sh [-c] [-r rounds] [-m memwatch] [-p python] [workload ...]" >&2; exit 2; }
+while getopts "cr:m:p:h" opt; do
     case $opt in
+    c) export BENCH_CLOCK=cpu ;;
     r) rounds=$OPTARG ;; m) memwatch=$OPTARG ;; p) python=$OPTARG ;; *) usage ;;
     esac
 done

@@ -58,7 +58,7 @@
 #define BASE_EVENTS EV(PY_UNWIND)
 #define ALL_LINE_EVENTS (EV(LINE) | EV(PY_START) | EV(PY_RETURN) | EV(PY_YIELD) | EV(PY_UNWIND))
 #define TO_ARM 64
-#define QUIET_LINES 65536
+#define QUIET_LINES 8192
 #define TO_DISARM 64
 
 static int tool = -1;                 /* GIL writes once; the fault handler reads */
