@@ -27,7 +27,7 @@ measure() {   # kind count watch check -> "median_seconds changes"
     local times=() changes=0
     local out
     for ((i = 0; i < runs; i++)); do
-        out=$("$memwatch" trace -q -f --check="$4" -o "$tmp/a$i.db" \
+        out=$("$memwatch" trace --python "$python" -q -f --check="$4" -o "$tmp/a$i.db" \
             "$here/workloads/attribution_loops.py" "$1" "$2" "$3")
         read -r t changes <<<"$out"
         times+=("$t")

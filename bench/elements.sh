@@ -37,7 +37,7 @@ one() {
     if [ "$kind" = plain ]; then
         loop=$("$python" "$workload" typed "${args[@]}")
     else
-        loop=$("$memwatch" trace -q -f -o "$work/t.db" "$workload" "$kind" "${args[@]}")
+        loop=$("$memwatch" trace --python "$python" -q -f -o "$work/t.db" "$workload" "$kind" "${args[@]}")
     fi
     t1=$EPOCHREALTIME
     echo "$loop $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')" >> "$work/$kind"
@@ -48,7 +48,7 @@ for ((i = 0; i < runs; i++)); do
     one plain
 done
 # sanity: the typed trace has its elements summarised by the writer
-"$memwatch" trace -q -f -o "$work/t.db" "$workload" typed 2 10 4096 >/dev/null
+"$memwatch" trace --python "$python" -q -f -o "$work/t.db" "$workload" typed 2 10 4096 >/dev/null
 stats=$(sqlite3 "$work/t.db" "SELECT count(*), sum(elements) FROM change_stats")
 
 col() { median "$2" <"$work/$1"; }

@@ -2,16 +2,18 @@
 # Watched bytes that share pages with the rest of the program (issue 13, Performance). A
 # benchmark, not a test.
 #
-# usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]
+# usage: bench/neighbours.sh [-c] [-r rounds] [-m memwatch] [-p python] [workload ...]
 #
-# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, watches,
-# shared; all by default), in the same run and alternating from round to round:
+# For each workload of bench/neighbours_workloads.py (idle, bytes, elements, pages, watches,
+# shared; all by default, but elements and shared where the interpreter has no numpy), in
+# the same run and alternating from round to round:
 #   python3      the workload with nothing watched, under python3 alone (the baseline)
 #   snapshot     a hand-written copy-and-compare after every write, under python3 alone
 #   line, interval:50, manual
 #                memwatch trace --check=MODE, the object watched
 # and prints the median of the timed part of each, its ratio to python3, the changes
 # recorded (or detected, for snapshot) and the cost per change ((t - python3) / changes).
+# Times are wall times of the timed part; with -c, CPU times of the traced process.
 # For `watches` the cost is per watch() and the last column is the check that follows, with
 # nothing written; for `shared` the last column is one check (snapshot: one compare) of a
 # page of busy neighbours, nothing written. Defaults: 5 rounds, ./build/memwatch (or $MEMWATCH), /usr/bin/python3.
@@ -20,17 +22,22 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 rounds=5
 memwatch=${MEMWATCH:-$here/../build/memwatch}
-python=${MEMWATCH_PYTHON:-/usr/bin/python3}
-usage() { echo "usage: bench/neighbours.sh [-r rounds] [-m memwatch] [-p python] [workload ...]" >&2; exit 2; }
-while getopts "r:m:p:h" opt; do
+python=${MEMWATCH_PYTHON:-/usr/bin/python3}   # memwatch runs the same one (--python)
+usage() { echo "usage: bench/neighbours.sh [-c] [-r rounds] [-m memwatch] [-p python] [workload ...]" >&2; exit 2; }
+while getopts "cr:m:p:h" opt; do
     case $opt in
+    c) export BENCH_CLOCK=cpu ;;
     r) rounds=$OPTARG ;; m) memwatch=$OPTARG ;; p) python=$OPTARG ;; *) usage ;;
     esac
 done
 shift $((OPTIND - 1))
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || usage
 workloads=("$@")
-((${#workloads[@]})) || workloads=(idle bytes elements watches shared)
+if ((${#workloads[@]} == 0)); then
+    workloads=(idle bytes elements pages watches shared)
+    # pyenv's interpreters have no numpy (no PyPI here): elements and shared are left out.
+    "$python" -c 'import numpy' 2>/dev/null || workloads=(idle bytes pages watches)
+fi
 script=$here/neighbours_workloads.py
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/memwatch-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -42,7 +49,7 @@ run() {
     case $2 in
     python3) "$python" "$script" "$1" plain ;;
     snapshot) "$python" "$script" "$1" snapshot ;;
-    *) "$memwatch" trace -q -f -o "$tmp/t.db" --check="$2" "$script" "$1" watch ;;
+    *) "$memwatch" trace --python "$python" -q -f -o "$tmp/t.db" --check="$2" "$script" "$1" watch ;;
     esac
 }
 
@@ -56,10 +63,9 @@ for w in "${workloads[@]}"; do
         order=("${variants[@]}")
         ((r % 2)) && order=($(printf '%s\n' "${variants[@]}" | tac))
         for v in "${order[@]}"; do
-            # $(...) waits for memwatch to end (a read from <(...) returns at the first
-            # line, while the trace is still being closed and locked).
-            out=$(run "$w" "$v")
-            read -r s c k <<<"$out"
+            # Command substitution waits for memwatch to finish its trace (a process
+            # substitution would let the next run start while this one holds t.db).
+            read -r s c k <<<"$(run "$w" "$v")"
             secs[$v]="${secs[$v]:-} $s"
             chg[$v]=$c
             chk[$v]="${chk[$v]:-} ${k:-0}"

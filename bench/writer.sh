@@ -26,7 +26,7 @@ scratch_dir
 rates=() sizes=() slow=()
 for ((i = 0; i < runs; i++)); do
     t0=$EPOCHREALTIME
-    out=$("$memwatch" trace -q -f --check=manual -o "$tmp/w.db" "$here/workloads/many_changes.py" "$n" "$k")
+    out=$("$memwatch" trace --python "$python" -q -f --check=manual -o "$tmp/w.db" "$here/workloads/many_changes.py" "$n" "$k")
     t1=$EPOCHREALTIME
     read -r loop changes waited <<<"$out"
     bytes=$(stat -c %s "$tmp/w.db")

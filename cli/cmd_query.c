@@ -17,6 +17,7 @@
 #include "mw_error.h"
 #include "mw_grow.h"
 #include "reader.h"
+#include "reader_run.h"
 #include "rowcopy.h"
 #include "show.h"
 
@@ -496,9 +497,35 @@ static int summary_row(const struct mw_trace_tag_summary *s, void *ctx)
     return mw_output_row(sc->o, c) < 0 ? 1 : 0;
 }
 
+/* The table's first line: the interpreter that ran the script (memwatch-trace(1), WHICH
+ * PYTHON), when the trace says. Machine formats keep one row per tag; they read it from
+ * the run table and meta (query --sql). */
+static int print_python(mw_trace_reader *r)
+{
+    struct mw_trace_python py;
+    if (mw_trace_reader_python(r, &py) < 0) {
+        mw_cli_error("cannot read the run: %s", sqlite3_errmsg(mw_trace_reader_db(r)));
+        return -1;
+    }
+    if (py.version || py.path) {
+        char *version = py.version ? mw_show(py.version, strlen(py.version), 32, NULL) : NULL;
+        char *where = py.path ? mw_show(py.path, strlen(py.path), MW_SHOW_NAME_MAX, NULL) : NULL;
+        char *how = py.chosen_by ? mw_show(py.chosen_by, strlen(py.chosen_by), 32, NULL) : NULL;
+        printf("python %s%s%s%s%s%s\n", version ? version : "?", where ? " " : "",
+               where ? where : "", how ? " (chosen by " : "", how ? how : "", how ? ")" : "");
+        free(version);
+        free(where);
+        free(how);
+    }
+    mw_trace_python_free(&py);
+    return 0;
+}
+
 static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
                      enum mw_format format)
 {
+    if (format == MW_FORMAT_TABLE && print_python(r) < 0)
+        return MW_EXIT_FAILURE;
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",
                                        "first_seq", "last_seq", "elements_changed",
                                        "delta_min", "delta_max", "delta_mean", "nan_appeared",

@@ -35,10 +35,10 @@
 #include "show.h"
 #include "writer.h"
 
-enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN };
+enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN, OPT_PYTHON };
 
 static const char *const trace_usage[] = {
-    "usage: memwatch trace [-fhqu] [-o file] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
+    "usage: memwatch trace [-fhqu] [-o file] [--python path] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
@@ -55,6 +55,9 @@ static const struct mw_cli_option trace_options[] = {
     {NULL, required_argument, 'm',
      "    -m MODULE              run a library module as a script, like python3 -m"},
     {NULL, required_argument, 'c', "    -c CODE                run CODE, like python3 -c"},
+    {"python", required_argument, OPT_PYTHON,
+     "        --python PATH      the interpreter to run (default: MEMWATCH_PYTHON, the active\n"
+     "                           venv's, python3 on PATH if supported, /usr/bin/python3)"},
     {"check", required_argument, OPT_CHECK,
      "        --check MODE       when to look for changes: line (default), interval:MS, manual"},
     {"backend", required_argument, OPT_BACKEND,
@@ -205,6 +208,9 @@ static int trace_option(void *args, int opt)
         if (mw_launch_add_python_option(l, opt, opt == 'u' ? NULL : optarg) < 0)
             return mw_cli_usage_error(&mw_cmd_trace, "too many python options");
         break;
+    case OPT_PYTHON:
+        l->python_option = optarg;
+        break;
     case OPT_CHECK:
         return setting(mw_parse_check_mode(optarg, &l->settings), "check",
                        "line, interval:MS (1 to 3600000) or manual");
@@ -280,6 +286,8 @@ static int begin_run(mw_trace_writer *w, const struct mw_launch *l, const char *
         .argv = NULL,
         .cwd = cwd,
         .start_unix_ns = clock_ns(CLOCK_REALTIME),
+        .python_path = l->interp.path,
+        .python_chosen_by = mw_interpreter_source_name(l->interp.source),
     };
     char **script_argv = calloc((size_t)run.argc + 1, sizeof *script_argv);
     if (!script_argv) {
@@ -347,7 +355,7 @@ _Noreturn static void exec_child(const struct mw_launch *l, const int pipefd[2],
         _exit(127);
     mw_launch_exec(l, pipefd[1], start_mono);
     /* Only reached when exec failed. */
-    fprintf(stderr, "memwatch: cannot run '%s': %s\n", l->python, strerror(errno));
+    fprintf(stderr, "memwatch: cannot run '%s': %s\n", l->interp.path, strerror(errno));
     _exit(127);
 }
 

@@ -1,4 +1,3 @@
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -50,73 +49,9 @@ const char *mw_launch_mode_name(enum mw_launch_mode mode)
     }
 }
 
-/* The name python3 would have if the user had typed `python3`: the first python3 on PATH
- * that is the same interpreter (an activated venv's bin/python3 is, and Python finds the
- * venv from that name), else the configured path itself. A version manager's shim that
- * comes first on PATH is a different interpreter and is skipped. */
-static void find_argv0(struct mw_launch *l, const char *real_python)
-{
-    snprintf(l->python_argv0, sizeof l->python_argv0, "%s", MEMWATCH_PYTHON);
-    const char *path = getenv("PATH");
-    if (!path)
-        return;
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    for (char *save = NULL, *dir = strtok_r(copy, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-        char candidate[PATH_MAX], real[PATH_MAX];
-        if (dir[0] != '/')
-            continue;
-        snprintf(candidate, sizeof candidate, "%s/python3", dir);
-        if (realpath(candidate, real) && strcmp(real, real_python) == 0) {
-            snprintf(l->python_argv0, sizeof l->python_argv0, "%s", candidate);
-            break;
-        }
-    }
-    free(copy);
-}
-
-/* libmemwatch-inject.so sits next to the executable in the build tree, and in
- * <libdir>/memwatch once installed. */
-static int inject_candidate(struct mw_launch *l, const char *dir, const char *rest)
-{
-    int n = snprintf(l->inject, sizeof l->inject, "%s%s", dir, rest);
-    return n > 0 && (size_t)n < sizeof l->inject && access(l->inject, R_OK) == 0;
-}
-
-static int find_inject(struct mw_launch *l)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            if (inject_candidate(l, exe, "/libmemwatch-inject.so") ||
-                inject_candidate(l, exe, "/../" MEMWATCH_INSTALL_LIBDIR "/memwatch/libmemwatch-inject.so"))
-                return 0;
-        }
-    }
-    if (inject_candidate(l, MEMWATCH_INJECT_PATH, ""))
-        return 0;
-    snprintf(l->error, sizeof l->error,
-             "cannot find libmemwatch-inject.so (looked next to memwatch and in '%s')",
-             MEMWATCH_INJECT_PATH);
-    return -1;
-}
-
 int mw_launch_resolve(struct mw_launch *l)
 {
-    char real[PATH_MAX];
-    if (!realpath(MEMWATCH_PYTHON, real) || access(real, X_OK) != 0) {
-        snprintf(l->error, sizeof l->error, "cannot run the interpreter '%s': %s",
-                 MEMWATCH_PYTHON, strerror(errno ? errno : EACCES));
-        return -1;
-    }
-    snprintf(l->python, sizeof l->python, "%s", real);
-    find_argv0(l, real);
-    return find_inject(l);
+    return mw_interpreter_choose(l->python_option, &l->interp, l->error, sizeof l->error);
 }
 
 static void set_env_number(const char *name, long long value)
@@ -152,7 +87,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     /* The injected library restores LD_PRELOAD to what it was, so subprocesses of the
      * script see the user's own environment. */
     const char *old = getenv("LD_PRELOAD");
-    const char *inject = l->inject;
+    const char *inject = l->interp.inject;
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build (MEMWATCH_SANITIZE) injects a library that needs the ASan runtime,
      * which must be the first object loaded: python3 itself is not sanitized, so the
@@ -161,9 +96,9 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
      * takes in the neighbours' heap redzones: memcpy/memcmp are not checked (the
      * library's own loads and stores still are). The user's ASAN_OPTIONS come after
      * ours, so theirs win. */
-    char *sanitized = malloc(strlen(MEMWATCH_SANITIZE_PRELOAD) + strlen(l->inject) + 2);
+    char *sanitized = malloc(strlen(MEMWATCH_SANITIZE_PRELOAD) + strlen(inject) + 2);
     if (sanitized) {
-        sprintf(sanitized, "%s:%s", MEMWATCH_SANITIZE_PRELOAD, l->inject);
+        sprintf(sanitized, "%s:%s", MEMWATCH_SANITIZE_PRELOAD, inject);
         inject = sanitized;
     }
     /* handle_segv/handle_sigbus=0: faults that are not memwatch's die by the signal, as
@@ -200,7 +135,7 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     const char **argv = calloc((size_t)(l->npyopts + l->script_argc + 4), sizeof *argv);
     if (!argv)
         return;
-    argv[argc++] = l->python_argv0;
+    argv[argc++] = l->interp.argv0;
     for (int i = 0; i < l->npyopts; i++)
         argv[argc++] = l->pyopts[i];
     if (l->mode == MW_LAUNCH_MODULE)
@@ -213,6 +148,6 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     for (int i = 0; i < l->script_argc; i++)
         argv[argc++] = l->script_argv[i];
     argv[argc] = NULL;
-    execv(l->python, (char *const *)argv);
+    execv(l->interp.path, (char *const *)argv);
     free(argv);
 }

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "interpreter.h"
 #include "run_settings.h"
 
 enum mw_launch_mode { MW_LAUNCH_NONE, MW_LAUNCH_SCRIPT, MW_LAUNCH_MODULE, MW_LAUNCH_COMMAND };
@@ -20,11 +21,10 @@ struct mw_launch {
     struct mw_run_settings settings;  /* --check, --backend, --on-nan */
     int npyopts;
     const char *pyopts[MW_LAUNCH_MAX_PYOPTS];   /* "-X", "opt", "-u", ... */
+    const char *python_option;        /* --python, or NULL */
     /* Filled by mw_launch_resolve: */
-    char python[PATH_MAX];            /* the executable to run */
-    char python_argv0[PATH_MAX];      /* its name as python3 on PATH would give it */
-    char inject[PATH_MAX];            /* libmemwatch-inject.so */
-    char error[PATH_MAX + 128];
+    struct mw_interpreter interp;     /* what runs the script, and its injected library */
+    char error[2 * PATH_MAX + 256];
 };
 
 void mw_launch_init(struct mw_launch *l);
@@ -33,6 +33,7 @@ int mw_launch_add_python_option(struct mw_launch *l, int opt, const char *value)
 int mw_launch_check_backend(const struct mw_launch *l);
 /* A directory python3 can run (it has a __main__.py). */
 int mw_launch_is_runnable_dir(const char *path);
+/* Chooses the interpreter (interpreter.h). 0, or -1 with the reason in error. */
 int mw_launch_resolve(struct mw_launch *l);
 const char *mw_launch_mode_name(enum mw_launch_mode mode);
 /* In the child: sets the environment and execs the interpreter. Returns only on failure. */

@@ -12,7 +12,10 @@
 --             a page left open because its neighbours were busy was compared at a line
 --             boundary) and what watching did to memory (isolated_objects_peak and
 --             isolated_pages_peak: objects moved to pages of watched data only;
---             open_pages_peak: pages left open at once)
+--             open_pages_peak: pages left open at once); the interpreter that ran the
+--             script (python_path, and python_chosen_by: --python, MEMWATCH_PYTHON,
+--             VIRTUAL_ENV, PATH or default; its version is run.python_version). Traces
+--             made under any supported CPython (3.11 to 3.13) have the same tables.
 --   run       one row: how the traced program was started, how it ended, engine counters
 --   objects   one row per watched object (a tag may be watched more than once)
 --   changes   one row per change: one check found that one object's bytes differ; seq is

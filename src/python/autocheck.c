@@ -37,6 +37,7 @@
 #include "lines.h"
 #include "location.h"
 #include "on_nan.h"
+#include "pycompat.h"
 #include "threads.h"
 
 #define POLL_MS 20
@@ -214,7 +215,7 @@ static void *poll_loop(void *arg)
         int open_changed = mw_lines_comparing() &&
                            mw_lines_quiet_ns() > (uint64_t)period_ms * 1000000u &&
                            mw_engine_shadows_changed();
-        if ((!mw_engine_has_dirty() && !open_changed) || _Py_IsFinalizing()) {
+        if ((!mw_engine_has_dirty() && !open_changed) || mw_py_is_finalizing()) {
             unsettled_ms = 0;
             continue;
         }
@@ -280,7 +281,8 @@ int mw_autocheck_start(PyObject *module)
      * cost: MW_NEIGHBOUR_LIMIT). */
     if (mw_run.check_mode == MW_CHECK_LINE)
         mw_engine_set_hot_hook(on_busy_page);
-    mw_lines_init(check_at_line);
+    if (mw_lines_init(check_at_line) < 0)
+        return -1;
     if (!mw_run.traced)
         return 0;
     /* The Python-level check handler serves line mode and the end on SIGTERM. */
@@ -314,6 +316,12 @@ void mw_autocheck_stop(void)
     pthread_join(poller, NULL);
     Py_END_ALLOW_THREADS
     poller_running = 0;
+}
+
+void mw_autocheck_after_watch(void)
+{
+    if (mw_run.check_mode == MW_CHECK_LINE)
+        mw_lines_watched_here();
 }
 
 void mw_autocheck_after_fork(void)

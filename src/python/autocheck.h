@@ -16,6 +16,9 @@ void mw_autocheck_stop(void);
  * asks the main thread to tell the script at its next safe point, as after autocheck's
  * own checks. Needs the GIL. */
 void mw_autocheck_after_check(void);
+/* After watch_object or watch_buffer, with the GIL: in line mode, the calling code is
+ * prepared to check at its next line after a write (lines.h). */
+void mw_autocheck_after_watch(void);
 /* In a forked child: the poller thread does not exist there. */
 void mw_autocheck_after_fork(void);
 

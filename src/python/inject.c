@@ -13,6 +13,7 @@
 #include <Python.h>
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "channel.h"
 #include "config.h"
 #include "module.h"
+#include "pycompat.h"
 
 static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
 
@@ -41,7 +43,7 @@ static void after_fork_in_child(void)
  * vfork child sharing its memory, nor after the interpreter finalized. */
 __attribute__((visibility("default"), noreturn)) void _exit(int status)
 {
-    if (mw_run.traced && getpid() == traced_pid && Py_IsInitialized() && !_Py_IsFinalizing() &&
+    if (mw_run.traced && getpid() == traced_pid && Py_IsInitialized() && !mw_py_is_finalizing() &&
         PyGILState_Check()) {
         PyObject *name = PyUnicode_FromString("memwatch");
         PyObject *module = name ? PyImport_GetModule(name) : NULL;   /* never imports it */
@@ -76,8 +78,24 @@ static void drain_at_exit(void)
         mw_channel_close();
 }
 
+/* The launcher preloads this library only into an interpreter of the minor version it was
+ * built for (cli/interpreter.c); anything else would have its frames read with another
+ * layout. Checked once more here, before anything is installed: a mismatch ends the
+ * process with one line, before the script runs. */
+static void require_own_version(void)
+{
+    unsigned long running = Py_Version;
+    if ((running >> 16) == ((unsigned long)PY_VERSION_HEX >> 16))
+        return;
+    fprintf(stderr, "memwatch: this library is built for CPython %d.%d, but the interpreter is "
+            "%lu.%lu.%lu\n", PY_MAJOR_VERSION, PY_MINOR_VERSION, running >> 24,
+            (running >> 16) & 0xff, (running >> 8) & 0xff);
+    syscall(SYS_exit_group, 2);
+}
+
 __attribute__((constructor)) static void mw_inject_start(void)
 {
+    require_own_version();
     const char *fd_text = getenv(MW_ENV_TRACE_FD);
     if (fd_text) {
         int fd = atoi(fd_text);

@@ -1,6 +1,6 @@
 /* Checks at line boundaries (line mode): after a trap, at the writing thread's next line;
  * while pages are left open, at every line of every Python thread. lines.c states the
- * design. */
+ * design; line_source.h where the line events come from. */
 #ifndef MW_LINES_H
 #define MW_LINES_H
 
@@ -8,13 +8,16 @@
 
 #include "watcher.h"
 
+typedef struct PyCodeObject PyCodeObject;
+
 /* The check to run at a line boundary; writer is the line the thread has just run. 0, or -1
  * with a Python exception that is raised into that thread's code (--on-nan=raise). */
 typedef int (*mw_lines_check_fn)(const struct mw_writer *writer);
-void mw_lines_init(mw_lines_check_fn fn);
+/* Once, with the GIL: 0, or -1 with a Python exception. */
+int mw_lines_init(mw_lines_check_fn fn);
 
 /* Async-signal-safe, in a thread that just trapped: check at this thread's next line.
- * 0 when this thread runs no Python code or another trace function is in use (then the
+ * 0 when this thread runs no Python code or its line events are not available (then the
  * eval breaker and the poller serve). */
 int mw_lines_check_here(void);
 
@@ -22,11 +25,22 @@ int mw_lines_check_here(void);
  * that line's writes in two (lines.c). */
 int mw_lines_pending(void);
 
-/* Compare mode on (pages are left open) or off. Needs the GIL. */
+/* Has this thread a line check pending (a trap since its last event)? Needs the GIL. */
+int mw_lines_pending_here(void);
+
+/* Called after every check, with the GIL: compare mode on (pages are left open) or off. */
 void mw_lines_set_compare(int on);
 int mw_lines_comparing(void);
 /* Nanoseconds since a thread last ran a line in compare mode (UINT64_MAX: never). */
 uint64_t mw_lines_quiet_ns(void);
+
+/* With the GIL: the calling Python code has just watched an object. */
+void mw_lines_watched_here(void);
+
+/* For the line sources, with the GIL: a line boundary of the calling thread. code and line
+ * are what the thread runs from now until its next event (code borrowed: it is running).
+ * 0, or -1 with a Python exception to raise into the script. */
+int mw_lines_event(PyCodeObject *code, int line);
 
 void mw_lines_after_fork(void);
 

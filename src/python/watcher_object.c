@@ -189,6 +189,7 @@ static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObj
         return NULL;
     if (mw_registry_add(&self->state, tag, &buf) < 0)
         return NULL;
+    mw_autocheck_after_watch();
     Py_RETURN_NONE;
 }
 
@@ -222,6 +223,7 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
     mw_buffer_raw((void *)(uintptr_t)address, (size_t)size, &buf);
     if (mw_registry_add(&self->state, tag, &buf) < 0)
         return NULL;
+    mw_autocheck_after_watch();
     Py_RETURN_NONE;
 }
 

@@ -310,6 +310,14 @@ const char *mw_trace_writer_errmsg(const mw_trace_writer *w)
     return w->errmsg[0] ? w->errmsg : "no error";
 }
 
+static int put_meta_text(mw_trace_writer *w, const char *key, const char *value)
+{
+    sqlite3_stmt *s = w->stmt[ST_META];
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);
+    return step(w, ST_META);
+}
+
 int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
 {
     char *argv = json_argv(run->argc, run->argv);
@@ -332,6 +340,11 @@ int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
     if (sqlite3_step(s) != SQLITE_DONE)
         rc = db_err(w, "cannot record the run");
     sqlite3_finalize(s);
+    /* The interpreter, beside run.python_version (which the traced process sends). */
+    if (rc == 0 && run->python_path)
+        rc = put_meta_text(w, "python_path", run->python_path);
+    if (rc == 0 && run->python_chosen_by)
+        rc = put_meta_text(w, "python_chosen_by", run->python_chosen_by);
     return rc;
 }
 

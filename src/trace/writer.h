@@ -18,6 +18,8 @@ struct mw_run_info {
     char *const *argv;
     const char *cwd;
     int64_t start_unix_ns;        /* wall clock, for people */
+    const char *python_path;      /* the interpreter run (meta python_path), or NULL */
+    const char *python_chosen_by; /* how it was chosen (meta python_chosen_by), or NULL */
 };
 
 struct mw_run_end {

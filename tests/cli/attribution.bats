@@ -4,6 +4,7 @@
 
 load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
+load common
 bats_require_minimum_version 1.5.0
 
 fixture="$MEMWATCH_SOURCE_DIR/tests/fixtures/attribution.py"
@@ -32,6 +33,7 @@ q() {
 }
 
 @test "line: a numpy in-place op has its Python line and a native symbol from numpy" {
+    require_module numpy python3-numpy
     trace
     run q "SELECT count(*), min(c.line), max(c.native_library LIKE '%numpy%'),
                   max(c.native_symbol IS NOT NULL)

@@ -42,3 +42,18 @@ assert_help() {
     run_memwatch -0 "$1" --help
     assert_line --index 0 --partial "usage: memwatch $1 "
 }
+
+# require_module MODULE PACKAGE: the interpreter under test ($MEMWATCH_PYTHON) can import
+# MODULE, or the test is skipped saying so. Debian's python3 gets MODULE from the Debian
+# package PACKAGE, which tests/run-all.sh installs: there the test is skipped only when
+# that package is not installed (a broken install fails the test instead). Another
+# interpreter (pyenv's, with no PyPI here) skips when it cannot import MODULE.
+require_module() {
+    local state
+    if [[ $(realpath "${MEMWATCH_PYTHON:?}") == /usr/bin/python3* ]]; then
+        state=$(dpkg-query -W -f='${Status}' "$2" 2>/dev/null) || state=absent
+        [[ $state == "install ok installed" ]] || skip "Debian package $2 is not installed"
+    elif ! "$MEMWATCH_PYTHON" -c "import $1" 2>/dev/null; then
+        skip "$MEMWATCH_PYTHON cannot import $1"
+    fi
+}
