@@ -22,6 +22,7 @@
 #include "relocate.h"
 #include "mw_error.h"
 #include "on_nan.h"
+#include "pycompat.h"
 #include "record.h"
 #include "registry.h"
 
@@ -465,7 +466,7 @@ static PyTypeObject watcher_type = {
  * a C library calling back into Python would. */
 static void before_unmap(const void *addr, size_t len)
 {
-    if (!Py_IsInitialized() || _Py_IsFinalizing())
+    if (!Py_IsInitialized() || mw_py_is_finalizing())
         return;
     PyGILState_STATE gil = PyGILState_Ensure();
     PyObject *type, *value, *tb;
