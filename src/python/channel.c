@@ -30,6 +30,7 @@
 
 struct chunk {
     struct mw_rec_buf buf;
+    size_t queued;          /* what it counts in queued_bytes */
     struct chunk *next;
 };
 
@@ -75,7 +76,7 @@ static void *send_loop(void *arg)
         pthread_mutex_lock(&lock);
         if (status < 0)
             broken = 1;
-        queued_bytes -= c->buf.cap;
+        queued_bytes -= c->queued;
         sending = 0;
         mw_rec_buf_free(&c->buf);
         free(c);
@@ -208,7 +209,10 @@ static int hand_over_locked(void)
     else
         queue_head = c;
     queue_tail = c;
-    queued_bytes += c->buf.cap;
+    /* What waits is counted by its bytes, not its buffer's capacity, which a large change
+     * left large. */
+    c->queued = c->buf.len;
+    queued_bytes += c->queued;
     pthread_cond_signal(&work_ready);
     if (!queue_has_room()) {
         int64_t t0 = monotonic_ns();

@@ -197,9 +197,10 @@ int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
 }
 
 /* Appends ranges (or pieces of them) from (*ri, *rpos) until the frame's data budget is
- * used; returns how many pieces it wrote. The frame's nranges field is at count_at. */
-static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, uint32_t *ri,
-                           uint64_t *rpos, size_t count_at)
+ * used; returns the bytes of range data (old and new) it wrote. The frame's nranges field
+ * is at count_at. */
+static size_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, uint32_t *ri,
+                         uint64_t *rpos, size_t count_at)
 {
     size_t budget = FRAME_DATA_BUDGET;
     uint32_t n = 0;
@@ -236,7 +237,7 @@ static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, 
             break;
     }
     store_le(b->data + count_at, n, 4);
-    return n;
+    return FRAME_DATA_BUDGET - budget;
 }
 
 int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
@@ -251,14 +252,21 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
                   str_size(r->native_library) + 4;
     if (head > FRAME_HEADER_MAX)
         return MW_EINVAL;
+    /* Bytes of range data still to encode: a frame reserves what it may hold of them, not
+     * its whole budget, so that a small change costs a small buffer. */
+    uint64_t data_left = 0;
+    for (uint32_t i = 0; i < r->nranges; i++)
+        data_left += r->ranges[i].length * (r->ranges[i].old ? 2 : 1);
     size_t start = b->len;
     uint32_t ri = 0;
     uint64_t rpos = 0;
     int first = 1;
     do {
-        /* Worst case per frame: header, data budget, and 24 bytes of fields per piece. */
+        /* Worst case per frame: header, its share of the data, and 24 bytes of fields per
+         * piece. */
         size_t pieces = r->nranges - ri;
-        size_t need = head + FRAME_DATA_BUDGET + 24 * (pieces < 65536 ? pieces : 65536) + 64;
+        size_t data = data_left < FRAME_DATA_BUDGET ? (size_t)data_left : FRAME_DATA_BUDGET;
+        size_t need = head + data + 24 * (pieces < 65536 ? pieces : 65536) + 64;
         int rc = reserve(b, need);
         if (rc) {
             b->len = start;
@@ -287,7 +295,7 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
         struct mw_rec_change capped = *r;
         if (capped.nranges - ri > 65536)
             capped.nranges = ri + 65536;
-        put_ranges(b, &capped, &ri, &rpos, count_at);
+        data_left -= put_ranges(b, &capped, &ri, &rpos, count_at);
         frame_end(b, at);
         first = 0;
     } while (ri < r->nranges);
