@@ -31,7 +31,7 @@ stages=${*:-asan tsan leaks fuzz}
 # thread's handler and another thread's write are ordered by the page's protection, which
 # TSan does not model, so it reports them as a race); the fault path is covered by the
 # ASan+UBSan run and by test_uffd_concurrency and the soak test instead.
-TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_concurrency)$'
+TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_concurrency|coalesce_gap)$'
 
 # Each stage's own time, so CI's budget can be checked stage by stage.
 stamp() { printf '== %s: %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }

@@ -113,8 +113,34 @@ static int add_rec(struct page_ctx *c, size_t off, size_t len, int with_old)
     return 0;
 }
 
+/* Extends the page's previous record over the unchanged bytes up to [off, off + len) when
+ * they are at most mw_engine_set_coalesce_gap() bytes: a dense change (every float of an
+ * array updated, a few bytes of each unchanged) is then a few records per page instead of
+ * one per changed run. 1 when it did. */
+static int extend_rec(struct page_ctx *c, size_t off, size_t len)
+{
+    struct svec *rv = &engine.scratch.s.recs;
+    if (!engine.coalesce_gap || rv->len < sizeof(struct rec))
+        return 0;
+    struct rec *prev = (struct rec *)(rv->p + rv->len) - 1;
+    size_t at = c->region_off + off;
+    if (prev->r != c->r || prev->off < c->region_off || prev->off + prev->len > at ||
+        at - (prev->off + prev->len) > engine.coalesce_gap || prev->old_off == SIZE_MAX ||
+        prev->old_off + prev->len != engine.scratch.s.old.len ||
+        prev->new_off + prev->len != engine.scratch.s.new_.len)
+        return 0;
+    size_t from = prev->off + prev->len - c->region_off;   /* in this page's window */
+    if (!svec_push(&engine.scratch.s.old, c->old + from, off + len - from) ||
+        !svec_push(&engine.scratch.s.new_, c->cur + from, off + len - from))
+        return 0;
+    prev->len += off + len - from;
+    return 1;
+}
+
 static int emit_range(size_t off, size_t len, void *ctx)
 {
+    if (extend_rec(ctx, off, len))
+        return 0;
     return add_rec(ctx, off, len, 1);
 }
 

@@ -137,6 +137,13 @@ int mw_engine_init(void)
     return rc;
 }
 
+void mw_engine_set_coalesce_gap(size_t bytes)
+{
+    engine_lock();
+    engine.coalesce_gap = bytes;
+    engine_unlock();
+}
+
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx)
 {
     engine_lock();

@@ -94,6 +94,7 @@ extern struct engine {
     enum mw_backend want;          /* requested by mw_engine_set_backend; AUTO by default */
     mw_writer_hook hook;
     void *hook_ctx;
+    size_t coalesce_gap;           /* mw_engine_set_coalesce_gap */
     uint64_t next_id;
     struct mw_region **regions;    /* sorted by id */
     size_t nregions, regions_cap;

@@ -76,6 +76,9 @@ struct mw_watcher_stats {
 int mw_engine_init(void);
 /* Optional: fills struct mw_writer at fault time. */
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
+/* Changed runs of one page at most bytes apart are reported as one range, with the
+ * unchanged bytes between them (equal in old and new). 0, the default: exact ranges. */
+void mw_engine_set_coalesce_gap(size_t bytes);
 /* Which backend auto resolves to (uffd where the kernel has userfaultfd write-protection
  * with UFFD_FEATURE_SIGBUS and WP_UNPOPULATED, mprotect otherwise; MEMWATCH_DISABLE_UFFD=1
  * in the environment simulates a kernel without it), and whether one is available. */
