@@ -273,6 +273,7 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             return rc;
         }
         size_t at, count_at;
+        size_t more_at;
         if (first) {
             at = frame_begin(b, MW_REC_CHANGE);
             put_u64(b, r->seq);
@@ -289,6 +290,8 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             at = frame_begin(b, MW_REC_RANGES);
             put_u64(b, r->seq);
         }
+        more_at = b->len;
+        put_u8(b, 0);
         count_at = b->len;
         put_u32(b, 0);
         /* Cap pieces per frame so that the reserve above holds. */
@@ -296,9 +299,39 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
         if (capped.nranges - ri > 65536)
             capped.nranges = ri + 65536;
         data_left -= put_ranges(b, &capped, &ri, &rpos, count_at);
+        b->data[more_at] = ri < r->nranges;
         frame_end(b, at);
         first = 0;
     } while (ri < r->nranges);
+    return 0;
+}
+
+int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r)
+{
+    if (r->size && !r->bytes)
+        return MW_EINVAL;
+    size_t start = b->len;
+    uint64_t at_byte = 0;
+    do {
+        /* FRAME_DATA_BUDGET is a multiple of MW_REC_VALUE_ALIGN. */
+        uint64_t n = r->size - at_byte < FRAME_DATA_BUDGET ? r->size - at_byte : FRAME_DATA_BUDGET;
+        size_t at;
+        int rc = frame_open(b, MW_REC_VALUE, 5 + 32 + 4, &at);
+        if (rc == 0)
+            rc = reserve(b, (size_t)n);
+        if (rc) {
+            b->len = start;
+            return rc;
+        }
+        put_u64(b, r->object_id);
+        put_u64(b, r->seq);
+        put_u64(b, r->size);
+        put_u64(b, at_byte);
+        put_u32(b, (uint32_t)n);
+        put_bytes(b, r->bytes + at_byte, (size_t)n);
+        frame_end(b, at);
+        at_byte += n;
+    } while (at_byte < r->size);
     return 0;
 }
 
@@ -543,6 +576,15 @@ static void decode_object(struct cursor *c, struct mw_rec_object *o)
     o->time_ns = get_u64(c);
 }
 
+/* A frame's "more of this change follows" byte. */
+static int get_more(struct cursor *c)
+{
+    unsigned more = get_u8(c);
+    if (more > 1)
+        c->bad = 1;
+    return (int)more;
+}
+
 static int decode_change(struct cursor *c, struct mw_rec_change *ch)
 {
     ch->seq = get_u64(c);
@@ -555,7 +597,26 @@ static int decode_change(struct cursor *c, struct mw_rec_change *ch)
     ch->function = get_str(c);
     ch->native_symbol = get_str(c);
     ch->native_library = get_str(c);
+    ch->more = get_more(c);
     return c->bad ? 0 : get_ranges(c, &ch->nranges, &ch->ranges);
+}
+
+/* A piece of a value: it must lie inside the value, at a multiple of MW_REC_VALUE_ALIGN. */
+static void decode_value(struct cursor *c, struct mw_rec_value *v)
+{
+    v->object_id = get_u64(c);
+    v->seq = get_u64(c);
+    v->size = get_u64(c);
+    v->offset = get_u64(c);
+    uint32_t n = get_u32(c);
+    v->length = n;
+    if (c->bad || v->offset % MW_REC_VALUE_ALIGN != 0 || v->offset > v->size ||
+        n > v->size - v->offset || (n == 0 && v->size != 0) || !need(c, n)) {
+        c->bad = 1;
+        return;
+    }
+    v->bytes = c->p;
+    c->p += n;
 }
 
 static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
@@ -600,8 +661,12 @@ static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,
         break;
     case MW_REC_RANGES:
         out->u.ranges.seq = get_u64(&c);
+        out->u.ranges.more = get_more(&c);
         if (!c.bad)
             rc = get_ranges(&c, &out->u.ranges.nranges, &out->u.ranges.ranges);
+        break;
+    case MW_REC_VALUE:
+        decode_value(&c, &out->u.value);
         break;
     case MW_REC_STATS:
         decode_stats(&c, &out->u.stats);

@@ -23,14 +23,19 @@ enum mw_record_type {
     MW_REC_CHANGE = 4,      /* a change with its ranges */
     MW_REC_STATS = 5,       /* engine statistics at the end of the run */
     MW_REC_RANGES = 6,      /* more ranges of the change just sent (large changes) */
+    MW_REC_VALUE = 7,       /* an object's whole value before a change (its base) */
 };
 
 /* Frames are bounded so that a malformed length cannot make the reader allocate
  * gigabytes: mw_rec_encode_change splits a change whose bytes do not fit in one frame
  * into a MW_REC_CHANGE frame followed by MW_REC_RANGES frames with the same seq (a range
- * longer than a frame is cut into adjacent ranges). The decoder refuses longer frames. */
+ * longer than a frame is cut into adjacent ranges); each frame says whether more of the
+ * change follows, so that the writer can store a change as soon as its last frame is in.
+ * mw_rec_encode_value cuts a value into MW_REC_VALUE frames the same way, at multiples of
+ * MW_REC_VALUE_ALIGN bytes. The decoder refuses longer frames. */
 #define MW_REC_MAX_FRAME (32u << 20)
 #define MW_REC_MAX_NDIM 64
+#define MW_REC_VALUE_ALIGN ((uint64_t)1 << 20)
 
 struct mw_rec_hello {
     const char *python_version;   /* sys.version */
@@ -79,6 +84,7 @@ struct mw_rec_change {
     const char *native_library;   /* may be NULL */
     uint32_t nranges;
     const struct mw_rec_range *ranges;
+    int more;                     /* decoded: MW_REC_RANGES frames of this change follow */
 };
 
 /* Continuation of a change: more of its ranges (see MW_REC_MAX_FRAME). */
@@ -86,6 +92,19 @@ struct mw_rec_ranges {
     uint64_t seq;
     uint32_t nranges;
     const struct mw_rec_range *ranges;
+    int more;                     /* more MW_REC_RANGES frames of this change follow */
+};
+
+/* An object's whole value (size bytes, in its own coordinates) just before change seq:
+ * what the trace decodes its later bytes from under --values=full. Decoded, a frame holds
+ * the bytes [offset, offset + length) of it. */
+struct mw_rec_value {
+    uint64_t object_id;
+    uint64_t seq;
+    uint64_t size;                /* of the whole value */
+    uint64_t offset;
+    uint64_t length;
+    const unsigned char *bytes;
 };
 
 struct mw_rec_stats {
@@ -111,6 +130,9 @@ int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r);
 int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r);
 int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r);
 int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r);
+/* The whole value r->bytes (r->size bytes; offset and length are ignored), in as many
+ * frames as it takes. */
+int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r);
 /* Writes the whole buffer to fd (retrying on EINTR and short writes), then empties it. */
 int mw_rec_buf_flush(struct mw_rec_buf *b, int fd);
 
@@ -125,6 +147,7 @@ struct mw_rec_decoded {
         struct mw_rec_change change;
         struct mw_rec_stats stats;
         struct mw_rec_ranges ranges;
+        struct mw_rec_value value;
     } u;
 };
 typedef struct mw_rec_decoder mw_rec_decoder;

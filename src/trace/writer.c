@@ -668,6 +668,8 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
                                 rec->u.ranges.ranges);
     case MW_REC_STATS:
         return apply_stats(w, &rec->u.stats);
+    case MW_REC_VALUE:
+        return 0;
     }
     return set_err(w, MW_EFORMAT, "unknown record type %d", (int)rec->type);
 }
