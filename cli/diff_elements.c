@@ -24,6 +24,27 @@ static int all_set(const unsigned char *m, size_t n)
     return 1;
 }
 
+int mw_diff_format_element(char **line, const char *tag, const struct mw_elem_change *c,
+                           const unsigned char *old, const unsigned char *new_, unsigned flags,
+                           int color)
+{
+    char name[1024], ov[512], nv[512];
+    mw_elem_format_name(tag, c->ndim, c->index, c->scalar, name, sizeof name);
+    mw_elem_format_value(c->scalar, old, ov, sizeof ov);
+    mw_elem_format_value(c->scalar, new_, nv, sizeof nv);
+    const char *flag = mw_elem_flags_note(flags);
+    int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
+    if (color)
+        return asprintf(line,
+                        "  %s: " MW_DIFF_RED "%s" MW_DIFF_RESET " -> " MW_DIFF_GREEN "%s"
+                        MW_DIFF_RESET "%s%s%s%s",
+                        name, ov, nv, flag ? "  " : "",
+                        flag && alarm ? MW_DIFF_BOLD MW_DIFF_RED "!! " : "", flag ? flag : "",
+                        flag && alarm ? MW_DIFF_RESET : "");
+    return asprintf(line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
+                    flag && alarm ? "!! " : "", flag ? flag : "");
+}
+
 /* mw_elem_diff's callback: one element as a line. */
 static int elem_line(const struct mw_elem_change *c, void *vctx)
 {
@@ -39,26 +60,10 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
         flags = 0;
     else if (!old)
         flags &= MW_ELEM_F_NONFINITE_APPEARED;
-    char name[1024], ov[512], nv[512];
-    mw_elem_format_name(e->tag, c->ndim, c->index, c->scalar, name, sizeof name);
-    mw_elem_format_value(c->scalar, old, ov, sizeof ov);
-    mw_elem_format_value(c->scalar, new_, nv, sizeof nv);
-    const char *flag = mw_elem_flags_note(flags);
-    int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
     e->nan += (flags & MW_ELEM_F_NAN_APPEARED) != 0;
     e->inf += (flags & MW_ELEM_F_INF_APPEARED) != 0;
     char *line;
-    int n;
-    if (e->color)
-        n = asprintf(&line,
-                     "  %s: " MW_DIFF_RED "%s" MW_DIFF_RESET " -> " MW_DIFF_GREEN "%s"
-                     MW_DIFF_RESET "%s%s%s%s",
-                     name, ov, nv, flag ? "  " : "",
-                     flag && alarm ? MW_DIFF_BOLD MW_DIFF_RED "!! " : "", flag ? flag : "",
-                     flag && alarm ? MW_DIFF_RESET : "");
-    else
-        n = asprintf(&line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
-                     flag && alarm ? "!! " : "", flag ? flag : "");
+    int n = mw_diff_format_element(&line, e->tag, c, old, new_, flags, e->color);
     if (n < 0 || MW_GROW(e->line, e->cap, e->n + 1) != 0) {
         if (n >= 0)
             free(line);
@@ -152,20 +157,24 @@ out:
     return rc;
 }
 
+void mw_diff_print_nonfinite(uint64_t nan, uint64_t inf, int color)
+{
+    if (!nan && !inf)
+        return;
+    char what[96];
+    if (nan && inf)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN and %" PRIu64 " Inf appeared", nan, inf);
+    else if (nan)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN appeared", nan);
+    else
+        snprintf(what, sizeof what, "%" PRIu64 " Inf appeared", inf);
+    printf("%s!! %s%s\n", color ? MW_DIFF_BOLD MW_DIFF_RED : "", what,
+           color ? MW_DIFF_RESET : "");
+}
+
 void mw_diff_print_lines(const struct mw_diff_lines *e, int color)
 {
-    if (e->nan || e->inf) {
-        char what[96];
-        if (e->nan && e->inf)
-            snprintf(what, sizeof what, "%" PRIu64 " NaN and %" PRIu64 " Inf appeared", e->nan,
-                     e->inf);
-        else if (e->nan)
-            snprintf(what, sizeof what, "%" PRIu64 " NaN appeared", e->nan);
-        else
-            snprintf(what, sizeof what, "%" PRIu64 " Inf appeared", e->inf);
-        printf("%s!! %s%s\n", color ? MW_DIFF_BOLD MW_DIFF_RED : "", what,
-               color ? MW_DIFF_RESET : "");
-    }
+    mw_diff_print_nonfinite(e->nan, e->inf, color);
     for (size_t i = 0; i < e->n; i++)
         puts(e->line[i]);
 }

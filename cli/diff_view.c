@@ -6,6 +6,25 @@
 
 #include "mw_grow.h"
 
+void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
+{
+    char where[1024], thread[96] = "";
+    if (h->file)
+        snprintf(where, sizeof(where), "  %s:%d%s%s", h->file, h->line,
+                 h->function ? " " : "", h->function ? h->function : "");
+    else if (h->native_symbol)
+        snprintf(where, sizeof(where), "  %s", h->native_symbol);
+    else
+        where[0] = '\0';
+    if (h->thread_name)
+        snprintf(thread, sizeof(thread), "  thread %s", h->thread_name);
+    else if (h->thread_id)
+        snprintf(thread, sizeof(thread), "  thread %" PRId64, h->thread_id);
+    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s\n", color ? MW_DIFF_BOLD : "", h->seq,
+           (double)h->time_ns / 1e9, h->tag, h->object, h->what, where, thread,
+           color ? MW_DIFF_RESET : "");
+}
+
 void mw_diff_view_add_rows(struct mw_diff_view *v, uint64_t first, uint64_t last, unsigned ctx)
 {
     uint64_t maxrow = v->size ? (v->size - 1) / MW_DIFF_ROW : 0;

@@ -239,6 +239,7 @@ int mw_channel_hello(const struct mw_rec_hello *r) { ENCODE(mw_rec_encode_hello(
 int mw_channel_object(const struct mw_rec_object *r) { ENCODE(mw_rec_encode_object(&current, r)); }
 int mw_channel_change(const struct mw_rec_change *r) { ENCODE(mw_rec_encode_change(&current, r)); }
 int mw_channel_stats(const struct mw_rec_stats *r) { ENCODE(mw_rec_encode_stats(&current, r)); }
+int mw_channel_value(const struct mw_rec_value *r) { ENCODE(mw_rec_encode_value(&current, r)); }
 
 int mw_channel_unwatch(uint64_t object_id)
 {

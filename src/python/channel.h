@@ -17,6 +17,7 @@ int mw_channel_object(const struct mw_rec_object *r);
 int mw_channel_unwatch(uint64_t object_id);
 int mw_channel_change(const struct mw_rec_change *r);
 int mw_channel_stats(const struct mw_rec_stats *r);
+int mw_channel_value(const struct mw_rec_value *r);
 /* Hands what is buffered to the sender thread (waits only while its queue is full). */
 int mw_channel_flush(void);
 /* How long the traced program has waited for the trace to catch up (queue full). */

@@ -316,9 +316,10 @@ int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r)
         /* FRAME_DATA_BUDGET is a multiple of MW_REC_VALUE_ALIGN. */
         uint64_t n = r->size - at_byte < FRAME_DATA_BUDGET ? r->size - at_byte : FRAME_DATA_BUDGET;
         size_t at;
-        int rc = frame_open(b, MW_REC_VALUE, 5 + 32 + 4, &at);
+        /* The frame's fields and bytes at once: frame_open checks only its fields. */
+        int rc = reserve(b, 5 + 32 + 4 + (size_t)n);
         if (rc == 0)
-            rc = reserve(b, (size_t)n);
+            rc = frame_open(b, MW_REC_VALUE, 5 + 32 + 4, &at);
         if (rc) {
             b->len = start;
             return rc;

@@ -1,0 +1,248 @@
+/* Phase 1 of a check: the engine's changes copied out (see harvest.h). */
+#include "harvest.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "diff.h"
+#include "mw_grow.h"
+
+/* A segment before its bytes are copied. */
+struct seg {
+    size_t lo, hi;
+    int old_known;
+};
+
+/* The engine's ranges widened to whole items of is bytes and joined across gaps of at most
+ * gap bytes, into segs (room for c->nranges); returns how many. */
+static size_t plan_segments(const struct mw_change *c, size_t is, size_t span, size_t gap,
+                            struct seg *segs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct mw_range *r = &c->ranges[i];
+        size_t lo = r->offset / is * is, hi = (r->offset + r->length + is - 1) / is * is;
+        if (hi > span)
+            hi = span;
+        if (n && lo <= segs[n - 1].hi + gap) {
+            if (hi > segs[n - 1].hi)
+                segs[n - 1].hi = hi;
+            segs[n - 1].old_known &= r->old != NULL;
+            continue;
+        }
+        segs[n++] = (struct seg){lo, hi, r->old != NULL};
+    }
+    return n;
+}
+
+/* Splitting a small segment back into its changed items. */
+struct splitter {
+    const struct mw_rec_range *seg;
+    size_t is;
+    struct mw_rec_range *out;
+    size_t n, cap;
+    int oom;
+};
+
+static int split_run(size_t off, size_t len, void *ctx)
+{
+    struct splitter *x = ctx;
+    size_t lo = off / x->is * x->is, hi = (off + len + x->is - 1) / x->is * x->is;
+    if (hi > x->seg->length)
+        hi = x->seg->length;
+    struct mw_rec_range *last = x->n ? &x->out[x->n - 1] : NULL;
+    if (last && last->offset + last->length >= x->seg->offset + lo) {
+        last->length = x->seg->offset + hi - last->offset;
+        return 0;
+    }
+    if (MW_GROW(x->out, x->cap, x->n + 1) != 0) {
+        x->oom = 1;
+        return 1;
+    }
+    x->out[x->n++] = (struct mw_rec_range){x->seg->offset + lo, hi - lo, x->seg->old + lo,
+                                           x->seg->new_ + lo};
+    return 0;
+}
+
+/* Segments of at most MW_SEGMENT_EXACT bytes are cut back to their changed items (whole
+ * items of is bytes, as the trace wants them): small changes keep exact ranges, which cost
+ * nothing; large ones keep the few unchanged bytes between changed ones, which spares the
+ * trace a range per item. The bytes stay where they are. 0, or -1. */
+static int exact_small_segments(struct harvested *it, size_t is)
+{
+    int any = 0;
+    for (size_t k = 0; k < it->nranges; k++)
+        any |= it->ranges[k].length <= MW_SEGMENT_EXACT && it->ranges[k].old;
+    if (!any)
+        return 0;
+    struct splitter x = {.is = is};
+    for (size_t k = 0; k < it->nranges && !x.oom; k++) {
+        const struct mw_rec_range *g = &it->ranges[k];
+        if (g->length > MW_SEGMENT_EXACT || !g->old) {
+            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
+                x.oom = 1;
+            else
+                x.out[x.n++] = *g;
+            continue;
+        }
+        x.seg = g;
+        mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
+    }
+    if (x.oom) {
+        free(x.out);
+        return 0;   /* the segments as they are: still right, only coarser */
+    }
+    free(it->ranges);
+    it->ranges = x.out;
+    it->nranges = x.n;
+    return 0;
+}
+
+/* The trace's segments of c (see harvest.h), with their bytes: those the engine gave, and
+ * between and around them the object's bytes as they are (unchanged: the same before and
+ * after). 0, or -1 with nothing allocated. */
+static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it)
+{
+    const struct mw_buffer *b = &w->buf;
+    size_t is = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
+    const unsigned char *src = w->shadow ? w->shadow : b->start;
+    struct seg *segs = malloc((c->nranges ? c->nranges : 1) * sizeof *segs);
+    if (!segs)
+        return -1;
+    /* A raw range (watch_buffer) is not pinned by an object: the program may have unmapped
+     * part of it, so its segments are the engine's ranges only, read from its copies. */
+    size_t gap = b->object ? MW_SEGMENT_GAP : 0;
+    size_t n = plan_segments(c, is, b->span, gap, segs), bytes = 0;
+    for (size_t k = 0; k < n; k++)
+        bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
+    it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
+    it->bytes = malloc(bytes ? bytes : 1);
+    if (!it->ranges || !it->bytes) {
+        free(segs);
+        free(it->ranges);
+        free(it->bytes);
+        it->ranges = NULL;
+        it->bytes = NULL;
+        return -1;
+    }
+    unsigned char *at = it->bytes;
+    size_t i = 0;   /* engine ranges, in offset order like the segments */
+    for (size_t k = 0; k < n; k++) {
+        size_t lo = segs[k].lo, len = segs[k].hi - lo;
+        unsigned char *old = segs[k].old_known ? at : NULL, *new_ = at + (old ? len : 0);
+        memcpy(new_, src + lo, len);
+        if (old)
+            memcpy(old, src + lo, len);
+        for (; i < c->nranges && c->ranges[i].offset < segs[k].hi; i++) {
+            const struct mw_range *r = &c->ranges[i];
+            memcpy(new_ + (r->offset - lo), r->new_, r->length);
+            if (old)
+                memcpy(old + (r->offset - lo), r->old, r->length);
+        }
+        it->ranges[k] = (struct mw_rec_range){lo, len, old, new_};
+        at += len * (old ? 2 : 1);
+    }
+    /* The shadow follows what the checks saw (registry.h). */
+    for (size_t j = 0; w->shadow && j < c->nranges; j++)
+        memcpy(w->shadow + c->ranges[j].offset, c->ranges[j].new_, c->ranges[j].length);
+    it->nranges = n;
+    it->segments = 1;
+    free(segs);
+    return exact_small_segments(it, is);
+}
+
+/* Exact changed runs of the engine's ranges (which may carry unchanged bytes between
+ * runs: mw_engine_set_coalesce_gap), counted or copied. */
+struct runs {
+    const struct mw_range *r;
+    struct mw_rec_range *out;     /* NULL: count only */
+    unsigned char **at;
+    size_t n, bytes;
+};
+
+static int one_run(size_t off, size_t len, void *ctx)
+{
+    struct runs *x = ctx;
+    if (x->out) {
+        unsigned char *old = *x->at, *new_ = old + len;
+        memcpy(old, x->r->old + off, len);
+        memcpy(new_, x->r->new_ + off, len);
+        x->out[x->n] = (struct mw_rec_range){x->r->offset + off, len, old, new_};
+        *x->at += 2 * len;
+    }
+    x->n++;
+    x->bytes += 2 * len;
+    return 0;
+}
+
+/* The engine's ranges cut back to exact runs, for a Change (see harvest.h). */
+static int harvest_exact(const struct mw_change *c, struct harvested *it)
+{
+    struct runs count = {0};
+    for (size_t i = 0; i < c->nranges; i++) {
+        count.r = &c->ranges[i];
+        if (c->ranges[i].old)
+            mw_diff_ranges(count.r->old, count.r->new_, count.r->length, one_run, &count);
+        else {
+            count.n++;
+            count.bytes += c->ranges[i].length;
+        }
+    }
+    it->ranges = malloc((count.n ? count.n : 1) * sizeof *it->ranges);
+    it->bytes = malloc(count.bytes ? count.bytes : 1);
+    if (!it->ranges || !it->bytes) {
+        free(it->ranges);
+        free(it->bytes);
+        it->ranges = NULL;
+        it->bytes = NULL;
+        return -1;
+    }
+    unsigned char *at = it->bytes;
+    struct runs fill = {.out = it->ranges, .at = &at};
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct mw_range *r = &c->ranges[i];
+        fill.r = r;
+        if (r->old) {
+            mw_diff_ranges(r->old, r->new_, r->length, one_run, &fill);
+            continue;
+        }
+        memcpy(at, r->new_, r->length);
+        it->ranges[fill.n++] = (struct mw_rec_range){r->offset, r->length, NULL, at};
+        at += r->length;
+    }
+    it->nranges = fill.n;
+    return 0;
+}
+
+void mw_harvest_collect(const struct mw_change *c, void *ctx)
+{
+    struct harvest *h = ctx;
+    if (h->failed)
+        return;
+    if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
+        h->failed = 1;
+        return;
+    }
+    struct harvested *it = &h->items[h->n];
+    memset(it, 0, sizeof *it);
+    struct mw_watched *w = c->region_user;
+    int trace_only = w->buf.contiguous && !(w->owner && mw_owner_has_callback(w->owner));
+    if ((trace_only ? harvest_segments(c, w, it) : harvest_exact(c, it)) != 0) {
+        h->failed = 1;
+        return;
+    }
+    it->watched = w;
+    mw_registry_hold(w);
+    it->writer = *c->writer;
+    it->time_ns = mw_channel_now_ns();
+    h->n++;
+}
+
+void mw_harvest_free_item(struct harvested *it)
+{
+    free(it->ranges);
+    free(it->bytes);
+    if (it->watched)
+        mw_registry_release(it->watched);
+}
