@@ -50,10 +50,12 @@
 --                                FROM change_ranges WHERE tag = 'weights'"
 -- How chunks decode, for other readers. A chunk is a piece of one byte stream of one change:
 --   role 0  the object's whole value just before change seq: its base, stored with its
---           first change under --values=full (so every byte of the object is known);
+--           first change under --values=full when that change does not cover the whole
+--           object (so every byte of the object is known);
 --   role 1  the old bytes of change seq's ranges, one range after the other in offset
---           order: stored only where the history cannot tell them (the first change after
---           values were dropped, or whose old bytes a dropped change last wrote);
+--           order (zeros for a range whose old bytes are unavailable, complete = 0):
+--           stored where the history cannot tell them, e.g. the first change of an
+--           object, or the first one kept after older values were dropped;
 --   role 2  the new bytes of its ranges, likewise.
 --   part numbers the pieces of a stream (at most 1 MiB, `size` bytes once decoded).
 --   codec 0: data is the bytes. codec 1: data is a zstd frame of the bytes shuffled by

@@ -213,6 +213,24 @@ int mw_engine_owns_address(const void *addr)
     return MW_PAGE_STATE(s) <= MW_PAGE_CHECKING;
 }
 
+int mw_engine_unwritten(const void *addr, size_t len)
+{
+    struct mw_region_index *idx = engine.index;
+    if (!idx || engine.page_size == 0)
+        return 0;
+    uintptr_t lo = (uintptr_t)addr & ~(uintptr_t)(engine.page_size - 1);
+    uintptr_t hi = (uintptr_t)addr + len;
+    int clean = 1;
+    mw_region_index_enter(idx);
+    for (uintptr_t page = lo; clean && page < hi; page += engine.page_size) {
+        struct mw_page *e = mw_region_index_lookup(idx, page);
+        uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_acquire) : MW_PAGE_UNTRACKED;
+        clean = MW_PAGE_STATE(s) == MW_PAGE_CLEAN;
+    }
+    mw_region_index_leave(idx);
+    return clean;
+}
+
 /* Async-signal-safe. */
 int mw_engine_has_dirty(void)
 {

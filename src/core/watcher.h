@@ -76,8 +76,13 @@ struct mw_watcher_stats {
 int mw_engine_init(void);
 /* Optional: fills struct mw_writer at fault time. */
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
+/* 1 when every page of [addr, addr + len) is protected and unwritten since the last check
+ * (so its bytes read now are what that check saw); 0 otherwise. Any thread, any time. */
+int mw_engine_unwritten(const void *addr, size_t len);
 /* Changed runs of one page at most bytes apart are reported as one range, with the
- * unchanged bytes between them (equal in old and new). 0, the default: exact ranges. */
+ * unchanged bytes between them (equal in old and new); such ranges start and end at
+ * multiples of 16 bytes from the region's start (or at the page's edge), so they hold
+ * whole elements. 0, the default: exact ranges. */
 void mw_engine_set_coalesce_gap(size_t bytes);
 /* Which backend auto resolves to (uffd where the kernel has userfaultfd write-protection
  * with UFFD_FEATURE_SIGBUS and WP_UNPOPULATED, mprotect otherwise; MEMWATCH_DISABLE_UFFD=1

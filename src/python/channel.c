@@ -25,6 +25,8 @@
 
 /* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
+/* The most the checking thread writes to the pipe itself (write_now_locked). */
+#define WRITE_NOW_MAX ((size_t)64 << 10)
 /* How much may wait for the pipe before encoders wait. */
 #define QUEUE_LIMIT ((size_t)64 << 20)
 
@@ -189,7 +191,9 @@ static int hand_over_locked(void)
     }
     if (current.len == 0)
         return 0;
-    if (!queue_head && !sending && write_now_locked() == 0)
+    /* Small batches go straight into the pipe (crash-safe at once, and cheap); a large one
+     * (a bulk value) is the sender's to write, off the checking thread. */
+    if (!queue_head && !sending && current.len <= WRITE_NOW_MAX && write_now_locked() == 0)
         return 0;
     if (start_sender_locked() < 0) {
         /* No thread: write it ourselves. */

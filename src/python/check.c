@@ -70,13 +70,16 @@ static void span_free(unsigned char *p, size_t size)
         munmap(p, size);
 }
 
-/* The span's bytes before and after the change. With a shadow they are exactly what the
- * checks saw; without one, bytes the change did not touch come from memory as it is now.
- * Both buffers come from span_alloc(w->buf.span). */
+/* The span's bytes before and after the change (its exact runs: harvest.h). With a shadow
+ * they are exactly what the checks saw; without one, bytes the change did not touch come
+ * from memory as it is now (for a callback's values, never for the trace). Both buffers
+ * come from span_alloc(w->buf.span). */
 static int build_spans(struct harvested *it, int sparse, unsigned char **old_out,
                        unsigned char **new_out, int *old_known)
 {
     struct mw_watched *w = it->watched;
+    const struct mw_rec_range *runs = it->exact;
+    size_t nruns = it->nexact;
     const unsigned char *src = w->shadow ? w->shadow : w->buf.start;
     unsigned char *old_span = span_alloc(w->buf.span), *new_span = span_alloc(w->buf.span);
     if (!old_span || !new_span) {
@@ -89,8 +92,8 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
          * for element alignment); calloc'd pages that are never touched cost nothing, so a
          * one-element change of a large array costs what the element does. */
         size_t window = w->buf.has_view && w->buf.view.itemsize > 0 ? (size_t)w->buf.view.itemsize : 1;
-        for (size_t i = 0; i < it->nranges; i++) {
-            const struct mw_rec_range *r = &it->ranges[i];
+        for (size_t i = 0; i < nruns; i++) {
+            const struct mw_rec_range *r = &runs[i];
             size_t lo = r->offset > window ? r->offset - window : 0;
             size_t hi = r->offset + r->length + window;
             if (hi > w->buf.span)
@@ -103,15 +106,15 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
         memcpy(old_span, src, w->buf.span);
     }
     *old_known = 1;
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct mw_rec_range *r = &it->ranges[i];
+    for (size_t i = 0; i < nruns; i++) {
+        const struct mw_rec_range *r = &runs[i];
         memcpy(new_span + r->offset, r->new_, r->length);
         if (w->shadow)
             memcpy(w->shadow + r->offset, r->new_, r->length);
     }
     /* Bytes the change did not touch are the same before and after. */
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct mw_rec_range *r = &it->ranges[i];
+    for (size_t i = 0; i < nruns; i++) {
+        const struct mw_rec_range *r = &runs[i];
         if (r->old)
             memcpy(old_span + r->offset, r->old, r->length);
         else
@@ -235,13 +238,11 @@ static int make_ranges(struct routing *r)
                 r->ranges[i].old = NULL;
         return 0;
     }
-    r->nranges = it->nranges;
+    r->nranges = it->nexact;
     r->ranges = malloc((r->nranges ? r->nranges : 1) * sizeof *r->ranges);
     if (!r->ranges)
         return -1;
-    for (size_t i = 0; i < r->nranges; i++)
-        r->ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
-                                             it->ranges[i].old, it->ranges[i].new_};
+    memcpy(r->ranges, it->exact, r->nranges * sizeof *r->ranges);
     return 0;
 }
 
@@ -270,7 +271,21 @@ static int widen_to_elements(struct routing *r)
 static unsigned char *based;
 static size_t based_cap;
 
-/* 1 when the object's base is still to be sent; marks it sent. */
+/* 1 when ranges cover all size bytes of the object. */
+static int covers_all(const struct mw_rec_range *ranges, size_t n, size_t size)
+{
+    uint64_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i].offset > end)
+            return 0;
+        if (ranges[i].offset + ranges[i].length > end)
+            end = ranges[i].offset + ranges[i].length;
+    }
+    return end >= size;
+}
+
+/* 1 when the object's base is still to be sent; marks it sent. A first change that covers
+ * the whole object leaves nothing for a base to tell: the trace keeps its old bytes. */
 static int base_due(uint64_t object_id)
 {
     if (!mw_run.traced || mw_run.values != MW_VALUES_FULL || object_id == 0)
@@ -304,17 +319,23 @@ static int copy_mapped(void *dst, const void *src, size_t n)
     return got >= 0 && (size_t)got == n ? 0 : -1;
 }
 
-/* Sends the object's whole value before change seq (size bytes in its own coordinates). */
+/* Sends the object's whole value before change seq (size bytes in its own coordinates).
+ * exact: every byte is what the check saw (see send_base_of_segments). */
 static void send_base(const struct mw_watched *w, uint64_t seq, const unsigned char *value,
-                      size_t size)
+                      size_t size, int exact)
 {
-    struct mw_rec_value v = {.object_id = w->object_id, .seq = seq, .size = size, .bytes = value};
+    struct mw_rec_value v = {.object_id = w->object_id, .seq = seq, .exact = exact,
+                             .size = size, .bytes = value};
     mw_channel_value(&v);
 }
 
 /* The base of a contiguous object at its first change, from what the harvest knows: the
  * object's bytes as they are, its segments' old bytes over them. Only when every old byte
- * is known: else the trace stores old bytes where it needs them. */
+ * is known: else the trace stores old bytes where it needs them. The bytes read from
+ * memory are what the check saw unless another thread wrote them since (the GIL does not
+ * stop numpy's threads): when the engine says no page was written since the check, even
+ * after the copy, the base is exact, and the trace codes later changes against all of it;
+ * else only against what changes brought. */
 static void send_base_of_segments(const struct harvested *it, uint64_t seq)
 {
     const struct mw_watched *w = it->watched;
@@ -330,15 +351,16 @@ static void send_base_of_segments(const struct harvested *it, uint64_t seq)
         span_free(value, w->buf.span);   /* part of a raw range is gone: no base */
         return;
     }
+    int exact = w->shadow != NULL || mw_engine_unwritten(w->buf.start, w->buf.span);
     for (size_t i = 0; i < it->nranges; i++)
         memcpy(value + it->ranges[i].offset, it->ranges[i].old, it->ranges[i].length);
-    send_base(w, seq, value, w->buf.span);
+    send_base(w, seq, value, w->buf.span, exact);
     span_free(value, w->buf.span);
 }
 
-/* Attributes the change and puts it in the trace, under the next sequence number. -1 with
- * an exception when the thread's name cannot be had. */
-static int record(struct routing *r)
+/* Who wrote the change, and its sequence number. -1 with an exception when the thread's
+ * name cannot be had. */
+static int attribute(struct routing *r)
 {
     const struct mw_writer *wr = &r->it->writer;
     r->thread_name = mw_attribution_thread_name(wr->tid);
@@ -346,8 +368,13 @@ static int record(struct routing *r)
         return -1;
     r->has_native = mw_attribution_native_writer(wr->fault_ip, &r->native);
     r->seq = mw_channel_next_seq();
-    if (base_due(r->w->object_id) && r->old_known)
-        send_base(r->w, r->seq, r->old_val, r->w->buf.logical_size);
+    return 0;
+}
+
+/* Puts the change in the trace with ranges[0..n). */
+static void record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
+{
+    const struct mw_writer *wr = &r->it->writer;
     struct mw_rec_change rec = {
         .seq = r->seq,
         .time_ns = r->it->time_ns,
@@ -359,11 +386,10 @@ static int record(struct routing *r)
         .function = wr->function[0] ? wr->function : NULL,
         .native_symbol = r->has_native ? r->native.symbol : NULL,
         .native_library = r->has_native ? r->native.library : NULL,
-        .nranges = (uint32_t)(r->whole ? r->nwhole : r->nranges),
-        .ranges = r->whole ? r->whole : r->ranges,
+        .nranges = (uint32_t)n,
+        .ranges = ranges,
     };
     mw_channel_change(&rec);
-    return 0;
 }
 
 static struct mw_change_info change_info(const struct routing *r)
@@ -402,35 +428,27 @@ static int queue_for_owner(const struct routing *r, const struct mw_change_info 
     return status;
 }
 
-/* A change only the trace sees (harvest.h): its segments go to the record stream as they
- * are, and to --on-nan. 1, or -1 with an exception. */
-static int route_segments(struct harvested *it)
+/* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
+ * to --on-nan. When a callback looks at it, its Change gets its exact runs and whole
+ * values. 1, or -1 with an exception. */
+static int route_segments(struct routing *r)
 {
-    struct mw_watched *w = it->watched;
-    const struct mw_writer *wr = &it->writer;
-    PyObject *thread_name = mw_attribution_thread_name(wr->tid);
-    if (!thread_name)
+    struct harvested *it = r->it;
+    struct mw_watched *w = r->w;
+    if (attribute(r) < 0)
         return -1;
-    struct mw_native_writer native;
-    int has_native = mw_attribution_native_writer(wr->fault_ip, &native);
-    uint64_t seq = mw_channel_next_seq();
-    if (base_due(w->object_id))
-        send_base_of_segments(it, seq);
-    struct mw_rec_change rec = {
-        .seq = seq,
-        .time_ns = it->time_ns,
-        .object_id = w->object_id,
-        .thread_id = wr->tid,
-        .thread_name = PyUnicode_Check(thread_name) ? PyUnicode_AsUTF8(thread_name) : NULL,
-        .file = wr->file[0] ? wr->file : NULL,
-        .line = wr->line,
-        .function = wr->function[0] ? wr->function : NULL,
-        .native_symbol = has_native ? native.symbol : NULL,
-        .native_library = has_native ? native.library : NULL,
-        .nranges = (uint32_t)it->nranges,
-        .ranges = it->ranges,
-    };
-    mw_channel_change(&rec);
+    if (base_due(w->object_id) && !covers_all(it->ranges, it->nranges, w->buf.span))
+        send_base_of_segments(it, r->seq);
+    record(r, it->ranges, it->nranges);
+    if (w->owner && mw_owner_has_callback(w->owner)) {
+        if (make_values(r) < 0 || make_ranges(r) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        struct mw_change_info info = change_info(r);
+        mw_on_nan_note(&info);
+        return queue_for_owner(r, &info);
+    }
     if (mw_run.on_nan != MW_ON_NAN_OFF) {
         /* Segments are whole elements: each decodes without the rest of the value. */
         int old_known = 1;
@@ -438,43 +456,52 @@ static int route_segments(struct harvested *it)
             old_known &= it->ranges[i].old != NULL;
         struct mw_change_info info = {
             .tag = w->tag, .layout = w->layout, .old_known = old_known,
-            .ranges = it->ranges, .nranges = it->nranges, .writer = wr,
-            .thread_name = thread_name, .seq = seq, .time_ns = it->time_ns,
+            .ranges = it->ranges, .nranges = it->nranges, .writer = &it->writer,
+            .thread_name = r->thread_name, .seq = r->seq, .time_ns = it->time_ns,
         };
         mw_on_nan_note(&info);
     }
-    Py_DECREF(thread_name);
     if (w->owner)
         w->owner->found++;
     return 1;
 }
 
-/* 1 when the change was routed, 0 when there was nothing to route (only bytes between a
- * view's elements changed), -1 with an exception. */
+/* A strided view's change: re-derived in the view's own coordinates from its values
+ * (built from its shadow, so exactly what the checks saw), widened to whole elements for
+ * the trace. 1, 0 when there was nothing to route (only bytes between a view's elements
+ * changed), -1 with an exception. */
+static int route_view(struct routing *r)
+{
+    if (make_values(r) < 0 || make_ranges(r) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (r->nranges == 0)
+        return 0;
+    if (widen_to_elements(r) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (attribute(r) < 0)
+        return -1;
+    const struct mw_rec_range *ranges = r->whole ? r->whole : r->ranges;
+    size_t n = r->whole ? r->nwhole : r->nranges;
+    if (base_due(r->w->object_id) && r->old_known &&
+        !covers_all(ranges, n, r->w->buf.logical_size))
+        send_base(r->w, r->seq, r->old_val, r->w->buf.logical_size, 1);   /* from its shadow */
+    record(r, ranges, n);
+    struct mw_change_info info = change_info(r);
+    mw_on_nan_note(&info);
+    return queue_for_owner(r, &info);
+}
+
+/* 1 when the change was routed, 0 when there was nothing to route, -1 with an exception. */
 static int route(struct harvested *it)
 {
-    if (it->segments)
-        return it->nranges ? route_segments(it) : 0;
+    if (it->segments && it->nranges == 0)
+        return 0;
     struct routing r = {.it = it, .w = it->watched, .old_known = 1};
-    int status = -1;
-    if (make_values(&r) < 0 || make_ranges(&r) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (r.nranges == 0) {
-        status = 0;
-        goto out;
-    }
-    if (widen_to_elements(&r) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (record(&r) < 0)
-        goto out;
-    struct mw_change_info info = change_info(&r);
-    mw_on_nan_note(&info);
-    status = queue_for_owner(&r, &info);
-out:
+    int status = it->segments ? route_segments(&r) : route_view(&r);
     routing_free(&r);
     return status;
 }

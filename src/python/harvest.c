@@ -110,10 +110,9 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     struct seg *segs = malloc((c->nranges ? c->nranges : 1) * sizeof *segs);
     if (!segs)
         return -1;
-    /* A raw range (watch_buffer) is not pinned by an object: the program may have unmapped
-     * part of it, so its segments are the engine's ranges only, read from its copies. */
-    size_t gap = b->object ? MW_SEGMENT_GAP : 0;
-    size_t n = plan_segments(c, is, b->span, gap, segs), bytes = 0;
+    /* Ranges are joined only where they touch: the bytes between others would have to be
+     * read from memory (see harvest.h). */
+    size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
     for (size_t k = 0; k < n; k++)
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
     it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
@@ -150,6 +149,32 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     it->segments = 1;
     free(segs);
     return exact_small_segments(it, is);
+}
+
+/* The exact changed runs inside the segments, for a callback's Change: pointers into the
+ * segments' bytes. 0, or -1. */
+static int exact_runs_of_segments(struct harvested *it)
+{
+    struct splitter x = {.is = 1};
+    for (size_t k = 0; k < it->nranges && !x.oom; k++) {
+        const struct mw_rec_range *g = &it->ranges[k];
+        if (!g->old) {
+            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
+                x.oom = 1;
+            else
+                x.out[x.n++] = *g;
+            continue;
+        }
+        x.seg = g;
+        mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
+    }
+    if (x.oom) {
+        free(x.out);
+        return -1;
+    }
+    it->exact = x.out ? x.out : calloc(1, sizeof *it->exact);
+    it->nexact = x.n;
+    return it->exact ? 0 : -1;
 }
 
 /* Exact changed runs of the engine's ranges (which may carry unchanged bytes between
@@ -212,6 +237,8 @@ static int harvest_exact(const struct mw_change *c, struct harvested *it)
         at += r->length;
     }
     it->nranges = fill.n;
+    it->exact = it->ranges;
+    it->nexact = it->nranges;
     return 0;
 }
 
@@ -227,8 +254,17 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
     struct harvested *it = &h->items[h->n];
     memset(it, 0, sizeof *it);
     struct mw_watched *w = c->region_user;
-    int trace_only = w->buf.contiguous && !(w->owner && mw_owner_has_callback(w->owner));
-    if ((trace_only ? harvest_segments(c, w, it) : harvest_exact(c, it)) != 0) {
+    int rc;
+    if (w->buf.contiguous) {
+        rc = harvest_segments(c, w, it);
+        if (rc == 0 && w->owner && mw_owner_has_callback(w->owner))
+            rc = exact_runs_of_segments(it);
+    } else {
+        rc = harvest_exact(c, it);
+    }
+    if (rc != 0) {
+        mw_harvest_free_item(it);
+        memset(it, 0, sizeof *it);
         h->failed = 1;
         return;
     }
@@ -241,6 +277,8 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
 
 void mw_harvest_free_item(struct harvested *it)
 {
+    if (it->exact != it->ranges)
+        free(it->exact);
     free(it->ranges);
     free(it->bytes);
     if (it->watched)

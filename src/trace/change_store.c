@@ -272,7 +272,7 @@ int mw_change_store_value(mw_change_store *s, const struct mw_rec_value *v)
     if (v->size != o->size)
         return fail(s, MW_EFORMAT, "a value of object %" PRIu64 " has %" PRIu64 " bytes, not %"
                     PRIu64, v->object_id, v->size, o->size);
-    int rc = mw_value_store_base(s->values, o, v->seq, v->offset, v->bytes, v->length);
+    int rc = mw_value_store_base(s->values, o, v->seq, v->offset, v->bytes, v->length, v->exact);
     return rc ? values_fail(s, rc) : 0;
 }
 
@@ -338,10 +338,12 @@ static int choose_kept(mw_change_store *s, const struct mw_rec_change *c)
     p->kept = KEPT_CHUNKS;
     if (pairs_of(s, c->ranges, c->nranges) != 0)
         return -ENOMEM;
-    int needs = mw_value_store_needs_old(s->values, p->obj, c->seq, s->pairs, c->nranges);
-    /* A change in several frames is judged by its first: store the old bytes of one that
-     * spans frames unless the object's base makes every byte known. */
-    p->with_old = needs || (c->more && !p->obj->has_base);
+    /* A change in several frames is judged by its extent, the rest of its ranges being
+     * still on their way. */
+    uint64_t extent[2] = {c->extent_lo, c->extent_hi};
+    p->with_old = c->more ? mw_value_store_needs_old(s->values, p->obj, c->seq, extent, 1)
+                          : mw_value_store_needs_old(s->values, p->obj, c->seq, s->pairs,
+                                                     c->nranges);
     mw_value_stream_begin(&p->snew, p->obj, c->seq, MW_ROLE_NEW, 1);
     if (p->with_old)
         mw_value_stream_begin(&p->sold, p->obj, c->seq, MW_ROLE_OLD, 0);

@@ -247,7 +247,7 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
     for (uint32_t i = 0; i < r->nranges; i++)
         if (!r->ranges[i].new_ && r->ranges[i].length)
             return MW_EINVAL;
-    size_t head = 5 + 32 + str_size(r->thread_name) + str_size(r->file) + 4 +
+    size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
                   str_size(r->function) + str_size(r->native_symbol) +
                   str_size(r->native_library) + 4;
     if (head > FRAME_HEADER_MAX)
@@ -286,6 +286,16 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             put_str(b, r->function);
             put_str(b, r->native_symbol);
             put_str(b, r->native_library);
+            /* The whole change's extent, for a writer that decides on its first frame. */
+            uint64_t lo = UINT64_MAX, hi = 0;
+            for (uint32_t i = 0; i < r->nranges; i++) {
+                if (r->ranges[i].offset < lo)
+                    lo = r->ranges[i].offset;
+                if (r->ranges[i].offset + r->ranges[i].length > hi)
+                    hi = r->ranges[i].offset + r->ranges[i].length;
+            }
+            put_u64(b, r->nranges ? lo : 0);
+            put_u64(b, hi);
         } else {
             at = frame_begin(b, MW_REC_RANGES);
             put_u64(b, r->seq);
@@ -317,15 +327,16 @@ int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r)
         uint64_t n = r->size - at_byte < FRAME_DATA_BUDGET ? r->size - at_byte : FRAME_DATA_BUDGET;
         size_t at;
         /* The frame's fields and bytes at once: frame_open checks only its fields. */
-        int rc = reserve(b, 5 + 32 + 4 + (size_t)n);
+        int rc = reserve(b, 5 + 33 + 4 + (size_t)n);
         if (rc == 0)
-            rc = frame_open(b, MW_REC_VALUE, 5 + 32 + 4, &at);
+            rc = frame_open(b, MW_REC_VALUE, 5 + 33 + 4, &at);
         if (rc) {
             b->len = start;
             return rc;
         }
         put_u64(b, r->object_id);
         put_u64(b, r->seq);
+        put_u8(b, r->exact ? 1 : 0);
         put_u64(b, r->size);
         put_u64(b, at_byte);
         put_u32(b, (uint32_t)n);
@@ -598,6 +609,10 @@ static int decode_change(struct cursor *c, struct mw_rec_change *ch)
     ch->function = get_str(c);
     ch->native_symbol = get_str(c);
     ch->native_library = get_str(c);
+    ch->extent_lo = get_u64(c);
+    ch->extent_hi = get_u64(c);
+    if (ch->extent_lo > ch->extent_hi)
+        c->bad = 1;
     ch->more = get_more(c);
     return c->bad ? 0 : get_ranges(c, &ch->nranges, &ch->ranges);
 }
@@ -607,6 +622,7 @@ static void decode_value(struct cursor *c, struct mw_rec_value *v)
 {
     v->object_id = get_u64(c);
     v->seq = get_u64(c);
+    v->exact = get_more(c);   /* a 0/1 byte, like "more" */
     v->size = get_u64(c);
     v->offset = get_u64(c);
     uint32_t n = get_u32(c);

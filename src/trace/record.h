@@ -85,6 +85,9 @@ struct mw_rec_change {
     uint32_t nranges;
     const struct mw_rec_range *ranges;
     int more;                     /* decoded: MW_REC_RANGES frames of this change follow */
+    /* Decoded: from the first changed byte to the end of the last, over all its frames
+     * (the encoder computes them from ranges). */
+    uint64_t extent_lo, extent_hi;
 };
 
 /* Continuation of a change: more of its ranges (see MW_REC_MAX_FRAME). */
@@ -101,6 +104,7 @@ struct mw_rec_ranges {
 struct mw_rec_value {
     uint64_t object_id;
     uint64_t seq;
+    int exact;                    /* every byte is what the check before seq saw */
     uint64_t size;                /* of the whole value */
     uint64_t offset;
     uint64_t length;

@@ -364,6 +364,8 @@ static int delete_stream(mw_value_store *v, uint64_t obj, uint64_t seq, int role
     return rc == SQLITE_DONE ? 0 : db_fail(v, "cannot drop a value");
 }
 
+static void cover_add(struct mw_value_object *o, uint64_t lo, uint64_t hi);
+
 /* A group for obj beginning at seq, unless one is open. */
 static void open_group(struct mw_value_object *o, uint64_t seq)
 {
@@ -374,7 +376,7 @@ static void open_group(struct mw_value_object *o, uint64_t seq)
 }
 
 int mw_value_store_base(mw_value_store *v, struct mw_value_object *o, uint64_t seq,
-                        uint64_t offset, const unsigned char *bytes, size_t n)
+                        uint64_t offset, const unsigned char *bytes, size_t n, int exact)
 {
     if (offset % MW_CODEC_PIECE || offset > o->size || n > o->size - offset)
         return fail(v, MW_EFORMAT, "a value of object %" PRIu64 " lies outside it", o->id);
@@ -395,8 +397,11 @@ int mw_value_store_base(mw_value_store *v, struct mw_value_object *o, uint64_t s
         if (n == 0)
             break;
     }
-    if (offset + n == o->size)
+    if (offset + n == o->size) {
         o->has_base = 1;
+        if (exact)
+            cover_add(o, 0, o->size);   /* every byte known: the group covers it all */
+    }
     return 0;
 }
 
@@ -414,8 +419,6 @@ int mw_value_store_needs_old(mw_value_store *v, struct mw_value_object *o, uint6
 {
     (void)v;
     open_group(o, seq);
-    if (o->has_base)
-        return 0;
     for (size_t i = 0; i < n; i++)
         if (!covered(o, ranges[2 * i], ranges[2 * i + 1]))
             return 1;
@@ -497,9 +500,8 @@ int mw_value_store_change_done(mw_value_store *v, struct mw_value_object *o, uin
     o->cur.last_seq = seq;
     o->cur.changes++;
     o->cur.decoded += decoded;
-    if (!o->has_base)
-        for (size_t i = 0; i < n; i++)
-            cover_add(o, ranges[2 * i], ranges[2 * i + 1]);
+    for (size_t i = 0; i < n; i++)
+        cover_add(o, ranges[2 * i], ranges[2 * i + 1]);
     int rc = 0;
     if (v->cfg.values == MW_VALUES_LAST && o->cur.changes >= v->cfg.last) {
         if ((rc = queue_group(v, o)) == 0)

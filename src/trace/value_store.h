@@ -6,10 +6,11 @@
  *   leave in pieces of MW_CODEC_PIECE bytes, each coded and inserted as soon as it is
  *   full, so the writer holds two pieces per stream whatever the size of the object.
  * - Coded against what a reader will know: a piece of new bytes is coded as its difference
- *   to the old bytes (codec.h) when the reader can rebuild those old bytes from the
- *   object's history: under --values=full every object's whole value is stored once, at
- *   its first change (its base), so the reader always can. Where it could not (the first
- *   change of a group, below), the old bytes are stored too (role 1).
+ *   to the old bytes (codec.h), which the reader rebuilds from the object's history. The
+ *   writer keeps, per object, the byte ranges that history covers (the group's cover):
+ *   ranges earlier changes brought, or the whole object when its base is exact (every
+ *   byte what the check saw: record.h). A change with bytes outside the cover stores its
+ *   old bytes too (role 1), so a reader never decodes against a byte it may have wrong.
  * - Groups: under --values=last:N and --max-trace-size values are kept in groups of
  *   consecutive changes of one object, each decodable on its own: its first change stores
  *   its old bytes, and later changes are coded against what the group covers. Dropping old
@@ -44,7 +45,7 @@ struct mw_values_config {
 enum { MW_ROLE_BASE = 0, MW_ROLE_OLD = 1, MW_ROLE_NEW = 2 };
 
 /* Byte ranges of an object a group covers, at most; beyond, changes store their old. */
-#define MW_COVER_MAX 16
+#define MW_COVER_MAX 256
 
 /* A group of changes of one object (see DESIGN); first_seq 0: none. */
 struct mw_value_group {
@@ -93,9 +94,11 @@ struct mw_value_object *mw_value_store_object(mw_value_store *v, uint64_t id, ui
 struct mw_value_object *mw_value_store_find(mw_value_store *v, uint64_t id);
 
 /* Stores the bytes [offset, offset + n) of obj's base (its whole value before change seq);
- * offset is a multiple of MW_CODEC_PIECE. */
+ * offset is a multiple of MW_CODEC_PIECE. exact: the traced process vouches that every
+ * byte is what the check saw (record.h), so later changes may be coded against any of
+ * them; else only against bytes changes brought. */
 int mw_value_store_base(mw_value_store *v, struct mw_value_object *obj, uint64_t seq,
-                        uint64_t offset, const unsigned char *bytes, size_t n);
+                        uint64_t offset, const unsigned char *bytes, size_t n, int exact);
 
 /* Whether change seq of obj, with the n ranges [lo, hi) in ranges (pairs), must store its
  * old bytes (role 1) for a reader to decode it. Opens a group when none is open. */

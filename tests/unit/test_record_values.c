@@ -70,7 +70,8 @@ static void values_come_back_whole(void)
         unsigned char *v = malloc(n ? n : 1), *back = calloc(1, n ? n : 1);
         for (size_t i = 0; i < n; i++)
             v[i] = (unsigned char)(i * 31 + 7);
-        struct mw_rec_value val = {.object_id = 9, .seq = 77, .size = n, .bytes = v};
+        struct mw_rec_value val = {.object_id = 9, .seq = 77, .exact = (int)(k % 2), .size = n,
+                                   .bytes = v};
         struct mw_rec_buf b = {0};
         CHECK_EQ_INT(mw_rec_encode_value(&b, &val), 0);
         mw_rec_decoder *d = decoder_with(b.data, b.len);
@@ -82,6 +83,7 @@ static void values_come_back_whole(void)
             CHECK_EQ_INT(rec.type, MW_REC_VALUE);
             CHECK_EQ_INT(rec.u.value.object_id, 9);
             CHECK_EQ_INT(rec.u.value.seq, 77);
+            CHECK_EQ_INT(rec.u.value.exact, (int)(k % 2));
             CHECK(rec.u.value.size == n);
             CHECK(rec.u.value.offset % MW_REC_VALUE_ALIGN == 0);
             CHECK(rec.u.value.offset == covered);
@@ -98,18 +100,21 @@ static void values_come_back_whole(void)
     }
 }
 
-/* A value frame by hand: object, seq, size, offset, then the bytes. */
+/* A value frame by hand: object, seq, exact, size, offset, then the bytes. */
 static size_t value_frame(unsigned char *f, uint64_t size, uint64_t offset, uint32_t n)
 {
-    size_t len = 1 + 32 + 4 + n;
+    size_t len = 1 + 33 + 4 + n;
     unsigned char *p = f;
     for (int i = 0; i < 4; i++)
         *p++ = (unsigned char)(len >> (8 * i));
     *p++ = MW_REC_VALUE;
     uint64_t fields[] = {1, 2, size, offset};
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
+        if (k == 2)
+            *p++ = 1;   /* exact */
         for (int i = 0; i < 8; i++)
             *p++ = (unsigned char)(fields[k] >> (8 * i));
+    }
     for (int i = 0; i < 4; i++)
         *p++ = (unsigned char)(n >> (8 * i));
     memset(p, 1, n);
