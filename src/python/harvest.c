@@ -3,10 +3,36 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "channel.h"
 #include "diff.h"
 #include "mw_grow.h"
+
+/* The bytes of a change: a mapping of their own when large, never heap memory next to a
+ * watched object (see record.c, MAPPED_MIN). Their size is kept to free them. */
+#define BYTES_MAPPED_MIN ((size_t)64 << 10)
+
+static unsigned char *bytes_alloc(struct harvested *it, size_t n)
+{
+    it->bytes_size = n ? n : 1;
+    if (it->bytes_size < BYTES_MAPPED_MIN)
+        return malloc(it->bytes_size);
+    void *p = mmap(NULL, it->bytes_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void bytes_free(struct harvested *it)
+{
+    if (!it->bytes)
+        return;
+    if (it->bytes_size < BYTES_MAPPED_MIN)
+        free(it->bytes);
+    else
+        munmap(it->bytes, it->bytes_size);
+    it->bytes = NULL;
+}
 
 /* A segment before its bytes are copied. */
 struct seg {
@@ -116,13 +142,12 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     for (size_t k = 0; k < n; k++)
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
     it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
-    it->bytes = malloc(bytes ? bytes : 1);
+    it->bytes = bytes_alloc(it, bytes);
     if (!it->ranges || !it->bytes) {
         free(segs);
         free(it->ranges);
-        free(it->bytes);
+        bytes_free(it);
         it->ranges = NULL;
-        it->bytes = NULL;
         return -1;
     }
     unsigned char *at = it->bytes;
@@ -215,12 +240,11 @@ static int harvest_exact(const struct mw_change *c, struct harvested *it)
         }
     }
     it->ranges = malloc((count.n ? count.n : 1) * sizeof *it->ranges);
-    it->bytes = malloc(count.bytes ? count.bytes : 1);
+    it->bytes = bytes_alloc(it, count.bytes);
     if (!it->ranges || !it->bytes) {
         free(it->ranges);
-        free(it->bytes);
+        bytes_free(it);
         it->ranges = NULL;
-        it->bytes = NULL;
         return -1;
     }
     unsigned char *at = it->bytes;
@@ -280,7 +304,7 @@ void mw_harvest_free_item(struct harvested *it)
     if (it->exact != it->ranges)
         free(it->exact);
     free(it->ranges);
-    free(it->bytes);
+    bytes_free(it);
     if (it->watched)
         mw_registry_release(it->watched);
 }

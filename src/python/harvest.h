@@ -42,6 +42,7 @@ struct harvested {
     struct mw_rec_range *exact;
     size_t nexact;
     unsigned char *bytes;         /* their old and new bytes (one allocation) */
+    size_t bytes_size;
 };
 
 struct harvest {

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mw_error.h"
@@ -26,18 +27,53 @@
 
 /* ---- encoding ---- */
 
+/* Buffers of at least this many bytes are mappings of their own, not heap memory. The
+ * traced process's heap holds the script's own objects, watched ones among them: a large
+ * heap buffer of ours freed and reused next to a watched array would write malloc's
+ * bookkeeping onto the array's pages, and such neighbour writes cost the engine its
+ * attribution of the page (fault_path.c). Mappings also go back to the system at once. */
+#define MAPPED_MIN ((size_t)64 << 10)
+
 void mw_rec_buf_free(struct mw_rec_buf *b)
 {
     if (!b)
         return;
-    free(b->data);
+    if (b->cap >= MAPPED_MIN)
+        munmap(b->data, b->cap);
+    else
+        free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
 static int reserve(struct mw_rec_buf *b, size_t n)
 {
-    return MW_GROW(b->data, b->cap, b->len + n);
+    size_t need = b->len + n;
+    if (need <= b->cap)
+        return 0;
+    if (need < MAPPED_MIN)
+        return MW_GROW(b->data, b->cap, need);
+    size_t cap = b->cap >= MAPPED_MIN ? b->cap : MAPPED_MIN;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    void *p;
+    if (b->cap >= MAPPED_MIN) {
+        p = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
+    } else {
+        p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED && b->len)
+            memcpy(p, b->data, b->len);
+        if (p != MAP_FAILED)
+            free(b->data);
+    }
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
 }
 
 /* Little-endian fields, stored at p. */
