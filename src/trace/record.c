@@ -38,12 +38,13 @@ void mw_rec_buf_free(struct mw_rec_buf *b)
 {
     if (!b)
         return;
-    if (b->cap >= MAPPED_MIN)
+    if (b->mapped)
         munmap(b->data, b->cap);
     else
         free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+    b->mapped = 0;
 }
 
 static int reserve(struct mw_rec_buf *b, size_t n)
@@ -51,7 +52,7 @@ static int reserve(struct mw_rec_buf *b, size_t n)
     size_t need = b->len + n;
     if (need <= b->cap)
         return 0;
-    if (need < MAPPED_MIN)
+    if (need < MAPPED_MIN && !b->mapped)
         return MW_GROW(b->data, b->cap, need);
     size_t cap = b->cap >= MAPPED_MIN ? b->cap : MAPPED_MIN;
     while (cap < need) {
@@ -60,7 +61,7 @@ static int reserve(struct mw_rec_buf *b, size_t n)
         cap *= 2;
     }
     void *p;
-    if (b->cap >= MAPPED_MIN) {
+    if (b->mapped) {
         p = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
     } else {
         p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -73,6 +74,7 @@ static int reserve(struct mw_rec_buf *b, size_t n)
         return -ENOMEM;
     b->data = p;
     b->cap = cap;
+    b->mapped = 1;
     return 0;
 }
 

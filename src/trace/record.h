@@ -127,6 +127,7 @@ struct mw_rec_stats {
 struct mw_rec_buf {
     unsigned char *data;
     size_t len, cap;
+    int mapped;                   /* data is a mapping of its own (large), not malloc'd */
 };
 void mw_rec_buf_free(struct mw_rec_buf *b);
 int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r);
