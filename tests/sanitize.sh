@@ -84,7 +84,7 @@ for stage in $stages; do
             "$root/build-fuzz/fuzz_trace_readers" -max_total_time="${MEMWATCH_FUZZ_SECONDS:-60}" \
             -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2 -print_final_stats=1 \
             -artifact_prefix="$root/build-fuzz/artifacts/" \
-            "$work" tests/fuzz/corpus tests/fuzz/regressions || {
+            "$work" tests/fuzz/corpus tests/fuzz/values-corpus tests/fuzz/regressions || {
                 rm -rf "$work"
                 echo "sanitize.sh: the fuzzer found a crash: see $root/build-fuzz/artifacts/" >&2
                 exit 1

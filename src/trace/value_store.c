@@ -173,9 +173,13 @@ static int cmp_id(const void *key, const void *elem)
 
 struct mw_value_object *mw_value_store_find(mw_value_store *v, uint64_t id)
 {
-    /* The newest first: changes mostly come from objects watched lately. */
-    if (v->nobj && v->by_id[v->nobj - 1]->id == id)
-        return v->by_id[v->nobj - 1];
+    if (v->nobj == 0)
+        return NULL;
+    /* Ids count from the first one without gaps in a run (the traced process numbers its
+     * objects): then the object is at its id's place, found without a search. */
+    uint64_t first = v->by_id[0]->id;
+    if (id >= first && id - first < v->nobj && v->by_id[id - first]->id == id)
+        return v->by_id[id - first];
     struct mw_value_object **p = bsearch(&id, v->by_id, v->nobj, sizeof *v->by_id, cmp_id);
     return p ? *p : NULL;
 }
