@@ -36,7 +36,8 @@
 --
 -- VALUES: where the old and new bytes of a change are (changes.kept)
 --   1  in its rows: changes.old/new for a change of one range, ranges.old/new otherwise.
---      Changes of at most 256 bytes are kept this way, readable with any SQLite.
+--      Changes of at most 256 bytes are kept this way under --values=full without
+--      --max-trace-size, readable with any SQLite.
 --   2  in chunks: larger changes; the rows' old and new are NULL.
 --   0  nowhere: --values=summary keeps the ranges, changed_bytes and change_stats only.
 --   3  nowhere any more: dropped to honour --values=last:N or --max-trace-size (meta's
