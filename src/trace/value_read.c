@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "codec.h"
 #include "mw_error.h"
@@ -20,6 +21,8 @@ struct ostate {
     uint64_t *known;              /* one bit per byte */
     uint64_t at;                  /* the last change applied; 0: none */
 };
+
+static void free_state(struct ostate *s);
 
 enum { Q_CHANGE, Q_RANGES, Q_CHUNKS, Q_BETWEEN, Q_SIZE, Q_COUNT };
 
@@ -133,10 +136,8 @@ void mw_value_reader_destroy(mw_value_reader *v)
         return;
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(v->q[i]);
-    for (size_t i = 0; i < v->nstates; i++) {
-        free(v->states[i].val);
-        free(v->states[i].known);
-    }
+    for (size_t i = 0; i < v->nstates; i++)
+        free_state(&v->states[i]);
     free(v->states);
     free(v->ranges);
     free(v->olds);
@@ -182,6 +183,49 @@ static int all_known(const uint64_t *k, uint64_t lo, uint64_t hi)
 
 /* ---- object states -------------------------------------------------------------------- */
 
+/* An object's state is as large as the object. Large ones are mapped without reserving
+ * memory: a reader that looks at a few changes of a huge object touches only the pages
+ * those changes cover, and a hostile size costs address space, not memory. */
+enum { BIG_ALLOC = 1 << 20 };
+#define READER_MAX_OBJECT ((uint64_t)1 << 44)
+
+static void *zalloc(size_t n)
+{
+    if (n < BIG_ALLOC)
+        return calloc(1, n ? n : 1);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void zfree(void *p, size_t n)
+{
+    if (!p)
+        return;
+    if (n < BIG_ALLOC)
+        free(p);
+    else
+        munmap(p, n);
+}
+
+/* Zeroes p; a private anonymous mapping reads as zeros again once its pages are dropped. */
+static void zclear(void *p, size_t n)
+{
+    if (n < BIG_ALLOC || madvise(p, n, MADV_DONTNEED) != 0)
+        memset(p, 0, n);
+}
+
+static size_t known_bytes(const struct ostate *s)
+{
+    return (size_t)(s->size / 64 + 1) * sizeof *s->known;
+}
+
+static void free_state(struct ostate *s)
+{
+    zfree(s->val, (size_t)s->size);
+    zfree(s->known, known_bytes(s));
+}
+
 static struct ostate *find_state(mw_value_reader *v, uint64_t id)
 {
     for (size_t i = 0; i < v->nstates; i++)
@@ -202,7 +246,7 @@ static struct ostate *new_state(mw_value_reader *v, uint64_t id)
         db_fail(v);
         return NULL;
     }
-    if (size < 0 || (uint64_t)size > SIZE_MAX / 2) {
+    if (size < 0 || (uint64_t)size > READER_MAX_OBJECT || (uint64_t)size > SIZE_MAX / 2) {
         fail(v, MW_EFORMAT, "the trace's object %" PRIu64 " has no usable size", id);
         return NULL;
     }
@@ -214,11 +258,10 @@ static struct ostate *new_state(mw_value_reader *v, uint64_t id)
     memset(s, 0, sizeof *s);
     s->id = id;
     s->size = (uint64_t)size;
-    s->val = calloc(1, s->size ? (size_t)s->size : 1);
-    s->known = calloc((size_t)(s->size / 64 + 1), sizeof *s->known);
+    s->val = zalloc((size_t)s->size);
+    s->known = zalloc(known_bytes(s));
     if (!s->val || !s->known) {
-        free(s->val);
-        free(s->known);
+        free_state(s);
         fail(v, -ENOMEM, "out of memory: object %" PRIu64 " has %" PRIu64 " bytes", id, s->size);
         return NULL;
     }
@@ -228,7 +271,7 @@ static struct ostate *new_state(mw_value_reader *v, uint64_t id)
 
 static void forget(struct ostate *s)
 {
-    memset(s->known, 0, (size_t)(s->size / 64 + 1) * sizeof *s->known);
+    zclear(s->known, known_bytes(s));
     s->at = 0;
 }
 
