@@ -428,9 +428,39 @@ static int queue_for_owner(const struct routing *r, const struct mw_change_info 
     return status;
 }
 
+/* Puts a contiguous object's change in the trace: its segments, or its frames as they
+ * are when the harvest built them (the channel takes them: their bytes are gone after). */
+static void record_segments(struct routing *r)
+{
+    struct harvested *it = r->it;
+    if (!it->framed) {
+        record(r, it->ranges, it->nranges);
+        return;
+    }
+    const struct mw_writer *wr = &it->writer;
+    const struct mw_rec_range *last = &it->ranges[it->nranges - 1];
+    struct mw_rec_change head = {
+        .seq = r->seq,
+        .time_ns = it->time_ns,
+        .object_id = r->w->object_id,
+        .thread_id = wr->tid,
+        .thread_name = PyUnicode_Check(r->thread_name) ? PyUnicode_AsUTF8(r->thread_name) : NULL,
+        .file = wr->file[0] ? wr->file : NULL,
+        .line = wr->line,
+        .function = wr->function[0] ? wr->function : NULL,
+        .native_symbol = r->has_native ? r->native.symbol : NULL,
+        .native_library = r->has_native ? r->native.library : NULL,
+        .extent_lo = it->ranges[0].offset,
+        .extent_hi = last->offset + last->length,
+    };
+    mw_rec_frames_finish(&it->frames, r->seq);
+    mw_channel_change_frames(&head, &it->frames);
+}
+
 /* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
  * to --on-nan. When a callback looks at it, its Change gets its exact runs and whole
- * values. 1, or -1 with an exception. */
+ * values. Whatever reads the segments' bytes runs before they go to the trace (which may
+ * take them). 1, or -1 with an exception. */
 static int route_segments(struct routing *r)
 {
     struct harvested *it = r->it;
@@ -439,31 +469,34 @@ static int route_segments(struct routing *r)
         return -1;
     if (base_due(w->object_id) && !covers_all(it->ranges, it->nranges, w->buf.span))
         send_base_of_segments(it, r->seq);
-    record(r, it->ranges, it->nranges);
+    int status = 1;
     if (w->owner && mw_owner_has_callback(w->owner)) {
         if (make_values(r) < 0 || make_ranges(r) < 0) {
             PyErr_NoMemory();
-            return -1;
+            status = -1;
+        } else {
+            struct mw_change_info info = change_info(r);
+            mw_on_nan_note(&info);
+            status = queue_for_owner(r, &info);
         }
-        struct mw_change_info info = change_info(r);
-        mw_on_nan_note(&info);
-        return queue_for_owner(r, &info);
+    } else {
+        if (mw_run.on_nan != MW_ON_NAN_OFF) {
+            /* Segments are whole elements: each decodes without the rest of the value. */
+            int old_known = 1;
+            for (size_t i = 0; i < it->nranges; i++)
+                old_known &= it->ranges[i].old != NULL;
+            struct mw_change_info info = {
+                .tag = w->tag, .layout = w->layout, .old_known = old_known,
+                .ranges = it->ranges, .nranges = it->nranges, .writer = &it->writer,
+                .thread_name = r->thread_name, .seq = r->seq, .time_ns = it->time_ns,
+            };
+            mw_on_nan_note(&info);
+        }
+        if (w->owner)
+            w->owner->found++;
     }
-    if (mw_run.on_nan != MW_ON_NAN_OFF) {
-        /* Segments are whole elements: each decodes without the rest of the value. */
-        int old_known = 1;
-        for (size_t i = 0; i < it->nranges; i++)
-            old_known &= it->ranges[i].old != NULL;
-        struct mw_change_info info = {
-            .tag = w->tag, .layout = w->layout, .old_known = old_known,
-            .ranges = it->ranges, .nranges = it->nranges, .writer = &it->writer,
-            .thread_name = r->thread_name, .seq = r->seq, .time_ns = it->time_ns,
-        };
-        mw_on_nan_note(&info);
-    }
-    if (w->owner)
-        w->owner->found++;
-    return 1;
+    record_segments(r);
+    return status;
 }
 
 /* A strided view's change: re-derived in the view's own coordinates from its values

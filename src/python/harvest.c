@@ -125,9 +125,98 @@ static int exact_small_segments(struct harvested *it, size_t is)
     return 0;
 }
 
+/* Fills old (when not NULL) and new with the bytes [lo, lo + len) of the object: those of
+ * the engine's ranges from *i on (advanced past the ones that end here), and the few the
+ * ranges do not hold (a range widened to whole elements) from src. */
+static void fill(const struct mw_change *c, size_t *i, const unsigned char *src, size_t lo,
+                 size_t len, unsigned char *old, unsigned char *new_)
+{
+    size_t at = lo, end = lo + len;
+    while (at < end) {
+        while (*i < c->nranges && c->ranges[*i].offset + c->ranges[*i].length <= at)
+            (*i)++;
+        const struct mw_range *r = *i < c->nranges ? &c->ranges[*i] : NULL;
+        size_t next = r && r->offset < end ? (r->offset > at ? r->offset : at) : end;
+        if (next > at) {   /* not the engine's: from memory */
+            memcpy(new_ + (at - lo), src + at, next - at);
+            if (old)
+                memcpy(old + (at - lo), src + at, next - at);
+            at = next;
+            continue;
+        }
+        size_t stop = r->offset + r->length < end ? r->offset + r->length : end;
+        memcpy(new_ + (at - lo), r->new_ + (at - r->offset), stop - at);
+        if (old)
+            memcpy(old + (at - lo), r->old + (at - r->offset), stop - at);
+        at = stop;
+    }
+}
+
+/* Segments of at least this many bytes in all are built straight into record frames
+ * (record.h, mw_rec_frames): the channel takes them to the pipe without another copy. */
+#define FRAMES_MIN ((size_t)64 << 10)
+
+/* The segments' bytes in frames, a piece per frame when large (harvest.h): it->ranges
+ * are the pieces. 0, or -1 with nothing allocated. */
+static int harvest_into_frames(const struct mw_change *c, const struct seg *segs, size_t n,
+                               size_t bytes, const unsigned char *src, struct harvested *it)
+{
+    size_t cap = n + bytes / ((size_t)8 << 20) + 2, count = 0, i = 0;
+    it->ranges = malloc(cap * sizeof *it->ranges);
+    if (!it->ranges || mw_rec_frames_begin(&it->frames, bytes, cap) != 0) {
+        free(it->ranges);
+        it->ranges = NULL;
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        for (size_t lo = segs[k].lo; lo < segs[k].hi;) {
+            unsigned char *old, *new_;
+            uint64_t got = mw_rec_frames_add(&it->frames, lo, segs[k].hi - lo,
+                                             segs[k].old_known, &old, &new_);
+            if (got == 0 || (count == cap && MW_GROW(it->ranges, cap, count + 1) != 0)) {
+                mw_rec_frames_free(&it->frames);
+                free(it->ranges);
+                it->ranges = NULL;
+                return -1;
+            }
+            fill(c, &i, src, lo, (size_t)got, old, new_);
+            it->ranges[count++] = (struct mw_rec_range){lo, got, old, new_};
+            lo += (size_t)got;
+        }
+    }
+    it->nranges = count;
+    it->framed = 1;
+    return 0;
+}
+
+/* The segments' bytes in one plain allocation. 0, or -1 with nothing allocated. */
+static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs, size_t n,
+                              size_t bytes, const unsigned char *src, struct harvested *it)
+{
+    it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
+    it->bytes = bytes_alloc(it, bytes);
+    if (!it->ranges || !it->bytes) {
+        free(it->ranges);
+        bytes_free(it);
+        it->ranges = NULL;
+        return -1;
+    }
+    unsigned char *at = it->bytes;
+    size_t i = 0;   /* engine ranges, in offset order like the segments */
+    for (size_t k = 0; k < n; k++) {
+        size_t lo = segs[k].lo, len = segs[k].hi - lo;
+        unsigned char *old = segs[k].old_known ? at : NULL, *new_ = at + (old ? len : 0);
+        fill(c, &i, src, lo, len, old, new_);
+        it->ranges[k] = (struct mw_rec_range){lo, len, old, new_};
+        at += len * (old ? 2 : 1);
+    }
+    it->nranges = n;
+    return 0;
+}
+
 /* The trace's segments of c (see harvest.h), with their bytes: those the engine gave, and
- * between and around them the object's bytes as they are (unchanged: the same before and
- * after). 0, or -1 with nothing allocated. */
+ * the few around them a widening to whole elements needs from memory. 0, or -1 with
+ * nothing allocated. */
 static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it)
 {
     const struct mw_buffer *b = &w->buf;
@@ -141,39 +230,16 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
     for (size_t k = 0; k < n; k++)
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
-    it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
-    it->bytes = bytes_alloc(it, bytes);
-    if (!it->ranges || !it->bytes) {
-        free(segs);
-        free(it->ranges);
-        bytes_free(it);
-        it->ranges = NULL;
+    int rc = bytes >= FRAMES_MIN ? harvest_into_frames(c, segs, n, bytes, src, it)
+                                 : harvest_into_bytes(c, segs, n, bytes, src, it);
+    free(segs);
+    if (rc)
         return -1;
-    }
-    unsigned char *at = it->bytes;
-    size_t i = 0;   /* engine ranges, in offset order like the segments */
-    for (size_t k = 0; k < n; k++) {
-        size_t lo = segs[k].lo, len = segs[k].hi - lo;
-        unsigned char *old = segs[k].old_known ? at : NULL, *new_ = at + (old ? len : 0);
-        memcpy(new_, src + lo, len);
-        if (old)
-            memcpy(old, src + lo, len);
-        for (; i < c->nranges && c->ranges[i].offset < segs[k].hi; i++) {
-            const struct mw_range *r = &c->ranges[i];
-            memcpy(new_ + (r->offset - lo), r->new_, r->length);
-            if (old)
-                memcpy(old + (r->offset - lo), r->old, r->length);
-        }
-        it->ranges[k] = (struct mw_rec_range){lo, len, old, new_};
-        at += len * (old ? 2 : 1);
-    }
     /* The shadow follows what the checks saw (registry.h). */
     for (size_t j = 0; w->shadow && j < c->nranges; j++)
         memcpy(w->shadow + c->ranges[j].offset, c->ranges[j].new_, c->ranges[j].length);
-    it->nranges = n;
     it->segments = 1;
-    free(segs);
-    return exact_small_segments(it, is);
+    return it->framed ? 0 : exact_small_segments(it, is);
 }
 
 /* The exact changed runs inside the segments, for a callback's Change: pointers into the
@@ -305,6 +371,8 @@ void mw_harvest_free_item(struct harvested *it)
         free(it->exact);
     free(it->ranges);
     bytes_free(it);
+    if (it->framed)
+        mw_rec_frames_free(&it->frames);   /* when routing did not hand them over */
     if (it->watched)
         mw_registry_release(it->watched);
 }

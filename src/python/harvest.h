@@ -41,8 +41,12 @@ struct harvested {
      * callback looks at a segmented change. */
     struct mw_rec_range *exact;
     size_t nexact;
-    unsigned char *bytes;         /* their old and new bytes (one allocation) */
+    unsigned char *bytes;         /* their old and new bytes (one allocation)... */
     size_t bytes_size;
+    /* ...or, for a large change, in record frames ready for the pipe: ranges are then
+     * pieces of at most a frame (whole elements), their bytes in frames.buf */
+    int framed;
+    struct mw_rec_frames frames;
 };
 
 struct harvest {

@@ -354,6 +354,135 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
     return 0;
 }
 
+int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *r)
+{
+    size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
+                  str_size(r->function) + str_size(r->native_symbol) +
+                  str_size(r->native_library) + 1 + 4;
+    size_t at;
+    int rc = frame_open(b, MW_REC_CHANGE, head, &at);
+    if (rc)
+        return rc;
+    put_u64(b, r->seq);
+    put_u64(b, r->time_ns);
+    put_u64(b, r->object_id);
+    put_u64(b, (uint64_t)r->thread_id);
+    put_str(b, r->thread_name);
+    put_str(b, r->file);
+    put_u32(b, (uint32_t)r->line);
+    put_str(b, r->function);
+    put_str(b, r->native_symbol);
+    put_str(b, r->native_library);
+    put_u64(b, r->extent_lo);
+    put_u64(b, r->extent_hi);
+    put_u8(b, 1);   /* more follows */
+    put_u32(b, 0);
+    frame_end(b, at);
+    return 0;
+}
+
+/* ---- frames built in place ---- */
+
+/* Pieces in one frame at most, as mw_rec_encode_change keeps them. */
+#define FRAME_PIECES 65536u
+/* A frame's fixed fields: length, type, seq, more, nranges. */
+#define RANGES_HEAD (4 + 1 + 8 + 1 + 4)
+
+int mw_rec_frames_begin(struct mw_rec_frames *f, uint64_t data_bytes, size_t nranges)
+{
+    memset(f, 0, sizeof *f);
+    f->frame_at = SIZE_MAX;
+    uint64_t frames = data_bytes / (FRAME_DATA_BUDGET - 64) + nranges / FRAME_PIECES + 2;
+    uint64_t need = data_bytes + 24 * (nranges + frames) + (RANGES_HEAD + 16) * frames;
+    if (need > SIZE_MAX / 2)
+        return -ENOMEM;
+    int rc = reserve(&f->buf, (size_t)need);
+    if (rc == 0 && MW_GROW(f->seq_at, f->capframes, (size_t)frames) != 0)
+        rc = -ENOMEM;
+    if (rc)
+        mw_rec_frames_free(f);
+    return rc;
+}
+
+static void frames_close(struct mw_rec_frames *f)
+{
+    if (f->frame_at == SIZE_MAX)
+        return;
+    store_le(f->buf.data + f->count_at, f->count, 4);
+    frame_end(&f->buf, f->frame_at);
+    f->frame_at = SIZE_MAX;
+}
+
+/* Opens a frame when there is room for its fixed fields in what begin reserved. */
+static int frames_open(struct mw_rec_frames *f)
+{
+    if (f->nframes == f->capframes || f->buf.len + RANGES_HEAD + 24 > f->buf.cap)
+        return -1;
+    f->frame_at = frame_begin(&f->buf, MW_REC_RANGES);
+    f->seq_at[f->nframes++] = f->buf.len;
+    put_u64(&f->buf, 0);     /* seq: mw_rec_frames_finish */
+    put_u8(&f->buf, 1);      /* more: idem */
+    f->count_at = f->buf.len;
+    put_u32(&f->buf, 0);
+    f->count = 0;
+    f->budget = FRAME_DATA_BUDGET;
+    return 0;
+}
+
+uint64_t mw_rec_frames_add(struct mw_rec_frames *f, uint64_t offset, uint64_t len, int with_old,
+                           unsigned char **old, unsigned char **new_)
+{
+    unsigned copies = with_old ? 2 : 1;
+    uint64_t piece = len;
+    if (f->frame_at != SIZE_MAX && (f->count == FRAME_PIECES || piece * copies > f->budget)) {
+        /* What fits here, in whole 16-byte steps (elements stay whole), else a new frame. */
+        piece = f->count < FRAME_PIECES ? f->budget / copies / 16 * 16 : 0;
+        if (piece == 0) {
+            frames_close(f);
+            piece = len;
+        }
+    }
+    if (f->frame_at == SIZE_MAX && frames_open(f) != 0)
+        return 0;
+    if (piece * copies > f->budget)
+        piece = f->budget / copies / 16 * 16;
+    if (f->buf.len + 24 + piece * copies > f->buf.cap)
+        return 0;
+    put_u64(&f->buf, offset);
+    put_u64(&f->buf, piece);
+    if (with_old) {
+        put_u32(&f->buf, (uint32_t)piece);
+        *old = f->buf.data + f->buf.len;
+        f->buf.len += (size_t)piece;
+    } else {
+        put_u32(&f->buf, NULL_LEN);
+        *old = NULL;
+    }
+    put_u32(&f->buf, (uint32_t)piece);
+    *new_ = f->buf.data + f->buf.len;
+    f->buf.len += (size_t)piece;
+    f->budget -= (size_t)piece * copies;
+    f->count++;
+    return piece;
+}
+
+void mw_rec_frames_finish(struct mw_rec_frames *f, uint64_t seq)
+{
+    frames_close(f);
+    for (size_t i = 0; i < f->nframes; i++) {
+        store_le(f->buf.data + f->seq_at[i], seq, 8);
+        f->buf.data[f->seq_at[i] + 8] = i + 1 < f->nframes;
+    }
+}
+
+void mw_rec_frames_free(struct mw_rec_frames *f)
+{
+    mw_rec_buf_free(&f->buf);
+    free(f->seq_at);
+    f->seq_at = NULL;
+    f->nframes = f->capframes = 0;
+}
+
 int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r)
 {
     if (r->size && !r->bytes)

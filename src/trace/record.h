@@ -138,6 +138,32 @@ int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r);
 /* The whole value r->bytes (r->size bytes; offset and length are ignored), in as many
  * frames as it takes. */
 int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r);
+/* A change's frames, head first: the CHANGE frame alone (r->nranges and r->ranges are
+ * ignored), saying that MW_REC_RANGES frames follow and giving r->extent_lo/hi. */
+int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *r);
+
+/* A change's ranges built straight into MW_REC_RANGES frames by whoever has their bytes
+ * (the traced process's harvest), so that they reach the pipe without another copy:
+ * begin with the bytes and ranges to come (everything is reserved then: pointers handed
+ * out stay valid), add each range (a piece of it at a time when it does not fit a
+ * frame), then finish with the change's seq. */
+struct mw_rec_frames {
+    struct mw_rec_buf buf;
+    size_t frame_at, count_at;    /* the open frame's length and nranges fields */
+    uint32_t count;               /* pieces in the open frame */
+    size_t budget;                /* data bytes it may still take */
+    size_t *seq_at;               /* each frame's seq field */
+    size_t nframes, capframes;
+};
+int mw_rec_frames_begin(struct mw_rec_frames *f, uint64_t data_bytes, size_t nranges);
+/* The piece of the range at offset (len bytes, old bytes too when with_old) that fits:
+ * its length (a multiple of 16 unless it is the whole rest), with where its old and new
+ * bytes go; 0 when out of room (a broken reservation). */
+uint64_t mw_rec_frames_add(struct mw_rec_frames *f, uint64_t offset, uint64_t len, int with_old,
+                           unsigned char **old, unsigned char **new_);
+void mw_rec_frames_finish(struct mw_rec_frames *f, uint64_t seq);
+void mw_rec_frames_free(struct mw_rec_frames *f);
+
 /* Writes the whole buffer to fd (retrying on EINTR and short writes), then empties it. */
 int mw_rec_buf_flush(struct mw_rec_buf *b, int fd);
 
