@@ -45,7 +45,8 @@ struct mw_value_store {
     uint64_t page_size, used, since_look, rows;
     struct closed_group *fifo;        /* closed groups, oldest first from fifo_head */
     size_t fifo_head, fifo_n, fifo_cap;
-    uint64_t fifo_base;               /* queue number of fifo[fifo_head] */
+    size_t fifo_live;                 /* entries not marked dropped */
+    uint64_t fifo_base;               /* fifo[fifo_head] is number fifo_base + 1 */
     uint64_t dropped_changes, dropped_bytes;
     char err[256];
 };
@@ -270,6 +271,7 @@ static int drop_oldest(mw_value_store *v, const struct mw_value_object *busy)
         v->fifo_base++;
         if (c->dropped)
             continue;
+        v->fifo_live--;
         struct mw_value_object *o = mw_value_store_find(v, c->obj);
         if (o && o->prev.fifo == v->fifo_base)   /* last:N's previous group: gone now */
             memset(&o->prev, 0, sizeof o->prev);
@@ -465,11 +467,33 @@ static void cover_add(struct mw_value_object *o, uint64_t lo, uint64_t hi)
     o->cover[2 * i + 1] = hi;
 }
 
+/* Removes the entries marked dropped from the queue of closed groups, renumbering the
+ * ones kept (last:N's previous groups know their number). Without it, under last:N and a
+ * limit never reached, the queue would grow by an entry per N changes for ever. */
+static void compact_fifo(mw_value_store *v)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < v->fifo_n; i++) {
+        struct closed_group *c = &v->fifo[v->fifo_head + i];
+        if (c->dropped)
+            continue;
+        uint64_t was = v->fifo_base + i + 1, now = v->fifo_base + kept + 1;
+        struct mw_value_object *o = mw_value_store_find(v, c->obj);
+        if (o && o->prev.fifo == was)
+            o->prev.fifo = now;
+        v->fifo[kept++] = *c;
+    }
+    v->fifo_head = 0;
+    v->fifo_n = kept;
+}
+
 /* Puts obj's current group in the queue of closed groups (under a size limit). */
 static int queue_group(mw_value_store *v, struct mw_value_object *o)
 {
     if (!v->cfg.max_size)
         return 0;
+    if (v->fifo_n >= 64 && v->fifo_live < v->fifo_n / 2)
+        compact_fifo(v);
     if (v->fifo_head > 0 && v->fifo_head + v->fifo_n == v->fifo_cap) {
         memmove(v->fifo, v->fifo + v->fifo_head, v->fifo_n * sizeof *v->fifo);
         v->fifo_head = 0;
@@ -478,6 +502,7 @@ static int queue_group(mw_value_store *v, struct mw_value_object *o)
         return fail(v, -ENOMEM, "out of memory");
     v->fifo[v->fifo_head + v->fifo_n] = (struct closed_group){o->id, o->cur, 0};
     v->fifo_n++;
+    v->fifo_live++;
     o->cur.fifo = v->fifo_base + v->fifo_n;
     return 0;
 }
@@ -486,8 +511,10 @@ static int queue_group(mw_value_store *v, struct mw_value_object *o)
 static int rotate_groups(mw_value_store *v, struct mw_value_object *o)
 {
     if (o->prev.first_seq) {
-        if (o->prev.fifo > v->fifo_base)
+        if (o->prev.fifo > v->fifo_base) {
             v->fifo[v->fifo_head + (o->prev.fifo - v->fifo_base - 1)].dropped = 1;
+            v->fifo_live--;
+        }
         int rc = drop_group(v, o->id, &o->prev);
         if (rc)
             return rc;
