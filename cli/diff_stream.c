@@ -8,12 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "big_alloc.h"
 #include "cli.h"
 #include "diff_elements.h"
 #include "diff_view.h"
 #include "elements.h"
 #include "mw_grow.h"
 #include "value_read.h"
+
+struct span {
+    uint64_t lo, hi;
+};
 
 /* One block being printed: the change's ranges (or the net view's runs) and where the
  * bytes around them come from. */
@@ -26,6 +31,8 @@ struct block {
     /* net view: the value before, and which of its bytes are known */
     const unsigned char *before;
     const uint64_t *before_known;
+    struct span *spans;                    /* the bytes that can differ (written_spans) */
+    size_t nspans;
 };
 
 static int bit(const uint64_t *k, uint64_t b)
@@ -376,26 +383,119 @@ static uint64_t last_change_by(mw_trace_reader *r, uint64_t id, uint64_t seq)
     return found;
 }
 
-/* The object's value just after --from into before/before_known (copies): after its last
- * change up to then, or before its first one after. 1, 0 (not every byte of it known:
- * *all 0), negative on error. */
-static int value_at_from(struct stream *s, const struct net_object *ob, unsigned char **before,
-                         uint64_t **bknown, uint64_t *size, int *all)
+/* ---- the net view: only bytes that changes in (from, to] wrote can differ ------------- */
+
+static int span_cmp(const void *a, const void *b)
+{
+    const struct span *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Sorts and merges n spans (touching ones too); the new count. */
+static size_t merge_spans(struct span *sp, size_t n)
+{
+    if (n == 0)
+        return 0;
+    qsort(sp, n, sizeof *sp, span_cmp);
+    size_t k = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (sp[i].lo <= sp[k].hi) {
+            if (sp[i].hi > sp[k].hi)
+                sp[k].hi = sp[i].hi;
+        } else {
+            sp[++k] = sp[i];
+        }
+    }
+    return k + 1;
+}
+
+/* The bytes of object id (size bytes) that its changes in (from, to] wrote, merged and
+ * clipped to the object: x->spans, x->nspans. 0 or -1. */
+static int written_spans(struct stream *s, uint64_t id, uint64_t size, struct block *x)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(mw_trace_reader_db(s->r),
+                           "SELECT coalesce(r.offset, c.offset), coalesce(r.length, c.length)"
+                           " FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq"
+                           " WHERE c.object_id = ?1 AND c.seq > ?2 AND c.seq <= ?3",
+                           -1, &q, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(q, 1, (int64_t)id);
+    sqlite3_bind_int64(q, 2, s->o->from > INT64_MAX ? INT64_MAX : (int64_t)s->o->from);
+    sqlite3_bind_int64(q, 3, s->o->to > INT64_MAX ? INT64_MAX : (int64_t)s->o->to);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t off = sqlite3_column_int64(q, 0), len = sqlite3_column_int64(q, 1);
+        if (off < 0 || len <= 0 || (uint64_t)off >= size)
+            continue;
+        uint64_t hi = (uint64_t)len > size - (uint64_t)off ? size : (uint64_t)(off + len);
+        if (MW_GROW(x->spans, cap, x->nspans + 1) != 0) {
+            rc = SQLITE_NOMEM;
+            break;
+        }
+        x->spans[x->nspans++] = (struct span){(uint64_t)off, hi};
+    }
+    sqlite3_finalize(q);
+    x->nspans = merge_spans(x->spans, x->nspans);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The object's item size when it is a plain one, else 1: the net view's elements read the
+ * whole items around the bytes that differ. */
+static uint64_t item_size(mw_trace_reader *r, uint64_t id)
+{
+    sqlite3_stmt *q;
+    int64_t n = 1;
+    if (sqlite3_prepare_v2(mw_trace_reader_db(r), "SELECT itemsize FROM objects WHERE id = ?",
+                           -1, &q, NULL) != SQLITE_OK)
+        return 1;
+    sqlite3_bind_int64(q, 1, (int64_t)id);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n > 0 && n <= 4096 ? (uint64_t)n : 1;
+}
+
+/* Copies the value at --from over the written spans and what is shown around them
+ * (context rows, whole items), in whole words of known bits. Elsewhere the value at
+ * --from is the value at --to, and nothing reads it. */
+static void copy_around_spans(struct block *x, unsigned char *before, uint64_t *bknown,
+                              const unsigned char *val, const uint64_t *known, uint64_t pad)
+{
+    for (size_t i = 0; i < x->nspans; i++) {
+        uint64_t lo = x->spans[i].lo > pad ? x->spans[i].lo - pad : 0;
+        uint64_t hi = x->size - x->spans[i].hi > pad ? x->spans[i].hi + pad : x->size;
+        lo -= lo % 64;
+        hi = hi % 64 && x->size - hi > 64 - hi % 64 ? hi + (64 - hi % 64) : hi;
+        hi = hi > x->size ? x->size : hi;
+        memcpy(before + lo, val + lo, (size_t)(hi - lo));
+        memcpy(bknown + lo / 64, known + lo / 64, (size_t)((hi + 63) / 64 - lo / 64) * 8);
+    }
+}
+
+/* The object's value just after --from into x->before/before_known (copies, over the
+ * bytes that matter: copy_around_spans): after its last change up to then, or before its
+ * first one after. 1, 0 (not every byte of it known: *all 0), negative on error. */
+static int value_at_from(struct stream *s, const struct net_object *ob, struct block *x,
+                         int *all)
 {
     uint64_t at = last_change_by(s->r, ob->id, s->o->from);
     struct mw_value_change c;
     int rc = mw_value_reader_change_with_state(s->v, at ? at : ob->first, &c);
     const unsigned char *val;
     const uint64_t *known;
-    if (rc != 1 || mw_value_reader_state(s->v, ob->id, &val, &known, size, all) != 1)
+    if (rc != 1 || mw_value_reader_state(s->v, ob->id, &val, &known, &x->size, all) != 1)
         return rc < 0 ? rc : -1;
-    size_t words = (size_t)(*size / 64 + 1);
-    *before = malloc(*size ? (size_t)*size : 1);
-    *bknown = malloc(words * sizeof **bknown);
-    if (!*before || !*bknown)
+    size_t words = (size_t)(x->size / 64 + 1);
+    unsigned char *before = mw_big_zalloc((size_t)x->size);
+    uint64_t *bknown = mw_big_zalloc(words * sizeof *bknown);
+    x->before = before;
+    x->before_known = bknown;
+    if (!before || !bknown || written_spans(s, ob->id, x->size, x) < 0)
         return -ENOMEM;
-    memcpy(*before, val, (size_t)*size);
-    memcpy(*bknown, known, words * sizeof **bknown);
+    uint64_t pad = ((uint64_t)s->o->ctx + 1) * MW_DIFF_ROW + item_size(s->r, ob->id);
+    copy_around_spans(x, before, bknown, val, known, pad);
     if (at)
         return 1;
     /* Before its first change: that change's old bytes where it had them. */
@@ -403,14 +503,21 @@ static int value_at_from(struct stream *s, const struct net_object *ob, unsigned
         const struct mw_value_range *g = &c.ranges[i];
         for (uint64_t b = g->offset; b < g->offset + g->length; b++) {
             if (g->old)
-                (*before)[b] = g->old[b - g->offset];
+                before[b] = g->old[b - g->offset];
             if (g->old)
-                (*bknown)[b / 64] |= (uint64_t)1 << (b % 64);
+                bknown[b / 64] |= (uint64_t)1 << (b % 64);
             else
-                (*bknown)[b / 64] &= ~((uint64_t)1 << (b % 64));
+                bknown[b / 64] &= ~((uint64_t)1 << (b % 64));
         }
     }
     return 1;
+}
+
+static void free_block(struct block *x)
+{
+    mw_big_free((void *)x->before, (size_t)x->size);
+    mw_big_free((void *)x->before_known, (size_t)(x->size / 64 + 1) * sizeof *x->before_known);
+    free(x->spans);
 }
 
 struct net_heading_ctx {
@@ -431,33 +538,37 @@ static void net_heading(void *ctx, const char *what)
            o->color ? MW_DIFF_RESET : "");
 }
 
-/* Runs of the bytes that differ between x->before and x->state, as ranges over them. */
+/* Runs of the bytes that differ between x->before and x->state, as ranges over them
+ * (within the written spans: no other byte can differ). */
 static struct mw_rec_range *differing_runs(const struct block *x, size_t *n, uint64_t *bytes)
 {
     struct mw_rec_range *runs = NULL;
     size_t cap = 0;
     *n = 0;
     *bytes = 0;
-    for (uint64_t b = 0; b < x->size;) {
-        struct mw_diff_byte d;
-        describe_net((void *)x, b, &d);
-        if (!d.changed) {
-            b++;
-            continue;
+    for (size_t i = 0; i < x->nspans; i++) {
+        uint64_t b = x->spans[i].lo, end = x->spans[i].hi;
+        while (b < end) {
+            struct mw_diff_byte d;
+            describe_net((void *)x, b, &d);
+            if (!d.changed) {
+                b++;
+                continue;
+            }
+            uint64_t e = b + 1;
+            for (; e < end; e++) {
+                describe_net((void *)x, e, &d);
+                if (!d.changed)
+                    break;
+            }
+            if (MW_GROW(runs, cap, *n + 1) != 0) {
+                free(runs);
+                return NULL;
+            }
+            runs[(*n)++] = (struct mw_rec_range){b, e - b, x->before + b, x->state + b};
+            *bytes += e - b;
+            b = e;
         }
-        uint64_t e = b + 1;
-        for (; e < x->size; e++) {
-            describe_net((void *)x, e, &d);
-            if (!d.changed)
-                break;
-        }
-        if (MW_GROW(runs, cap, *n + 1) != 0) {
-            free(runs);
-            return NULL;
-        }
-        runs[(*n)++] = (struct mw_rec_range){b, e - b, x->before + b, x->state + b};
-        *bytes += e - b;
-        b = e;
     }
     return runs ? runs : calloc(1, sizeof *runs);
 }
@@ -528,11 +639,7 @@ static int net(struct stream *s)
     int status = MW_EXIT_OK;
     for (size_t i = 0; i < nobs && status == MW_EXIT_OK; i++) {
         struct block x = {0};
-        unsigned char *before = NULL;
-        uint64_t *bknown = NULL;
-        int all = 0, rc = value_at_from(s, &obs[i], &before, &bknown, &x.size, &all);
-        x.before = before;
-        x.before_known = bknown;
+        int all = 0, rc = value_at_from(s, &obs[i], &x, &all);
         if (rc == 1 && i == 0 && !all)
             status = MW_DIFF_STREAM_NOT_HERE;   /* the loaded way fills bytes in */
         else if (rc == 1) {
@@ -550,8 +657,7 @@ static int net(struct stream *s)
                                                          : mw_value_reader_errmsg(s->v));
             status = MW_EXIT_FAILURE;
         }
-        free(before);
-        free(bknown);
+        free_block(&x);
     }
     if (status == MW_EXIT_OK && s->blocks == 0)
         printf("%s  from seq %" PRIu64 " to seq %" PRIu64 "  no changes\n", s->tag, s->o->from,

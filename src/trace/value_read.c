@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "big_alloc.h"
 #include "codec.h"
 #include "mw_error.h"
 #include "mw_grow.h"
@@ -183,37 +183,9 @@ static int all_known(const uint64_t *k, uint64_t lo, uint64_t hi)
 
 /* ---- object states -------------------------------------------------------------------- */
 
-/* An object's state is as large as the object. Large ones are mapped without reserving
- * memory: a reader that looks at a few changes of a huge object touches only the pages
- * those changes cover, and a hostile size costs address space, not memory. */
-enum { BIG_ALLOC = 1 << 20 };
+/* Objects larger than this are refused: beyond any machine's memory, and a bitmap of
+ * known bytes that large is already 2 TiB of address space. */
 #define READER_MAX_OBJECT ((uint64_t)1 << 44)
-
-static void *zalloc(size_t n)
-{
-    if (n < BIG_ALLOC)
-        return calloc(1, n ? n : 1);
-    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void zfree(void *p, size_t n)
-{
-    if (!p)
-        return;
-    if (n < BIG_ALLOC)
-        free(p);
-    else
-        munmap(p, n);
-}
-
-/* Zeroes p; a private anonymous mapping reads as zeros again once its pages are dropped. */
-static void zclear(void *p, size_t n)
-{
-    if (n < BIG_ALLOC || madvise(p, n, MADV_DONTNEED) != 0)
-        memset(p, 0, n);
-}
 
 static size_t known_bytes(const struct ostate *s)
 {
@@ -222,8 +194,8 @@ static size_t known_bytes(const struct ostate *s)
 
 static void free_state(struct ostate *s)
 {
-    zfree(s->val, (size_t)s->size);
-    zfree(s->known, known_bytes(s));
+    mw_big_free(s->val, (size_t)s->size);
+    mw_big_free(s->known, known_bytes(s));
 }
 
 static struct ostate *find_state(mw_value_reader *v, uint64_t id)
@@ -258,8 +230,8 @@ static struct ostate *new_state(mw_value_reader *v, uint64_t id)
     memset(s, 0, sizeof *s);
     s->id = id;
     s->size = (uint64_t)size;
-    s->val = zalloc((size_t)s->size);
-    s->known = zalloc(known_bytes(s));
+    s->val = mw_big_zalloc((size_t)s->size);
+    s->known = mw_big_zalloc(known_bytes(s));
     if (!s->val || !s->known) {
         free_state(s);
         fail(v, -ENOMEM, "out of memory: object %" PRIu64 " has %" PRIu64 " bytes", id, s->size);
@@ -271,7 +243,7 @@ static struct ostate *new_state(mw_value_reader *v, uint64_t id)
 
 static void forget(struct ostate *s)
 {
-    zclear(s->known, known_bytes(s));
+    mw_big_clear(s->known, known_bytes(s));
     s->at = 0;
 }
 
