@@ -23,11 +23,13 @@
 #include "cli.h"
 #include "diff_elements.h"
 #include "diff_history.h"
+#include "diff_stream.h"
 #include "diff_view.h"
 #include "format.h"
 #include "mw_grow.h"
 #include "reader.h"
 #include "show.h"
+#include "value_read.h"
 
 enum { OPT_FROM = 256, OPT_TO, OPT_COLOR };
 
@@ -80,29 +82,15 @@ struct diff_tag {
     char *shown;
 };
 
-/* A change's heading: "seq 3  0.003500s  tag  <what>  file:line function  thread name",
- * its names shown as a terminal may show them (show.h). */
+/* A change's heading (diff_view.h). */
 static void change_heading(const struct mw_diff_history *h, const struct mw_diff_change *c,
                            const struct diff_tag *tag, const char *what, int color)
 {
-    char *raw = NULL, *where = NULL, *thread = NULL, obj[48], id[32] = "";
-    if (c->file && asprintf(&raw, "%s:%d%s%s", c->file, c->line, c->function ? " " : "",
-                            c->function ? c->function : "") < 0)
-        raw = NULL;
-    const char *w = raw ? raw : c->native_symbol;
-    if (w)
-        where = mw_show(w, strlen(w), MW_SHOW_NAME_MAX, NULL);
-    if (c->thread_name)
-        thread = mw_show(c->thread_name, strlen(c->thread_name), MW_SHOW_NAME_MAX, NULL);
-    else if (c->thread_id)
-        snprintf(id, sizeof id, "%" PRId64, c->thread_id);
+    char obj[48];
     object_text(obj, sizeof obj, h, &h->obj[c->obj]);
-    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "", c->seq,
-           (double)c->time_ns / 1e9, tag->shown, obj, what, where ? "  " : "", where ? where : "",
-           thread || id[0] ? "  thread " : "", thread ? thread : id, color ? MW_DIFF_RESET : "");
-    free(raw);
-    free(where);
-    free(thread);
+    struct mw_diff_heading hd = {c->seq, c->time_ns, tag->raw, obj, what, c->file, c->line,
+                                 c->function, c->native_symbol, c->thread_name, c->thread_id};
+    mw_diff_print_heading(&hd, color);
 }
 
 /* ---- history: one block per change ---- */
@@ -128,9 +116,9 @@ static void describe_change(void *vctx, uint64_t b, struct mw_diff_byte *out)
             out->before = g->old[b - g->offset];
             out->before_known = 1;
         }
-        out->after = g->new_[b - g->offset];
-        out->after_known = 1;
-        out->changed = !out->before_known || out->before != out->after;
+        out->after_known = g->new_ != NULL;
+        out->after = g->new_ ? g->new_[b - g->offset] : 0;
+        out->changed = !out->before_known || !out->after_known || out->before != out->after;
     }
 }
 
@@ -184,6 +172,19 @@ static void print_change(struct mw_diff_history *h, const struct mw_diff_change 
     free(v.rows);
 }
 
+/* A change whose bytes the trace did not keep (--values=summary, dropped): says so. */
+static int print_not_kept(const struct mw_diff_history *h, const struct mw_diff_change *c,
+                          const struct diff_tag *tag, int color)
+{
+    for (size_t k = 0; k < c->n; k++)
+        if (!h->rg[c->first + k].new_) {
+            change_heading(h, c, tag, c->kept == MW_KEPT_DROPPED ? "values dropped"
+                                                                 : "values not kept", color);
+            return 1;
+        }
+    return 0;
+}
+
 /* Every change in turn, replaying as it goes. */
 static int print_history(struct mw_diff_history *h, const struct diff_tag *tag, unsigned ctx,
                          int color)
@@ -191,6 +192,10 @@ static int print_history(struct mw_diff_history *h, const struct diff_tag *tag, 
     for (size_t c = 0; c < h->nch; c++) {
         if (c)
             putchar('\n');
+        if (print_not_kept(h, &h->ch[c], tag, color)) {
+            mw_diff_replay_apply(h, &h->ch[c]);
+            continue;
+        }
         int erc = h->obj[h->ch[c].obj].layout ? print_change_elements(h, &h->ch[c], tag, color)
                                               : -2;
         if (erc == -1) {
@@ -466,11 +471,17 @@ static int want_color(const char *when)
     return isatty(STDOUT_FILENO) && !(nc && *nc);
 }
 
-/* The tag's history, then its blocks. */
+/* The tag's history, then its blocks; streamed where the trace knows every byte. */
 static int show(mw_trace_reader *r, const char *path, const struct diff_args *a)
 {
+    struct mw_diff_options o = {.ctx = (unsigned)a->ctx, .color = a->color, .bytes = a->bytes,
+                                .net = a->has_from || a->has_to, .from = a->has_from ? a->from : 0,
+                                .to = a->has_to ? a->to : UINT64_MAX};
+    int status = mw_diff_stream(r, path, a->tag, &o);
+    if (status != MW_DIFF_STREAM_NOT_HERE)
+        return status;
+    status = MW_EXIT_OK;
     struct mw_diff_history h = {0};
-    int status = MW_EXIT_OK;
     struct diff_tag tag = {a->tag, mw_show(a->tag, strlen(a->tag), MW_SHOW_NAME_MAX, NULL)};
     if (!tag.shown) {
         mw_cli_error("out of memory");

@@ -20,6 +20,8 @@
 #include "reader_run.h"
 #include "rowcopy.h"
 #include "show.h"
+#include "value_read.h"
+#include "value_sql.h"
 
 enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
 
@@ -89,7 +91,7 @@ static const char *const table_cols[] = {"seq", "time", "tag", "offset", "length
                                          "old", "new", "where", "thread"};
 static const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "offset",
                                         "length", "old_hex", "new_hex", "complete", "file",
-                                        "line", "function", "thread", "thread_id"};
+                                        "line", "function", "thread", "thread_id", "kept"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The text of a table row that is made for it: where the write came from, and the thread. */
@@ -122,6 +124,12 @@ static void where_thread_cells(struct mw_cell *where_c, struct mw_cell *thread_c
     }
 }
 
+/* What a table shows for bytes the trace did not keep: why (never a guess). */
+static const char *not_kept_text(int kept)
+{
+    return kept == MW_KEPT_DROPPED ? "(dropped)" : "(not kept)";
+}
+
 static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row,
                                struct row_text *t)
 {
@@ -133,8 +141,11 @@ static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row
     if (row->old)
         blob_cell(&c[5], row->old, row->length);
     else
-        text_cell(&c[5], "?");
-    blob_cell(&c[6], row->new_, row->length);
+        text_cell(&c[5], row->new_ ? "?" : not_kept_text(row->kept));
+    if (row->new_)
+        blob_cell(&c[6], row->new_, row->length);
+    else
+        text_cell(&c[6], not_kept_text(row->kept));
     where_thread_cells(&c[7], &c[8], row, t);
 }
 
@@ -148,7 +159,8 @@ static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
     int_cell(&c[5], (int64_t)row->length);
     if (row->old)
         blob_cell(&c[6], row->old, row->length);
-    blob_cell(&c[7], row->new_, row->length);
+    if (row->new_)
+        blob_cell(&c[7], row->new_, row->length);
     int_cell(&c[8], row->complete);
     text_cell(&c[9], row->file);
     if (row->line > 0)
@@ -157,6 +169,7 @@ static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
     text_cell(&c[12], row->thread_name);
     if (row->thread_id)
         int_cell(&c[13], row->thread_id);
+    text_cell(&c[14], mw_kept_name(row->kept));
 }
 
 /* After a listing: its messages and exit status. read_rc: 0, -ENOMEM, or another negative
@@ -392,6 +405,70 @@ static int element_row(const struct mw_elem_change *e, void *ctx)
     return x->limit && mw_output_rows(x->o) >= x->limit ? 1 : 0;
 }
 
+/* A change whose bytes the trace did not keep: one row saying so, with what it kept
+ * instead (how many elements or bytes changed, the numeric summary). 1: stop. */
+static int summary_element_row(mw_trace_reader *r, struct pending *p, struct elem_out *x)
+{
+    struct mw_trace_change_summary sum;
+    int rc = mw_trace_reader_change_summary(r, p->row.seq, &sum);
+    if (rc < 0)
+        return rc;
+    char name[1024], note[512], range[96] = "", nonfinite[128] = "";
+    struct row_text t = {0};
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < p->n; i++)
+        bytes += p->ranges[i].length;
+    if (sum.has_stats)
+        snprintf(name, sizeof name, "%s (%" PRIu64 " element%s)", p->tag ? p->tag : "",
+                 sum.elements, sum.elements == 1 ? "" : "s");
+    else
+        snprintf(name, sizeof name, "%s (%" PRIu64 " byte%s)", p->tag ? p->tag : "",
+                 sum.has_changed_bytes ? sum.changed_bytes : bytes,
+                 (sum.has_changed_bytes ? sum.changed_bytes : bytes) == 1 ? "" : "s");
+    if (sum.has_stats && sum.deltas)
+        snprintf(range, sizeof range, ", delta %.6g..%.6g (mean %.6g)", sum.delta_min,
+                 sum.delta_max, sum.delta_mean);
+    if (sum.has_stats && (sum.nan_appeared || sum.inf_appeared))
+        snprintf(nonfinite, sizeof nonfinite, ", %" PRIu64 " NaN and %" PRIu64 " Inf appeared",
+                 sum.nan_appeared, sum.inf_appeared);
+    snprintf(note, sizeof note, "values %s%s%s",
+             p->row.kept == MW_KEPT_DROPPED ? "dropped" : "not kept", range, nonfinite);
+    struct mw_cell c[20];
+    memset(c, 0, sizeof(c));
+    const char *nk = not_kept_text(p->row.kept);
+    if (x->table) {
+        int_cell(&c[0], (int64_t)p->row.seq);
+        time_cell(&c[1], p->row.time_ns);
+        text_cell(&c[2], name);
+        text_cell(&c[3], nk);
+        text_cell(&c[4], nk);
+        text_cell(&c[6], note);
+        where_thread_cells(&c[7], &c[8], &p->row, &t);
+    } else {
+        int_cell(&c[0], (int64_t)p->row.seq);
+        int_cell(&c[1], (int64_t)p->row.time_ns);
+        text_cell(&c[2], p->tag);
+        int_cell(&c[3], (int64_t)p->row.object_id);
+        text_cell(&c[4], name);
+        int_cell(&c[7], (int64_t)p->row.offset);
+        text_cell(&c[13], note);
+        text_cell(&c[14], p->file);
+        if (p->row.line > 0)
+            int_cell(&c[15], p->row.line);
+        text_cell(&c[16], p->function);
+        text_cell(&c[17], p->thread_name);
+        if (p->row.thread_id)
+            int_cell(&c[18], p->row.thread_id);
+    }
+    int failed = mw_output_row(x->o, c) < 0;
+    free(t.where);
+    if (failed) {
+        x->write_failed = 1;
+        return 1;
+    }
+    return x->limit && mw_output_rows(x->o) >= x->limit ? 1 : 0;
+}
+
 /* Decodes the pending change into element rows. 1: stop (limit, write error). */
 static int flush_elements(mw_trace_reader *r, struct pending *p, struct elem_out *x)
 {
@@ -402,6 +479,12 @@ static int flush_elements(mw_trace_reader *r, struct pending *p, struct elem_out
     if (rc < 0)
         return rc;
     x->p = p;
+    for (size_t i = 0; i < p->n; i++)
+        if (!p->ranges[i].new_) {
+            rc = summary_element_row(r, p, x);
+            pending_clear(p);
+            return rc;
+        }
     rc = mw_elem_diff(l, p->ranges, p->n, NULL, NULL, 0, element_row, x);
     pending_clear(p);
     if (rc == MW_EINVAL)
@@ -567,6 +650,12 @@ static int run_sql(mw_trace_reader *r, const char *sql, enum mw_format format)
     sqlite3 *db = mw_trace_reader_db(r);
     sqlite3_stmt *s = NULL;
     const char *tail = NULL;
+    /* mw_old, mw_new, mw_value: the values however the trace keeps them (value_sql.h). */
+    mw_value_reader *values = mw_trace_reader_values(r);
+    if (!values || mw_value_sql_register(db, values) != 0) {
+        mw_cli_error("%s", values ? "cannot offer the value functions" : mw_trace_reader_errmsg(r));
+        return MW_EXIT_FAILURE;
+    }
     if (sqlite3_prepare_v2(db, sql, -1, &s, &tail) != SQLITE_OK) {
         /* The reader's authorizer admits reads and safe functions only (reader_guard.h). */
         const char *why = mw_trace_reader_guard_reason(r);

@@ -35,10 +35,10 @@
 #include "show.h"
 #include "writer.h"
 
-enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN, OPT_PYTHON };
+enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN, OPT_PYTHON, OPT_VALUES, OPT_MAX_SIZE };
 
 static const char *const trace_usage[] = {
-    "usage: memwatch trace [-fhqu] [-o file] [--python path] [--check mode] [--backend name] [--on-nan action] [-X opt] [-W arg] script.py [args ...]",
+    "usage: memwatch trace [-fhqu] [-o file] [--python path] [--check mode] [--backend name] [--on-nan action] [--values policy] [--max-trace-size size] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
@@ -64,6 +64,10 @@ static const struct mw_cli_option trace_options[] = {
      "        --backend NAME     detection mechanism: auto (default), uffd, mprotect"},
     {"on-nan", required_argument, OPT_ON_NAN,
      "        --on-nan ACTION    when NaN or Inf appears in a watched float array: off (default), warn, raise"},
+    {"values", required_argument, OPT_VALUES,
+     "        --values POLICY    which bytes the trace keeps: full (default), summary, last:N"},
+    {"max-trace-size", required_argument, OPT_MAX_SIZE,
+     "        --max-trace-size SIZE  keep the trace file under SIZE (e.g. 500M, 2G): older values go first"},
     {NULL, required_argument, 'X', "    -X OPT, -W ARG, -u     passed to python3 unchanged"},
     {NULL, required_argument, 'W', NULL},
     {NULL, no_argument, 'u', NULL},
@@ -126,9 +130,37 @@ static int die_like(int status)
     return MW_EXIT_FAILURE;
 }
 
-/* The end-of-run line, and one line per float object in which NaN or Inf appeared. Tags
- * and file names are the script's: shown as a terminal may show them (show.h). */
-static void print_summary(const char *path, const mw_trace_writer *w)
+/* What --values and --max-trace-size left out, when they did (the trace's meta says the
+ * same: values_dropped_changes, values_dropped_bytes, changes_not_recorded). */
+static void print_dropped(const mw_trace_writer *w, const struct mw_run_settings *rs)
+{
+    uint64_t changes, bytes, not_recorded;
+    mw_trace_writer_dropped(w, &changes, &bytes, &not_recorded);
+    char size[32], policy[32], why[96];
+    mw_format_size(rs->max_trace_size, size, sizeof size);
+    mw_format_values(rs, policy, sizeof policy);
+    if (rs->max_trace_size && rs->values == MW_VALUES_LAST)
+        snprintf(why, sizeof why, "--values=%s and --max-trace-size %s", policy, size);
+    else if (rs->max_trace_size)
+        snprintf(why, sizeof why, "--max-trace-size %s", size);
+    else
+        snprintf(why, sizeof why, "--values=%s", policy);
+    if (changes)
+        fprintf(stderr, "memwatch: the values of %llu older change%s (%llu bytes) were dropped "
+                        "to keep %s; their summaries stay\n",
+                (unsigned long long)changes, changes == 1 ? "" : "s",
+                (unsigned long long)bytes, why);
+    if (not_recorded)
+        fprintf(stderr, "memwatch: %llu change%s not recorded: the trace reached "
+                        "--max-trace-size %s\n",
+                (unsigned long long)not_recorded, not_recorded == 1 ? " was" : "s were", size);
+}
+
+/* The end-of-run line, what the values left out, and one line per float object in which
+ * NaN or Inf appeared. Tags and file names are the script's: shown as a terminal may show
+ * them (show.h). */
+static void print_summary(const char *path, const mw_trace_writer *w,
+                          const struct mw_run_settings *settings)
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
@@ -138,6 +170,7 @@ static void print_summary(const char *path, const mw_trace_writer *w)
             (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),
             bare ? bare : path);
     free(bare);
+    print_dropped(w, settings);
     /* NaN/Inf that appeared in watched float arrays (the writer decoded every change). */
     struct mw_trace_nonfinite nf;
     for (size_t i = 0; mw_trace_writer_nonfinite(w, i, &nf) == 1; i++) {
@@ -219,6 +252,13 @@ static int trace_option(void *args, int opt)
                        "auto, uffd or mprotect");
     case OPT_ON_NAN:
         return setting(mw_parse_on_nan(optarg, &l->settings.on_nan), "on-nan", "off, warn or raise");
+    case OPT_VALUES:
+        return setting(mw_parse_values(optarg, &l->settings), "values",
+                       "full, summary or last:N (N from 1 to 1000000)");
+    case OPT_MAX_SIZE:
+        return setting(mw_parse_max_trace_size(optarg, &l->settings.max_trace_size),
+                       "max-trace-size", "a size of at least 1M, like 64M or 2G (K, M, G, T: "
+                       "powers of 1024), or none");
     }
     return MW_CLI_GO_ON;
 }
@@ -337,6 +377,13 @@ static int open_trace(struct trace_args *a, char *path, size_t size, mw_trace_wr
         mw_cli_error("%s", err[0] ? err : mw_strerror(status));
         return status == -ENOMEM ? MW_EXIT_FAILURE : MW_EXIT_USAGE;
     }
+    const struct mw_run_settings *rs = &a->launch.settings;
+    struct mw_values_config values = {rs->values, rs->values_last, rs->max_trace_size};
+    if (mw_trace_writer_set_values(w, &values) < 0) {
+        mw_cli_error("cannot write trace '%s': %s", a->output, mw_trace_writer_errmsg(w));
+        mw_trace_writer_close(w);
+        return MW_EXIT_FAILURE;
+    }
     if ((status = begin_run(w, &a->launch, a->output)) != MW_CLI_GO_ON) {
         mw_trace_writer_close(w);
         return status;
@@ -395,7 +442,7 @@ static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_st
                                           (!failed && write_status >= 0)))
         mw_cli_error("%s", mw_trace_writer_errmsg(w));
     if (mw_trace_writer_placed(w) && !a->quiet)
-        print_summary(a->output, w);
+        print_summary(a->output, w, &a->launch.settings);
 }
 
 /* Runs the script in a child and records what it sends until it ends; then ends this

@@ -27,6 +27,40 @@ static int all_set(const unsigned char *m, size_t n)
     return 1;
 }
 
+int mw_diff_format_element(char **line, const char *tag, const struct mw_elem_change *c,
+                           const unsigned char *old, const unsigned char *new_, unsigned flags,
+                           int color, int *cut)
+{
+    /* Whole texts, then as a terminal may show them (show.h): the name escaped and quoted
+     * when odd, the values (Python reprs) escaped, each shortened visibly. */
+    char *raw_name = mw_cli_element_name(tag, c);
+    char *raw_ov = mw_cli_element_value(c->scalar, old);
+    char *raw_nv = mw_cli_element_value(c->scalar, new_);
+    char *name = raw_name ? mw_show(raw_name, strlen(raw_name), MW_SHOW_NAME_MAX, cut) : NULL;
+    char *ov = raw_ov ? mw_show_repr(raw_ov, strlen(raw_ov), MW_SHOW_NAME_MAX, cut) : NULL;
+    char *nv = raw_nv ? mw_show_repr(raw_nv, strlen(raw_nv), MW_SHOW_NAME_MAX, cut) : NULL;
+    free(raw_name);
+    free(raw_ov);
+    free(raw_nv);
+    int n = -1;
+    if (name && ov && nv) {
+        const char *flag = mw_elem_flags_note(flags);
+        int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
+        if (color)
+            n = asprintf(line,
+                         "  %s: " MW_DIFF_RED "%s" MW_DIFF_RESET " -> " MW_DIFF_GREEN "%s"
+                         MW_DIFF_RESET "%s%s%s%s",
+                         name, ov, nv, flag ? "  " : "",
+                         flag && alarm ? MW_DIFF_BOLD MW_DIFF_RED "!! " : "", flag ? flag : "",
+                         flag && alarm ? MW_DIFF_RESET : "");
+        else
+            n = asprintf(line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
+                         flag && alarm ? "!! " : "", flag ? flag : "");
+    }
+    free(name), free(ov), free(nv);
+    return n;
+}
+
 /* mw_elem_diff's callback: one element as a line. */
 static int elem_line(const struct mw_elem_change *c, void *vctx)
 {
@@ -42,39 +76,10 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
         flags = 0;
     else if (!old)
         flags &= MW_ELEM_F_NONFINITE_APPEARED;
-    /* Whole texts, then as a terminal may show them (show.h): the name escaped and quoted
-     * when odd, the values (Python reprs) escaped, each shortened visibly. */
-    char *raw_name = mw_cli_element_name(e->tag, c);
-    char *raw_ov = mw_cli_element_value(c->scalar, old);
-    char *raw_nv = mw_cli_element_value(c->scalar, new_);
-    char *name = raw_name ? mw_show(raw_name, strlen(raw_name), MW_SHOW_NAME_MAX, &e->cut) : NULL;
-    char *ov = raw_ov ? mw_show_repr(raw_ov, strlen(raw_ov), MW_SHOW_NAME_MAX, &e->cut) : NULL;
-    char *nv = raw_nv ? mw_show_repr(raw_nv, strlen(raw_nv), MW_SHOW_NAME_MAX, &e->cut) : NULL;
-    free(raw_name);
-    free(raw_ov);
-    free(raw_nv);
-    if (!name || !ov || !nv) {
-        free(name), free(ov), free(nv);
-        e->oom = 1;
-        return 1;
-    }
-    const char *flag = mw_elem_flags_note(flags);
-    int alarm = (flags & MW_ELEM_F_NONFINITE_APPEARED) != 0;
     e->nan += (flags & MW_ELEM_F_NAN_APPEARED) != 0;
     e->inf += (flags & MW_ELEM_F_INF_APPEARED) != 0;
     char *line;
-    int n;
-    if (e->color)
-        n = asprintf(&line,
-                     "  %s: " MW_DIFF_RED "%s" MW_DIFF_RESET " -> " MW_DIFF_GREEN "%s"
-                     MW_DIFF_RESET "%s%s%s%s",
-                     name, ov, nv, flag ? "  " : "",
-                     flag && alarm ? MW_DIFF_BOLD MW_DIFF_RED "!! " : "", flag ? flag : "",
-                     flag && alarm ? MW_DIFF_RESET : "");
-    else
-        n = asprintf(&line, "  %s: %s -> %s%s%s%s", name, ov, nv, flag ? "  " : "",
-                     flag && alarm ? "!! " : "", flag ? flag : "");
-    free(name), free(ov), free(nv);
+    int n = mw_diff_format_element(&line, e->tag, c, old, new_, flags, e->color, &e->cut);
     if (n < 0 || MW_GROW(e->line, e->cap, e->n + 1) != 0) {
         if (n >= 0)
             free(line);
@@ -168,20 +173,24 @@ out:
     return rc;
 }
 
+void mw_diff_print_nonfinite(uint64_t nan, uint64_t inf, int color)
+{
+    if (!nan && !inf)
+        return;
+    char what[96];
+    if (nan && inf)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN and %" PRIu64 " Inf appeared", nan, inf);
+    else if (nan)
+        snprintf(what, sizeof what, "%" PRIu64 " NaN appeared", nan);
+    else
+        snprintf(what, sizeof what, "%" PRIu64 " Inf appeared", inf);
+    printf("%s!! %s%s\n", color ? MW_DIFF_BOLD MW_DIFF_RED : "", what,
+           color ? MW_DIFF_RESET : "");
+}
+
 void mw_diff_print_lines(const struct mw_diff_lines *e, int color)
 {
-    if (e->nan || e->inf) {
-        char what[96];
-        if (e->nan && e->inf)
-            snprintf(what, sizeof what, "%" PRIu64 " NaN and %" PRIu64 " Inf appeared", e->nan,
-                     e->inf);
-        else if (e->nan)
-            snprintf(what, sizeof what, "%" PRIu64 " NaN appeared", e->nan);
-        else
-            snprintf(what, sizeof what, "%" PRIu64 " Inf appeared", e->inf);
-        printf("%s!! %s%s\n", color ? MW_DIFF_BOLD MW_DIFF_RED : "", what,
-               color ? MW_DIFF_RESET : "");
-    }
+    mw_diff_print_nonfinite(e->nan, e->inf, color);
     for (size_t i = 0; i < e->n; i++)
         puts(e->line[i]);
 }

@@ -4,6 +4,8 @@
 #ifndef MW_CLI_DIFF_ELEMENTS_H
 #define MW_CLI_DIFF_ELEMENTS_H
 
+struct mw_elem_change;
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +33,14 @@ struct mw_diff_lines {
 int mw_diff_collect_elements(const struct mw_diff_object *o, const uint64_t *runs,
                              size_t nruns, mw_diff_describe_fn describe, void *dctx,
                              struct mw_diff_lines *e);
+/* One element's line, "  name[index]: old -> new  note" (NULL old or new: "?"), into a
+ * new string *line, its name and values escaped for a terminal (show.h; *cut is set when
+ * one was shortened); asprintf's return, -1 when out of memory. */
+int mw_diff_format_element(char **line, const char *tag, const struct mw_elem_change *c,
+                           const unsigned char *old, const unsigned char *new_, unsigned flags,
+                           int color, int *cut);
+/* "!! 2 NaN appeared" when some did. */
+void mw_diff_print_nonfinite(uint64_t nan, uint64_t inf, int color);
 /* "!! 2 NaN appeared" when some did; then the lines. */
 void mw_diff_print_lines(const struct mw_diff_lines *e, int color);
 void mw_diff_lines_free(struct mw_diff_lines *e);

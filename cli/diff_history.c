@@ -67,6 +67,7 @@ static int add_change(struct mw_diff_history *h, const struct mw_trace_row *row,
     c->native_symbol = mw_cli_copy_str(row->native_symbol, &oom);
     c->line = row->line;
     c->thread_id = row->thread_id;
+    c->kept = row->kept;
     c->first = h->nrg;
     return oom ? -1 : 0;
 }
@@ -182,8 +183,10 @@ void mw_diff_replay_apply(struct mw_diff_history *h, const struct mw_diff_change
         return;
     for (size_t k = 0; k < c->n; k++) {
         const struct mw_diff_range *g = &h->rg[c->first + k];
-        memcpy(o->val + (g->offset - o->lo), g->new_, (size_t)g->length);
-        memset(o->state + (g->offset - o->lo), MW_DIFF_KNOWN, (size_t)g->length);
+        if (g->new_)
+            memcpy(o->val + (g->offset - o->lo), g->new_, (size_t)g->length);
+        memset(o->state + (g->offset - o->lo), g->new_ ? MW_DIFF_KNOWN : MW_DIFF_UNKNOWN,
+               (size_t)g->length);
     }
 }
 

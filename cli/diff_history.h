@@ -14,7 +14,7 @@ enum { MW_DIFF_UNSEEN = 0, MW_DIFF_KNOWN = 1, MW_DIFF_UNKNOWN = 2 };
 struct mw_diff_range {
     uint64_t offset, length;
     unsigned char *old;   /* NULL: unavailable */
-    unsigned char *new_;
+    unsigned char *new_;  /* NULL: not kept (--values=summary, dropped) */
 };
 
 struct mw_diff_change {
@@ -23,6 +23,7 @@ struct mw_diff_change {
     char *file, *function, *thread_name, *native_symbol;
     int line;
     int64_t thread_id;
+    int kept;             /* enum mw_kept (value_read.h) */
     size_t first, n;      /* its ranges */
 };
 

@@ -3,8 +3,36 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "mw_grow.h"
+#include "show.h"
+
+/* Tag, place and thread are the script's: shown as a terminal may show them (show.h). */
+void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
+{
+    char *raw = NULL, *where = NULL, *thread = NULL, id[32] = "";
+    if (h->file && asprintf(&raw, "%s:%d%s%s", h->file, h->line, h->function ? " " : "",
+                            h->function ? h->function : "") < 0)
+        raw = NULL;
+    const char *w = raw ? raw : h->native_symbol;
+    if (w)
+        where = mw_show(w, strlen(w), MW_SHOW_NAME_MAX, NULL);
+    if (h->thread_name)
+        thread = mw_show(h->thread_name, strlen(h->thread_name), MW_SHOW_NAME_MAX, NULL);
+    else if (h->thread_id)
+        snprintf(id, sizeof id, "%" PRId64, h->thread_id);
+    char *tag = mw_show(h->tag, strlen(h->tag), MW_SHOW_NAME_MAX, NULL);
+    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "", h->seq,
+           (double)h->time_ns / 1e9, tag ? tag : "?", h->object, h->what, where ? "  " : "",
+           where ? where : "", thread || id[0] ? "  thread " : "", thread ? thread : id,
+           color ? MW_DIFF_RESET : "");
+    free(raw);
+    free(where);
+    free(thread);
+    free(tag);
+}
 
 void mw_diff_view_add_rows(struct mw_diff_view *v, uint64_t first, uint64_t last, unsigned ctx)
 {

@@ -30,6 +30,19 @@ struct mw_diff_view {
     size_t nrows, caprows;
 };
 
+/* What a change's heading says: "seq 3  0.003500s  tag (object 2)  <what>  file:line
+ * function  thread name". */
+struct mw_diff_heading {
+    uint64_t seq, time_ns;
+    const char *tag, *object;     /* object: " (object N)" or "" */
+    const char *what;
+    const char *file;             /* NULL: native_symbol, else nothing */
+    int line;
+    const char *function, *native_symbol, *thread_name;
+    int64_t thread_id;
+};
+void mw_diff_print_heading(const struct mw_diff_heading *h, int color);
+
 /* Rows first..last and ctx rows around them (added in ascending order). */
 void mw_diff_view_add_rows(struct mw_diff_view *v, uint64_t first, uint64_t last, unsigned ctx);
 /* Prints the view's rows: changed ones as - and + lines, the others once; "..." between

@@ -15,8 +15,11 @@
 #include "reader.h"
 #include "show.h"
 
-/* Rows used to size table columns before streaming the rest. */
+/* Rows used to size table columns before streaming the rest: the first TABLE_SAMPLE, or
+ * those that came in the first TABLE_SAMPLE_NS (rows of large changes take their time to
+ * decode: the first of them should not wait for a thousand). */
 #define TABLE_SAMPLE 1000
+#define TABLE_SAMPLE_NS (300 * 1000 * 1000ll)
 /* Blobs longer than this many bytes are shortened in tables: head ... tail. */
 #define TABLE_BLOB_FULL 16
 #define TABLE_BLOB_HEAD 6
@@ -37,7 +40,15 @@ struct mw_output {
     int *right;
     int streaming;             /* widths fixed, rows printed as they come */
     int cut;                   /* table: some text was shortened (said at the end) */
+    struct timespec first;     /* when the sample's first row came */
 };
+
+static long long ns_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)(now.tv_sec - t->tv_sec) * 1000000000ll + (now.tv_nsec - t->tv_nsec);
+}
 
 int mw_format_parse(const char *name, enum mw_format *out)
 {
@@ -261,8 +272,11 @@ int mw_output_row(mw_output *o, const struct mw_cell *cells)
             for (int i = 0; i < o->ncols; i++)
                 free(dst[i]);
             free(dst);
-        } else if (++o->nsample == TABLE_SAMPLE) {
-            table_flush_sample(o);
+        } else {
+            if (o->nsample == 0)
+                clock_gettime(CLOCK_MONOTONIC, &o->first);
+            if (++o->nsample == TABLE_SAMPLE || ns_since(&o->first) >= TABLE_SAMPLE_NS)
+                table_flush_sample(o);
         }
         break;
     }

@@ -1,4 +1,4 @@
--- memwatch trace file, schema version 1.
+-- memwatch trace file, schema version 2.
 --
 -- This file is the single source of truth for the trace format: the memwatch binary embeds
 -- it at build time and runs it to create every trace, so what you read here is what is in
@@ -19,8 +19,10 @@
 --   run       one row: how the traced program was started, how it ended, engine counters
 --   objects   one row per watched object (a tag may be watched more than once)
 --   changes   one row per change: one check found that one object's bytes differ; seq is
---             global and increasing, time_ns counts from the start of the run
---   ranges    the changed byte ranges of each change, with their old and new bytes
+--             global and increasing, time_ns counts from the start of the run. A change
+--             of one range (most of them) has it in its row
+--   ranges    the changed byte ranges of the changes that have more than one
+--   chunks    bulk bytes, compressed (VALUES below)
 --   change_ranges   (view) one row per changed range with its tag, hex bytes and location
 --   tag_summary     (view) one row per tag: changes, ranges, bytes changed, first/last seq
 --   change_stats    numeric summary of each change of an object with an element type
@@ -29,8 +31,47 @@
 --   change_numbers  (view) change_stats with each change's tag and location
 --   tag_numbers     (view) change_stats per tag
 --
--- Byte values are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes could
--- not be kept (memory limit reached while the program ran); `complete` is then 0.
+-- Byte values in rows are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes
+-- could not be kept (memory limit reached while the program ran); `complete` is then 0.
+-- A range is element-aligned for typed objects, and may include a few unchanged bytes
+-- between changed ones (at most 64): they are equal in its old and new bytes;
+-- changes.changed_bytes counts the bytes that differ.
+--
+-- VALUES: where the old and new bytes of a change are (changes.kept)
+--   1  in its rows: changes.old/new for a change of one range, ranges.old/new otherwise.
+--      Changes of at most 256 bytes are kept this way under --values=full without
+--      --max-trace-size, readable with any SQLite.
+--   2  in chunks: larger changes; the rows' old and new are NULL.
+--   0  nowhere: --values=summary keeps the ranges, changed_bytes and change_stats only.
+--   3  nowhere any more: dropped to honour --values=last:N or --max-trace-size (meta's
+--      values_dropped_changes and values_dropped_bytes count them).
+--   NULL: in the rows (traces made by hand, as in version 1).
+-- memwatch decodes them for you: `memwatch query`, `diff` and `report` show them, and
+-- `memwatch query --sql` has three functions, each NULL where the bytes were not kept:
+--   mw_old(seq, offset), mw_new(seq, offset)   a range's old and new bytes
+--   mw_value(seq)          the object's whole value just after change seq (--values=full)
+--   e.g. memwatch query --sql "SELECT seq, offset, length(mw_new(seq, offset))
+--                                FROM change_ranges WHERE tag = 'weights'"
+-- How chunks decode, for other readers. A chunk is a piece of one byte stream of one change:
+--   role 0  the object's whole value just before change seq: its base, stored with its
+--           first change under --values=full when that change does not cover the whole
+--           object (so every byte of the object is known);
+--   role 1  the old bytes of change seq's ranges, one range after the other in offset
+--           order (zeros for a range whose old bytes are unavailable, complete = 0):
+--           stored where the history cannot tell them, e.g. the first change of an
+--           object, or the first one kept after older values were dropped;
+--   role 2  the new bytes of its ranges, likewise.
+--   part numbers the pieces of a stream (at most 1 MiB, `size` bytes once decoded).
+--   codec 0: data is the bytes. codec 1: data is a zstd frame of the bytes shuffled by
+--   lane. codec 2: a zstd frame of the difference to the old bytes, shuffled by lane.
+--   Shuffled by lane L (1, 2, 4 or 8): the stream is read as n = size / L little-endian
+--   integers of L bytes (a tail shorter than L is left as it is, byte by byte, after
+--   them); byte j of integer i is stored at j * n + i. The difference of codec 2 is, per
+--   integer, d = new - old modulo 2^(8L), stored zigzag-coded: (d << 1) ^ (d >> (8L - 1))
+--   with an arithmetic shift, so -1 -> 1, 1 -> 2; decode with old + ((z >> 1) ^ -(z & 1)).
+--   The old bytes of a change are its role 1 stream when it has one, else the object's
+--   value just before it: its base (role 0) with the new bytes of each of its earlier
+--   changes (in seq order) written over it.
 --
 -- EXAMPLES (sqlite3 -header -column memwatch-train.1234.db)
 --
@@ -90,13 +131,16 @@
 --   read the file. A reader refuses a file whose read_compat is newer than itself.
 --   change_stats and its views came later within version 1: a reader finds them in
 --   sqlite_master, and traces without them read as before.
+--   Version 2 (read_compat 2: a version 1 reader cannot find its bytes) added the columns
+--   of changes after native_library, the chunks table, meta's values keys, and made
+--   ranges.new nullable; memwatch reads version 1 traces as before.
 --   Readers check this schema before reading a trace (src/trace/reader_schema.c): each
 --   table here must be a table with at least these columns, none computed; each view here
 --   that a file has must be exactly the definition below, comments and spacing included;
 --   no trigger or virtual table anywhere. So a view is never redefined: a later version
 --   adds a new one.
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -158,57 +202,84 @@ CREATE TABLE changes (
     line           INTEGER,               -- NULL unknown
     function       TEXT,
     native_symbol  TEXT,                  -- native code that wrote, when known
-    native_library TEXT
+    native_library TEXT,
+    -- Version 2; NULL in changes made by hand, whose ranges are all in `ranges`.
+    nranges        INTEGER,               -- its changed ranges
+    changed_bytes  INTEGER,               -- of their bytes, those that differ from before
+    kept           INTEGER,               -- where its bytes are: VALUES above
+    offset         INTEGER,               -- its range, when it has one (else in `ranges`)
+    length         INTEGER,
+    old            BLOB,                  -- kept = 1: the range's bytes; NULL: unavailable
+    new            BLOB,
+    complete       INTEGER                -- 0 when the old bytes are unavailable
 );
-CREATE INDEX changes_by_object ON changes (object_id, seq);
 
+-- The ranges of changes with more than one (and of changes made by hand).
 CREATE TABLE ranges (
     seq      INTEGER NOT NULL REFERENCES changes (seq),
     offset   INTEGER NOT NULL,            -- from the object's first byte
     length   INTEGER NOT NULL,
-    old      BLOB,                        -- NULL: old bytes unavailable
-    new      BLOB NOT NULL,
+    old      BLOB,                        -- kept = 1: old bytes; NULL: unavailable
+    new      BLOB,                        -- kept = 1: new bytes (NOT NULL in version 1)
     complete INTEGER NOT NULL DEFAULT 1,  -- 0 when old is unavailable
     PRIMARY KEY (seq, offset)
 ) WITHOUT ROWID;
 
+-- Bulk bytes (VALUES above): pieces of one stream of one change.
+CREATE TABLE chunks (
+    id        INTEGER PRIMARY KEY,
+    object_id INTEGER NOT NULL REFERENCES objects (id),
+    seq       INTEGER NOT NULL,           -- the change
+    role      INTEGER NOT NULL,           -- 0 base, 1 old bytes, 2 new bytes
+    part      INTEGER NOT NULL,           -- 0, 1, ...: the stream's pieces in order
+    codec     INTEGER NOT NULL,           -- 0 raw, 1 zstd, 2 zstd of the difference
+    lane      INTEGER NOT NULL,           -- 1, 2, 4 or 8
+    size      INTEGER NOT NULL,           -- bytes once decoded
+    data      BLOB NOT NULL
+);
+CREATE INDEX chunks_by_change ON chunks (object_id, seq, role, part);
+
 -- One row per changed range, for people. Hex is lower case; old_hex is NULL when the old
--- bytes are unavailable; location is 'file:line function'.
+-- bytes are unavailable; location is 'file:line function'. old, new and their hex are
+-- NULL where the bytes are not in the rows (kept: 'chunks', 'none', 'dropped'; memwatch
+-- query --sql's mw_old and mw_new decode chunks).
 CREATE VIEW change_ranges AS
-SELECT c.seq          AS seq,
-       c.time_ns      AS time_ns,
-       o.tag          AS tag,
-       c.object_id    AS object_id,
-       r.offset       AS offset,
-       r.length       AS length,
-       CASE WHEN r.old IS NULL THEN NULL ELSE lower(hex(r.old)) END AS old_hex,
-       lower(hex(r.new)) AS new_hex,
-       r.complete     AS complete,
-       c.file         AS file,
-       c.line         AS line,
-       c.function     AS function,
-       CASE WHEN c.file IS NULL THEN c.native_symbol
-            ELSE c.file || ':' || coalesce(c.line, '?') || coalesce(' ' || c.function, '')
-       END            AS location,
-       c.thread_id    AS thread_id,
-       c.thread_name  AS thread_name,
-       r.old          AS old,
-       r.new          AS new
-  FROM changes AS c
-  JOIN ranges AS r ON r.seq = c.seq
-  JOIN objects AS o ON o.id = c.object_id;
+SELECT seq, time_ns, tag, object_id, offset, length,
+       CASE WHEN old IS NULL THEN NULL ELSE lower(hex(old)) END AS old_hex,
+       CASE WHEN new IS NULL THEN NULL ELSE lower(hex(new)) END AS new_hex,
+       complete, file, line, function, location, thread_id, thread_name, old, new, kept
+  FROM (SELECT c.seq AS seq, c.time_ns AS time_ns, o.tag AS tag, c.object_id AS object_id,
+               coalesce(r.offset, c.offset) AS offset,
+               coalesce(r.length, c.length) AS length,
+               coalesce(r.complete, c.complete, 1) AS complete,
+               c.file AS file, c.line AS line, c.function AS function,
+               CASE WHEN c.file IS NULL THEN c.native_symbol
+                    ELSE c.file || ':' || coalesce(c.line, '?') || coalesce(' ' || c.function, '')
+               END AS location,
+               c.thread_id AS thread_id, c.thread_name AS thread_name,
+               CASE WHEN r.seq IS NULL THEN c.old ELSE r.old END AS old,
+               CASE WHEN r.seq IS NULL THEN c.new ELSE r.new END AS new,
+               CASE coalesce(c.kept, 1) WHEN 1 THEN 'rows' WHEN 2 THEN 'chunks'
+                    WHEN 0 THEN 'none' ELSE 'dropped' END AS kept
+          FROM changes AS c
+          LEFT JOIN ranges AS r ON r.seq = c.seq
+          JOIN objects AS o ON o.id = c.object_id
+         WHERE r.seq IS NOT NULL OR c.offset IS NOT NULL);
 
 -- One row per tag.
 CREATE VIEW tag_summary AS
 SELECT o.tag             AS tag,
-       count(DISTINCT c.seq) AS changes,
-       count(r.seq)      AS ranges,
-       coalesce(sum(r.length), 0) AS bytes_changed,
+       count(c.seq)      AS changes,
+       coalesce(sum(coalesce(c.nranges,
+                             (SELECT count(*) FROM ranges AS r WHERE r.seq = c.seq))), 0)
+                         AS ranges,
+       coalesce(sum(coalesce(c.changed_bytes,
+                             (SELECT sum(r.length) FROM ranges AS r WHERE r.seq = c.seq))), 0)
+                         AS bytes_changed,
        min(c.seq)        AS first_seq,
        max(c.seq)        AS last_seq
   FROM objects AS o
   LEFT JOIN changes AS c ON c.object_id = o.id
-  LEFT JOIN ranges AS r ON r.seq = c.seq
  GROUP BY o.tag;
 
 -- Numeric summary of one change of a typed object, computed by the writer (the `memwatch
@@ -255,5 +326,11 @@ SELECT tag, count(*) AS changes, sum(elements) AS elements, sum(unknown) AS unkn
   FROM change_numbers
  GROUP BY tag;
 
-INSERT INTO meta (key, value) VALUES ('schema_version', '1'), ('read_compat', '1');
+INSERT INTO meta (key, value) VALUES ('schema_version', '2'), ('read_compat', '2');
 INSERT INTO run (id) VALUES (1);
+
+-- AT THE END OF THE RUN. `memwatch trace` runs what follows when the run ends (and when
+-- it is done with a trace it could not finish): keeping this index up to date while
+-- changes arrive costs the writer two thirds of its speed, building it once costs little.
+-- A trace whose memwatch was killed has no such index; it reads the same, more slowly.
+CREATE INDEX changes_by_object ON changes (object_id, seq);

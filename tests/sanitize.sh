@@ -31,7 +31,7 @@ stages=${*:-asan tsan leaks fuzz}
 # thread's handler and another thread's write are ordered by the page's protection, which
 # TSan does not model, so it reports them as a race); the fault path is covered by the
 # ASan+UBSan run and by test_uffd_concurrency and the soak test instead.
-TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_concurrency|shadow)$'
+TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_concurrency|shadow|coalesce_gap)$'
 
 # Each stage's own time, so CI's budget can be checked stage by stage.
 stamp() { printf '== %s: %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }
@@ -84,7 +84,7 @@ for stage in $stages; do
             "$root/build-fuzz/fuzz_trace_readers" -max_total_time="${MEMWATCH_FUZZ_SECONDS:-60}" \
             -timeout=30 -rss_limit_mb=2048 -close_fd_mask=2 -print_final_stats=1 \
             -artifact_prefix="$root/build-fuzz/artifacts/" \
-            "$work" tests/fuzz/corpus tests/fuzz/regressions || {
+            "$work" tests/fuzz/corpus tests/fuzz/values-corpus tests/fuzz/regressions || {
                 rm -rf "$work"
                 echo "sanitize.sh: the fuzzer found a crash: see $root/build-fuzz/artifacts/" >&2
                 exit 1

@@ -52,6 +52,8 @@ struct deferred_free {
 };
 
 #define WRITER_NOT_YET (UINT32_MAX - 1)
+/* Coalesced records' alignment (emit_range): element sizes 1, 2, 4, 8 and 16 divide it. */
+#define MW_COALESCE_ALIGN 16
 
 static const struct mw_writer unknown_writer;
 /* Set while shadowed pages are compared: their writer records say so. */
@@ -79,6 +81,8 @@ struct page_ctx {
     const unsigned char *old, *cur;
     uint32_t *wi;                  /* the page's writer record, created on first change */
     uint32_t slot;
+    size_t pend_off, pend_len;     /* the run emit_range is growing; pend_len 0: none */
+    size_t window;                 /* bytes of the region on this page */
 };
 
 static uint32_t writer_record(uint32_t slot)
@@ -113,9 +117,43 @@ static int add_rec(struct page_ctx *c, size_t off, size_t len, int with_old)
     return 0;
 }
 
+/* Changed runs of one page at most mw_engine_set_coalesce_gap() bytes apart become one
+ * record, with the unchanged bytes between them: a dense change (every float of an array
+ * updated, a few bytes of each unchanged) is then a record per page instead of one per
+ * changed run. Such records also start and end at multiples of MW_COALESCE_ALIGN bytes
+ * from the region's start (within the page), so that they hold whole elements of any
+ * size dividing it: the bytes come from this comparison, while the page cannot change,
+ * not from memory read later. The run being grown waits in the page's context. */
 static int emit_range(size_t off, size_t len, void *ctx)
 {
-    return add_rec(ctx, off, len, 1);
+    struct page_ctx *c = ctx;
+    if (engine.coalesce_gap) {
+        size_t at = c->region_off + off, end = at + len;
+        size_t lo = at / MW_COALESCE_ALIGN * MW_COALESCE_ALIGN;
+        size_t hi = (end + MW_COALESCE_ALIGN - 1) / MW_COALESCE_ALIGN * MW_COALESCE_ALIGN;
+        lo = lo < c->region_off ? c->region_off : lo;
+        hi = hi > c->region_off + c->window ? c->region_off + c->window : hi;
+        off = lo - c->region_off;
+        len = hi - lo;
+    }
+    if (c->pend_len && off <= c->pend_off + c->pend_len + engine.coalesce_gap) {
+        c->pend_len = off + len - c->pend_off;
+        return 0;
+    }
+    int rc = c->pend_len ? add_rec(c, c->pend_off, c->pend_len, 1) : 0;
+    c->pend_off = off;
+    c->pend_len = len;
+    return rc;
+}
+
+/* Compares the window [0, len) of a page context and records what changed. */
+static void diff_window(struct page_ctx *c, size_t len)
+{
+    c->pend_len = 0;
+    c->window = len;
+    mw_diff_ranges(c->old, c->cur, len, emit_range, c);
+    if (c->pend_len)
+        add_rec(c, c->pend_off, c->pend_len, 1);
 }
 
 void page_leave_checking(struct mw_page *e, uint32_t to)
@@ -198,13 +236,13 @@ static void compare_page(struct mw_page *e, uint32_t slot)
                               .wi = &wi, .slot = slot };
         if (refs[i].baseline) {
             c.old = refs[i].baseline;
-            mw_diff_ranges(c.old, c.cur, hi - lo, emit_range, &c);
+            diff_window(&c, hi - lo);
             defer_baseline_free(e, &refs[i]);
         } else if (old) {
             if (same)
                 continue;
             c.old = old + (lo - e->addr);
-            mw_diff_ranges(c.old, c.cur, hi - lo, emit_range, &c);
+            diff_window(&c, hi - lo);
         } else {
             add_rec(&c, 0, hi - lo, 0);     /* old value unavailable */
         }

@@ -138,6 +138,13 @@ int mw_engine_init(void)
     return rc;
 }
 
+void mw_engine_set_coalesce_gap(size_t bytes)
+{
+    engine_lock();
+    engine.coalesce_gap = bytes;
+    engine_unlock();
+}
+
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx)
 {
     engine_lock();
@@ -205,6 +212,24 @@ int mw_engine_owns_address(const void *addr)
     uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_acquire) : MW_PAGE_UNTRACKED;
     mw_region_index_leave(idx);
     return MW_PAGE_STATE(s) <= MW_PAGE_CHECKING;
+}
+
+int mw_engine_unwritten(const void *addr, size_t len)
+{
+    struct mw_region_index *idx = engine.index;
+    if (!idx || engine.page_size == 0)
+        return 0;
+    uintptr_t lo = (uintptr_t)addr & ~(uintptr_t)(engine.page_size - 1);
+    uintptr_t hi = (uintptr_t)addr + len;
+    int clean = 1;
+    mw_region_index_enter(idx);
+    for (uintptr_t page = lo; clean && page < hi; page += engine.page_size) {
+        struct mw_page *e = mw_region_index_lookup(idx, page);
+        uint32_t s = e ? atomic_load_explicit(&e->state, memory_order_acquire) : MW_PAGE_UNTRACKED;
+        clean = MW_PAGE_STATE(s) == MW_PAGE_CLEAN;
+    }
+    mw_region_index_leave(idx);
+    return clean;
 }
 
 /* Async-signal-safe. */

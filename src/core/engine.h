@@ -82,6 +82,7 @@ extern struct engine {
     int initialized;
     int detached;                  /* in a forked child: inert */
     int stopped;                   /* mw_engine_unprotect_all ran */
+    int shadows_barred;            /* mw_engine_allow_shadows(0): no page is left open */
     size_t page_size;
     size_t page_cost;              /* index share of one page */
     size_t copy_cost;              /* one old copy */
@@ -95,6 +96,7 @@ extern struct engine {
     mw_writer_hook hook;
     void *hook_ctx;
     void (*hot_hook)(void);        /* mw_engine_set_hot_hook: given to the fault path */
+    size_t coalesce_gap;           /* mw_engine_set_coalesce_gap */
     uint64_t next_id;
     struct mw_region **regions;    /* sorted by id */
     size_t nregions, regions_cap;

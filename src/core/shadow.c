@@ -18,6 +18,10 @@
  * - A shadowed page is protected again after SHADOW_NS: if its neighbours are still busy
  *   it is offered again within an epoch (a few dozen single-steps), if not it stays
  *   protected and exact at no cost.
+ * - A write to an open page is seen at some thread's line boundary, and named after that
+ *   thread's line: right while one thread runs the program, a guess once several do. The
+ *   caller then bars shadows (mw_engine_allow_shadows): every open page is protected again
+ *   at the next check, and busy pages trap (single-stepped neighbours, exact writers).
  * Engine lock held throughout. */
 #include <string.h>
 #include <time.h>
@@ -74,9 +78,17 @@ void shadows_take_hot_locked(void)
         return;
     struct mw_page *hot[HOT_BATCH];
     size_t k;
+    /* Barred: the offers are taken and declined; those pages stay trapped. */
     while ((k = mw_fault_path_take_hot(hot, HOT_BATCH)) > 0)
-        for (size_t i = 0; i < k; i++)
+        for (size_t i = 0; i < k && !engine.shadows_barred; i++)
             shadow_page_locked(hot[i]);
+}
+
+void mw_engine_allow_shadows(int allowed)
+{
+    engine_lock();
+    engine.shadows_barred = !allowed;
+    engine_unlock();
 }
 
 int mw_engine_shadow_hot(void)
@@ -178,7 +190,7 @@ void shadows_check_locked(const struct mw_writer *line_writer)
         else
             memset(&m->writer, 0, sizeof m->writer);
         m->fault_ns = now;
-        if (now - sh[i].since_ns < SHADOW_NS) {
+        if (now - sh[i].since_ns < SHADOW_NS && !engine.shadows_barred) {
             if (check_shadowed_page(e, slot) != 0)
                 forget_unmapped(i);
             sh = shadows(&n);

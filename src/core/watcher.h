@@ -76,6 +76,14 @@ struct mw_watcher_stats {
 int mw_engine_init(void);
 /* Optional: fills struct mw_writer at fault time. */
 void mw_engine_set_writer_hook(mw_writer_hook hook, void *hook_ctx);
+/* 1 when every page of [addr, addr + len) is protected and unwritten since the last check
+ * (so its bytes read now are what that check saw); 0 otherwise. Any thread, any time. */
+int mw_engine_unwritten(const void *addr, size_t len);
+/* Changed runs of one page at most bytes apart are reported as one range, with the
+ * unchanged bytes between them (equal in old and new); such ranges start and end at
+ * multiples of 16 bytes from the region's start (or at the page's edge), so they hold
+ * whole elements. 0, the default: exact ranges. */
+void mw_engine_set_coalesce_gap(size_t bytes);
 /* Which backend auto resolves to (uffd where the kernel has userfaultfd write-protection
  * with UFFD_FEATURE_SIGBUS and WP_UNPOPULATED, mprotect otherwise; MEMWATCH_DISABLE_UFFD=1
  * in the environment simulates a kernel without it), and whether one is available. */
@@ -156,6 +164,10 @@ int mw_engine_shadow_hot(void);
 int mw_engine_shadows_changed(void);
 /* How many pages are left open. */
 size_t mw_engine_shadowed(void);
+/* allowed 0: no page is left open from now on, and those that are are protected again (and
+ * compared a last time) at the next check; 1 (the default): pages may be left open again.
+ * For a caller that cannot tell which thread wrote an open page (several threads run). */
+void mw_engine_allow_shadows(int allowed);
 void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out);
 
 #endif

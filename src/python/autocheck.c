@@ -83,9 +83,19 @@ static void after_check(void)
     mw_lines_set_compare(mw_run.check_mode == MW_CHECK_LINE && mw_engine_shadowed() > 0);
 }
 
+/* Before every check: an open page's writes are named after the line at whose boundary
+ * they are seen, which with several Python threads may be another thread's line
+ * (shadow.c): then this check protects open pages again and leaves none open. */
+static void before_check(void)
+{
+    if (mw_run.check_mode == MW_CHECK_LINE)
+        mw_engine_allow_shadows(!mw_threads_program_has_several());
+}
+
 /* Every check autocheck makes (see DESIGN: --on-nan). */
 static Py_ssize_t check(int automatic)
 {
+    before_check();
     Py_ssize_t found = mw_check_all_ex(automatic);
     after_check();
     return found;
@@ -95,6 +105,7 @@ static Py_ssize_t check(int automatic)
  * check must not raise into the script; --on-nan=raise does, at the line after the write. */
 static int check_at_line(const struct mw_writer *writer)
 {
+    before_check();
     if (mw_check_line(writer) < 0)
         PyErr_WriteUnraisable(NULL);
     after_check();
@@ -232,6 +243,7 @@ static void *poll_loop(void *arg)
         unsettled_ms = 0;
         pthread_mutex_unlock(&poller_lock);
         PyGILState_STATE gil = PyGILState_Ensure();
+        mw_threads_own_python_thread();
         if (!__atomic_load_n(&poller_stop, __ATOMIC_ACQUIRE) && check(1) < 0)
             PyErr_WriteUnraisable(NULL);
         PyGILState_Release(gil);

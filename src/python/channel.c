@@ -25,11 +25,14 @@
 
 /* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
+/* The most the checking thread writes to the pipe itself (write_now_locked). */
+#define WRITE_NOW_MAX ((size_t)64 << 10)
 /* How much may wait for the pipe before encoders wait. */
 #define QUEUE_LIMIT ((size_t)64 << 20)
 
 struct chunk {
     struct mw_rec_buf buf;
+    size_t queued;          /* what it counts in queued_bytes */
     struct chunk *next;
 };
 
@@ -75,7 +78,7 @@ static void *send_loop(void *arg)
         pthread_mutex_lock(&lock);
         if (status < 0)
             broken = 1;
-        queued_bytes -= c->buf.cap;
+        queued_bytes -= c->queued;
         sending = 0;
         mw_rec_buf_free(&c->buf);
         free(c);
@@ -179,6 +182,8 @@ static int write_now_locked(void)
     return current.len == 0 ? 0 : -1;
 }
 
+static int queue_locked(struct mw_rec_buf *buf);
+
 /* Moves the current buffer to the queue; waits while the queue is over its limit. */
 static int hand_over_locked(void)
 {
@@ -188,11 +193,20 @@ static int hand_over_locked(void)
     }
     if (current.len == 0)
         return 0;
-    if (!queue_head && !sending && write_now_locked() == 0)
+    /* Small batches go straight into the pipe (crash-safe at once, and cheap); a large one
+     * (a bulk value) is the sender's to write, off the checking thread. */
+    if (!queue_head && !sending && current.len <= WRITE_NOW_MAX && write_now_locked() == 0)
         return 0;
+    return queue_locked(&current);
+}
+
+/* Moves buf (which is then empty) to the sender's queue; waits while the queue is over
+ * its limit. */
+static int queue_locked(struct mw_rec_buf *buf)
+{
     if (start_sender_locked() < 0) {
         /* No thread: write it ourselves. */
-        int status = mw_rec_buf_flush(&current, channel_fd);
+        int status = mw_rec_buf_flush(buf, channel_fd);
         if (status < 0)
             broken = 1;
         return status;
@@ -200,15 +214,18 @@ static int hand_over_locked(void)
     struct chunk *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->buf = current;
+    c->buf = *buf;
     c->next = NULL;
-    current = (struct mw_rec_buf){0};
+    *buf = (struct mw_rec_buf){0};
     if (queue_tail)
         queue_tail->next = c;
     else
         queue_head = c;
     queue_tail = c;
-    queued_bytes += c->buf.cap;
+    /* What waits is counted by its bytes, not its buffer's capacity, which a large change
+     * left large. */
+    c->queued = c->buf.len;
+    queued_bytes += c->queued;
     pthread_cond_signal(&work_ready);
     if (!queue_has_room()) {
         int64_t t0 = monotonic_ns();
@@ -235,6 +252,27 @@ int mw_channel_hello(const struct mw_rec_hello *r) { ENCODE(mw_rec_encode_hello(
 int mw_channel_object(const struct mw_rec_object *r) { ENCODE(mw_rec_encode_object(&current, r)); }
 int mw_channel_change(const struct mw_rec_change *r) { ENCODE(mw_rec_encode_change(&current, r)); }
 int mw_channel_stats(const struct mw_rec_stats *r) { ENCODE(mw_rec_encode_stats(&current, r)); }
+int mw_channel_value(const struct mw_rec_value *r) { ENCODE(mw_rec_encode_value(&current, r)); }
+
+int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_frames *frames)
+{
+    pthread_mutex_lock(&lock);
+    int status = 0;
+    if (channel_fd >= 0 && !broken) {
+        /* The head, then the frames as they are: what is before them goes first. */
+        status = mw_rec_encode_change_head(&current, head);
+        if (status == 0)
+            status = hand_over_locked();
+        if (status == 0 && channel_fd >= 0 && !broken) {
+            status = queue_locked(&frames->buf);
+            free(frames->seq_at);
+            frames->seq_at = NULL;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    mw_rec_frames_free(frames);   /* what was not queued */
+    return status;
+}
 
 int mw_channel_unwatch(uint64_t object_id)
 {

@@ -17,6 +17,10 @@ int mw_channel_object(const struct mw_rec_object *r);
 int mw_channel_unwatch(uint64_t object_id);
 int mw_channel_change(const struct mw_rec_change *r);
 int mw_channel_stats(const struct mw_rec_stats *r);
+int mw_channel_value(const struct mw_rec_value *r);
+/* A large change: its head, then its ranges' frames, built in place (record.h), which the
+ * channel takes (frames is left empty): no copy of their bytes. */
+int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_frames *frames);
 /* Hands what is buffered to the sender thread (waits only while its queue is full). */
 int mw_channel_flush(void);
 /* How long the traced program has waited for the trace to catch up (queue full). */

@@ -1,11 +1,16 @@
 /* The path every change takes from the engine to the trace and to the script's callback.
  *
  * DESIGN: a check has two phases.
- *   1. harvest: mw_engine_check() runs under the engine lock and hands out changes; the
- *      collector only copies them into plain C memory (no Python object is made, so no
- *      garbage collection, finalizer or callback can run while the engine lock is held);
+ *   1. harvest (harvest.c): mw_engine_check() runs under the engine lock and hands out
+ *      changes; the collector only copies them into plain C memory (no Python object is
+ *      made, so no garbage collection, finalizer or callback can run while the engine lock
+ *      is held), as the trace's segments when only the trace will see them;
  *   2. route: with the engine lock released, each change gets its sequence number, goes to
- *      the trace, is shown to --on-nan, and is queued for its watcher's callback.
+ *      the trace, is shown to --on-nan, and is queued for its watcher's callback. A change
+ *      only the trace sees goes straight from its segments to the record stream; one a
+ *      callback sees gets its whole values and Change object first.
+ * Under --values=full an object's whole value goes to the trace once, with its first change
+ * (the base the trace decodes every later byte from: schemas/trace.sql, VALUES).
  * Callbacks do not run here: check_changes() delivers what is queued (watcher_object.c), so
  * automatic checks (--check) only record into the trace and queue.
  *
@@ -23,100 +28,21 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "attribution.h"
 #include "change.h"
 #include "channel.h"
+#include "config.h"
 #include "diff.h"
 #include "errors.h"
+#include "harvest.h"
 #include "mw_error.h"
 #include "mw_grow.h"
 #include "on_nan.h"
 #include "record.h"
 #include "registry.h"
-
-/* ---- phase 1: harvest ------------------------------------------------------------ */
-
-struct harvested_range {
-    size_t offset, length;
-    unsigned char *old;   /* NULL: old value unavailable */
-    unsigned char *new_;
-};
-
-struct harvested {
-    struct mw_watched *watched;   /* held until the change is routed */
-    size_t nranges;
-    struct harvested_range *ranges;
-    struct mw_writer writer;
-    uint64_t time_ns;
-};
-
-struct harvest {
-    struct harvested *items;
-    size_t n, cap;
-    int failed;
-};
-
-/* Copies one range; 0, or -1 with nothing allocated. */
-static int copy_range(const struct mw_range *r, struct harvested_range *hr)
-{
-    hr->offset = r->offset;
-    hr->length = r->length;
-    hr->new_ = malloc(r->length ? r->length : 1);
-    hr->old = r->old ? malloc(r->length ? r->length : 1) : NULL;
-    if (!hr->new_ || (r->old && !hr->old)) {
-        free(hr->new_);
-        free(hr->old);
-        return -1;
-    }
-    memcpy(hr->new_, r->new_, r->length);
-    if (r->old)
-        memcpy(hr->old, r->old, r->length);
-    return 0;
-}
-
-/* The engine's callback, under the engine lock: plain C memory only (see DESIGN). */
-static void collect(const struct mw_change *c, void *ctx)
-{
-    struct harvest *h = ctx;
-    if (h->failed)
-        return;
-    if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
-        h->failed = 1;
-        return;
-    }
-    struct harvested *it = &h->items[h->n];
-    memset(it, 0, sizeof *it);
-    it->ranges = calloc(c->nranges ? c->nranges : 1, sizeof *it->ranges);
-    if (!it->ranges) {
-        h->failed = 1;
-        return;
-    }
-    for (size_t i = 0; i < c->nranges; i++)
-        if (copy_range(&c->ranges[i], &it->ranges[i]) < 0) {
-            it->nranges = i;   /* freed with the item, like a complete one */
-            h->failed = 1;
-            h->n++;
-            return;
-        }
-    it->nranges = c->nranges;
-    it->watched = c->region_user;
-    mw_registry_hold(it->watched);
-    it->writer = *c->writer;
-    it->time_ns = mw_channel_now_ns();
-    h->n++;
-}
-
-static void harvested_free(struct harvested *it)
-{
-    for (size_t i = 0; i < it->nranges; i++) {
-        free(it->ranges[i].old);
-        free(it->ranges[i].new_);
-    }
-    free(it->ranges);
-    if (it->watched)
-        mw_registry_release(it->watched);
-}
 
 /* ---- phase 2: route -------------------------------------------------------------- */
 
@@ -144,13 +70,16 @@ static void span_free(unsigned char *p, size_t size)
         munmap(p, size);
 }
 
-/* The span's bytes before and after the change. With a shadow they are exactly what the
- * checks saw; without one, bytes the change did not touch come from memory as it is now.
- * Both buffers come from span_alloc(w->buf.span). */
+/* The span's bytes before and after the change (its exact runs: harvest.h). With a shadow
+ * they are exactly what the checks saw; without one, bytes the change did not touch come
+ * from memory as it is now (for a callback's values, never for the trace). Both buffers
+ * come from span_alloc(w->buf.span). */
 static int build_spans(struct harvested *it, int sparse, unsigned char **old_out,
                        unsigned char **new_out, int *old_known)
 {
     struct mw_watched *w = it->watched;
+    const struct mw_rec_range *runs = it->exact;
+    size_t nruns = it->nexact;
     const unsigned char *src = w->shadow ? w->shadow : w->buf.start;
     unsigned char *old_span = span_alloc(w->buf.span), *new_span = span_alloc(w->buf.span);
     if (!old_span || !new_span) {
@@ -163,8 +92,8 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
          * for element alignment); calloc'd pages that are never touched cost nothing, so a
          * one-element change of a large array costs what the element does. */
         size_t window = w->buf.has_view && w->buf.view.itemsize > 0 ? (size_t)w->buf.view.itemsize : 1;
-        for (size_t i = 0; i < it->nranges; i++) {
-            const struct harvested_range *r = &it->ranges[i];
+        for (size_t i = 0; i < nruns; i++) {
+            const struct mw_rec_range *r = &runs[i];
             size_t lo = r->offset > window ? r->offset - window : 0;
             size_t hi = r->offset + r->length + window;
             if (hi > w->buf.span)
@@ -177,15 +106,15 @@ static int build_spans(struct harvested *it, int sparse, unsigned char **old_out
         memcpy(old_span, src, w->buf.span);
     }
     *old_known = 1;
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct harvested_range *r = &it->ranges[i];
+    for (size_t i = 0; i < nruns; i++) {
+        const struct mw_rec_range *r = &runs[i];
         memcpy(new_span + r->offset, r->new_, r->length);
         if (w->shadow)
             memcpy(w->shadow + r->offset, r->new_, r->length);
     }
     /* Bytes the change did not touch are the same before and after. */
-    for (size_t i = 0; i < it->nranges; i++) {
-        const struct harvested_range *r = &it->ranges[i];
+    for (size_t i = 0; i < nruns; i++) {
+        const struct mw_rec_range *r = &runs[i];
         if (r->old)
             memcpy(old_span + r->offset, r->old, r->length);
         else
@@ -309,13 +238,11 @@ static int make_ranges(struct routing *r)
                 r->ranges[i].old = NULL;
         return 0;
     }
-    r->nranges = it->nranges;
+    r->nranges = it->nexact;
     r->ranges = malloc((r->nranges ? r->nranges : 1) * sizeof *r->ranges);
     if (!r->ranges)
         return -1;
-    for (size_t i = 0; i < r->nranges; i++)
-        r->ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
-                                             it->ranges[i].old, it->ranges[i].new_};
+    memcpy(r->ranges, it->exact, r->nranges * sizeof *r->ranges);
     return 0;
 }
 
@@ -338,9 +265,102 @@ static int widen_to_elements(struct routing *r)
     return 0;
 }
 
-/* Attributes the change and puts it in the trace, under the next sequence number. -1 with
- * an exception when the thread's name cannot be had. */
-static int record(struct routing *r)
+/* ---- the object's base (--values=full) ----------------------------------------------- */
+
+/* Objects whose base went to the trace (or could not), by object id: ids count from 1. */
+static unsigned char *based;
+static size_t based_cap;
+
+/* 1 when ranges cover all size bytes of the object. */
+static int covers_all(const struct mw_rec_range *ranges, size_t n, size_t size)
+{
+    uint64_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i].offset > end)
+            return 0;
+        if (ranges[i].offset + ranges[i].length > end)
+            end = ranges[i].offset + ranges[i].length;
+    }
+    return end >= size;
+}
+
+/* 1 when the object's base is still to be sent; marks it sent. A first change that covers
+ * the whole object leaves nothing for a base to tell: the trace keeps its old bytes. */
+static int base_due(uint64_t object_id)
+{
+    if (!mw_run.traced || mw_run.values != MW_VALUES_FULL || object_id == 0)
+        return 0;
+    size_t byte = (size_t)(object_id / 8);
+    if (byte >= based_cap) {
+        size_t cap = based_cap ? based_cap : 64;
+        while (cap <= byte)
+            cap *= 2;
+        unsigned char *p = realloc(based, cap);
+        if (!p)
+            return 0;   /* no room to remember: the trace stores old bytes instead */
+        memset(p + based_cap, 0, cap - based_cap);
+        based = p;
+        based_cap = cap;
+    }
+    unsigned char bit = (unsigned char)(1u << (object_id % 8));
+    if (based[byte] & bit)
+        return 0;
+    based[byte] |= bit;
+    return 1;
+}
+
+/* Copies n bytes at src, which may no longer all be mapped (a raw range the program
+ * unmapped): the kernel copies them, and says so instead of a fault when it cannot. 0 or
+ * -1. */
+static int copy_mapped(void *dst, const void *src, size_t n)
+{
+    struct iovec local = {dst, n}, remote = {(void *)src, n};
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return got >= 0 && (size_t)got == n ? 0 : -1;
+}
+
+/* Sends the object's whole value before change seq (size bytes in its own coordinates).
+ * exact: every byte is what the check saw (see send_base_of_segments). */
+static void send_base(const struct mw_watched *w, uint64_t seq, const unsigned char *value,
+                      size_t size, int exact)
+{
+    struct mw_rec_value v = {.object_id = w->object_id, .seq = seq, .exact = exact,
+                             .size = size, .bytes = value};
+    mw_channel_value(&v);
+}
+
+/* The base of a contiguous object at its first change, from what the harvest knows: the
+ * object's bytes as they are, its segments' old bytes over them. Only when every old byte
+ * is known: else the trace stores old bytes where it needs them. The bytes read from
+ * memory are what the check saw unless another thread wrote them since (the GIL does not
+ * stop numpy's threads): when the engine says no page was written since the check, even
+ * after the copy, the base is exact, and the trace codes later changes against all of it;
+ * else only against what changes brought. */
+static void send_base_of_segments(const struct harvested *it, uint64_t seq)
+{
+    const struct mw_watched *w = it->watched;
+    for (size_t i = 0; i < it->nranges; i++)
+        if (!it->ranges[i].old)
+            return;
+    unsigned char *value = span_alloc(w->buf.span);
+    if (!value)
+        return;
+    if (w->shadow || w->buf.object) {
+        memcpy(value, w->shadow ? w->shadow : w->buf.start, w->buf.span);
+    } else if (copy_mapped(value, w->buf.start, w->buf.span) != 0) {
+        span_free(value, w->buf.span);   /* part of a raw range is gone: no base */
+        return;
+    }
+    int exact = w->shadow != NULL || mw_engine_unwritten(w->buf.start, w->buf.span);
+    for (size_t i = 0; i < it->nranges; i++)
+        memcpy(value + it->ranges[i].offset, it->ranges[i].old, it->ranges[i].length);
+    send_base(w, seq, value, w->buf.span, exact);
+    span_free(value, w->buf.span);
+}
+
+/* Who wrote the change, and its sequence number. -1 with an exception when the thread's
+ * name cannot be had. */
+static int attribute(struct routing *r)
 {
     const struct mw_writer *wr = &r->it->writer;
     r->thread_name = mw_attribution_thread_name(wr->tid);
@@ -348,6 +368,13 @@ static int record(struct routing *r)
         return -1;
     r->has_native = mw_attribution_native_writer(wr->fault_ip, &r->native);
     r->seq = mw_channel_next_seq();
+    return 0;
+}
+
+/* Puts the change in the trace with ranges[0..n). */
+static void record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
+{
+    const struct mw_writer *wr = &r->it->writer;
     struct mw_rec_change rec = {
         .seq = r->seq,
         .time_ns = r->it->time_ns,
@@ -359,11 +386,10 @@ static int record(struct routing *r)
         .function = wr->function[0] ? wr->function : NULL,
         .native_symbol = r->has_native ? r->native.symbol : NULL,
         .native_library = r->has_native ? r->native.library : NULL,
-        .nranges = (uint32_t)(r->whole ? r->nwhole : r->nranges),
-        .ranges = r->whole ? r->whole : r->ranges,
+        .nranges = (uint32_t)n,
+        .ranges = ranges,
     };
     mw_channel_change(&rec);
-    return 0;
 }
 
 static struct mw_change_info change_info(const struct routing *r)
@@ -402,30 +428,113 @@ static int queue_for_owner(const struct routing *r, const struct mw_change_info 
     return status;
 }
 
-/* 1 when the change was routed, 0 when there was nothing to route (only bytes between a
- * view's elements changed), -1 with an exception. */
+/* Puts a contiguous object's change in the trace: its segments, or its frames as they
+ * are when the harvest built them (the channel takes them: their bytes are gone after). */
+static void record_segments(struct routing *r)
+{
+    struct harvested *it = r->it;
+    if (!it->framed) {
+        record(r, it->ranges, it->nranges);
+        return;
+    }
+    const struct mw_writer *wr = &it->writer;
+    const struct mw_rec_range *last = &it->ranges[it->nranges - 1];
+    struct mw_rec_change head = {
+        .seq = r->seq,
+        .time_ns = it->time_ns,
+        .object_id = r->w->object_id,
+        .thread_id = wr->tid,
+        .thread_name = PyUnicode_Check(r->thread_name) ? PyUnicode_AsUTF8(r->thread_name) : NULL,
+        .file = wr->file[0] ? wr->file : NULL,
+        .line = wr->line,
+        .function = wr->function[0] ? wr->function : NULL,
+        .native_symbol = r->has_native ? r->native.symbol : NULL,
+        .native_library = r->has_native ? r->native.library : NULL,
+        .extent_lo = it->ranges[0].offset,
+        .extent_hi = last->offset + last->length,
+    };
+    mw_rec_frames_finish(&it->frames, r->seq);
+    mw_channel_change_frames(&head, &it->frames);
+}
+
+/* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
+ * to --on-nan. When a callback looks at it, its Change gets its exact runs and whole
+ * values. Whatever reads the segments' bytes runs before they go to the trace (which may
+ * take them). 1, or -1 with an exception. */
+static int route_segments(struct routing *r)
+{
+    struct harvested *it = r->it;
+    struct mw_watched *w = r->w;
+    if (attribute(r) < 0)
+        return -1;
+    if (base_due(w->object_id) && !covers_all(it->ranges, it->nranges, w->buf.span))
+        send_base_of_segments(it, r->seq);
+    int status = 1;
+    if (w->owner && mw_owner_has_callback(w->owner)) {
+        if (make_values(r) < 0 || make_ranges(r) < 0) {
+            PyErr_NoMemory();
+            status = -1;
+        } else {
+            struct mw_change_info info = change_info(r);
+            mw_on_nan_note(&info);
+            status = queue_for_owner(r, &info);
+        }
+    } else {
+        if (mw_run.on_nan != MW_ON_NAN_OFF) {
+            /* Segments are whole elements: each decodes without the rest of the value. */
+            int old_known = 1;
+            for (size_t i = 0; i < it->nranges; i++)
+                old_known &= it->ranges[i].old != NULL;
+            struct mw_change_info info = {
+                .tag = w->tag, .layout = w->layout, .old_known = old_known,
+                .ranges = it->ranges, .nranges = it->nranges, .writer = &it->writer,
+                .thread_name = r->thread_name, .seq = r->seq, .time_ns = it->time_ns,
+            };
+            mw_on_nan_note(&info);
+        }
+        if (w->owner)
+            w->owner->found++;
+    }
+    record_segments(r);
+    return status;
+}
+
+/* A strided view's change: re-derived in the view's own coordinates from its values
+ * (built from its shadow, so exactly what the checks saw), widened to whole elements for
+ * the trace. 1, 0 when there was nothing to route (only bytes between a view's elements
+ * changed), -1 with an exception. */
+static int route_view(struct routing *r)
+{
+    if (make_values(r) < 0 || make_ranges(r) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (r->nranges == 0)
+        return 0;
+    if (widen_to_elements(r) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (attribute(r) < 0)
+        return -1;
+    const struct mw_rec_range *ranges = r->whole ? r->whole : r->ranges;
+    size_t n = r->whole ? r->nwhole : r->nranges;
+    if (base_due(r->w->object_id) && r->old_known &&
+        !covers_all(ranges, n, r->w->buf.logical_size))
+        send_base(r->w, r->seq, r->old_val, r->w->buf.logical_size, 1);   /* from its shadow */
+    record(r, ranges, n);
+    struct mw_change_info info = change_info(r);
+    mw_on_nan_note(&info);
+    return queue_for_owner(r, &info);
+}
+
+/* 1 when the change was routed, 0 when there was nothing to route, -1 with an exception. */
 static int route(struct harvested *it)
 {
+    if (it->segments && it->nranges == 0)
+        return 0;
     struct routing r = {.it = it, .w = it->watched, .old_known = 1};
-    int status = -1;
-    if (make_values(&r) < 0 || make_ranges(&r) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (r.nranges == 0) {
-        status = 0;
-        goto out;
-    }
-    if (widen_to_elements(&r) < 0) {
-        PyErr_NoMemory();
-        goto out;
-    }
-    if (record(&r) < 0)
-        goto out;
-    struct mw_change_info info = change_info(&r);
-    mw_on_nan_note(&info);
-    status = queue_for_owner(&r, &info);
-out:
+    int status = it->segments ? route_segments(&r) : route_view(&r);
     routing_free(&r);
     return status;
 }
@@ -476,7 +585,7 @@ static Py_ssize_t route_all(struct harvest *h)
             else
                 found += r;
         }
-        harvested_free(&h->items[i]);
+        mw_harvest_free_item(&h->items[i]);
     }
     free(h->items);
     return failed ? -1 : found;
@@ -495,13 +604,20 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
     }
     struct harvest h = {0};
     int status;
+    /* The trace takes dense changes as segments (harvest.h): the engine need not cut them
+     * at every unchanged byte. */
+    static int gap_set;
+    if (!gap_set) {
+        mw_engine_set_coalesce_gap(MW_SEGMENT_GAP);
+        gap_set = 1;
+    }
     if (core) {
-        status = mw_watcher_unwatch(core, region_id, collect, &h);
+        status = mw_watcher_unwatch(core, region_id, mw_harvest_collect, &h);
         *unwatch_status = status;
         if (status == MW_ENOENT)
             status = 0;
     } else {
-        status = mw_engine_check_line(collect, &h, line_writer);
+        status = mw_engine_check_line(mw_harvest_collect, &h, line_writer);
     }
     Py_ssize_t found = route_all(&h);
     mw_attribution_forget_thread_names();

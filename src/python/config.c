@@ -15,4 +15,5 @@ void mw_config_load(void)
     mw_run.interval_ms = settings.interval_ms;
     mw_run.backend = settings.backend;
     mw_run.on_nan = settings.on_nan;
+    mw_run.values = settings.values;
 }

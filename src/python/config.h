@@ -10,6 +10,7 @@ struct mw_run_config {
     unsigned interval_ms;          /* for MW_CHECK_INTERVAL */
     enum mw_backend backend;       /* requested by --backend */
     enum mw_on_nan on_nan;
+    enum mw_values_policy values;  /* --values: under full each object's base is sent */
 };
 
 /* Filled by the library's constructor (inject.c) before the interpreter starts, and only

@@ -37,6 +37,7 @@
 
 #include "line_source.h"
 #include "lines.h"
+#include "threads.h"
 #include "location.h"
 
 struct line_state {
@@ -76,7 +77,10 @@ static void last_line(struct mw_writer *w)
 int mw_lines_event(PyCodeObject *code, int line)
 {
     int failed = 0;
-    if (state.check_pending || (compare_on && mw_engine_shadows_changed())) {
+    /* While pages are open, a second thread ends them (after_check): at once, before it
+     * can write one unseen. */
+    if (state.check_pending ||
+        (compare_on && (mw_engine_shadows_changed() || mw_threads_program_has_several()))) {
         if (state.check_pending) {
             state.check_pending = 0;
             threads_pending--;

@@ -1,4 +1,5 @@
-# cmake -DINPUT=trace.sql -DTEMPLATE=schema.c.in -DOUTPUT=schema.c -P embed_schema.cmake
+# cmake -DINPUT=trace.sql -DNAME=mw_trace_schema -DTEMPLATE=schema.c.in -DOUTPUT=schema.c \
+#       -P embed_schema.cmake
 # Turns the schema into a C byte array (no external tools) and takes its version from the
 # `PRAGMA user_version = N;` line, so that the .sql file stays the only source of both.
 file(READ ${INPUT} MW_SCHEMA_HEX HEX)
@@ -11,4 +12,6 @@ if(NOT _mw_match)
   message(FATAL_ERROR "${INPUT}: no 'PRAGMA user_version = N;' line")
 endif()
 set(MW_SCHEMA_VERSION ${CMAKE_MATCH_1})
+set(MW_SCHEMA_NAME ${NAME})
+get_filename_component(MW_SCHEMA_FILE ${INPUT} NAME)
 configure_file(${TEMPLATE} ${OUTPUT} @ONLY)

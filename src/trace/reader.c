@@ -24,6 +24,7 @@
 #include "reader_guard.h"
 #include "reader_schema.h"
 #include "schema.h"
+#include "value_read.h"
 
 struct layout_entry {
     uint64_t id;
@@ -38,13 +39,19 @@ struct mw_trace_reader {
     int has_stats;              /* -1: not looked yet; 0/1: the trace has change_stats */
     struct layout_entry *layouts;   /* objects asked about, in no order */
     size_t nlayouts, caplayouts;
+    int version;                /* the file's schema version, once validated */
+    mw_value_reader *values;    /* decodes changes' bytes; made when first needed */
     char errmsg[1024];
     char reason[256];           /* mw_trace_reader_guard_reason's */
 };
 
+/* Changes in seq order (stmt), each decoded once and handed out range by range. */
 struct mw_trace_iter {
     mw_trace_reader *r;
     sqlite3_stmt *stmt;
+    struct mw_value_change change;
+    size_t next;                /* its next range */
+    uint64_t rows, limit;
 };
 
 static int set_err(mw_trace_reader *r, int status, const char *fmt, ...)
@@ -132,6 +139,7 @@ static int validate(mw_trace_reader *r, int *found_version)
                        r->path);
     if (found_version)
         *found_version = (int)version;
+    r->version = (int)version;
     rc = query_text(r, "SELECT value FROM meta WHERE key = 'read_compat'", &v);
     long compat = rc > 0 && v ? strtol(v, NULL, 10) : version;
     free(v);
@@ -222,6 +230,7 @@ void mw_trace_reader_close(mw_trace_reader *r)
 {
     if (!r)
         return;
+    mw_value_reader_destroy(r->values);
     sqlite3_close(r->db);
     for (size_t i = 0; i < r->nlayouts; i++)
         mw_elem_layout_destroy(r->layouts[i].layout);
@@ -347,34 +356,43 @@ static void bind_bounds(sqlite3_stmt *s, const struct mw_trace_filter *f)
         sqlite3_bind_text(s, 3, f->tag, -1, SQLITE_STATIC);
 }
 
+mw_value_reader *mw_trace_reader_values(mw_trace_reader *r)
+{
+    if (!r->values) {
+        int rc = mw_value_reader_create(r->db, r->version, &r->values);
+        if (rc)
+            set_err(r, rc, "%s", rc == -ENOMEM ? "out of memory" : "cannot read the trace's values");
+    }
+    return r->values;
+}
+
 int mw_trace_iter_start(mw_trace_reader *r, const struct mw_trace_filter *f, mw_trace_iter **out)
 {
     /* The tag becomes a set of object ids, so that changes_by_object (object_id, seq)
-     * drives the scan; without a tag the changes' primary key does. */
+     * drives the scan; without a tag the changes' primary key does. Each change's ranges
+     * and bytes come from the value reader, however they are kept. */
     char sql[1024];
     snprintf(sql, sizeof(sql),
-             "SELECT c.seq, c.time_ns, o.tag, c.object_id, o.size, r.offset, r.length,"
-             " r.old, r.new, r.complete, c.file, c.line, c.function, c.thread_id,"
-             " c.thread_name, c.native_symbol"
-             " FROM changes AS c JOIN ranges AS r ON r.seq = c.seq"
-             " JOIN objects AS o ON o.id = c.object_id"
+             "SELECT c.seq, c.time_ns, o.tag, c.object_id, o.size, c.file, c.line,"
+             " c.function, c.thread_id, c.thread_name, c.native_symbol"
+             " FROM changes AS c JOIN objects AS o ON o.id = c.object_id"
              " WHERE c.seq BETWEEN ?1 AND ?2%s"
-             " ORDER BY c.seq, r.offset%s",
-             f && f->tag ? " AND c.object_id IN (SELECT id FROM objects WHERE tag = ?3)" : "",
-             f && f->limit ? " LIMIT ?4" : "");
+             " ORDER BY c.seq",
+             f && f->tag ? " AND c.object_id IN (SELECT id FROM objects WHERE tag = ?3)" : "");
     *out = NULL;
+    if (!mw_trace_reader_values(r))
+        return r->errmsg[0] ? MW_ETRACE : -ENOMEM;
     mw_trace_iter *it = calloc(1, sizeof(*it));
     if (!it)
         return set_err(r, -ENOMEM, "out of memory");
     it->r = r;
+    it->limit = f ? f->limit : 0;
     if (sqlite3_prepare_v2(r->db, sql, -1, &it->stmt, NULL) != SQLITE_OK) {
         int rc = db_err(r, "read");
         free(it);
         return rc;
     }
     bind_bounds(it->stmt, f);
-    if (f && f->limit)
-        sqlite3_bind_int64(it->stmt, 4, clamp(f->limit));
     *out = it;
     return 0;
 }
@@ -384,51 +402,58 @@ static const char *col_text(sqlite3_stmt *s, int i)
     return (const char *)sqlite3_column_text(s, i);
 }
 
-/* The bytes of blob column col ("" for an empty one) into *out; MW_EFORMAT when they are
- * not the row's length. Trust the blobs, not the length column: a hand-made trace may
- * disagree. */
-static int row_bytes(mw_trace_iter *it, const struct mw_trace_row *row, int col,
-                     const char *which, const unsigned char **out)
+/* The next change that has ranges, decoded. 1, 0 at the end, negative on error. */
+static int next_change(mw_trace_iter *it)
 {
-    *out = sqlite3_column_blob(it->stmt, col);
-    if (!*out)
-        *out = (const unsigned char *)"";
-    if ((uint64_t)sqlite3_column_bytes(it->stmt, col) != row->length)
-        return set_err(it->r, MW_EFORMAT,
-                       "change %" PRIu64 " in the trace is damaged: %s bytes do not match its "
-                       "length", row->seq, which);
-    return 0;
+    sqlite3_stmt *s = it->stmt;
+    for (;;) {
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+            return 0;
+        if (rc != SQLITE_ROW)
+            return db_err(it->r, "read");
+        uint64_t seq = (uint64_t)sqlite3_column_int64(s, 0);
+        rc = mw_value_reader_change(it->r->values, seq, &it->change);
+        if (rc < 0)
+            return set_err(it->r, rc, "%s", mw_value_reader_errmsg(it->r->values));
+        it->next = 0;
+        if (rc == 1 && it->change.n > 0)
+            return 1;
+    }
 }
 
 int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
 {
-    sqlite3_stmt *s = it->stmt;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE)
+    if (it->limit && it->rows >= it->limit)
         return 0;
-    if (rc != SQLITE_ROW)
-        return db_err(it->r, "read");
+    if (it->next >= it->change.n) {
+        int rc = next_change(it);
+        if (rc <= 0)
+            return rc;
+    }
+    sqlite3_stmt *s = it->stmt;
+    const struct mw_value_range *g = &it->change.ranges[it->next++];
     memset(row, 0, sizeof(*row));
     row->seq = (uint64_t)sqlite3_column_int64(s, 0);
     row->time_ns = (uint64_t)sqlite3_column_int64(s, 1);
     row->tag = col_text(s, 2);
     row->object_id = (uint64_t)sqlite3_column_int64(s, 3);
     row->object_size = (uint64_t)sqlite3_column_int64(s, 4);
-    row->offset = (uint64_t)sqlite3_column_int64(s, 5);
-    row->length = (uint64_t)sqlite3_column_int64(s, 6);
-    if (sqlite3_column_type(s, 7) != SQLITE_NULL && (rc = row_bytes(it, row, 7, "old", &row->old)))
-        return rc;
-    if ((rc = row_bytes(it, row, 8, "new", &row->new_)))
-        return rc;
-    row->complete = sqlite3_column_int(s, 9);
-    row->file = col_text(s, 10);
-    row->line = sqlite3_column_int(s, 11);
-    row->function = col_text(s, 12);
-    row->thread_id = sqlite3_column_int64(s, 13);
-    row->thread_name = col_text(s, 14);
-    row->native_symbol = col_text(s, 15);
+    row->offset = g->offset;
+    row->length = g->length;
+    row->old = g->old;
+    row->new_ = g->new_;
+    row->complete = g->complete;
+    row->kept = it->change.kept;
+    row->file = col_text(s, 5);
+    row->line = sqlite3_column_int(s, 6);
+    row->function = col_text(s, 7);
+    row->thread_id = sqlite3_column_int64(s, 8);
+    row->thread_name = col_text(s, 9);
+    row->native_symbol = col_text(s, 10);
     if (!row->tag)
         row->tag = "";
+    it->rows++;
     return 1;
 }
 
@@ -492,6 +517,51 @@ static int tag_numbers(mw_trace_reader *r, const struct mw_trace_filter *f,
     }
     sqlite3_finalize(s);
     return rc;
+}
+
+int mw_trace_reader_change_summary(mw_trace_reader *r, uint64_t seq,
+                                   struct mw_trace_change_summary *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *s;
+    const char *sql = r->version >= 2 ? "SELECT changed_bytes FROM changes WHERE seq = ?"
+                                      : "SELECT NULL FROM changes WHERE seq = ?";
+    if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    sqlite3_bind_int64(s, 1, clamp(seq));
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        out->has_changed_bytes = 1;
+        out->changed_bytes = (uint64_t)sqlite3_column_int64(s, 0);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_err(r, "read");
+    if (has_stats(r) != 1)
+        return 0;
+    if (sqlite3_prepare_v2(r->db,
+                           "SELECT elements, unknown, deltas, delta_min, delta_max, delta_mean,"
+                           " nan_appeared, nan_gone, inf_appeared, inf_gone"
+                           " FROM change_stats WHERE seq = ?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(r, "read");
+    sqlite3_bind_int64(s, 1, clamp(seq));
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        out->has_stats = 1;
+        out->elements = (uint64_t)sqlite3_column_int64(s, 0);
+        out->unknown = (uint64_t)sqlite3_column_int64(s, 1);
+        out->deltas = (uint64_t)sqlite3_column_int64(s, 2);
+        out->delta_min = sqlite3_column_double(s, 3);
+        out->delta_max = sqlite3_column_double(s, 4);
+        out->delta_mean = sqlite3_column_double(s, 5);
+        out->nan_appeared = (uint64_t)sqlite3_column_int64(s, 6);
+        out->nan_gone = (uint64_t)sqlite3_column_int64(s, 7);
+        out->inf_appeared = (uint64_t)sqlite3_column_int64(s, 8);
+        out->inf_gone = (uint64_t)sqlite3_column_int64(s, 9);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_err(r, "read");
 }
 
 int mw_trace_reader_parse_dims(const char *text, int64_t *v, int max)
@@ -600,14 +670,29 @@ int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                             mw_trace_summary_fn fn, void *ctx)
 {
     char sql[1024];
-    snprintf(sql, sizeof(sql),
-             "SELECT o.tag, count(DISTINCT o.id), count(DISTINCT c.seq), count(g.seq),"
-             " coalesce(sum(g.length), 0), min(c.seq), max(c.seq)"
-             " FROM objects AS o"
-             " LEFT JOIN changes AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
-             " LEFT JOIN ranges AS g ON g.seq = c.seq"
-             "%s GROUP BY o.tag ORDER BY min(o.id)",
-             f && f->tag ? " WHERE o.tag = ?3" : "");
+    /* Version 2 counts a change's ranges and changed bytes in its row (ranges may include
+     * unchanged bytes); version 1 and changes made by hand have their ranges to count. */
+    if (r->version >= 2)
+        snprintf(sql, sizeof(sql),
+                 "SELECT o.tag, count(DISTINCT o.id), count(c.seq),"
+                 " coalesce(sum(coalesce(c.nranges,"
+                 "  (SELECT count(*) FROM ranges AS g WHERE g.seq = c.seq))), 0),"
+                 " coalesce(sum(coalesce(c.changed_bytes,"
+                 "  (SELECT sum(g.length) FROM ranges AS g WHERE g.seq = c.seq))), 0),"
+                 " min(c.seq), max(c.seq)"
+                 " FROM objects AS o"
+                 " LEFT JOIN changes AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
+                 "%s GROUP BY o.tag ORDER BY min(o.id)",
+                 f && f->tag ? " WHERE o.tag = ?3" : "");
+    else
+        snprintf(sql, sizeof(sql),
+                 "SELECT o.tag, count(DISTINCT o.id), count(DISTINCT c.seq), count(g.seq),"
+                 " coalesce(sum(g.length), 0), min(c.seq), max(c.seq)"
+                 " FROM objects AS o"
+                 " LEFT JOIN changes AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
+                 " LEFT JOIN ranges AS g ON g.seq = c.seq"
+                 "%s GROUP BY o.tag ORDER BY min(o.id)",
+                 f && f->tag ? " WHERE o.tag = ?3" : "");
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(r->db, sql, -1, &s, NULL) != SQLITE_OK)
         return db_err(r, "read");

@@ -12,6 +12,7 @@
 
 typedef struct mw_trace_reader mw_trace_reader;
 typedef struct sqlite3 sqlite3;
+typedef struct mw_value_reader mw_value_reader;
 struct mw_elem_layout;
 
 /* Opens and validates path. Statuses, each with its own message on the handle:
@@ -40,6 +41,9 @@ const char *mw_trace_reader_guard_reason(mw_trace_reader *r);
 /* 1 when the last refusal of the guards was of a statement that would change the database
  * (INSERT, CREATE, ...), 0 for anything else (ATTACH, an unsafe function or PRAGMA). */
 int mw_trace_reader_refused_write(const mw_trace_reader *r);
+/* The decoder of the trace's values (value_read.h), made on first use; NULL with the
+ * message on the reader when it cannot be. */
+mw_value_reader *mw_trace_reader_values(mw_trace_reader *r);
 
 /* Counts of the whole trace. */
 int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *changes);
@@ -67,9 +71,10 @@ struct mw_trace_row {
     uint64_t object_id;
     uint64_t object_size;
     uint64_t offset, length;
-    const unsigned char *old;   /* NULL: unavailable */
-    const unsigned char *new_;
-    int complete;
+    const unsigned char *old;   /* NULL: unavailable or not kept */
+    const unsigned char *new_;  /* NULL: not kept (kept says why) */
+    int complete;               /* the traced process kept the old bytes */
+    int kept;                   /* enum mw_kept (value_read.h): where the bytes were */
     const char *file;           /* NULL: unknown */
     int line;                   /* 0: unknown */
     const char *function;       /* NULL: unknown */
@@ -79,7 +84,7 @@ struct mw_trace_row {
 };
 
 typedef struct mw_trace_iter mw_trace_iter;
-/* Rows in (seq, offset) order. */
+/* Rows in (seq, offset) order, with their bytes however the trace keeps them. */
 int mw_trace_iter_start(mw_trace_reader *r, const struct mw_trace_filter *f, mw_trace_iter **out);
 /* 1 and fills *row, 0 at the end, negative on error (message on the reader). */
 int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row);
@@ -107,6 +112,21 @@ typedef int (*mw_trace_summary_fn)(const struct mw_trace_tag_summary *s, void *c
 /* Calls fn for each tag in watch order; stops and returns fn's value when it is not 0. */
 int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                             mw_trace_summary_fn fn, void *ctx);
+
+/* What a change keeps of itself besides its ranges' bytes: how many bytes differ, and for
+ * a typed object its numeric summary (change_stats): what readers show where the bytes
+ * were not kept. */
+struct mw_trace_change_summary {
+    int has_changed_bytes;
+    uint64_t changed_bytes;
+    int has_stats;
+    uint64_t elements, unknown, deltas;
+    double delta_min, delta_max, delta_mean;    /* meaningful when deltas > 0 */
+    uint64_t nan_appeared, nan_gone, inf_appeared, inf_gone;
+};
+/* 0 and *out (zeros where the trace has nothing), or negative with the message. */
+int mw_trace_reader_change_summary(mw_trace_reader *r, uint64_t seq,
+                                   struct mw_trace_change_summary *out);
 
 /* The objects table's shape and strides text, "[3, 4]": up to max integers into v; the
  * count, or -1 when text is NULL or not such an array. */

@@ -22,7 +22,8 @@ static int count_steps(void *ctx)
  * date, math and JSON functions, which read their arguments and nothing else (the longest
  * value they can make is bounded by SQLITE_LIMIT_LENGTH). Not here, so refused:
  * fts3_tokenizer (its result is a pointer, and with two arguments it installs one),
- * load_extension, the full-text and R-tree helpers, and anything an extension adds. */
+ * load_extension, the full-text and R-tree helpers, and anything an extension adds.
+ * memwatch's value functions are listed too: they read the trace's values and nothing else. */
 static const char *const safe_functions[] = {
     "abs", "avg", "changes", "char", "coalesce", "count", "cume_dist", "current_date",
     "current_time", "current_timestamp", "date", "datetime", "dense_rank", "first_value",
@@ -42,6 +43,8 @@ static const char *const safe_functions[] = {
     "json_group_array", "json_group_object", "json_insert", "json_object", "json_patch",
     "json_quote", "json_remove", "json_replace", "json_set", "json_tree", "json_type",
     "json_valid", "->", "->>",
+    /* memwatch's own (value_sql.h): a change's bytes, rebuilt within the reader's bounds */
+    "mw_old", "mw_new", "mw_value",
 };
 
 /* PRAGMAs that only tell something, whatever their argument (a table's name). */

@@ -8,6 +8,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "schema.h"
@@ -16,6 +17,13 @@
 static int optional_table(const char *name)
 {
     return strcmp(name, "change_stats") == 0;
+}
+
+/* The schema a file of this version was made by: a version 1 trace has version 1's tables
+ * and views, which later versions changed. */
+static const char *schema_of_version(int version)
+{
+    return version == mw_trace_schema_v1_version ? mw_trace_schema_v1_sql : mw_trace_schema_sql;
 }
 
 static int refuse(char *err, size_t errlen, const char *fmt, ...)
@@ -151,10 +159,14 @@ int mw_reader_schema_check(sqlite3 *db, char *err, size_t errlen)
 {
     sqlite3 *expected = NULL;
     sqlite3_stmt *s = NULL;
-    int rc = -1;
+    char version[32];
+    int rc = one_text(db, "PRAGMA user_version", NULL, NULL, version, sizeof version);
+    if (rc < 0)
+        return -1;
+    const char *schema = schema_of_version(rc == 1 ? atoi(version) : 0);
     if (sqlite3_open_v2(":memory:", &expected, SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY,
                         NULL) != SQLITE_OK ||
-        sqlite3_exec(expected, mw_trace_schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(expected, schema, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(expected,
                            "SELECT type, name, sql FROM sqlite_master"
                            " WHERE type IN ('table', 'view') ORDER BY rowid",

@@ -1,4 +1,5 @@
-/* A trace's schema against the one memwatch writes (schemas/trace.sql, embedded in the
+/* A trace's schema against the one memwatch writes for the file's version
+ * (schemas/trace.sql, or schemas/trace-v1.sql for a version 1 trace; both embedded in the
  * binary), checked before a reader runs anything else on the file (reader_guard.h says
  * why). A reader reads tables only; a file can put a query of its own in their place. */
 #ifndef MW_TRACE_READER_SCHEMA_H

@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "mw_error.h"
@@ -26,18 +27,55 @@
 
 /* ---- encoding ---- */
 
+/* Buffers of at least this many bytes are mappings of their own, not heap memory. The
+ * traced process's heap holds the script's own objects, watched ones among them: a large
+ * heap buffer of ours freed and reused next to a watched array would write malloc's
+ * bookkeeping onto the array's pages, and such neighbour writes cost the engine its
+ * attribution of the page (fault_path.c). Mappings also go back to the system at once. */
+#define MAPPED_MIN ((size_t)64 << 10)
+
 void mw_rec_buf_free(struct mw_rec_buf *b)
 {
     if (!b)
         return;
-    free(b->data);
+    if (b->mapped)
+        munmap(b->data, b->cap);
+    else
+        free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+    b->mapped = 0;
 }
 
 static int reserve(struct mw_rec_buf *b, size_t n)
 {
-    return MW_GROW(b->data, b->cap, b->len + n);
+    size_t need = b->len + n;
+    if (need <= b->cap)
+        return 0;
+    if (need < MAPPED_MIN && !b->mapped)
+        return MW_GROW(b->data, b->cap, need);
+    size_t cap = b->cap >= MAPPED_MIN ? b->cap : MAPPED_MIN;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2)
+            return -ENOMEM;
+        cap *= 2;
+    }
+    void *p;
+    if (b->mapped) {
+        p = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
+    } else {
+        p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED && b->len)
+            memcpy(p, b->data, b->len);
+        if (p != MAP_FAILED)
+            free(b->data);
+    }
+    if (p == MAP_FAILED)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    b->mapped = 1;
+    return 0;
 }
 
 /* Little-endian fields, stored at p. */
@@ -197,9 +235,10 @@ int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
 }
 
 /* Appends ranges (or pieces of them) from (*ri, *rpos) until the frame's data budget is
- * used; returns how many pieces it wrote. The frame's nranges field is at count_at. */
-static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, uint32_t *ri,
-                           uint64_t *rpos, size_t count_at)
+ * used; returns the bytes of range data (old and new) it wrote. The frame's nranges field
+ * is at count_at. */
+static size_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, uint32_t *ri,
+                         uint64_t *rpos, size_t count_at)
 {
     size_t budget = FRAME_DATA_BUDGET;
     uint32_t n = 0;
@@ -236,7 +275,7 @@ static uint32_t put_ranges(struct mw_rec_buf *b, const struct mw_rec_change *r, 
             break;
     }
     store_le(b->data + count_at, n, 4);
-    return n;
+    return FRAME_DATA_BUDGET - budget;
 }
 
 int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
@@ -246,25 +285,33 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
     for (uint32_t i = 0; i < r->nranges; i++)
         if (!r->ranges[i].new_ && r->ranges[i].length)
             return MW_EINVAL;
-    size_t head = 5 + 32 + str_size(r->thread_name) + str_size(r->file) + 4 +
+    size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
                   str_size(r->function) + str_size(r->native_symbol) +
                   str_size(r->native_library) + 4;
     if (head > FRAME_HEADER_MAX)
         return MW_EINVAL;
+    /* Bytes of range data still to encode: a frame reserves what it may hold of them, not
+     * its whole budget, so that a small change costs a small buffer. */
+    uint64_t data_left = 0;
+    for (uint32_t i = 0; i < r->nranges; i++)
+        data_left += r->ranges[i].length * (r->ranges[i].old ? 2 : 1);
     size_t start = b->len;
     uint32_t ri = 0;
     uint64_t rpos = 0;
     int first = 1;
     do {
-        /* Worst case per frame: header, data budget, and 24 bytes of fields per piece. */
+        /* Worst case per frame: header, its share of the data, and 24 bytes of fields per
+         * piece. */
         size_t pieces = r->nranges - ri;
-        size_t need = head + FRAME_DATA_BUDGET + 24 * (pieces < 65536 ? pieces : 65536) + 64;
+        size_t data = data_left < FRAME_DATA_BUDGET ? (size_t)data_left : FRAME_DATA_BUDGET;
+        size_t need = head + data + 24 * (pieces < 65536 ? pieces : 65536) + 64;
         int rc = reserve(b, need);
         if (rc) {
             b->len = start;
             return rc;
         }
         size_t at, count_at;
+        size_t more_at;
         if (first) {
             at = frame_begin(b, MW_REC_CHANGE);
             put_u64(b, r->seq);
@@ -277,20 +324,193 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             put_str(b, r->function);
             put_str(b, r->native_symbol);
             put_str(b, r->native_library);
+            /* The whole change's extent, for a writer that decides on its first frame. */
+            uint64_t lo = UINT64_MAX, hi = 0;
+            for (uint32_t i = 0; i < r->nranges; i++) {
+                if (r->ranges[i].offset < lo)
+                    lo = r->ranges[i].offset;
+                if (r->ranges[i].offset + r->ranges[i].length > hi)
+                    hi = r->ranges[i].offset + r->ranges[i].length;
+            }
+            put_u64(b, r->nranges ? lo : 0);
+            put_u64(b, hi);
         } else {
             at = frame_begin(b, MW_REC_RANGES);
             put_u64(b, r->seq);
         }
+        more_at = b->len;
+        put_u8(b, 0);
         count_at = b->len;
         put_u32(b, 0);
         /* Cap pieces per frame so that the reserve above holds. */
         struct mw_rec_change capped = *r;
         if (capped.nranges - ri > 65536)
             capped.nranges = ri + 65536;
-        put_ranges(b, &capped, &ri, &rpos, count_at);
+        data_left -= put_ranges(b, &capped, &ri, &rpos, count_at);
+        b->data[more_at] = ri < r->nranges;
         frame_end(b, at);
         first = 0;
     } while (ri < r->nranges);
+    return 0;
+}
+
+int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *r)
+{
+    size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
+                  str_size(r->function) + str_size(r->native_symbol) +
+                  str_size(r->native_library) + 1 + 4;
+    size_t at;
+    int rc = frame_open(b, MW_REC_CHANGE, head, &at);
+    if (rc)
+        return rc;
+    put_u64(b, r->seq);
+    put_u64(b, r->time_ns);
+    put_u64(b, r->object_id);
+    put_u64(b, (uint64_t)r->thread_id);
+    put_str(b, r->thread_name);
+    put_str(b, r->file);
+    put_u32(b, (uint32_t)r->line);
+    put_str(b, r->function);
+    put_str(b, r->native_symbol);
+    put_str(b, r->native_library);
+    put_u64(b, r->extent_lo);
+    put_u64(b, r->extent_hi);
+    put_u8(b, 1);   /* more follows */
+    put_u32(b, 0);
+    frame_end(b, at);
+    return 0;
+}
+
+/* ---- frames built in place ---- */
+
+/* Pieces in one frame at most, as mw_rec_encode_change keeps them. */
+#define FRAME_PIECES 65536u
+/* A frame's fixed fields: length, type, seq, more, nranges. */
+#define RANGES_HEAD (4 + 1 + 8 + 1 + 4)
+
+int mw_rec_frames_begin(struct mw_rec_frames *f, uint64_t data_bytes, size_t nranges)
+{
+    memset(f, 0, sizeof *f);
+    f->frame_at = SIZE_MAX;
+    uint64_t frames = data_bytes / (FRAME_DATA_BUDGET - 64) + nranges / FRAME_PIECES + 2;
+    uint64_t need = data_bytes + 24 * (nranges + frames) + (RANGES_HEAD + 16) * frames;
+    if (need > SIZE_MAX / 2)
+        return -ENOMEM;
+    int rc = reserve(&f->buf, (size_t)need);
+    if (rc == 0 && MW_GROW(f->seq_at, f->capframes, (size_t)frames) != 0)
+        rc = -ENOMEM;
+    if (rc)
+        mw_rec_frames_free(f);
+    return rc;
+}
+
+static void frames_close(struct mw_rec_frames *f)
+{
+    if (f->frame_at == SIZE_MAX)
+        return;
+    store_le(f->buf.data + f->count_at, f->count, 4);
+    frame_end(&f->buf, f->frame_at);
+    f->frame_at = SIZE_MAX;
+}
+
+/* Opens a frame when there is room for its fixed fields in what begin reserved. */
+static int frames_open(struct mw_rec_frames *f)
+{
+    if (f->nframes == f->capframes || f->buf.len + RANGES_HEAD + 24 > f->buf.cap)
+        return -1;
+    f->frame_at = frame_begin(&f->buf, MW_REC_RANGES);
+    f->seq_at[f->nframes++] = f->buf.len;
+    put_u64(&f->buf, 0);     /* seq: mw_rec_frames_finish */
+    put_u8(&f->buf, 1);      /* more: idem */
+    f->count_at = f->buf.len;
+    put_u32(&f->buf, 0);
+    f->count = 0;
+    f->budget = FRAME_DATA_BUDGET;
+    return 0;
+}
+
+uint64_t mw_rec_frames_add(struct mw_rec_frames *f, uint64_t offset, uint64_t len, int with_old,
+                           unsigned char **old, unsigned char **new_)
+{
+    unsigned copies = with_old ? 2 : 1;
+    uint64_t piece = len;
+    if (f->frame_at != SIZE_MAX && (f->count == FRAME_PIECES || piece * copies > f->budget)) {
+        /* What fits here, in whole 16-byte steps (elements stay whole), else a new frame. */
+        piece = f->count < FRAME_PIECES ? f->budget / copies / 16 * 16 : 0;
+        if (piece == 0) {
+            frames_close(f);
+            piece = len;
+        }
+    }
+    if (f->frame_at == SIZE_MAX && frames_open(f) != 0)
+        return 0;
+    if (piece * copies > f->budget)
+        piece = f->budget / copies / 16 * 16;
+    if (f->buf.len + 24 + piece * copies > f->buf.cap)
+        return 0;
+    put_u64(&f->buf, offset);
+    put_u64(&f->buf, piece);
+    if (with_old) {
+        put_u32(&f->buf, (uint32_t)piece);
+        *old = f->buf.data + f->buf.len;
+        f->buf.len += (size_t)piece;
+    } else {
+        put_u32(&f->buf, NULL_LEN);
+        *old = NULL;
+    }
+    put_u32(&f->buf, (uint32_t)piece);
+    *new_ = f->buf.data + f->buf.len;
+    f->buf.len += (size_t)piece;
+    f->budget -= (size_t)piece * copies;
+    f->count++;
+    return piece;
+}
+
+void mw_rec_frames_finish(struct mw_rec_frames *f, uint64_t seq)
+{
+    frames_close(f);
+    for (size_t i = 0; i < f->nframes; i++) {
+        store_le(f->buf.data + f->seq_at[i], seq, 8);
+        f->buf.data[f->seq_at[i] + 8] = i + 1 < f->nframes;
+    }
+}
+
+void mw_rec_frames_free(struct mw_rec_frames *f)
+{
+    mw_rec_buf_free(&f->buf);
+    free(f->seq_at);
+    f->seq_at = NULL;
+    f->nframes = f->capframes = 0;
+}
+
+int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r)
+{
+    if (r->size && !r->bytes)
+        return MW_EINVAL;
+    size_t start = b->len;
+    uint64_t at_byte = 0;
+    do {
+        /* FRAME_DATA_BUDGET is a multiple of MW_REC_VALUE_ALIGN. */
+        uint64_t n = r->size - at_byte < FRAME_DATA_BUDGET ? r->size - at_byte : FRAME_DATA_BUDGET;
+        size_t at;
+        /* The frame's fields and bytes at once: frame_open checks only its fields. */
+        int rc = reserve(b, 5 + 33 + 4 + (size_t)n);
+        if (rc == 0)
+            rc = frame_open(b, MW_REC_VALUE, 5 + 33 + 4, &at);
+        if (rc) {
+            b->len = start;
+            return rc;
+        }
+        put_u64(b, r->object_id);
+        put_u64(b, r->seq);
+        put_u8(b, r->exact ? 1 : 0);
+        put_u64(b, r->size);
+        put_u64(b, at_byte);
+        put_u32(b, (uint32_t)n);
+        put_bytes(b, r->bytes + at_byte, (size_t)n);
+        frame_end(b, at);
+        at_byte += n;
+    } while (at_byte < r->size);
     return 0;
 }
 
@@ -535,6 +755,15 @@ static void decode_object(struct cursor *c, struct mw_rec_object *o)
     o->time_ns = get_u64(c);
 }
 
+/* A frame's "more of this change follows" byte. */
+static int get_more(struct cursor *c)
+{
+    unsigned more = get_u8(c);
+    if (more > 1)
+        c->bad = 1;
+    return (int)more;
+}
+
 static int decode_change(struct cursor *c, struct mw_rec_change *ch)
 {
     ch->seq = get_u64(c);
@@ -547,7 +776,31 @@ static int decode_change(struct cursor *c, struct mw_rec_change *ch)
     ch->function = get_str(c);
     ch->native_symbol = get_str(c);
     ch->native_library = get_str(c);
+    ch->extent_lo = get_u64(c);
+    ch->extent_hi = get_u64(c);
+    if (ch->extent_lo > ch->extent_hi)
+        c->bad = 1;
+    ch->more = get_more(c);
     return c->bad ? 0 : get_ranges(c, &ch->nranges, &ch->ranges);
+}
+
+/* A piece of a value: it must lie inside the value, at a multiple of MW_REC_VALUE_ALIGN. */
+static void decode_value(struct cursor *c, struct mw_rec_value *v)
+{
+    v->object_id = get_u64(c);
+    v->seq = get_u64(c);
+    v->exact = get_more(c);   /* a 0/1 byte, like "more" */
+    v->size = get_u64(c);
+    v->offset = get_u64(c);
+    uint32_t n = get_u32(c);
+    v->length = n;
+    if (c->bad || v->offset % MW_REC_VALUE_ALIGN != 0 || v->offset > v->size ||
+        n > v->size - v->offset || (n == 0 && v->size != 0) || !need(c, n)) {
+        c->bad = 1;
+        return;
+    }
+    v->bytes = c->p;
+    c->p += n;
 }
 
 static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
@@ -592,8 +845,12 @@ static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,
         break;
     case MW_REC_RANGES:
         out->u.ranges.seq = get_u64(&c);
+        out->u.ranges.more = get_more(&c);
         if (!c.bad)
             rc = get_ranges(&c, &out->u.ranges.nranges, &out->u.ranges.ranges);
+        break;
+    case MW_REC_VALUE:
+        decode_value(&c, &out->u.value);
         break;
     case MW_REC_STATS:
         decode_stats(&c, &out->u.stats);

@@ -23,14 +23,19 @@ enum mw_record_type {
     MW_REC_CHANGE = 4,      /* a change with its ranges */
     MW_REC_STATS = 5,       /* engine statistics at the end of the run */
     MW_REC_RANGES = 6,      /* more ranges of the change just sent (large changes) */
+    MW_REC_VALUE = 7,       /* an object's whole value before a change (its base) */
 };
 
 /* Frames are bounded so that a malformed length cannot make the reader allocate
  * gigabytes: mw_rec_encode_change splits a change whose bytes do not fit in one frame
  * into a MW_REC_CHANGE frame followed by MW_REC_RANGES frames with the same seq (a range
- * longer than a frame is cut into adjacent ranges). The decoder refuses longer frames. */
+ * longer than a frame is cut into adjacent ranges); each frame says whether more of the
+ * change follows, so that the writer can store a change as soon as its last frame is in.
+ * mw_rec_encode_value cuts a value into MW_REC_VALUE frames the same way, at multiples of
+ * MW_REC_VALUE_ALIGN bytes. The decoder refuses longer frames. */
 #define MW_REC_MAX_FRAME (32u << 20)
 #define MW_REC_MAX_NDIM 64
+#define MW_REC_VALUE_ALIGN ((uint64_t)1 << 20)
 
 struct mw_rec_hello {
     const char *python_version;   /* sys.version */
@@ -79,6 +84,10 @@ struct mw_rec_change {
     const char *native_library;   /* may be NULL */
     uint32_t nranges;
     const struct mw_rec_range *ranges;
+    int more;                     /* decoded: MW_REC_RANGES frames of this change follow */
+    /* Decoded: from the first changed byte to the end of the last, over all its frames
+     * (the encoder computes them from ranges). */
+    uint64_t extent_lo, extent_hi;
 };
 
 /* Continuation of a change: more of its ranges (see MW_REC_MAX_FRAME). */
@@ -86,6 +95,20 @@ struct mw_rec_ranges {
     uint64_t seq;
     uint32_t nranges;
     const struct mw_rec_range *ranges;
+    int more;                     /* more MW_REC_RANGES frames of this change follow */
+};
+
+/* An object's whole value (size bytes, in its own coordinates) just before change seq:
+ * what the trace decodes its later bytes from under --values=full. Decoded, a frame holds
+ * the bytes [offset, offset + length) of it. */
+struct mw_rec_value {
+    uint64_t object_id;
+    uint64_t seq;
+    int exact;                    /* every byte is what the check before seq saw */
+    uint64_t size;                /* of the whole value */
+    uint64_t offset;
+    uint64_t length;
+    const unsigned char *bytes;
 };
 
 struct mw_rec_stats {
@@ -104,6 +127,7 @@ struct mw_rec_stats {
 struct mw_rec_buf {
     unsigned char *data;
     size_t len, cap;
+    int mapped;                   /* data is a mapping of its own (large), not malloc'd */
 };
 void mw_rec_buf_free(struct mw_rec_buf *b);
 int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r);
@@ -111,6 +135,35 @@ int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r);
 int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r);
 int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r);
 int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r);
+/* The whole value r->bytes (r->size bytes; offset and length are ignored), in as many
+ * frames as it takes. */
+int mw_rec_encode_value(struct mw_rec_buf *b, const struct mw_rec_value *r);
+/* A change's frames, head first: the CHANGE frame alone (r->nranges and r->ranges are
+ * ignored), saying that MW_REC_RANGES frames follow and giving r->extent_lo/hi. */
+int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *r);
+
+/* A change's ranges built straight into MW_REC_RANGES frames by whoever has their bytes
+ * (the traced process's harvest), so that they reach the pipe without another copy:
+ * begin with the bytes and ranges to come (everything is reserved then: pointers handed
+ * out stay valid), add each range (a piece of it at a time when it does not fit a
+ * frame), then finish with the change's seq. */
+struct mw_rec_frames {
+    struct mw_rec_buf buf;
+    size_t frame_at, count_at;    /* the open frame's length and nranges fields */
+    uint32_t count;               /* pieces in the open frame */
+    size_t budget;                /* data bytes it may still take */
+    size_t *seq_at;               /* each frame's seq field */
+    size_t nframes, capframes;
+};
+int mw_rec_frames_begin(struct mw_rec_frames *f, uint64_t data_bytes, size_t nranges);
+/* The piece of the range at offset (len bytes, old bytes too when with_old) that fits:
+ * its length (a multiple of 16 unless it is the whole rest), with where its old and new
+ * bytes go; 0 when out of room (a broken reservation). */
+uint64_t mw_rec_frames_add(struct mw_rec_frames *f, uint64_t offset, uint64_t len, int with_old,
+                           unsigned char **old, unsigned char **new_);
+void mw_rec_frames_finish(struct mw_rec_frames *f, uint64_t seq);
+void mw_rec_frames_free(struct mw_rec_frames *f);
+
 /* Writes the whole buffer to fd (retrying on EINTR and short writes), then empties it. */
 int mw_rec_buf_flush(struct mw_rec_buf *b, int fd);
 
@@ -125,6 +178,7 @@ struct mw_rec_decoded {
         struct mw_rec_change change;
         struct mw_rec_stats stats;
         struct mw_rec_ranges ranges;
+        struct mw_rec_value value;
     } u;
 };
 typedef struct mw_rec_decoder mw_rec_decoder;

@@ -36,6 +36,7 @@
 #include "report_plan.h"
 #include "report_scan.h"
 #include "report_template.h"
+#include "value_read.h"
 
 int mw_report_fail(struct report *r, int status, const char *fmt, ...)
 {
@@ -84,6 +85,7 @@ static void report_free(struct report *r)
     free(r->tags);
     free(r->lane_tags);
     free(r->density);
+    mw_value_reader_destroy(r->values);
     for (size_t i = 0; i < r->nlocs; i++) {
         free(r->locs[i].file);
         free(r->locs[i].function);

@@ -335,6 +335,12 @@ static int64_t mark_loc(const struct report *r, const struct mark *m)
     return r->locs[m->loc].out_index;
 }
 
+static int64_t mark_not_kept(const struct report *r, const struct mark *m)
+{
+    (void)r;
+    return m->not_kept;
+}
+
 static int64_t mark_ranges(const struct report *r, const struct mark *m)
 {
     (void)r;
@@ -381,11 +387,15 @@ static void write_marks(const struct report *r, int *first)
     write_i64s(f, "ranges", &mk, r, mark_ranges);
     write_i64s(f, "elements", &mk, r, mark_elements);
     write_i64s(f, "nf", &mk, r, mark_nonfinite);
+    write_i64s(f, "not_kept", &mk, r, mark_not_kept);
     fputs(",\"new\":[", f);
     for (size_t i = 0; i < r->nmarks; i++) {
         if (i)
             putc(',', f);
-        mw_json_hex(f, r->marks[i].new_, r->marks[i].preview_len);
+        if (r->marks[i].not_kept)
+            fputs("null", f);
+        else
+            mw_json_hex(f, r->marks[i].new_, r->marks[i].preview_len);
     }
     fputs("],\"old\":[", f);
     for (size_t i = 0; i < r->nmarks; i++) {

@@ -91,6 +91,7 @@ struct mark {
     uint64_t off, len;         /* the first range */
     unsigned char new_[PREVIEW], old[PREVIEW];
     uint8_t preview_len, has_old;
+    uint8_t not_kept;          /* its bytes: 0 kept, 1 not kept (--values=summary), 2 dropped */
     uint8_t nonfinite;         /* NF_* of the change, 0 none */
     int64_t elements;          /* elements changed (change_stats), -1 unknown */
 };
@@ -133,6 +134,8 @@ struct report {
     uint64_t changes_without_ranges;
     int elements_table;
     int change_stats;           /* the trace has the change_stats table */
+    int values_v2;              /* changes keep their bytes as version 2 says (kept) */
+    struct mw_value_reader *values;   /* decodes chunks when bytes are shown; made on use */
     int stats_used;             /* some change's NaN/Inf counts came from there */
 };
 

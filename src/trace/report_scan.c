@@ -9,6 +9,7 @@
 #include "mw_grow.h"
 #include "report_heat.h"
 #include "report_plan.h"
+#include "value_read.h"
 
 /* ---- NaN/Inf -------------------------------------------------------------------------- */
 
@@ -170,12 +171,15 @@ struct current {
     int has_stats;
     uint64_t st_nan, st_inf, st_gone, st_unknown;
     int64_t st_elements;
+    /* its bytes decoded from chunks (1), none there (-1), not yet (0) */
+    int decoded;
+    struct mw_value_change change;
 };
 
 /* Columns of the scan's rows (see scan_sql). */
 enum { COL_SEQ, COL_TIME, COL_OBJECT, COL_FILE, COL_LINE, COL_FUNCTION, COL_NATIVE, COL_OFFSET,
        COL_LENGTH, COL_NEW, COL_OLD, COL_ST_SEQ, COL_ST_ELEMENTS, COL_ST_NAN, COL_ST_INF,
-       COL_ST_GONE, COL_ST_UNKNOWN };
+       COL_ST_GONE, COL_ST_UNKNOWN, COL_KEPT };
 
 /* Lists a NaN/Inf event of the change (element UINT64_MAX: unknown), while there is room. */
 static void add_event(struct report *r, const struct mark *m, uint64_t element, int kind)
@@ -351,6 +355,32 @@ static void range_floats(struct report *r, struct current *c, uint64_t off, uint
     }
 }
 
+/* The bytes of range [off, off + len) of the current change, when they are in chunks
+ * (version 2): decoded, once per change, through the value reader. 0 and *nb (NULL: not
+ * known), *ob (NULL: unknown); negative on error. */
+static int chunk_bytes(struct report *r, struct current *c, uint64_t off,
+                       const unsigned char **nb, const unsigned char **ob)
+{
+    *nb = *ob = NULL;
+    if (!r->values) {
+        int rc = mw_value_reader_create(r->db, 2, &r->values);
+        if (rc)
+            return mw_report_fail(r, rc, "cannot read the trace's values");
+    }
+    if (!c->decoded) {
+        int rc = mw_value_reader_change(r->values, c->m.seq, &c->change);
+        if (rc < 0)
+            return mw_report_fail(r, rc, "%s", mw_value_reader_errmsg(r->values));
+        c->decoded = rc == 1 ? 1 : -1;
+    }
+    for (size_t i = 0; c->decoded == 1 && i < c->change.n; i++)
+        if (c->change.ranges[i].offset == off) {
+            *nb = c->change.ranges[i].new_;
+            *ob = c->change.ranges[i].old;
+        }
+    return 0;
+}
+
 /* One changed range of the current change (the row's range columns). */
 static void add_range(struct report *r, struct current *c, sqlite3_stmt *s)
 {
@@ -367,8 +397,15 @@ static void add_range(struct report *r, struct current *c, sqlite3_stmt *s)
     if (c->tag->lane >= 0)
         mw_report_heat_add(&c->tag->heat, off, len);
 
+    int kept = r->values_v2 && sqlite3_column_type(s, COL_KEPT) != SQLITE_NULL
+                   ? sqlite3_column_int(s, COL_KEPT) : MW_KEPT_ROWS;
+    if (kept == MW_KEPT_NONE || kept == MW_KEPT_DROPPED) {
+        c->m.not_kept = kept == MW_KEPT_NONE ? 1 : 2;   /* change_stats tells the rest */
+        return;
+    }
     int need_preview = c->m.nranges == 1;
-    int need_float = c->obj->float_size != 0;
+    /* With the writer's counts (change_stats), chunks need not be decoded for NaN/Inf. */
+    int need_float = c->obj->float_size != 0 && !(kept == MW_KEPT_CHUNKS && c->has_stats);
     if (!need_preview && !need_float)
         return;
     /* Blobs are only fetched when something looks at them. */
@@ -376,9 +413,18 @@ static void add_range(struct report *r, struct current *c, sqlite3_stmt *s)
     uint64_t nlen = (uint64_t)sqlite3_column_bytes(s, COL_NEW);
     const unsigned char *ob = sqlite3_column_blob(s, COL_OLD);
     uint64_t olen = (uint64_t)sqlite3_column_bytes(s, COL_OLD);
+    if (kept == MW_KEPT_CHUNKS) {
+        if (chunk_bytes(r, c, off, &nb, &ob) < 0)
+            return;
+        nlen = olen = len;
+        if (!nb) {
+            c->m.not_kept = 2;   /* its chunks are gone: dropped while the run went on */
+            return;
+        }
+    }
     if (!nb || nlen < len)
         return;   /* damaged row: nothing to read safely */
-    if (olen < len)
+    if (!ob || olen < len)
         ob = NULL;
     if (need_preview) {
         size_t n = len < PREVIEW ? (size_t)len : PREVIEW;
@@ -393,20 +439,31 @@ static void add_range(struct report *r, struct current *c, sqlite3_stmt *s)
 }
 
 /* Every range with its change, and the change's counts from change_stats, which came with
- * typed elements: traces from before have no such table. */
+ * typed elements: traces from before have no such table. Version 2 keeps a change's only
+ * range in its own row, and says where its bytes are (kept). */
 static const char *scan_sql(const struct report *r)
 {
+    if (r->values_v2)
+        return "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
+               "c.native_symbol, coalesce(r.offset, c.offset), coalesce(r.length, c.length), "
+               "CASE WHEN r.seq IS NULL THEN c.new ELSE r.new END, "
+               "CASE WHEN r.seq IS NULL THEN c.old ELSE r.old END, "
+               "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
+               "st.nan_gone + st.inf_gone, st.unknown, c.kept "
+               "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
+               "LEFT JOIN change_stats AS st ON st.seq = c.seq "
+               "ORDER BY c.seq, r.offset";
     return r->change_stats
                ? "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
                  "c.native_symbol, r.offset, r.length, r.new, r.old, "
                  "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
-                 "st.nan_gone + st.inf_gone, st.unknown "
+                 "st.nan_gone + st.inf_gone, st.unknown, NULL "
                  "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
                  "LEFT JOIN change_stats AS st ON st.seq = c.seq "
                  "ORDER BY c.seq, r.offset"
                : "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
                  "c.native_symbol, r.offset, r.length, r.new, r.old, NULL, NULL, NULL, NULL, "
-                 "NULL, NULL "
+                 "NULL, NULL, NULL "
                  "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
                  "ORDER BY c.seq, r.offset";
 }

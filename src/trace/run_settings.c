@@ -7,7 +7,8 @@
 #include "run_settings.h"
 
 const char *const mw_env_ours[] = {
-    MW_ENV_TRACE_FD, MW_ENV_START_NS, MW_ENV_CHECK, MW_ENV_BACKEND, MW_ENV_ON_NAN, NULL,
+    MW_ENV_TRACE_FD, MW_ENV_START_NS, MW_ENV_CHECK, MW_ENV_BACKEND, MW_ENV_ON_NAN,
+    MW_ENV_VALUES, MW_ENV_MAX_TRACE_SIZE, NULL,
 };
 
 static const char *const backend_names[] = {
@@ -23,6 +24,7 @@ static const char *const on_nan_names[] = {
 };
 
 #define INTERVAL_PREFIX "interval:"
+#define LAST_PREFIX "last:"
 
 void mw_run_settings_init(struct mw_run_settings *s)
 {
@@ -30,6 +32,7 @@ void mw_run_settings_init(struct mw_run_settings *s)
     s->check_mode = MW_CHECK_LINE;
     s->backend = MW_BACKEND_AUTO;
     s->on_nan = MW_ON_NAN_OFF;
+    s->values = MW_VALUES_FULL;
 }
 
 /* The index of text in names[0..n), or -1. */
@@ -41,6 +44,24 @@ static int lookup(const char *const *names, size_t n, const char *text)
     return -1;
 }
 
+/* The number after prefix in text, from 1 to max: 0 and *out, or MW_EINVAL. Digits only:
+ * strtoul would take a sign, spaces or "0x". */
+static int parse_count_after(const char *text, const char *prefix, unsigned long max,
+                             unsigned *out)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(text, prefix, plen) != 0)
+        return MW_EINVAL;
+    const char *digits = text + plen;
+    if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9)
+        return MW_EINVAL;
+    unsigned long n = strtoul(digits, NULL, 10);
+    if (n < 1 || n > max)
+        return MW_EINVAL;
+    *out = (unsigned)n;
+    return 0;
+}
+
 int mw_parse_check_mode(const char *text, struct mw_run_settings *s)
 {
     if (!text)
@@ -50,18 +71,69 @@ int mw_parse_check_mode(const char *text, struct mw_run_settings *s)
         s->interval_ms = 0;
         return 0;
     }
-    size_t plen = strlen(INTERVAL_PREFIX);
-    if (strncmp(text, INTERVAL_PREFIX, plen) != 0)
-        return MW_EINVAL;
-    const char *digits = text + plen;
-    /* Digits only: strtoul would take a sign, spaces or "0x". */
-    if (*digits == '\0' || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 7)
-        return MW_EINVAL;
-    unsigned long ms = strtoul(digits, NULL, 10);
-    if (ms < 1 || ms > MW_INTERVAL_MAX_MS)
+    unsigned ms;
+    if (parse_count_after(text, INTERVAL_PREFIX, MW_INTERVAL_MAX_MS, &ms) != 0)
         return MW_EINVAL;
     s->check_mode = MW_CHECK_INTERVAL;
-    s->interval_ms = (unsigned)ms;
+    s->interval_ms = ms;
+    return 0;
+}
+
+int mw_parse_values(const char *text, struct mw_run_settings *s)
+{
+    if (!text)
+        return MW_EINVAL;
+    if (strcmp(text, "full") == 0 || strcmp(text, "summary") == 0) {
+        s->values = text[0] == 'f' ? MW_VALUES_FULL : MW_VALUES_SUMMARY;
+        s->values_last = 0;
+        return 0;
+    }
+    unsigned n;
+    if (parse_count_after(text, LAST_PREFIX, MW_VALUES_LAST_MAX, &n) != 0)
+        return MW_EINVAL;
+    s->values = MW_VALUES_LAST;
+    s->values_last = n;
+    return 0;
+}
+
+/* Powers of 1024 by their letter. */
+static int size_shift(char unit)
+{
+    switch (unit) {
+    case 'K': case 'k': return 10;
+    case 'M': case 'm': return 20;
+    case 'G': case 'g': return 30;
+    case 'T': case 't': return 40;
+    default: return -1;
+    }
+}
+
+int mw_parse_max_trace_size(const char *text, uint64_t *out)
+{
+    if (!text)
+        return MW_EINVAL;
+    if (strcmp(text, "none") == 0 || strcmp(text, "0") == 0) {
+        *out = 0;
+        return 0;
+    }
+    size_t ndigits = strspn(text, "0123456789");
+    if (ndigits == 0 || ndigits > 16)
+        return MW_EINVAL;
+    uint64_t n = strtoull(text, NULL, 10);
+    const char *unit = text + ndigits;
+    int shift = 0;
+    if (*unit) {
+        shift = size_shift(*unit);
+        const char *rest = unit + 1;
+        if (shift < 0 || !(*rest == '\0' || strcmp(rest, "B") == 0 || strcmp(rest, "iB") == 0))
+            return MW_EINVAL;
+    }
+    if (n > (MW_MAX_TRACE_SIZE_MAX >> shift))
+        return MW_EINVAL;
+    n <<= shift;
+    if (n < MW_MAX_TRACE_SIZE_MIN)
+        return MW_EINVAL;
+    *out = n;
     return 0;
 }
 
@@ -96,6 +168,31 @@ void mw_format_check_mode(const struct mw_run_settings *s, char *buf, size_t siz
         snprintf(buf, size, "line");
         break;
     }
+}
+
+void mw_format_values(const struct mw_run_settings *s, char *buf, size_t size)
+{
+    if (s->values == MW_VALUES_LAST)
+        snprintf(buf, size, LAST_PREFIX "%u", s->values_last);
+    else
+        snprintf(buf, size, "%s", s->values == MW_VALUES_SUMMARY ? "summary" : "full");
+}
+
+void mw_format_size(uint64_t bytes, char *buf, size_t size)
+{
+    static const char *const units[] = {"TiB", "GiB", "MiB", "KiB"};
+    if (bytes == 0) {
+        snprintf(buf, size, "none");
+        return;
+    }
+    for (int i = 0; i < 4; i++) {
+        int shift = 40 - 10 * i;
+        if (bytes % ((uint64_t)1 << shift) == 0) {
+            snprintf(buf, size, "%llu%s", (unsigned long long)(bytes >> shift), units[i]);
+            return;
+        }
+    }
+    snprintf(buf, size, "%llu", (unsigned long long)bytes);
 }
 
 const char *mw_backend_name(enum mw_backend backend)
@@ -139,11 +236,15 @@ int mw_env_restore_users(const char *name)
 
 int mw_run_settings_to_env(const struct mw_run_settings *s)
 {
-    char check[32];
+    char check[32], values[32], max_size[32];
     mw_format_check_mode(s, check, sizeof check);
+    mw_format_values(s, values, sizeof values);
+    mw_format_size(s->max_trace_size, max_size, sizeof max_size);
     if (setenv(MW_ENV_CHECK, check, 1) != 0 ||
         setenv(MW_ENV_BACKEND, mw_backend_name(s->backend), 1) != 0 ||
-        setenv(MW_ENV_ON_NAN, mw_on_nan_name(s->on_nan), 1) != 0)
+        setenv(MW_ENV_ON_NAN, mw_on_nan_name(s->on_nan), 1) != 0 ||
+        setenv(MW_ENV_VALUES, values, 1) != 0 ||
+        setenv(MW_ENV_MAX_TRACE_SIZE, max_size, 1) != 0)
         return -errno;
     return 0;
 }
@@ -160,6 +261,12 @@ int mw_run_settings_from_env(struct mw_run_settings *s)
     if (backend && mw_parse_backend(backend, &s->backend) != 0)
         rc = MW_EINVAL;
     if (on_nan && mw_parse_on_nan(on_nan, &s->on_nan) != 0)
+        rc = MW_EINVAL;
+    const char *values = getenv(MW_ENV_VALUES);
+    const char *max_size = getenv(MW_ENV_MAX_TRACE_SIZE);
+    if (values && mw_parse_values(values, s) != 0)
+        rc = MW_EINVAL;
+    if (max_size && mw_parse_max_trace_size(max_size, &s->max_trace_size) != 0)
         rc = MW_EINVAL;
     return rc;
 }

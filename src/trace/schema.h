@@ -8,4 +8,9 @@ extern const char mw_trace_schema_sql[];
 /* Its `PRAGMA user_version`: the newest schema this memwatch writes and reads. */
 extern const int mw_trace_schema_version;
 
+/* The last schema of version 1 (schemas/trace-v1.sql, kept as it was): what the readers
+ * check a version 1 trace against. */
+extern const char mw_trace_schema_v1_sql[];
+extern const int mw_trace_schema_v1_version;
+
 #endif

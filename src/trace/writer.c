@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "elements.h"
+#include "change_store.h"
 #include "mw_error.h"
 #include "mw_grow.h"
 #include "outfile.h"
@@ -36,42 +36,17 @@
 #define BATCH_NS (100 * 1000 * 1000ull)
 #define READ_SIZE (256 * 1024)
 
-enum {
-    ST_OBJECT, ST_UNWATCH, ST_CHANGE, ST_RANGE, ST_STATS, ST_HELLO, ST_META, ST_ELEM_STATS,
-    ST_COUNT
-};
+enum { ST_OBJECT, ST_UNWATCH, ST_STATS, ST_HELLO, ST_META, ST_COUNT };
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_OBJECT] = "INSERT INTO objects (id, tag, type_name, address, size, readonly, format,"
                   " itemsize, ndim, shape, strides, watched_ns)"
                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_UNWATCH] = "UPDATE objects SET unwatched_ns = ? WHERE id = ?",
-    [ST_CHANGE] = "INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file,"
-                  " line, function, native_symbol, native_library)"
-                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    [ST_RANGE] = "INSERT INTO ranges (seq, offset, length, old, new, complete)"
-                 " VALUES (?, ?, ?, ?, ?, ?)",
     [ST_STATS] = "UPDATE run SET faults = ?, checks = ?, changes = ?, old_unavailable = ?,"
                  " tracked_objects_peak = ? WHERE id = 1",
     [ST_HELLO] = "UPDATE run SET python_version = ?, pid = ? WHERE id = 1",
     [ST_META] = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-    /* OR REPLACE: a change continued in MW_REC_RANGES frames is stored again, summed. */
-    [ST_ELEM_STATS] = "INSERT OR REPLACE INTO change_stats (seq, elements, unknown, deltas,"
-                      " delta_min, delta_max, delta_mean, nan_appeared, nan_gone, inf_appeared,"
-                      " inf_gone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-};
-
-/* A watched object with an element type: its layout, for the numeric summary of its
- * changes, and its NaN/Inf history for the end-of-run line. Objects of plain bytes have
- * none, so a run that watches a million bytearrays pays nothing here. */
-struct typed_object {
-    uint64_t id;
-    mw_elem_layout *layout;
-    char *tag;
-    uint64_t nan_appeared, inf_appeared;
-    uint64_t first_seq, first_nan, first_inf;
-    char *first_file;
-    int first_line;
 };
 
 struct mw_trace_writer {
@@ -80,19 +55,11 @@ struct mw_trace_writer {
     int in_txn;                 /* a batch is open */
     size_t batch_records;
     uint64_t batch_start_ns;    /* CLOCK_MONOTONIC of the batch's first record */
-    int have_change;            /* last_seq is valid (for MW_REC_RANGES) */
-    uint64_t last_seq;
     uint64_t dropped;
     struct mw_trace_totals totals;    /* committed: what the file holds */
     struct mw_trace_totals pending;   /* in the open batch, counted once it commits */
-    /* typed objects, in id order (ids only grow); the change being stored and its
-     * numeric summary so far (a change may continue in MW_REC_RANGES frames) */
-    struct typed_object *typed;
-    size_t ntyped, captyped;
-    struct typed_object *cur_typed;
-    struct mw_elem_stats cur_stats;
-    char *cur_file;
-    int cur_line;
+    mw_change_store *store;     /* changes, their values and summaries (change_store.h) */
+    int file_finished;          /* the end-of-run part of the schema ran */
     struct mw_outfile out;      /* the file claimed (outfile.h) */
     int finished, finish_rc;    /* mw_trace_writer_finish ran, and how it went */
     int placed;                 /* ... and the trace is at its path */
@@ -122,6 +89,12 @@ static int db_err(mw_trace_writer *w, const char *what)
     return set_err(w, MW_ETRACE, "%s: %s", what, sqlite3_errmsg(w->db));
 }
 
+/* A status of the change store, with its message. */
+static int store_err(mw_trace_writer *w, int status)
+{
+    return set_err(w, status, "%s", mw_change_store_errmsg(w->store));
+}
+
 static int exec(mw_trace_writer *w, const char *sql)
 {
     if (sqlite3_exec(w->db, sql, NULL, NULL, NULL) != SQLITE_OK)
@@ -147,16 +120,6 @@ static void bind_text(sqlite3_stmt *s, int i, const char *t)
         sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);   /* reset right after the step */
     else
         sqlite3_bind_null(s, i);
-}
-
-static void bind_blob(sqlite3_stmt *s, int i, const unsigned char *p, uint64_t n)
-{
-    if (!p)
-        sqlite3_bind_null(s, i);
-    else if (n == 0)
-        sqlite3_bind_zeroblob(s, i, 0);
-    else
-        sqlite3_bind_blob64(s, i, p, n, SQLITE_STATIC);
 }
 
 /* ---- a tiny JSON builder for argv, shape and strides ---- */
@@ -240,6 +203,24 @@ static char *json_ints(const int64_t *v, int n)
 
 /* ---- lifecycle ---- */
 
+/* The schema's statements (end_of_run 0) or those it leaves for the end of the run (1):
+ * schemas/trace.sql says where they part. */
+static int exec_schema(mw_trace_writer *w, int end_of_run)
+{
+    static const char marker[] = "-- AT THE END OF THE RUN";
+    const char *cut = strstr(mw_trace_schema_sql, marker);
+    if (!cut)
+        return end_of_run ? 0 : exec(w, mw_trace_schema_sql);
+    if (end_of_run)
+        return exec(w, cut);
+    char *head = strndup(mw_trace_schema_sql, (size_t)(cut - mw_trace_schema_sql));
+    if (!head)
+        return set_err(w, -ENOMEM, "out of memory");
+    int rc = exec(w, head);
+    free(head);
+    return rc;
+}
+
 /* The output file is claimed first (outfile.h: what -f may replace, one writer, a new
  * file in place or a replacement written aside); SQLite then creates the trace in it. */
 int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, char *err,
@@ -259,7 +240,10 @@ int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, cha
         return rc;
     }
     const char *file = mw_outfile_write_path(&w->out);
-    if (sqlite3_open_v2(file, &w->db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    /* NOMUTEX: one thread uses this connection (see DESIGN); SQLite's own locking of it
+     * cost the writer 5% of its time per small change. */
+    if (sqlite3_open_v2(file, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
         rc = db_err(w, "cannot open the trace");
         goto fail;
     }
@@ -270,7 +254,7 @@ int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, cha
          * is folded into the file less often (it is truncated at close anyway). */
         (rc = exec(w, "PRAGMA cache_size = -65536")) ||
         (rc = exec(w, "PRAGMA wal_autocheckpoint = 16384")) ||
-        (rc = exec(w, "BEGIN")) || (rc = exec(w, mw_trace_schema_sql)))
+        (rc = exec(w, "BEGIN")) || (rc = exec_schema(w, 0)))
         goto fail;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(w->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->stmt[i],
@@ -283,6 +267,9 @@ int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, cha
     sqlite3_bind_text(w->stmt[ST_META], 2, MEMWATCH_VERSION, -1, SQLITE_STATIC);
     if ((rc = step(w, ST_META)) || (rc = exec(w, "COMMIT")))
         goto fail;
+    struct mw_values_config full = {.values = MW_VALUES_FULL};
+    if ((rc = mw_change_store_create(w->db, &full, &w->store)))
+        goto fail;
     *out = w;
     return 0;
 
@@ -292,6 +279,7 @@ fail:
         snprintf(err, errlen, "cannot write trace '%s': %s", path, w->errmsg);
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(w->stmt[i]);
+    mw_change_store_destroy(w->store);
     sqlite3_close(w->db);
     mw_outfile_abandon(&w->out);
     free(w);
@@ -387,144 +375,6 @@ int mw_trace_writer_commit(mw_trace_writer *w)
     return rc;
 }
 
-static int insert_ranges(mw_trace_writer *w, uint64_t seq, uint32_t n,
-                         const struct mw_rec_range *r)
-{
-    sqlite3_stmt *s = w->stmt[ST_RANGE];
-    for (uint32_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(s, 1, (int64_t)seq);
-        sqlite3_bind_int64(s, 2, (int64_t)r[i].offset);
-        sqlite3_bind_int64(s, 3, (int64_t)r[i].length);
-        bind_blob(s, 4, r[i].old, r[i].length);
-        bind_blob(s, 5, r[i].new_ ? r[i].new_ : (const unsigned char *)"", r[i].length);
-        sqlite3_bind_int(s, 6, r[i].old != NULL);
-        int rc = step(w, ST_RANGE);
-        if (rc)
-            return rc;
-        counted(w)->ranges++;
-    }
-    return 0;
-}
-
-/* Remembers o's layout when it has an element type. A format this cannot read is not an
- * error: the object's changes are simply stored without a numeric summary. */
-static int add_typed(mw_trace_writer *w, const struct mw_rec_object *o)
-{
-    if (!o->format || o->ndim > MW_REC_MAX_NDIM)
-        return 0;
-    struct mw_elem_desc d = {
-        .format = o->format,
-        .type_name = o->type_name,
-        .itemsize = o->itemsize,
-        .ndim = o->ndim,
-        .shape = o->shape,
-        .strides = o->strides,
-        .size = o->size,
-        .contiguous = -1,
-    };
-    mw_elem_layout *l;
-    int rc = mw_elem_layout_create(&d, &l);
-    if (rc == -ENOMEM)
-        return set_err(w, rc, "out of memory");
-    if (rc)
-        return 0;
-    if (!mw_elem_layout_typed(l)) {
-        mw_elem_layout_destroy(l);
-        return 0;
-    }
-    size_t cap = w->captyped;
-    if (MW_GROW(w->typed, w->captyped, w->ntyped + 1) != 0) {
-        mw_elem_layout_destroy(l);
-        return set_err(w, -ENOMEM, "out of memory");
-    }
-    if (w->captyped != cap)
-        w->cur_typed = NULL;   /* may have moved */
-    struct typed_object *t = &w->typed[w->ntyped];
-    memset(t, 0, sizeof *t);
-    t->id = o->id;
-    t->layout = l;
-    if (!(t->tag = strdup(o->tag ? o->tag : ""))) {
-        mw_elem_layout_destroy(l);
-        return set_err(w, -ENOMEM, "out of memory");
-    }
-    /* Ids only grow in one run; keep the array sorted for the lookup anyway. */
-    size_t at = w->ntyped;
-    while (at > 0 && w->typed[at - 1].id > o->id) {
-        struct typed_object tmp = w->typed[at - 1];
-        w->typed[at - 1] = w->typed[at];
-        w->typed[at] = tmp;
-        at--;
-    }
-    w->ntyped++;
-    return 0;
-}
-
-static int cmp_typed_id(const void *a, const void *b)
-{
-    uint64_t x = ((const struct typed_object *)a)->id, y = ((const struct typed_object *)b)->id;
-    return x < y ? -1 : x > y;
-}
-
-static struct typed_object *find_typed(mw_trace_writer *w, uint64_t id)
-{
-    struct typed_object key = {.id = id};
-    return bsearch(&key, w->typed, w->ntyped, sizeof(*w->typed), cmp_typed_id);
-}
-
-static int stats_elem(const struct mw_elem_change *c, void *ctx)
-{
-    mw_elem_stats_add(ctx, c);
-    return 0;
-}
-
-/* Adds the elements of ranges to the current change's summary and stores it. */
-static int store_elem_stats(mw_trace_writer *w, uint64_t seq, uint32_t n,
-                            const struct mw_rec_range *r)
-{
-    struct typed_object *t = w->cur_typed;
-    if (!t)
-        return 0;
-    struct mw_elem_stats before = w->cur_stats;
-    /* Ranges past the object (a hand-made stream) only lose their summary. */
-    if (mw_elem_diff(t->layout, r, n, NULL, NULL, 0, stats_elem, &w->cur_stats) == -ENOMEM)
-        return set_err(w, -ENOMEM, "out of memory");
-    const struct mw_elem_stats *st = &w->cur_stats;
-    if (st->elements == 0)
-        return 0;
-    sqlite3_stmt *s = w->stmt[ST_ELEM_STATS];
-    sqlite3_bind_int64(s, 1, (int64_t)seq);
-    sqlite3_bind_int64(s, 2, (int64_t)st->elements);
-    sqlite3_bind_int64(s, 3, (int64_t)st->unknown);
-    sqlite3_bind_int64(s, 4, (int64_t)st->deltas);
-    if (st->deltas) {
-        sqlite3_bind_double(s, 5, st->delta_min);
-        sqlite3_bind_double(s, 6, st->delta_max);
-        sqlite3_bind_double(s, 7, st->delta_sum / (double)st->deltas);
-    }
-    sqlite3_bind_int64(s, 8, (int64_t)st->nan_appeared);
-    sqlite3_bind_int64(s, 9, (int64_t)st->nan_gone);
-    sqlite3_bind_int64(s, 10, (int64_t)st->inf_appeared);
-    sqlite3_bind_int64(s, 11, (int64_t)st->inf_gone);
-    int rc = step(w, ST_ELEM_STATS);
-    if (rc)
-        return rc;
-    uint64_t nan = st->nan_appeared - before.nan_appeared;
-    uint64_t inf = st->inf_appeared - before.inf_appeared;
-    if (nan || inf) {
-        t->nan_appeared += nan;
-        t->inf_appeared += inf;
-        if (!t->first_seq || t->first_seq == seq) {
-            if (!t->first_seq && w->cur_file && !(t->first_file = strdup(w->cur_file)))
-                return set_err(w, -ENOMEM, "out of memory");
-            t->first_seq = seq;
-            t->first_line = w->cur_line;
-            t->first_nan += nan;
-            t->first_inf += inf;
-        }
-    }
-    return 0;
-}
-
 static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
 {
     sqlite3_stmt *s = w->stmt[ST_OBJECT];
@@ -554,8 +404,8 @@ static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
     int rc = step(w, ST_OBJECT);
     if (!rc)
         counted(w)->objects++;
-    if (!rc)
-        rc = add_typed(w, o);
+    if (!rc && (rc = mw_change_store_object(w->store, o)))
+        store_err(w, rc);
     return rc;
 }
 
@@ -593,39 +443,14 @@ static int apply_stats(mw_trace_writer *w, const struct mw_rec_stats *st)
     return rc;
 }
 
-static int apply_change(mw_trace_writer *w, const struct mw_rec_change *c)
+/* What a change record added, counted in the open batch. */
+static int stored(mw_trace_writer *w, int rc, const struct mw_stored *done)
 {
-    sqlite3_stmt *s = w->stmt[ST_CHANGE];
-    sqlite3_bind_int64(s, 1, (int64_t)c->seq);
-    sqlite3_bind_int64(s, 2, (int64_t)c->time_ns);
-    sqlite3_bind_int64(s, 3, (int64_t)c->object_id);
-    if (c->thread_id)
-        sqlite3_bind_int64(s, 4, c->thread_id);
-    bind_text(s, 5, c->thread_name);
-    bind_text(s, 6, c->file);
-    if (c->line > 0)
-        sqlite3_bind_int(s, 7, c->line);
-    bind_text(s, 8, c->function);
-    bind_text(s, 9, c->native_symbol);
-    bind_text(s, 10, c->native_library);
-    int rc = step(w, ST_CHANGE);
     if (rc)
-        return rc;
-    counted(w)->changes++;
-    w->have_change = 1;
-    w->last_seq = c->seq;
-    if ((rc = insert_ranges(w, c->seq, c->nranges, c->ranges)))
-        return rc;
-    w->cur_typed = w->ntyped ? find_typed(w, c->object_id) : NULL;
-    if (!w->cur_typed)
-        return 0;
-    mw_elem_stats_init(&w->cur_stats);
-    free(w->cur_file);
-    w->cur_file = NULL;
-    if (c->file && !(w->cur_file = strdup(c->file)))
-        return set_err(w, -ENOMEM, "out of memory");
-    w->cur_line = c->line;
-    return store_elem_stats(w, c->seq, c->nranges, c->ranges);
+        return store_err(w, rc);
+    counted(w)->changes += done->changes;
+    counted(w)->ranges += done->ranges;
+    return 0;
 }
 
 int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
@@ -661,19 +486,20 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
         sqlite3_bind_int64(s, 1, (int64_t)rec->u.unwatch.time_ns);
         sqlite3_bind_int64(s, 2, (int64_t)rec->u.unwatch.id);
         return step(w, ST_UNWATCH);
-    case MW_REC_CHANGE:
-        return apply_change(w, &rec->u.change);
-    case MW_REC_RANGES:
-        if (!w->have_change || rec->u.ranges.seq != w->last_seq)
-            return set_err(w, MW_EFORMAT, "ranges of change %" PRIu64 " arrived after another change",
-                           rec->u.ranges.seq);
-        if ((rc = insert_ranges(w, rec->u.ranges.seq, rec->u.ranges.nranges,
-                                rec->u.ranges.ranges)))
-            return rc;
-        return store_elem_stats(w, rec->u.ranges.seq, rec->u.ranges.nranges,
-                                rec->u.ranges.ranges);
+    case MW_REC_CHANGE: {
+        struct mw_stored done = {0};
+        return stored(w, mw_change_store_change(w->store, &rec->u.change, &done), &done);
+    }
+    case MW_REC_RANGES: {
+        struct mw_stored done = {0};
+        return stored(w, mw_change_store_ranges(w->store, &rec->u.ranges, &done), &done);
+    }
     case MW_REC_STATS:
         return apply_stats(w, &rec->u.stats);
+    case MW_REC_VALUE:
+        if ((rc = mw_change_store_value(w->store, &rec->u.value)))
+            return store_err(w, rc);
+        return 0;
     }
     return set_err(w, MW_EFORMAT, "unknown record type %d", (int)rec->type);
 }
@@ -747,7 +573,12 @@ int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
             goto out;
         }
     }
-    /* End of the stream. A partial frame means the traced process died while sending it. */
+    /* End of the stream. A change whose last frame never came is stored as far as it came;
+     * a partial frame means the traced process died while sending it. */
+    struct mw_stored done = {0};
+    if ((rc = begin_batch(w)) ||
+        (rc = stored(w, mw_change_store_flush(w->store, &done), &done)))
+        goto out;
     int type;
     if (mw_rec_decoder_pending(d, &type) > 0 && (type == MW_REC_CHANGE || type == MW_REC_RANGES)) {
         w->dropped++;
@@ -800,24 +631,44 @@ void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *ou
 
 int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trace_nonfinite *out)
 {
-    for (size_t k = 0; k < w->ntyped; k++) {
-        const struct typed_object *t = &w->typed[k];
-        if (!t->first_seq || i-- > 0)
-            continue;
-        *out = (struct mw_trace_nonfinite){
-            .tag = t->tag,
-            .object_id = t->id,
-            .nan_appeared = t->nan_appeared,
-            .inf_appeared = t->inf_appeared,
-            .first_seq = t->first_seq,
-            .first_nan = t->first_nan,
-            .first_inf = t->first_inf,
-            .first_file = t->first_file,
-            .first_line = t->first_line,
-        };
-        return 1;
-    }
+    return mw_change_store_nonfinite(w->store, i, out);
+}
+
+void mw_trace_writer_dropped(const mw_trace_writer *w, uint64_t *values_changes,
+                             uint64_t *values_bytes, uint64_t *not_recorded)
+{
+    mw_change_store_dropped(w->store, values_changes, values_bytes, not_recorded);
+}
+
+int mw_trace_writer_set_values(mw_trace_writer *w, const struct mw_values_config *cfg)
+{
+    mw_change_store *s;
+    int rc = mw_change_store_create(w->db, cfg, &s);
+    if (rc)
+        return set_err(w, rc, "%s", rc == -ENOMEM ? "out of memory"
+                                                  : "cannot set up the trace's values");
+    mw_change_store_destroy(w->store);
+    w->store = s;
     return 0;
+}
+
+/* The run's end for the file: what the values left out, and the end-of-run part of the
+ * schema (an index), once. */
+static int finish_file(mw_trace_writer *w)
+{
+    if (w->file_finished)
+        return 0;
+    w->file_finished = 1;
+    int rc = begin_batch(w);
+    if (!rc && (rc = mw_change_store_finish(w->store)))
+        rc = store_err(w, rc);
+    if (!rc)
+        rc = mw_trace_writer_commit(w);
+    /* Without the index the trace reads the same, more slowly: a file at its size limit
+     * may have no room for it. */
+    if (!rc && exec_schema(w, 1) != 0)
+        w->errmsg[0] = '\0';
+    return rc;
 }
 
 /* Commits, checkpoints and leaves the trace as one self-contained file, then moves it into
@@ -828,10 +679,14 @@ int mw_trace_writer_finish(mw_trace_writer *w)
         return w->finish_rc;
     w->finished = 1;
     int rc = mw_trace_writer_commit(w);
+    if (!rc)
+        rc = finish_file(w);
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(w->stmt[i]);
         w->stmt[i] = NULL;
     }
+    /* Its statements are on the connection, which does not close while they live. */
+    mw_change_store_release_db(w->store);
     if (!rc)
         rc = exec(w, "PRAGMA wal_checkpoint(TRUNCATE)");
     if (!rc)
@@ -859,13 +714,7 @@ int mw_trace_writer_close(mw_trace_writer *w)
     if (!w)
         return 0;
     int rc = mw_trace_writer_finish(w);
-    for (size_t i = 0; i < w->ntyped; i++) {
-        mw_elem_layout_destroy(w->typed[i].layout);
-        free(w->typed[i].tag);
-        free(w->typed[i].first_file);
-    }
-    free(w->typed);
-    free(w->cur_file);
+    mw_change_store_destroy(w->store);
     free(w);
     return rc;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "record.h"
+#include "value_store.h"
 
 typedef struct mw_trace_writer mw_trace_writer;
 
@@ -73,7 +74,15 @@ struct mw_trace_nonfinite {
 /* The i-th such object in watch order: 1 and *out (valid until the writer is closed), or
  * 0 when there are no more. */
 int mw_trace_writer_nonfinite(const mw_trace_writer *w, size_t i, struct mw_trace_nonfinite *out);
-/* Commits, checkpoints and closes the database, and puts the trace in its place: 0, or a
+/* What --values and --max-trace-size left out so far: changes whose values were dropped,
+ * their bytes, and changes not recorded at all for lack of room. */
+void mw_trace_writer_dropped(const mw_trace_writer *w, uint64_t *values_changes,
+                             uint64_t *values_bytes, uint64_t *not_recorded);
+/* Which values the trace keeps (--values, --max-trace-size); before any record is
+ * applied. The default: --values=full, no size limit. */
+int mw_trace_writer_set_values(mw_trace_writer *w, const struct mw_values_config *cfg);
+/* Commits, finishes the file (meta of the values, the end-of-run index), checkpoints and
+ * closes the database, and puts the trace in its place: 0, or a
  * negative status with the message on the writer (-ENOENT: the trace was removed while
  * the run went on, -ESTALE: another file took its name; either way its changes are lost).
  * Totals stay readable; only mw_trace_writer_close may follow. */

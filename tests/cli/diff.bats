@@ -120,7 +120,7 @@ OUT
     assert_equal "$stderr" "memwatch: 'other.db' is an SQLite database but not a memwatch trace"
     sqlite3 t.db "PRAGMA user_version = 3; UPDATE meta SET value = '3' WHERE key = 'read_compat';"
     run_memwatch -2 --separate-stderr diff -t t.db bias
-    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 3, newer than this memwatch reads (1): use a newer memwatch"
+    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 3, newer than this memwatch reads (2): use a newer memwatch"
 }
 
 @test "diff without -t reads the newest memwatch-*.db here and says which" {

@@ -175,7 +175,9 @@ assert abs(r["delta_min"] - 0.01) < 1e-6 and abs(r["delta_max"] - 0.1234) < 1e-6
     assert_line --index 2 "  st[2].x: 0 -> 9"
     run_memwatch -0 diff -t np.db --bytes fo
     assert_line --index 0 --regexp '^seq 7  [0-9.]+s  fo  1 range, 8 bytes  '
-    assert_line --index 2 '+ 00000020  ?? ?? ?? ?? ?? ?? ?? ??  00 00 00 00 00 00 1c 40  |        .......@|'
+    # Its bytes around the change are known: the trace keeps the object's value (--values=full).
+    assert_line --index 2 '- 00000020  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|'
+    assert_line --index 3 '+ 00000020  00 00 00 00 00 00 00 00  00 00 00 00 00 00 1c 40  |...............@|'
     run_memwatch -0 diff -t np.db --color=always f32
     assert_output --partial $'\e[1m\e[31m!! 1 NaN and 1 Inf appeared\e[0m'
     assert_output --partial $'f32[1, 2]: \e[31m0.1234\e[0m -> \e[32m0.1334\e[0m'

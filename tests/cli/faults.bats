@@ -78,12 +78,15 @@ PY
     fi
     db="$mnt/t.db"
     cat > "$script" <<'PY'
-import time, memwatch
+import os, time, memwatch
 data = bytearray(64 * 1024)
 memwatch.watch(data, "data")
+# Random masks of nonzero bytes: every byte changes, into bytes no compression shrinks.
+masks = [int.from_bytes(bytes(b | 1 for b in os.urandom(len(data))), "little") for _ in range(4)]
 for i in range(120):                           # 120 changes of 64 KiB: 7.5 MiB of new bytes,
-    data[:] = bytes([i + 1]) * len(data)       # paced so that batches commit before the
-    memwatch.check()                           # disk is full
+    x = int.from_bytes(data, "little") ^ masks[i % 4]   # paced so that batches commit
+    data[:] = x.to_bytes(len(data), "little")  # before the disk is full
+    memwatch.check()
     time.sleep(0.01)
 print("script finished", flush=True)
 PY
@@ -97,7 +100,7 @@ PY
     # with its whole 64 KiB.
     run q "SELECT count(*) > 0, count(*) = max(seq), min(seq) FROM changes"
     assert_output "1|1|1"
-    run q "SELECT sum(length) = 65536 * count(DISTINCT seq) FROM ranges"
+    run q "SELECT sum(length) = 65536 * count(DISTINCT seq) FROM change_ranges"
     assert_output "1"
     run q "SELECT count(*) FROM objects WHERE tag = 'data'"
     assert_output "1"

@@ -49,15 +49,15 @@ PY
 
 @test "query --format jsonl gives one object per line" {
     run_memwatch -0 query -f jsonl --tag bias t.db
-    assert_output '{"seq": 2, "time_ns": 2500000, "tag": "bias", "object_id": 2, "offset": 4, "length": 4, "old_hex": "0000803f", "new_hex": "00000040", "complete": 1, "file": "train.py", "line": 11, "function": "step", "thread": "MainThread", "thread_id": 101}'
+    assert_output '{"seq": 2, "time_ns": 2500000, "tag": "bias", "object_id": 2, "offset": 4, "length": 4, "old_hex": "0000803f", "new_hex": "00000040", "complete": 1, "file": "train.py", "line": 11, "function": "step", "thread": "MainThread", "thread_id": 101, "kept": "rows"}'
 }
 
 @test "query --format csv has a header and quotes what needs quoting" {
     sqlite3 t.db "UPDATE changes SET function = 'f, \"g\"' WHERE seq = 2"
     run_memwatch -0 query -f csv --since 2 --until 2 t.db
     assert_output - <<'OUT'
-seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id
-2,2500000,bias,2,4,4,0000803f,00000040,1,train.py,11,"f, ""g""",MainThread,101
+seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept
+2,2500000,bias,2,4,4,0000803f,00000040,1,train.py,11,"f, ""g""",MainThread,101,rows
 OUT
 }
 
@@ -144,11 +144,11 @@ OUT
 @test "query: a trace with a newer schema, exit 2" {
     sqlite3 t.db "PRAGMA user_version = 7; UPDATE meta SET value = '7' WHERE key IN ('schema_version', 'read_compat');"
     run_memwatch -2 --separate-stderr query t.db
-    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 7, newer than this memwatch reads (1): use a newer memwatch"
+    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 7, newer than this memwatch reads (2): use a newer memwatch"
 }
 
 @test "query: a newer schema that old readers may still read is read" {
-    sqlite3 t.db "PRAGMA user_version = 2; UPDATE meta SET value = '2' WHERE key = 'schema_version'; CREATE TABLE elements (x);"
+    sqlite3 t.db "PRAGMA user_version = 3; UPDATE meta SET value = '3' WHERE key = 'schema_version'; CREATE TABLE elements (x);"
     run_memwatch -0 query -f jsonl --tag bias t.db
     assert_output --partial '"seq": 2,'
 }
@@ -235,6 +235,6 @@ PY
     assert_success
     assert_output - <<'OUT'
 2 4 0000803f 00000040
-1
+2
 OUT
 }

@@ -84,10 +84,14 @@ PY
     run sqlite3 "$db" "SELECT ended_by, exit_status, changes_dropped FROM run"
     assert_output "exit|0|0"
     # Replay every recorded range of each object over zeros, in seq order: the result
-    # must be the object's content at the end of the script.
-    run "$MEMWATCH_PYTHON" - "$db" "$BATS_TEST_TMPDIR/final" <<'PY'
-import sqlite3, sys
+    # must be the object's content at the end of the script. The new bytes come through
+    # memwatch query --sql's mw_new, however the trace keeps them (schemas/trace.sql).
+    "$MEMWATCH" query -f jsonl --sql "SELECT tag, offset, hex(mw_new(seq, offset)) AS new
+        FROM change_ranges ORDER BY seq, offset" "$db" > "$BATS_TEST_TMPDIR/ranges"
+    run "$MEMWATCH_PYTHON" - "$db" "$BATS_TEST_TMPDIR/final" "$BATS_TEST_TMPDIR/ranges" <<'PY'
+import json, sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+ranges = [json.loads(line) for line in open(sys.argv[3])]
 bad = 0
 for line in open(sys.argv[2]):
     tag, hexed = line.split()
@@ -95,9 +99,11 @@ for line in open(sys.argv[2]):
     (size,) = db.execute("SELECT size FROM objects WHERE tag = ?", (tag,)).fetchone()
     state = bytearray(size)
     n = 0
-    for off, new in db.execute("SELECT offset, new FROM change_ranges WHERE tag = ? "
-                               "ORDER BY seq, offset", (tag,)):
-        state[off:off + len(new)] = new
+    for r in ranges:
+        if r["tag"] != tag:
+            continue
+        new = bytes.fromhex(r["new"])
+        state[r["offset"]:r["offset"] + len(new)] = new
         n += 1
     if bytes(state) != final:
         first = next(i for i in range(size) if state[i] != final[i])

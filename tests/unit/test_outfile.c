@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "outfile.h"
+#include "schema.h"
 #include "trace_scratch.h"
 #include "unit.h"
 #include "writer.h"
@@ -93,7 +94,7 @@ static void test_abandon_and_reports(void)
     CHECK_EQ_INT(mw_outfile_claim(&o, trace, 1, MW_OUTFILE_TRACE), 0);
     write_text(mw_outfile_write_path(&o), "half");
     mw_outfile_abandon(&o);
-    CHECK_EQ_INT(scratch_int(trace, "PRAGMA user_version"), 1);
+    CHECK_EQ_INT(scratch_int(trace, "PRAGMA user_version"), mw_trace_schema_version);
     CHECK(!temporaries());
     /* a report never replaces an SQLite database, and replaces a page with -f */
     CHECK_EQ_INT(mw_outfile_claim(&o, trace, 1, MW_OUTFILE_REPORT), -EPERM);

@@ -73,15 +73,15 @@ static void test_validation(void)
 
     make_trace(scratch_path("t.db"));
     CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
-    CHECK_EQ_INT(version, 1);
-    /* a newer version that old readers may still read, then one they may not */
-    scratch_sql(scratch_path("t.db"), "PRAGMA user_version = 2");
-    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
     CHECK_EQ_INT(version, 2);
-    scratch_sql(scratch_path("t.db"), "UPDATE meta SET value = '2' WHERE key = 'read_compat'");
+    /* a newer version that old readers may still read, then one they may not */
+    scratch_sql(scratch_path("t.db"), "PRAGMA user_version = 3");
+    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
+    CHECK_EQ_INT(version, 3);
+    scratch_sql(scratch_path("t.db"), "UPDATE meta SET value = '3' WHERE key = 'read_compat'");
     mw_trace_reader *r;
     CHECK_EQ_INT(mw_trace_reader_open(scratch_path("t.db"), &r, NULL), MW_ESCHEMA);
-    CHECK(strstr(mw_trace_reader_errmsg(r), "version 2") != NULL);
+    CHECK(strstr(mw_trace_reader_errmsg(r), "version 3") != NULL);
     mw_trace_reader_close(r);
 }
 

@@ -118,7 +118,7 @@ static void test_producers_writer_reader(void)
     CHECK_EQ_INT(mw_trace_writer_end_run(w, &end), 0);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
     CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM changes"), PRODUCERS * per_producer);
-    CHECK_EQ_INT(scratch_int(path, "SELECT count(DISTINCT seq) FROM ranges"), PRODUCERS * per_producer);
+    CHECK_EQ_INT(scratch_int(path, "SELECT count(DISTINCT seq) FROM change_ranges"), PRODUCERS * per_producer);
     CHECK_EQ_INT(scratch_int(path, "SELECT max(seq) FROM changes"), PRODUCERS * per_producer);
     CHECK_EQ_INT(scratch_int(path, "SELECT count(*) FROM objects"), PRODUCERS);
     fprintf(stderr, "reader opened the growing trace %d times\n", atomic_load(&reader_rounds));

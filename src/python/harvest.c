@@ -1,0 +1,378 @@
+/* Phase 1 of a check: the engine's changes copied out (see harvest.h). */
+#include "harvest.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "channel.h"
+#include "diff.h"
+#include "mw_grow.h"
+
+/* The bytes of a change: a mapping of their own when large, never heap memory next to a
+ * watched object (see record.c, MAPPED_MIN). Their size is kept to free them. */
+#define BYTES_MAPPED_MIN ((size_t)64 << 10)
+
+static unsigned char *bytes_alloc(struct harvested *it, size_t n)
+{
+    it->bytes_size = n ? n : 1;
+    if (it->bytes_size < BYTES_MAPPED_MIN)
+        return malloc(it->bytes_size);
+    void *p = mmap(NULL, it->bytes_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void bytes_free(struct harvested *it)
+{
+    if (!it->bytes)
+        return;
+    if (it->bytes_size < BYTES_MAPPED_MIN)
+        free(it->bytes);
+    else
+        munmap(it->bytes, it->bytes_size);
+    it->bytes = NULL;
+}
+
+/* A segment before its bytes are copied. */
+struct seg {
+    size_t lo, hi;
+    int old_known;
+};
+
+/* The engine's ranges widened to whole items of is bytes and joined across gaps of at most
+ * gap bytes, into segs (room for c->nranges); returns how many. */
+static size_t plan_segments(const struct mw_change *c, size_t is, size_t span, size_t gap,
+                            struct seg *segs)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct mw_range *r = &c->ranges[i];
+        size_t lo = r->offset / is * is, hi = (r->offset + r->length + is - 1) / is * is;
+        if (hi > span)
+            hi = span;
+        if (n && lo <= segs[n - 1].hi + gap) {
+            if (hi > segs[n - 1].hi)
+                segs[n - 1].hi = hi;
+            segs[n - 1].old_known &= r->old != NULL;
+            continue;
+        }
+        segs[n++] = (struct seg){lo, hi, r->old != NULL};
+    }
+    return n;
+}
+
+/* Splitting a small segment back into its changed items. */
+struct splitter {
+    const struct mw_rec_range *seg;
+    size_t is;
+    struct mw_rec_range *out;
+    size_t n, cap;
+    int oom;
+};
+
+static int split_run(size_t off, size_t len, void *ctx)
+{
+    struct splitter *x = ctx;
+    size_t lo = off / x->is * x->is, hi = (off + len + x->is - 1) / x->is * x->is;
+    if (hi > x->seg->length)
+        hi = x->seg->length;
+    struct mw_rec_range *last = x->n ? &x->out[x->n - 1] : NULL;
+    if (last && last->offset + last->length >= x->seg->offset + lo) {
+        last->length = x->seg->offset + hi - last->offset;
+        return 0;
+    }
+    if (MW_GROW(x->out, x->cap, x->n + 1) != 0) {
+        x->oom = 1;
+        return 1;
+    }
+    x->out[x->n++] = (struct mw_rec_range){x->seg->offset + lo, hi - lo, x->seg->old + lo,
+                                           x->seg->new_ + lo};
+    return 0;
+}
+
+/* Segments of at most MW_SEGMENT_EXACT bytes are cut back to their changed items (whole
+ * items of is bytes, as the trace wants them): small changes keep exact ranges, which cost
+ * nothing; large ones keep the few unchanged bytes between changed ones, which spares the
+ * trace a range per item. The bytes stay where they are. 0, or -1. */
+static int exact_small_segments(struct harvested *it, size_t is)
+{
+    int any = 0;
+    for (size_t k = 0; k < it->nranges; k++)
+        any |= it->ranges[k].length <= MW_SEGMENT_EXACT && it->ranges[k].old;
+    if (!any)
+        return 0;
+    struct splitter x = {.is = is};
+    for (size_t k = 0; k < it->nranges && !x.oom; k++) {
+        const struct mw_rec_range *g = &it->ranges[k];
+        if (g->length > MW_SEGMENT_EXACT || !g->old) {
+            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
+                x.oom = 1;
+            else
+                x.out[x.n++] = *g;
+            continue;
+        }
+        x.seg = g;
+        mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
+    }
+    if (x.oom) {
+        free(x.out);
+        return 0;   /* the segments as they are: still right, only coarser */
+    }
+    free(it->ranges);
+    it->ranges = x.out;
+    it->nranges = x.n;
+    return 0;
+}
+
+/* Fills old (when not NULL) and new with the bytes [lo, lo + len) of the object: those of
+ * the engine's ranges from *i on (advanced past the ones that end here), and the few the
+ * ranges do not hold (a range widened to whole elements) from src. */
+static void fill(const struct mw_change *c, size_t *i, const unsigned char *src, size_t lo,
+                 size_t len, unsigned char *old, unsigned char *new_)
+{
+    size_t at = lo, end = lo + len;
+    while (at < end) {
+        while (*i < c->nranges && c->ranges[*i].offset + c->ranges[*i].length <= at)
+            (*i)++;
+        const struct mw_range *r = *i < c->nranges ? &c->ranges[*i] : NULL;
+        size_t next = r && r->offset < end ? (r->offset > at ? r->offset : at) : end;
+        if (next > at) {   /* not the engine's: from memory */
+            memcpy(new_ + (at - lo), src + at, next - at);
+            if (old)
+                memcpy(old + (at - lo), src + at, next - at);
+            at = next;
+            continue;
+        }
+        size_t stop = r->offset + r->length < end ? r->offset + r->length : end;
+        memcpy(new_ + (at - lo), r->new_ + (at - r->offset), stop - at);
+        if (old)
+            memcpy(old + (at - lo), r->old + (at - r->offset), stop - at);
+        at = stop;
+    }
+}
+
+/* Segments of at least this many bytes in all are built straight into record frames
+ * (record.h, mw_rec_frames): the channel takes them to the pipe without another copy. */
+#define FRAMES_MIN ((size_t)64 << 10)
+
+/* The segments' bytes in frames, a piece per frame when large (harvest.h): it->ranges
+ * are the pieces. 0, or -1 with nothing allocated. */
+static int harvest_into_frames(const struct mw_change *c, const struct seg *segs, size_t n,
+                               size_t bytes, const unsigned char *src, struct harvested *it)
+{
+    size_t cap = n + bytes / ((size_t)8 << 20) + 2, count = 0, i = 0;
+    it->ranges = malloc(cap * sizeof *it->ranges);
+    if (!it->ranges || mw_rec_frames_begin(&it->frames, bytes, cap) != 0) {
+        free(it->ranges);
+        it->ranges = NULL;
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        for (size_t lo = segs[k].lo; lo < segs[k].hi;) {
+            unsigned char *old, *new_;
+            uint64_t got = mw_rec_frames_add(&it->frames, lo, segs[k].hi - lo,
+                                             segs[k].old_known, &old, &new_);
+            if (got == 0 || (count == cap && MW_GROW(it->ranges, cap, count + 1) != 0)) {
+                mw_rec_frames_free(&it->frames);
+                free(it->ranges);
+                it->ranges = NULL;
+                return -1;
+            }
+            fill(c, &i, src, lo, (size_t)got, old, new_);
+            it->ranges[count++] = (struct mw_rec_range){lo, got, old, new_};
+            lo += (size_t)got;
+        }
+    }
+    it->nranges = count;
+    it->framed = 1;
+    return 0;
+}
+
+/* The segments' bytes in one plain allocation. 0, or -1 with nothing allocated. */
+static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs, size_t n,
+                              size_t bytes, const unsigned char *src, struct harvested *it)
+{
+    it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
+    it->bytes = bytes_alloc(it, bytes);
+    if (!it->ranges || !it->bytes) {
+        free(it->ranges);
+        bytes_free(it);
+        it->ranges = NULL;
+        return -1;
+    }
+    unsigned char *at = it->bytes;
+    size_t i = 0;   /* engine ranges, in offset order like the segments */
+    for (size_t k = 0; k < n; k++) {
+        size_t lo = segs[k].lo, len = segs[k].hi - lo;
+        unsigned char *old = segs[k].old_known ? at : NULL, *new_ = at + (old ? len : 0);
+        fill(c, &i, src, lo, len, old, new_);
+        it->ranges[k] = (struct mw_rec_range){lo, len, old, new_};
+        at += len * (old ? 2 : 1);
+    }
+    it->nranges = n;
+    return 0;
+}
+
+/* The trace's segments of c (see harvest.h), with their bytes: those the engine gave, and
+ * the few around them a widening to whole elements needs from memory. 0, or -1 with
+ * nothing allocated. */
+static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it)
+{
+    const struct mw_buffer *b = &w->buf;
+    size_t is = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
+    const unsigned char *src = w->shadow ? w->shadow : b->start;
+    struct seg *segs = malloc((c->nranges ? c->nranges : 1) * sizeof *segs);
+    if (!segs)
+        return -1;
+    /* Ranges are joined only where they touch: the bytes between others would have to be
+     * read from memory (see harvest.h). */
+    size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
+    for (size_t k = 0; k < n; k++)
+        bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
+    int rc = bytes >= FRAMES_MIN ? harvest_into_frames(c, segs, n, bytes, src, it)
+                                 : harvest_into_bytes(c, segs, n, bytes, src, it);
+    free(segs);
+    if (rc)
+        return -1;
+    /* The shadow follows what the checks saw (registry.h). */
+    for (size_t j = 0; w->shadow && j < c->nranges; j++)
+        memcpy(w->shadow + c->ranges[j].offset, c->ranges[j].new_, c->ranges[j].length);
+    it->segments = 1;
+    return it->framed ? 0 : exact_small_segments(it, is);
+}
+
+/* The exact changed runs inside the segments, for a callback's Change: pointers into the
+ * segments' bytes. 0, or -1. */
+static int exact_runs_of_segments(struct harvested *it)
+{
+    struct splitter x = {.is = 1};
+    for (size_t k = 0; k < it->nranges && !x.oom; k++) {
+        const struct mw_rec_range *g = &it->ranges[k];
+        if (!g->old) {
+            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
+                x.oom = 1;
+            else
+                x.out[x.n++] = *g;
+            continue;
+        }
+        x.seg = g;
+        mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
+    }
+    if (x.oom) {
+        free(x.out);
+        return -1;
+    }
+    it->exact = x.out ? x.out : calloc(1, sizeof *it->exact);
+    it->nexact = x.n;
+    return it->exact ? 0 : -1;
+}
+
+/* Exact changed runs of the engine's ranges (which may carry unchanged bytes between
+ * runs: mw_engine_set_coalesce_gap), counted or copied. */
+struct runs {
+    const struct mw_range *r;
+    struct mw_rec_range *out;     /* NULL: count only */
+    unsigned char **at;
+    size_t n, bytes;
+};
+
+static int one_run(size_t off, size_t len, void *ctx)
+{
+    struct runs *x = ctx;
+    if (x->out) {
+        unsigned char *old = *x->at, *new_ = old + len;
+        memcpy(old, x->r->old + off, len);
+        memcpy(new_, x->r->new_ + off, len);
+        x->out[x->n] = (struct mw_rec_range){x->r->offset + off, len, old, new_};
+        *x->at += 2 * len;
+    }
+    x->n++;
+    x->bytes += 2 * len;
+    return 0;
+}
+
+/* The engine's ranges cut back to exact runs, for a Change (see harvest.h). */
+static int harvest_exact(const struct mw_change *c, struct harvested *it)
+{
+    struct runs count = {0};
+    for (size_t i = 0; i < c->nranges; i++) {
+        count.r = &c->ranges[i];
+        if (c->ranges[i].old)
+            mw_diff_ranges(count.r->old, count.r->new_, count.r->length, one_run, &count);
+        else {
+            count.n++;
+            count.bytes += c->ranges[i].length;
+        }
+    }
+    it->ranges = malloc((count.n ? count.n : 1) * sizeof *it->ranges);
+    it->bytes = bytes_alloc(it, count.bytes);
+    if (!it->ranges || !it->bytes) {
+        free(it->ranges);
+        bytes_free(it);
+        it->ranges = NULL;
+        return -1;
+    }
+    unsigned char *at = it->bytes;
+    struct runs fill = {.out = it->ranges, .at = &at};
+    for (size_t i = 0; i < c->nranges; i++) {
+        const struct mw_range *r = &c->ranges[i];
+        fill.r = r;
+        if (r->old) {
+            mw_diff_ranges(r->old, r->new_, r->length, one_run, &fill);
+            continue;
+        }
+        memcpy(at, r->new_, r->length);
+        it->ranges[fill.n++] = (struct mw_rec_range){r->offset, r->length, NULL, at};
+        at += r->length;
+    }
+    it->nranges = fill.n;
+    it->exact = it->ranges;
+    it->nexact = it->nranges;
+    return 0;
+}
+
+void mw_harvest_collect(const struct mw_change *c, void *ctx)
+{
+    struct harvest *h = ctx;
+    if (h->failed)
+        return;
+    if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
+        h->failed = 1;
+        return;
+    }
+    struct harvested *it = &h->items[h->n];
+    memset(it, 0, sizeof *it);
+    struct mw_watched *w = c->region_user;
+    int rc;
+    if (w->buf.contiguous) {
+        rc = harvest_segments(c, w, it);
+        if (rc == 0 && w->owner && mw_owner_has_callback(w->owner))
+            rc = exact_runs_of_segments(it);
+    } else {
+        rc = harvest_exact(c, it);
+    }
+    if (rc != 0) {
+        mw_harvest_free_item(it);
+        memset(it, 0, sizeof *it);
+        h->failed = 1;
+        return;
+    }
+    it->watched = w;
+    mw_registry_hold(w);
+    it->writer = *c->writer;
+    it->time_ns = mw_channel_now_ns();
+    h->n++;
+}
+
+void mw_harvest_free_item(struct harvested *it)
+{
+    if (it->exact != it->ranges)
+        free(it->exact);
+    free(it->ranges);
+    bytes_free(it);
+    if (it->framed)
+        mw_rec_frames_free(&it->frames);   /* when routing did not hand them over */
+    if (it->watched)
+        mw_registry_release(it->watched);
+}

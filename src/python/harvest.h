@@ -1,0 +1,62 @@
+/* Phase 1 of a check (check.c, DESIGN): what the engine found, copied out of its scratch
+ * while it holds its lock, into plain C memory and in the shape routing wants.
+ *
+ * DESIGN: a contiguous object's change is copied once, as the trace's SEGMENTS: the
+ * engine's ranges, which hold whole elements and the few unchanged bytes between changed
+ * runs of a page (mw_engine_set_coalesce_gap), joined where they touch, with their old and
+ * new bytes in one allocation per change. A dense update of a large array is then one
+ * segment and two copies of its bytes, whatever its elements; segments of at most
+ * MW_SEGMENT_EXACT bytes are cut back to exact ranges (of whole items), which costs
+ * nothing there. Every byte comes from the engine's comparison, made while the page could
+ * not change: never from memory read later, which another thread may have written since
+ * (the trace codes later bytes against these: they must be what the next check's old
+ * bytes will be). When a callback looks at the change, its exact runs are kept too, for
+ * its Change. A strided view's ranges (re-derived in the view's own coordinates by
+ * check.c) are the exact runs alone. No Python here: it runs under the engine lock. */
+#ifndef MW_PY_HARVEST_H
+#define MW_PY_HARVEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "record.h"
+#include "registry.h"
+#include "watcher.h"
+
+/* Changed runs of a page at most this far apart are one range of the engine's (and one
+ * segment)... */
+#define MW_SEGMENT_GAP 64
+/* ...unless the segment is this small: then it keeps exact ranges (of whole items). */
+#define MW_SEGMENT_EXACT 4096
+
+struct harvested {
+    struct mw_watched *watched;   /* held until the change is routed */
+    struct mw_writer writer;
+    uint64_t time_ns;
+    int segments;                 /* ranges are the trace's segments, else exact ranges */
+    size_t nranges;
+    struct mw_rec_range *ranges;  /* offset order; old NULL: unavailable */
+    /* The exact changed runs, for a callback's Change (segments) or a view's routing:
+     * pointers into bytes; the same array as ranges when these are exact. NULL when no
+     * callback looks at a segmented change. */
+    struct mw_rec_range *exact;
+    size_t nexact;
+    unsigned char *bytes;         /* their old and new bytes (one allocation)... */
+    size_t bytes_size;
+    /* ...or, for a large change, in record frames ready for the pipe: ranges are then
+     * pieces of at most a frame (whole elements), their bytes in frames.buf */
+    int framed;
+    struct mw_rec_frames frames;
+};
+
+struct harvest {
+    struct harvested *items;
+    size_t n, cap;
+    int failed;                   /* out of memory: what was harvested is still routed */
+};
+
+/* The engine's callback (mw_change_fn): appends c to the struct harvest at ctx. */
+void mw_harvest_collect(const struct mw_change *c, void *ctx);
+void mw_harvest_free_item(struct harvested *it);
+
+#endif
