@@ -300,7 +300,8 @@ static uint64_t differing(const unsigned char *a, const unsigned char *b, uint64
         memcpy(&x, a + i, 8);
         memcpy(&y, b + i, 8);
         x ^= y;
-        d += (uint64_t)__builtin_popcountll((((x & low7) + low7) | x) & ~low7);
+        uint64_t top = ((((x & low7) + low7) | x) & ~low7) >> 7;   /* 1 per such byte */
+        d += (top * 0x0101010101010101ull) >> 56;                   /* their sum */
     }
     for (; i < n; i++)
         d += a[i] != b[i];
