@@ -16,7 +16,16 @@
  *   - an automatic check while another thread checks is skipped for the same reason;
  *   - an explicit check (check_changes, unwatch, the end) waits for the other thread's check
  *     to finish, with the GIL released, so that it sees every write made before it.
- * Everything here runs with the GIL held. */
+ * Everything here runs with the GIL held.
+ *
+ * When memory runs out (a lowered RLIMIT_AS, a full machine) a check degrades instead of
+ * failing, so that the trace is never silently stale: a change whose old bytes cannot be
+ * kept is recorded with its old value unavailable; one whose whole value cannot be built
+ * is recorded from its changed ranges alone (no elements widened, no --on-nan, no Change
+ * for the callback); only a change whose new bytes cannot be held at all is lost. Each
+ * shortfall is counted (mw_check_shortfall), stored in the trace and stated at the end of
+ * the run; pages the engine could not take this time stay dirty for the next check. No
+ * MemoryError reaches the script from a check for any of this. */
 #include "check.h"
 
 #include <errno.h>
@@ -54,51 +63,64 @@ struct harvested {
 struct harvest {
     struct harvested *items;
     size_t n, cap;
-    int failed;
 };
 
-/* Copies one range; 0, or -1 with nothing allocated. */
+/* Changes recorded with less than usual for lack of memory, and changes lost for it (see
+ * DESIGN). Protected by the engine lock while harvesting, by the GIL while routing. */
+static uint64_t short_of_memory, lost_for_memory;
+
+void mw_check_shortfall(uint64_t *short_out, uint64_t *lost_out)
+{
+    *short_out = short_of_memory;
+    *lost_out = lost_for_memory;
+}
+
+/* Copies one range: 0; 1 when its old bytes could not be kept (old is NULL then); -1 with
+ * nothing allocated when its new bytes could not. */
 static int copy_range(const struct mw_range *r, struct harvested_range *hr)
 {
     hr->offset = r->offset;
     hr->length = r->length;
     hr->new_ = malloc(r->length ? r->length : 1);
-    hr->old = r->old ? malloc(r->length ? r->length : 1) : NULL;
-    if (!hr->new_ || (r->old && !hr->old)) {
-        free(hr->new_);
-        free(hr->old);
+    if (!hr->new_)
         return -1;
-    }
     memcpy(hr->new_, r->new_, r->length);
-    if (r->old)
-        memcpy(hr->old, r->old, r->length);
+    hr->old = r->old ? malloc(r->length ? r->length : 1) : NULL;
+    if (!hr->old)
+        return r->old ? 1 : 0;
+    memcpy(hr->old, r->old, r->length);
     return 0;
 }
+
+static void harvested_free(struct harvested *it);
 
 /* The engine's callback, under the engine lock: plain C memory only (see DESIGN). */
 static void collect(const struct mw_change *c, void *ctx)
 {
     struct harvest *h = ctx;
-    if (h->failed)
-        return;
     if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
-        h->failed = 1;
+        lost_for_memory++;
         return;
     }
     struct harvested *it = &h->items[h->n];
     memset(it, 0, sizeof *it);
     it->ranges = calloc(c->nranges ? c->nranges : 1, sizeof *it->ranges);
     if (!it->ranges) {
-        h->failed = 1;
+        lost_for_memory++;
         return;
     }
-    for (size_t i = 0; i < c->nranges; i++)
-        if (copy_range(&c->ranges[i], &it->ranges[i]) < 0) {
-            it->nranges = i;   /* freed with the item, like a complete one */
-            h->failed = 1;
-            h->n++;
+    int short_old = 0;
+    for (size_t i = 0; i < c->nranges; i++) {
+        int copied = copy_range(&c->ranges[i], &it->ranges[i]);
+        if (copied < 0) {
+            it->nranges = i;
+            harvested_free(it);
+            lost_for_memory++;
             return;
         }
+        short_old |= copied;
+    }
+    short_of_memory += (uint64_t)short_old;
     it->nranges = c->nranges;
     it->watched = c->region_user;
     mw_registry_hold(it->watched);
@@ -255,6 +277,7 @@ struct routing {
     struct mw_native_writer native;
     int has_native;
     uint64_t seq;
+    struct mw_rec_range lean_ranges[16];   /* route_lean's, when memory ran out */
 };
 
 static void routing_free(struct routing *r)
@@ -339,13 +362,14 @@ static int widen_to_elements(struct routing *r)
 }
 
 /* Attributes the change and puts it in the trace, under the next sequence number. -1 with
- * an exception when the thread's name cannot be had. */
-static int record(struct routing *r)
+ * an exception when the thread's name cannot be had; lean (memory ran out): without it. */
+static int record(struct routing *r, int lean)
 {
     const struct mw_writer *wr = &r->it->writer;
     r->thread_name = mw_attribution_thread_name(wr->tid);
-    if (!r->thread_name)
+    if (!r->thread_name && !lean)
         return -1;
+    PyErr_Clear();
     r->has_native = mw_attribution_native_writer(wr->fault_ip, &r->native);
     r->seq = mw_channel_next_seq();
     struct mw_rec_change rec = {
@@ -353,7 +377,8 @@ static int record(struct routing *r)
         .time_ns = r->it->time_ns,
         .object_id = r->w->object_id,
         .thread_id = wr->tid,
-        .thread_name = PyUnicode_Check(r->thread_name) ? PyUnicode_AsUTF8(r->thread_name) : NULL,
+        .thread_name = r->thread_name && PyUnicode_Check(r->thread_name)
+                           ? PyUnicode_AsUTF8(r->thread_name) : NULL,
         .file = wr->file[0] ? wr->file : NULL,
         .line = wr->line,
         .function = wr->function[0] ? wr->function : NULL,
@@ -362,7 +387,9 @@ static int record(struct routing *r)
         .nranges = (uint32_t)(r->whole ? r->nwhole : r->nranges),
         .ranges = r->whole ? r->whole : r->ranges,
     };
-    mw_channel_change(&rec);
+    if (mw_channel_change(&rec) == -ENOMEM)
+        lost_for_memory++;
+    PyErr_Clear();
     return 0;
 }
 
@@ -402,6 +429,82 @@ static int queue_for_owner(const struct routing *r, const struct mw_change_info 
     return status;
 }
 
+/* Whole elements for route_lean, in memory that needs no allocation (the GIL protects
+ * it): the bytes of an element the change did not touch are the same before and after, and
+ * come from the object as build_spans takes them. Ranges that do not fit stay as found. */
+static unsigned char lean_old[64 << 10], lean_new[64 << 10];
+
+static void lean_widen(struct routing *r)
+{
+    const struct mw_buffer *b = &r->w->buf;
+    size_t item = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
+    const unsigned char *src = r->w->shadow ? r->w->shadow : b->start;
+    size_t used = 0, k = 0;
+    for (size_t i = 0; i < r->nranges; i++) {
+        struct mw_rec_range x = r->ranges[i];
+        size_t lo = x.offset / item * item, hi = (x.offset + x.length + item - 1) / item * item;
+        if (hi > b->logical_size)
+            hi = b->logical_size;
+        struct mw_rec_range *prev = k ? &r->ranges[k - 1] : NULL;
+        int join = prev && prev->new_ == lean_new + used - prev->length &&
+                   lo < prev->offset + prev->length;
+        size_t from = join ? prev->offset + prev->length : lo;
+        size_t extra = hi > from ? hi - from : 0;
+        if (item == 1 || used + extra > sizeof lean_new) {
+            r->ranges[k++] = x;
+            continue;
+        }
+        memcpy(lean_old + used, src + from, extra);
+        memcpy(lean_new + used, src + from, extra);
+        used += extra;
+        if (!join) {
+            prev = &r->ranges[k++];
+            *prev = (struct mw_rec_range){lo, 0, lean_old + used - extra, lean_new + used - extra};
+        }
+        if (hi > prev->offset + prev->length)
+            prev->length = hi - prev->offset;
+        memcpy((unsigned char *)prev->new_ + (x.offset - prev->offset), x.new_, x.length);
+        if (x.old && prev->old)
+            memcpy((unsigned char *)prev->old + (x.offset - prev->offset), x.old, x.length);
+        else
+            prev->old = NULL;
+    }
+    r->nranges = k;
+}
+
+/* A change whose values could not be built for lack of memory goes to the trace as the
+ * engine found it, widened to whole elements where it can be: the ranges of a contiguous
+ * object are already in its own coordinates. A strided view's are not (they would name
+ * the wrong elements): it is lost. */
+static int route_lean(struct routing *r)
+{
+    const struct harvested *it = r->it;
+    if (!r->w->buf.contiguous) {
+        lost_for_memory++;
+        return 0;
+    }
+    short_of_memory++;
+    free(r->ranges);
+    free(r->whole);
+    r->whole = NULL;
+    r->nranges = it->nranges;
+    r->ranges = it->nranges <= 16 ? r->lean_ranges : malloc(it->nranges * sizeof *r->ranges);
+    if (!r->ranges) {
+        lost_for_memory++;
+        return 0;
+    }
+    for (size_t i = 0; i < it->nranges; i++)
+        r->ranges[i] = (struct mw_rec_range){it->ranges[i].offset, it->ranges[i].length,
+                                             it->ranges[i].old, it->ranges[i].new_};
+    lean_widen(r);
+    record(r, 1);
+    if (r->ranges == r->lean_ranges)
+        r->ranges = NULL;
+    if (r->w->owner)
+        r->w->owner->found++;
+    return 1;
+}
+
 /* 1 when the change was routed, 0 when there was nothing to route (only bytes between a
  * view's elements changed), -1 with an exception. */
 static int route(struct harvested *it)
@@ -409,7 +512,7 @@ static int route(struct harvested *it)
     struct routing r = {.it = it, .w = it->watched, .old_known = 1};
     int status = -1;
     if (make_values(&r) < 0 || make_ranges(&r) < 0) {
-        PyErr_NoMemory();
+        status = route_lean(&r);
         goto out;
     }
     if (r.nranges == 0) {
@@ -417,10 +520,10 @@ static int route(struct harvested *it)
         goto out;
     }
     if (widen_to_elements(&r) < 0) {
-        PyErr_NoMemory();
+        status = route_lean(&r);
         goto out;
     }
-    if (record(&r) < 0)
+    if (record(&r, 0) < 0)
         goto out;
     struct mw_change_info info = change_info(&r);
     mw_on_nan_note(&info);
@@ -509,12 +612,13 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
     end_check();
     if (found < 0)
         return -1;
+    if (status == -ENOMEM) {
+        /* Pages the engine could not take this time stay dirty for the next check. */
+        short_of_memory++;
+        status = 0;
+    }
     if (status < 0) {
         mw_raise_status(status, "check failed");
-        return -1;
-    }
-    if (h.failed) {
-        PyErr_NoMemory();
         return -1;
     }
     return found;

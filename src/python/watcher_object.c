@@ -461,6 +461,7 @@ void mw_finish_all(void)
     mw_relocate_stats(&moved);
     run_totals.isolated_objects_peak = moved.objects_peak;
     run_totals.isolated_pages_peak = moved.pages_peak;
+    mw_check_shortfall(&run_totals.short_of_memory, &run_totals.lost_for_memory);
     mw_channel_stats(&run_totals);
 }
 
