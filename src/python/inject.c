@@ -4,7 +4,9 @@
  * Before python3's main() runs, the constructor registers the built-in `memwatch` module
  * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
  * from the environment, and removes every trace of memwatch from the environment so that
- * the script and its subprocesses see what they would under python3.
+ * the script and its subprocesses see what they would under python3. A Python child of the
+ * script (children.c) loads it again, untraced: there the module exists and watches
+ * nothing (watcher_object.c).
  *
  * It is the top of the library: it calls into the other parts and none calls into it, so
  * it has no header (the configuration it loads is config.c's, the module it registers
@@ -22,6 +24,7 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "children.h"
 #include "config.h"
 #include "module.h"
 #include "pycompat.h"
@@ -58,14 +61,17 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
-static void restore_environment(void)
+/* launched: by `memwatch trace` itself, which also put GLIBC_TUNABLES ahead of the user's;
+ * else by a parent's exec (children.c), which changed LD_PRELOAD (and ASAN_OPTIONS) only. */
+static void restore_environment(int launched)
 {
     mw_env_restore_users("LD_PRELOAD");
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
     mw_env_restore_users("ASAN_OPTIONS");
 #endif
-    mw_env_restore_users("GLIBC_TUNABLES");
+    if (launched)
+        mw_env_restore_users("GLIBC_TUNABLES");
     for (size_t i = 0; mw_env_ours[i]; i++)
         unsetenv(mw_env_ours[i]);
 }
@@ -79,24 +85,35 @@ static void drain_at_exit(void)
 }
 
 /* The launcher preloads this library only into an interpreter of the minor version it was
- * built for (cli/interpreter.c); anything else would have its frames read with another
- * layout. Checked once more here, before anything is installed: a mismatch ends the
- * process with one line, before the script runs. */
-static void require_own_version(void)
+ * built for (cli/interpreter.c), and children.c only into the file of the interpreter it
+ * runs in; anything else would have its frames read with another layout. Checked once
+ * more here, before anything is installed. Under `memwatch trace` a mismatch ends the
+ * process with one line, before the script runs. Anywhere else (a preload that reached
+ * another interpreter some other way) the program must run as if memwatch were not there:
+ * the library gives the environment back, installs nothing and says nothing. 1: go on. */
+static int check_own_version(int launched)
 {
     unsigned long running = Py_Version;
     if ((running >> 16) == ((unsigned long)PY_VERSION_HEX >> 16))
-        return;
+        return 1;
+    if (!launched) {
+        restore_environment(0);
+        return 0;
+    }
     fprintf(stderr, "memwatch: this library is built for CPython %d.%d, but the interpreter is "
             "%lu.%lu.%lu\n", PY_MAJOR_VERSION, PY_MINOR_VERSION, running >> 24,
             (running >> 16) & 0xff, (running >> 8) & 0xff);
     syscall(SYS_exit_group, 2);
+    return 0;
 }
 
 __attribute__((constructor)) static void mw_inject_start(void)
 {
-    require_own_version();
     const char *fd_text = getenv(MW_ENV_TRACE_FD);
+    int launched = fd_text != NULL;
+    if (!check_own_version(launched))
+        return;
+    mw_children_init();
     if (fd_text) {
         int fd = atoi(fd_text);
         const char *start = getenv(MW_ENV_START_NS);
@@ -106,7 +123,7 @@ __attribute__((constructor)) static void mw_inject_start(void)
         }
     }
     mw_config_load();
-    restore_environment();
+    restore_environment(launched);
     traced_pid = getpid();
     pthread_atfork(NULL, NULL, after_fork_in_child);
     PyImport_AppendInittab("memwatch", mw_module_init);

@@ -11,6 +11,7 @@
 #include "autocheck.h"
 #include "change.h"
 #include "channel.h"
+#include "config.h"
 #include "errors.h"
 #include "watcher_object.h"
 
@@ -169,6 +170,10 @@ PyObject *mw_module_init(void)
     if (mw_change_add_type(m) < 0 || mw_errors_add_types(m) < 0 ||
         mw_watcher_object_add_type(m) < 0)
         goto fail;
+    /* Untraced (a Python child of the traced script), watchers watch nothing
+     * (watcher_object.c): no thread names, no end of run, no automatic checks to set up. */
+    if (!mw_run.traced)
+        return m;
     if (run_helpers(m) < 0 || register_finish(m) < 0)
         goto fail;
     if (mw_autocheck_start(m) < 0)

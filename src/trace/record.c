@@ -230,7 +230,7 @@ int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
     const uint64_t v[] = {r->faults, r->checks, r->changes, r->old_unavailable,
                           r->tracked_objects_peak, r->changes_compared,
                           r->isolated_objects_peak, r->isolated_pages_peak,
-                          r->open_pages_peak};
+                          r->open_pages_peak, r->short_of_memory, r->lost_for_memory};
     return encode_u64s(b, MW_REC_STATS, v, sizeof v / sizeof v[0]);
 }
 
@@ -814,6 +814,8 @@ static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
     s->isolated_objects_peak = get_u64(c);
     s->isolated_pages_peak = get_u64(c);
     s->open_pages_peak = get_u64(c);
+    s->short_of_memory = get_u64(c);
+    s->lost_for_memory = get_u64(c);
 }
 
 static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,
