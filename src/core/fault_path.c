@@ -38,7 +38,7 @@
  *   traps MW_BUSY_TRAPS times in an epoch is busy and offered to be left open and
  *   compared instead (count_trap); past MW_NEIGHBOUR_LIMIT single-steps in an epoch, a
  *   page nobody took is left DIRTY (writer unknown), which bounds the cost.
- * - Sweeps: a write that faults on the page right after one this thread made DIRTY is
+ * - Sweeps: a write that faults on the page right after two this thread made DIRTY is
  *   taken as a sweep (numpy's `a += 1`, a memcpy into a watched buffer) and the next
  *   SWEEP_AHEAD pages that are CLEAN and wholly watched are taken with it, as if each had
  *   faulted, with one lift for all of them: a 1 MiB array then costs a handful of faults,
@@ -275,15 +275,23 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
 
 #define SWEEP_AHEAD 64
 
-/* Async-signal-safe: is the page before e's one this thread made DIRTY (a sweep)? */
-static int follows_own_write(uintptr_t page)
+/* Async-signal-safe: did this thread make the page at addr DIRTY? */
+static int own_dirty(uintptr_t addr)
 {
-    struct mw_page *prev = mw_region_index_lookup(env.index, page - env.page_size);
-    if (!prev || prev->addr != page - env.page_size ||
-        atomic_load_explicit(&prev->state, memory_order_acquire) != MW_PAGE_DIRTY)
+    struct mw_page *e = mw_region_index_lookup(env.index, addr);
+    if (!e || e->addr != addr ||
+        atomic_load_explicit(&e->state, memory_order_acquire) != MW_PAGE_DIRTY)
         return 0;
-    uint32_t slot = atomic_load_explicit(&prev->slot, memory_order_acquire);
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
     return slot != MW_SLOT_NONE && mw_page_pool_meta(env.pool, slot)->writer.tid == cached_tid;
+}
+
+/* Async-signal-safe: are the two pages before this one this thread's dirty pages (a
+ * sweep)? Two, not one: writes scattered over many pages often land next to one of their
+ * own, rarely after two in a row. */
+static int follows_own_writes(uintptr_t page)
+{
+    return own_dirty(page - env.page_size) && own_dirty(page - 2 * env.page_size);
 }
 
 /* Async-signal-safe: the page at addr, if it is CLEAN, wholly watched and under protection
@@ -587,7 +595,7 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 result = 1;
                 break;
             }
-            int sweep = !neighbour && follows_own_write(page);
+            int sweep = !neighbour && page >= 2 * env.page_size && follows_own_writes(page);
             result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
             if (result == 1 && sweep)
                 take_ahead(e, page, sig);
