@@ -222,7 +222,9 @@ static uint32_t count_trap(struct mw_page *e)
     return next & 0xffffu;
 }
 
-/* Async-signal-safe: offers a busy page to the hot hook (once: when it reaches the budget). */
+/* Async-signal-safe: offers a busy page to the hot hook (once: when it reaches the budget).
+ * The page must be writable by now (DIRTY or OPEN), never FAULTING: a hook that writes to
+ * it would wait for itself. */
 static void offer_hot(struct mw_page *e)
 {
     mw_hot_hook fn = atomic_load_explicit(&hot->hot_hook, memory_order_acquire);
@@ -588,17 +590,19 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
             }
             int neighbour = !mw_page_watches(e, addr - page);
             uint32_t traps = count_trap(e);
-            if (traps == MW_BUSY_TRAPS)
-                offer_hot(e);
             if (neighbour && traps <= MW_NEIGHBOUR_LIMIT &&
                 open_for_neighbour(e, page, ucontext, sig) == 0) {
                 result = 1;
-                break;
+            } else {
+                int sweep = !neighbour && page >= 2 * env.page_size && follows_own_writes(page);
+                result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
+                if (result == 1 && sweep)
+                    take_ahead(e, page, sig);
             }
-            int sweep = !neighbour && page >= 2 * env.page_size && follows_own_writes(page);
-            result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
-            if (result == 1 && sweep)
-                take_ahead(e, page, sig);
+            /* Offered only now that the page is writable: the hook writes to the thread's
+             * interpreter state, which may share this very page (as run_writer_hook). */
+            if (traps == MW_BUSY_TRAPS)
+                offer_hot(e);
             break;
         }
         if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {

@@ -3,10 +3,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "channel.h"
 #include "diff.h"
+#include "map_cache.h"
 #include "mw_grow.h"
 
 /* The bytes of a change: a mapping of their own when large, never heap memory next to a
@@ -18,9 +18,7 @@ static unsigned char *bytes_alloc(struct harvested *it, size_t n)
     it->bytes_size = n ? n : 1;
     if (it->bytes_size < BYTES_MAPPED_MIN)
         return malloc(it->bytes_size);
-    void *p = mmap(NULL, it->bytes_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return mw_map_take(it->bytes_size, &it->bytes_size);
 }
 
 static void bytes_free(struct harvested *it)
@@ -30,7 +28,7 @@ static void bytes_free(struct harvested *it)
     if (it->bytes_size < BYTES_MAPPED_MIN)
         free(it->bytes);
     else
-        munmap(it->bytes, it->bytes_size);
+        mw_map_give(it->bytes, it->bytes_size);
     it->bytes = NULL;
 }
 
