@@ -151,7 +151,10 @@ static void diff_window(struct page_ctx *c, size_t len)
 {
     c->pend_len = 0;
     c->window = len;
-    mw_diff_ranges(c->old, c->cur, len, emit_range, c);
+    if (engine.coalesce_gap >= 16)
+        mw_diff_ranges_joined(c->old, c->cur, len, engine.coalesce_gap, emit_range, c);
+    else
+        mw_diff_ranges(c->old, c->cur, len, emit_range, c);
     if (c->pend_len)
         add_rec(c, c->pend_off, c->pend_len, 1);
 }

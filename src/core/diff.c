@@ -124,3 +124,59 @@ long mw_diff_ranges(const void *old, const void *cur, size_t len, mw_diff_emit_f
     }
     return nruns;
 }
+
+MW_READS_WATCHED_MEMORY
+long mw_diff_ranges_joined(const void *old, const void *cur, size_t len, size_t gap,
+                           mw_diff_emit_fn emit, void *ctx)
+{
+    const unsigned char *a = old, *b = cur;
+    long nruns = 0;
+    int in_run = 0;
+    size_t run_start = 0, run_end = 0;   /* run_end: one past its last differing byte */
+    size_t pos = 0;
+
+    if (len == 0 || memcmp(a, b, len) == 0)
+        return 0;
+    while (pos < len) {
+        if (pos + 64 <= len && equal64(a + pos, b + pos)) {
+            pos += 64;
+            continue;
+        }
+        uint32_t d;
+        size_t width = len - pos < 16 ? len - pos : 16;
+        if (width == 16) {
+            d = block_diff_mask(a + pos, b + pos);
+        } else {
+            d = 0;
+            for (size_t i = 0; i < width; i++)
+                if (a[pos + i] != b[pos + i])
+                    d |= 1u << i;
+        }
+        if (d) {
+            /* Only a block's first and last differing bytes matter: a gap inside a block
+             * is shorter than 16 bytes, and gap is at least that (see diff.h). */
+            size_t first = pos + (size_t)__builtin_ctz(d);
+            size_t last = pos + 32 - (size_t)__builtin_clz(d);
+            if (in_run && first - run_end > gap) {
+                int rc = emit(run_start, run_end - run_start, ctx);
+                if (rc)
+                    return rc;
+                nruns++;
+                in_run = 0;
+            }
+            if (!in_run) {
+                run_start = first;
+                in_run = 1;
+            }
+            run_end = last;
+        }
+        pos += width;
+    }
+    if (in_run) {
+        int rc = emit(run_start, run_end - run_start, ctx);
+        if (rc)
+            return rc;
+        nruns++;
+    }
+    return nruns;
+}

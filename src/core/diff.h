@@ -19,4 +19,10 @@ typedef int (*mw_diff_emit_fn)(size_t offset, size_t length, void *ctx);
 long mw_diff_ranges(const void *old, const void *cur, size_t len, mw_diff_emit_fn emit,
                     void *ctx);
 
+/* The same runs, but those at most gap bytes apart (gap >= 16) reported as one, with the
+ * equal bytes between them: for a caller that joins them anyway (a dense change is then a
+ * few calls, not one per element). */
+long mw_diff_ranges_joined(const void *old, const void *cur, size_t len, size_t gap,
+                           mw_diff_emit_fn emit, void *ctx);
+
 #endif

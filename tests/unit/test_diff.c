@@ -148,6 +148,48 @@ static void test_random_against_reference(void)
     CHECK_EQ_INT(bad, 0);
 }
 
+/* Runs at most gap equal bytes apart joined, from the reference's exact runs. */
+static void join_reference(struct runs *r, size_t gap)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (k && r->off[i] - (r->off[k - 1] + r->len[k - 1]) <= gap) {
+            r->len[k - 1] = r->off[i] + r->len[i] - r->off[k - 1];
+            continue;
+        }
+        r->off[k] = r->off[i];
+        r->len[k] = r->len[i];
+        k++;
+    }
+    r->n = k;
+}
+
+static void test_joined_against_reference(void)
+{
+    static const size_t gaps[] = {16, 17, 64, 100, 4096};
+    int bad = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        size_t len = iter < 300 ? (size_t)iter : 1 + next_rand() % 4096;
+        size_t shift = next_rand() % 16, gap = gaps[iter % 5];
+        for (size_t i = 0; i < len + 16; i++)
+            a[i] = (unsigned char)next_rand();
+        memcpy(b, a, len + 16);
+        int nchanges = (int)(next_rand() % 40);
+        for (int c = 0; c < nchanges; c++) {
+            size_t at = next_rand() % (len ? len : 1), n = 1 + next_rand() % 40;
+            for (size_t i = at; i < at + n && i < len; i++)
+                b[shift + i] = (unsigned char)(b[shift + i] + 1 + next_rand() % 3);
+        }
+        got.n = 0;
+        long rc = mw_diff_ranges_joined(a + shift, b + shift, len, gap, collect, &got);
+        reference(a + shift, b + shift, len, &want);
+        join_reference(&want, gap);
+        if (rc != (long)want.n || !same_runs(&got, &want))
+            bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 static int stop_after_one(size_t off, size_t len, void *ctx)
 {
     (void)off;
@@ -175,6 +217,7 @@ int main(void)
     RUN(test_everything_changed);
     RUN(test_alternating);
     RUN(test_random_against_reference);
+    RUN(test_joined_against_reference);
     RUN(test_emit_can_stop);
     return UNIT_DONE();
 }
