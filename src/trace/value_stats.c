@@ -95,6 +95,19 @@ static inline void add_item(struct mw_elem_stats *st, const struct mw_elem_scala
         st->delta_max = d;
 }
 
+/* Are the is bytes at a and b equal? Inline for the usual sizes: a megabyte of float64 is
+ * 131,072 items, and a memcmp call each was a sixth of the writer's time. */
+static inline int same_item(const unsigned char *a, const unsigned char *b, size_t is)
+{
+    switch (is) {
+    case 8: { uint64_t x, y; memcpy(&x, a, 8); memcpy(&y, b, 8); return x == y; }
+    case 4: { uint32_t x, y; memcpy(&x, a, 4); memcpy(&y, b, 4); return x == y; }
+    case 2: { uint16_t x, y; memcpy(&x, a, 2); memcpy(&y, b, 2); return x == y; }
+    case 1: return *a == *b;
+    default: return memcmp(a, b, is) == 0;
+    }
+}
+
 static int stats_elem(const struct mw_elem_change *c, void *ctx)
 {
     mw_elem_stats_add(ctx, c);
@@ -121,7 +134,7 @@ int mw_value_stats_add(const mw_elem_layout *l, const struct mw_rec_range *range
     for (size_t i = 0; i < n; i++) {
         const struct mw_rec_range *r = &ranges[i];
         for (uint64_t at = 0; at < r->length; at += is) {
-            if (r->old && memcmp(r->old + at, r->new_ + at, is) == 0)
+            if (r->old && same_item(r->old + at, r->new_ + at, is))
                 continue;   /* a bystander of a coalesced range, or rewritten the same */
             add_item(st, s, r->old ? r->old + at : NULL, r->new_ + at);
         }
