@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format.h"
 #include "reader.h"
 
 /* At most this many traces in one timeline: each holds an open SQLite connection and a
@@ -69,5 +70,10 @@ void mw_timeline_iter_finish(mw_timeline_iter *it);
 /* 0 when some trace has the tag; else the message (the tags of the traces) and its exit
  * status. */
 int mw_timeline_check_tag(struct mw_timeline *tl, const char *tag);
+
+/* `memwatch diff TAG TRACE...` (timeline_diff.c): fn, the one-trace diff, shows each trace
+ * that has the tag; their blocks are merged by wall clock. The exit status. */
+int mw_timeline_diff(char *const *paths, size_t n, const char *tag, mw_cli_trace_fn fn,
+                     void *ctx);
 
 #endif
