@@ -75,5 +75,9 @@ int mw_timeline_check_tag(struct mw_timeline *tl, const char *tag);
  * that has the tag; their blocks are merged by wall clock. The exit status. */
 int mw_timeline_diff(char *const *paths, size_t n, const char *tag, mw_cli_trace_fn fn,
                      void *ctx);
+/* `memwatch report TRACE... -o FILE` (timeline_report.c): one page, a lane per trace, then
+ * each trace's report. The exit status. */
+int mw_timeline_report(char *const *paths, size_t n, const char *output, int force,
+                       uint32_t marks);
 
 #endif
