@@ -14,9 +14,9 @@
 #include "cli.h"
 #include "elements.h"
 #include "format.h"
-#include "query_cells.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "query_cells.h"
 #include "reader.h"
 #include "reader_run.h"
 #include "rowcopy.h"
@@ -127,8 +127,7 @@ static const char *not_kept_text(int kept)
     return kept == MW_KEPT_DROPPED ? "(dropped)" : "(not kept)";
 }
 
-void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row,
-                               struct row_text *t)
+void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row, struct row_text *t)
 {
     int_cell(&c[0], (int64_t)row->seq);
     time_cell(&c[1], row->time_ns);
