@@ -29,12 +29,13 @@
 #include "mw_grow.h"
 #include "reader.h"
 #include "show.h"
+#include "timeline.h"
 #include "value_read.h"
 
 enum { OPT_FROM = 256, OPT_TO, OPT_COLOR };
 
 static const char *const diff_usage[] = {
-    "usage: memwatch diff [-t trace] [--from seq] [--to seq] [-C rows] [--bytes] [--color[=when]] tag",
+    "usage: memwatch diff [-t trace] [--from seq] [--to seq] [-C rows] [--bytes] [--color[=when]] tag [trace ...]",
     "",
     "Show how the object watched under tag changed, one block per change. For typed objects",
     "(numpy, torch, array.array, ctypes) each changed element: name[index]: old -> new, with",
@@ -44,7 +45,8 @@ static const char *const diff_usage[] = {
     MW_CLI_LIST,
     "",
     "Bytes the trace never saw are shown as ?? (blank on the right). Color is used on a",
-    "terminal unless NO_COLOR is set.",
+    "terminal unless NO_COLOR is set. Several traces are read as one timeline: the tag's",
+    "changes in each, merged by wall clock, each heading naming its trace.",
     NULL,
 };
 
@@ -406,6 +408,8 @@ static int print_net(struct mw_diff_history *h, const struct diff_tag *tag, uint
 /* What the command line asks for. */
 struct diff_args {
     const char *trace, *color_when, *tag;
+    char **traces;         /* the operands after tag */
+    int ntraces;
     uint64_t from, to, ctx;
     int has_from, has_to, bytes;
     int color;             /* from color_when */
@@ -450,8 +454,14 @@ static int parse_diff_args(int argc, char **argv, struct diff_args *a)
         return status;
     if (optind >= argc)
         return mw_cli_usage_error(&mw_cmd_diff, "no tag given");
-    if (argc - optind > 1)
-        return mw_cli_usage_error(&mw_cmd_diff, "too many arguments: one tag at a time");
+    a->traces = argv + optind + 1;
+    a->ntraces = argc - optind - 1;
+    if (a->ntraces && a->trace)
+        return mw_cli_usage_error(&mw_cmd_diff, "give the traces with -t or after the tag, "
+                                  "not both");
+    if (a->ntraces > 1 && (a->has_from || a->has_to))
+        return mw_cli_usage_error(&mw_cmd_diff, "'--from' and '--to' are seqs of one trace: "
+                                  "give one trace");
     if (a->has_from && a->has_to && a->from > a->to)
         return mw_cli_usage_error(&mw_cmd_diff,
                                   "'--from %" PRIu64 "' is after '--to %" PRIu64 "'", a->from,
@@ -527,7 +537,9 @@ int cmd_diff(int argc, char **argv)
     if (status != MW_CLI_GO_ON)
         return status;
     a.color = want_color(a.color_when);
-    return mw_cli_with_trace(a.trace, diff_trace, &a);
+    if (a.ntraces > 1)   /* one timeline (timeline_diff.c) */
+        return mw_timeline_diff(a.traces, (size_t)a.ntraces, a.tag, diff_trace, &a);
+    return mw_cli_with_trace(a.ntraces ? a.traces[0] : a.trace, diff_trace, &a);
 }
 
 const struct mw_command mw_cmd_diff = {

@@ -16,6 +16,7 @@
 #include "format.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "query_cells.h"
 #include "reader.h"
 #include "reader_run.h"
 #include "rowcopy.h"
@@ -26,14 +27,15 @@
 enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
 
 static const char *const query_usage[] = {
-    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
+    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace ...]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
     "",
     MW_CLI_LIST,
     "",
-    "Without trace, the newest memwatch-*.db in the current directory is read.",
+    "Without trace, the newest memwatch-*.db in the current directory is read. Several",
+    "traces are read as one timeline, merged by wall clock, each row naming its trace.",
     "The trace's tables and views are described in memwatch-query(1).",
     NULL,
 };
@@ -87,18 +89,13 @@ static void blob_cell(struct mw_cell *c, const unsigned char *p, uint64_t n)
     c->len = (size_t)n;
 }
 
-static const char *const table_cols[] = {"seq", "time", "tag", "offset", "length",
-                                         "old", "new", "where", "thread"};
-static const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "offset",
-                                        "length", "old_hex", "new_hex", "complete", "file",
-                                        "line", "function", "thread", "thread_id", "kept"};
+const char *const table_cols[] = {"seq", "time", "tag", "offset", "length",
+                                  "old", "new", "where", "thread"};
+const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "offset",
+                                 "length", "old_hex", "new_hex", "complete", "file",
+                                 "line", "function", "thread", "thread_id", "kept"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
-
-/* The text of a table row that is made for it: where the write came from, and the thread. */
-struct row_text {
-    char *where;       /* malloc'd, or NULL */
-    char thread[24];
-};
+const int table_ncols = NCOLS(table_cols), data_ncols = NCOLS(data_cols);
 
 /* The where and thread cells of a table row: "file:line function" or the native symbol,
  * the thread's name or number (into t, which must outlive the row; free t->where after). */
@@ -130,8 +127,7 @@ static const char *not_kept_text(int kept)
     return kept == MW_KEPT_DROPPED ? "(dropped)" : "(not kept)";
 }
 
-static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row,
-                               struct row_text *t)
+void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row, struct row_text *t)
 {
     int_cell(&c[0], (int64_t)row->seq);
     time_cell(&c[1], row->time_ns);
@@ -149,7 +145,7 @@ static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row
     where_thread_cells(&c[7], &c[8], row, t);
 }
 
-static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
+void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
 {
     int_cell(&c[0], (int64_t)row->seq);
     int_cell(&c[1], (int64_t)row->time_ns);
@@ -862,10 +858,11 @@ int cmd_query(int argc, char **argv)
     int status = mw_cli_parse_options(&mw_cmd_query, argc, argv, query_option, &a);
     if (status != MW_CLI_GO_ON)
         return status;
-    if (argc - optind > 1)
-        return mw_cli_usage_error(&mw_cmd_query, "too many arguments: one trace at a time");
     if ((status = check_query_args(&a)) != MW_CLI_GO_ON)
         return status;
+    if (argc - optind > 1)   /* several traces: one timeline (timeline_query.c) */
+        return mw_timeline_query(argv + optind, (size_t)(argc - optind), &a.f, a.format,
+                                 a.summary, a.elements, a.sql);
     return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, query_trace, &a);
 }
 

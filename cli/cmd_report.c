@@ -22,11 +22,12 @@
 #include "reader.h"
 #include "report.h"
 #include "show.h"
+#include "timeline.h"
 
 enum { OPT_MARKS = 256 };
 
 static const char *const report_usage[] = {
-    "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]",
+    "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace ...]",
     "",
     "Write a self-contained HTML view of a trace: the run, a timeline of the changes of",
     "each tag, where each tag changed, the lines that wrote, and NaN/Inf values that",
@@ -34,8 +35,9 @@ static const char *const report_usage[] = {
     "",
     MW_CLI_LIST,
     "",
-    "Without trace, the newest memwatch-*.db in the current directory is read.",
-    "The name of the file written is printed on standard output.",
+    "Without trace, the newest memwatch-*.db in the current directory is read. Several",
+    "traces (with -o) make one page: a lane per trace on one wall-clock axis, then each",
+    "trace's own report. The name of the file written is printed on standard output.",
     NULL,
 };
 
@@ -199,10 +201,14 @@ int cmd_report(int argc, char **argv)
     int status = mw_cli_parse_options(&mw_cmd_report, argc, argv, report_option, &a);
     if (status != MW_CLI_GO_ON)
         return status;
-    if (argc - optind > 1)
-        return mw_cli_usage_error(&mw_cmd_report, "too many arguments: one trace at a time");
     if (a.output && !*a.output)
         return mw_cli_usage_error(&mw_cmd_report, "'--output' needs a file name");
+    if (argc - optind > 1 && !a.output)
+        return mw_cli_usage_error(&mw_cmd_report, "several traces make one page: name it "
+                                  "with -o file.html");
+    if (argc - optind > 1)   /* one timeline (timeline_report.c) */
+        return mw_timeline_report(argv + optind, (size_t)(argc - optind), a.output, a.force,
+                                  a.marks);
     return mw_cli_with_trace(optind < argc ? argv[optind] : NULL, report_trace, &a);
 }
 

@@ -318,6 +318,24 @@ static int check_launch(struct mw_launch *l)
     return MW_CLI_GO_ON;
 }
 
+/* The rank of this process in a job that torchrun, mpirun or srun started (a plain decimal
+ * number): what names its trace when several are read as one timeline (cli/timeline.h).
+ * NULL when none is set; *from is the variable's name. */
+static const char *job_rank(const char **from)
+{
+    static const char *const vars[] = {"RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID",
+                                       "PMI_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        size_t n = v ? strspn(v, "0123456789") : 0;
+        if (v && n > 0 && n <= 9 && v[n] == '\0') {
+            *from = vars[i];
+            return v;
+        }
+    }
+    return NULL;
+}
+
 /* The run as the trace's run row describes it; sys.argv as the script will see it: argv[0]
  * is the script path, "-m" (replaced by the module's path once found), or "-c". */
 static int begin_run(mw_trace_writer *w, const struct mw_launch *l, const char *output)
@@ -335,6 +353,7 @@ static int begin_run(mw_trace_writer *w, const struct mw_launch *l, const char *
         .python_path = l->interp.path,
         .python_chosen_by = mw_interpreter_source_name(l->interp.source),
     };
+    run.rank = job_rank(&run.rank_from);
     char **script_argv = calloc((size_t)run.argc + 1, sizeof *script_argv);
     if (!script_argv) {
         mw_cli_error("out of memory");

@@ -50,6 +50,20 @@ _memwatch_tags() {
         2>/dev/null | tail -n +2 | grep -v '^"'
 }
 
+# Has diff's command line a tag before the word completed? What follows it are traces,
+# read as one timeline.
+_memwatch_diff_has_tag() {
+    local i
+    for ((i = 2; i < COMP_CWORD; i++)); do
+        case ${COMP_WORDS[i]} in
+        -t | --trace | --from | --to | -C | --context) ((i++)) ;;
+        -*) ;;
+        *) return 0 ;;
+        esac
+    done
+    return 1
+}
+
 # Has the trace command line reached the script (or -m, -c) before the word completed?
 # What follows it is the script's own.
 _memwatch_past_script() {
@@ -117,7 +131,13 @@ _memwatch() {
         compopt -o filenames 2>/dev/null ;;
     query | report) COMPREPLY=($(compgen -f -X '!*.db' -- "$cur") $(compgen -d -- "$cur"))
         compopt -o filenames 2>/dev/null ;;
-    diff) _memwatch_reply "$(_memwatch_tags "$mw")" "$cur" ;;
+    diff)
+        if _memwatch_diff_has_tag; then
+            COMPREPLY=($(compgen -f -X '!*.db' -- "$cur") $(compgen -d -- "$cur"))
+            compopt -o filenames 2>/dev/null
+        else
+            _memwatch_reply "$(_memwatch_tags "$mw")" "$cur"
+        fi ;;
     esac
 }
 

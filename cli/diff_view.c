@@ -9,9 +9,23 @@
 #include "mw_grow.h"
 #include "show.h"
 
-/* Tag, place and thread are the script's: shown as a terminal may show them (show.h). */
+/* Set while one of several traces is shown (diff_view.h). */
+static const struct mw_diff_timeline *timeline;
+
+void mw_diff_set_timeline(const struct mw_diff_timeline *t)
+{
+    timeline = t;
+}
+
 void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
 {
+    uint64_t time_ns = h->time_ns;
+    if (timeline) {
+        time_ns = time_ns > UINT64_MAX - timeline->offset_ns ? UINT64_MAX
+                                                              : time_ns + timeline->offset_ns;
+        printf("%c%" PRIu64 "\n", MW_DIFF_MARK, time_ns);
+    }
+    /* Tag, place and thread are the script's: shown as a terminal may show them (show.h). */
     char *raw = NULL, *where = NULL, *thread = NULL, id[32] = "";
     if (h->file && asprintf(&raw, "%s:%d%s%s", h->file, h->line, h->function ? " " : "",
                             h->function ? h->function : "") < 0)
@@ -24,10 +38,10 @@ void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
     else if (h->thread_id)
         snprintf(id, sizeof id, "%" PRId64, h->thread_id);
     char *tag = mw_show(h->tag, strlen(h->tag), MW_SHOW_NAME_MAX, NULL);
-    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "", h->seq,
-           (double)h->time_ns / 1e9, tag ? tag : "?", h->object, h->what, where ? "  " : "",
-           where ? where : "", thread || id[0] ? "  thread " : "", thread ? thread : id,
-           color ? MW_DIFF_RESET : "");
+    printf("%s%s%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "",
+           timeline ? timeline->trace : "", timeline ? "  " : "", h->seq, (double)time_ns / 1e9,
+           tag ? tag : "?", h->object, h->what, where ? "  " : "", where ? where : "",
+           thread || id[0] ? "  thread " : "", thread ? thread : id, color ? MW_DIFF_RESET : "");
     free(raw);
     free(where);
     free(thread);

@@ -43,6 +43,18 @@ struct mw_diff_heading {
 };
 void mw_diff_print_heading(const struct mw_diff_heading *h, int color);
 
+/* Headings of one trace among several read as one timeline (timeline_diff.c): each
+ * heading starts with the trace's name, shows its time on the timeline (time_ns +
+ * offset_ns), and is preceded by a line of its own, MW_DIFF_MARK then that time in
+ * decimal, where the blocks of several traces are merged. NULL (the default): headings as
+ * for one trace. */
+struct mw_diff_timeline {
+    const char *trace;            /* as shown (show.h) */
+    uint64_t offset_ns;
+};
+#define MW_DIFF_MARK '\036'      /* ASCII RS: never in diff's output, which escapes controls */
+void mw_diff_set_timeline(const struct mw_diff_timeline *t);
+
 /* Rows first..last and ctx rows around them (added in ascending order). */
 void mw_diff_view_add_rows(struct mw_diff_view *v, uint64_t first, uint64_t last, unsigned ctx);
 /* Prints the view's rows: changed ones as - and + lines, the others once; "..." between

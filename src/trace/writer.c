@@ -333,6 +333,11 @@ int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
         rc = put_meta_text(w, "python_path", run->python_path);
     if (rc == 0 && run->python_chosen_by)
         rc = put_meta_text(w, "python_chosen_by", run->python_chosen_by);
+    /* A job's rank, so that several traces read as one timeline name their process. */
+    if (rc == 0 && run->rank)
+        rc = put_meta_text(w, "rank", run->rank);
+    if (rc == 0 && run->rank && run->rank_from)
+        rc = put_meta_text(w, "rank_from", run->rank_from);
     return rc;
 }
 

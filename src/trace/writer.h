@@ -21,6 +21,8 @@ struct mw_run_info {
     int64_t start_unix_ns;        /* wall clock, for people */
     const char *python_path;      /* the interpreter run (meta python_path), or NULL */
     const char *python_chosen_by; /* how it was chosen (meta python_chosen_by), or NULL */
+    const char *rank;             /* the process's rank in a job (meta rank), or NULL */
+    const char *rank_from;        /* the variable it came from (meta rank_from) */
 };
 
 struct mw_run_end {

@@ -78,6 +78,9 @@ completes() {
     assert_output "bias older"
     completes query memwatch-a.1.db --tag o
     assert_output "older"
+    # After diff's tag come traces (several: one timeline).
+    completes diff -C 2 weights old
+    assert_output "old.db"
 }
 
 @test "a hostile trace gives no tags, quickly, and no error" {

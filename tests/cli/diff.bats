@@ -137,7 +137,7 @@ OUT
     assert_equal "${stderr_lines[0]}" "memwatch: no tag given"
     assert_equal "${stderr_lines[1]%% *}" "usage:"
     run_memwatch -2 --separate-stderr diff -t t.db a b
-    assert_equal "${stderr_lines[0]}" "memwatch: too many arguments: one tag at a time"
+    assert_equal "${stderr_lines[0]}" "memwatch: give the traces with -t or after the tag, not both"
     run_memwatch -2 --separate-stderr diff -t t.db --from x bias
     assert_equal "${stderr_lines[0]}" "memwatch: '--from' needs a sequence number, not 'x'"
     run_memwatch -2 --separate-stderr diff -t t.db --from 3 --to 2 bias

@@ -221,7 +221,7 @@ OUT
 @test "query --elements with --summary or --sql is a usage error" {
     run_memwatch -2 --separate-stderr query -e -s np.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--summary' and '--elements' cannot be combined"
-    assert_equal "${stderr_lines[1]}" "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]"
+    assert_equal "${stderr_lines[1]}" "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace ...]"
     run_memwatch -2 --separate-stderr query --elements --sql "SELECT 1" np.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--sql' cannot be combined with '--elements'"
 }

@@ -191,7 +191,7 @@ OUT
     run_memwatch -2 --separate-stderr query --tag
     assert_equal "${stderr_lines[0]}" "memwatch: option '--tag' requires a value"
     run_memwatch -2 --separate-stderr query t.db t.db
-    assert_equal "${stderr_lines[0]}" "memwatch: too many arguments: one trace at a time"
+    assert_equal "${stderr_lines[0]}" "memwatch: 't.db' is the same file as 't.db': give each trace once"
     run_memwatch -2 --separate-stderr query --sql "SELECT 1" --tag bias t.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--sql' cannot be combined with '--summary', '--tag', '--since', '--until' or '--limit'"
     run_memwatch -2 --separate-stderr query --since 3 --until 2 t.db

@@ -31,7 +31,7 @@ PY
 @test "report -h prints the usage on stdout and exits 0; the man page's SYNOPSIS matches" {
     assert_help report
     run_memwatch -0 report -h
-    assert_line --index 0 "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace]"
+    assert_line --index 0 "usage: memwatch report [-fh] [-o file.html] [--marks n] [trace ...]"
 }
 
 @test "report writes the page next to the trace, with .html for .db, and prints its name" {
@@ -121,7 +121,7 @@ OUT
     run_memwatch -2 report -o
     assert_line --index 0 "memwatch: option '-o' requires a value"
     run_memwatch -2 report t.db t.db
-    assert_line --index 0 "memwatch: too many arguments: one trace at a time"
+    assert_line --index 0 "memwatch: several traces make one page: name it with -o file.html"
     run_memwatch -2 report --marks 0 t.db
     assert_line --index 0 "memwatch: '--marks' needs a positive number, not '0'"
     run_memwatch -2 report --marks 12x t.db

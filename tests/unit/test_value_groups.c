@@ -78,7 +78,8 @@ static void test_quiet_and_busy(void)
     struct mw_values_config cfg = {MW_VALUES_LAST, LAST, (uint64_t)1 << 30};
     CHECK_EQ_INT(mw_trace_writer_set_values(w, &cfg), 0);
     char *argv[] = {"t.py"};
-    struct mw_run_info run = {"script", "t.py", 1, argv, "/tmp", 1700000000000000000, NULL, NULL};
+    struct mw_run_info run = {"script", "t.py", 1, argv, "/tmp", 1700000000000000000, NULL, NULL,
+                              NULL, NULL};
     CHECK_EQ_INT(mw_trace_writer_begin_run(w, &run), 0);
 
     struct mw_rec_buf b = {0};

@@ -74,7 +74,7 @@ static void test_apply_and_read_back(void)
     CHECK_EQ_INT(mw_trace_writer_create(path, 0, &w), 0);
     char *argv[] = {"t.py", "--say \"hi\""};
     struct mw_run_info run = {"script", "t.py", 2, argv, "/tmp", 1700000000000000000,
-                              "/opt/py/bin/python3.12", "PATH"};
+                              "/opt/py/bin/python3.12", "PATH", "3", "RANK"};
     CHECK_EQ_INT(mw_trace_writer_begin_run(w, &run), 0);
 
     struct mw_rec_buf b = {0};
@@ -115,6 +115,8 @@ static void test_apply_and_read_back(void)
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'python_path'",
                           "/opt/py/bin/python3.12"));
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'python_chosen_by'", "PATH"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'rank'", "3"));
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'rank_from'", "RANK"));
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'changes_found_by_trap'", "0"));
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'changes_found_by_comparison'", "1"));
     CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'isolated_pages_peak'", "2"));
