@@ -23,10 +23,10 @@
 #include "value_read.h"
 #include "value_sql.h"
 
-enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
+enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL, OPT_PID };
 
 static const char *const query_usage[] = {
-    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace]",
+    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [--pid pid] [trace]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
@@ -40,6 +40,7 @@ static const char *const query_usage[] = {
 
 static const struct mw_cli_option query_options[] = {
     {"tag", required_argument, OPT_TAG, "    --tag tag          only the objects watched under this tag"},
+    {"pid", required_argument, OPT_PID, "    --pid PID          only the changes process PID wrote"},
     {"since", required_argument, OPT_SINCE,
      "    --since seq        only changes numbered seq or later"},
     {"until", required_argument, OPT_UNTIL,
@@ -88,10 +89,11 @@ static void blob_cell(struct mw_cell *c, const unsigned char *p, uint64_t n)
 }
 
 static const char *const table_cols[] = {"seq", "time", "tag", "offset", "length",
-                                         "old", "new", "where", "thread"};
+                                         "old", "new", "where", "thread", "pid"};
 static const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "offset",
                                         "length", "old_hex", "new_hex", "complete", "file",
-                                        "line", "function", "thread", "thread_id", "kept"};
+                                        "line", "function", "thread", "thread_id", "kept",
+                                        "pid"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* The text of a table row that is made for it: where the write came from, and the thread. */
@@ -147,6 +149,8 @@ static void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row
     else
         text_cell(&c[6], not_kept_text(row->kept));
     where_thread_cells(&c[7], &c[8], row, t);
+    if (row->pid)
+        int_cell(&c[9], row->pid);
 }
 
 static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
@@ -170,6 +174,8 @@ static void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
     if (row->thread_id)
         int_cell(&c[13], row->thread_id);
     text_cell(&c[14], mw_kept_name(row->kept));
+    if (row->pid)
+        int_cell(&c[15], row->pid);
 }
 
 /* After a listing: its messages and exit status. read_rc: 0, -ENOMEM, or another negative
@@ -604,11 +610,40 @@ static int print_python(mw_trace_reader *r)
     return 0;
 }
 
+/* One line per process of the run (traces before processes had none: nothing). */
+static void print_processes(mw_trace_reader *r)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(mw_trace_reader_db(r),
+                           "SELECT p.pid, p.ppid, p.root, p.traced, p.exit_status, p.end_signal,"
+                           " (SELECT count(*) FROM changes c WHERE c.pid = p.pid), p.argv"
+                           " FROM processes p ORDER BY p.start_unix_ns, p.pid", -1, &s,
+                           NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *argv = (const char *)sqlite3_column_text(s, 7);
+        char *shown = argv ? mw_show(argv, strlen(argv), MW_SHOW_NAME_MAX, NULL) : NULL;
+        char end[48] = "";
+        if (sqlite3_column_type(s, 5) != SQLITE_NULL)
+            snprintf(end, sizeof end, ", killed by signal %d", sqlite3_column_int(s, 5));
+        else if (sqlite3_column_type(s, 4) != SQLITE_NULL)
+            snprintf(end, sizeof end, ", exit status %d", sqlite3_column_int(s, 4));
+        printf("process %lld (%s %lld): %lld change%s%s%s %s\n", sqlite3_column_int64(s, 0),
+               sqlite3_column_int(s, 2) ? "root, parent" : "parent", sqlite3_column_int64(s, 1),
+               sqlite3_column_int64(s, 6), sqlite3_column_int64(s, 6) == 1 ? "" : "s", end,
+               sqlite3_column_int(s, 3) ? "" : ", not traced", shown ? shown : "");
+        free(shown);
+    }
+    sqlite3_finalize(s);
+}
+
 static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
                      enum mw_format format)
 {
     if (format == MW_FORMAT_TABLE && print_python(r) < 0)
         return MW_EXIT_FAILURE;
+    if (format == MW_FORMAT_TABLE)
+        print_processes(r);
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",
                                        "first_seq", "last_seq", "elements_changed",
                                        "delta_min", "delta_max", "delta_mean", "nan_appeared",
@@ -792,6 +827,15 @@ static int query_option(void *args, int opt)
     case OPT_SQL:
         a->sql = optarg;
         break;
+    case OPT_PID: {
+        uint64_t pid;
+        int has;
+        int rc = mw_cli_seq_option(&mw_cmd_query, "--pid", optarg, &pid, &has);
+        if (rc == MW_CLI_GO_ON && (pid == 0 || pid > INT32_MAX))
+            return mw_cli_usage_error(&mw_cmd_query, "invalid --pid '%s'", optarg);
+        a->f.pid = (int64_t)pid;
+        return rc;
+    }
     }
     return MW_CLI_GO_ON;
 }

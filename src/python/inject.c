@@ -34,7 +34,7 @@ static pid_t traced_pid;   /* the process memwatch traces; not its forked childr
 static void after_fork_in_child(void)
 {
     mw_engine_detach_after_fork();
-    mw_channel_detach();
+    mw_channel_after_fork();
     mw_autocheck_after_fork();
 }
 
@@ -96,30 +96,25 @@ static void require_own_version(void)
 __attribute__((constructor)) static void mw_inject_start(void)
 {
     require_own_version();
-    const char *fd_text = getenv(MW_ENV_TRACE_FD);
-    if (fd_text) {
-        int fd = atoi(fd_text);
-        const char *start = getenv(MW_ENV_START_NS);
-        if (fd > 2 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) {
-            mw_run.traced = 1;
-            mw_channel_open(fd, start ? strtoll(start, NULL, 10) : 0);
-        }
-    }
     mw_config_load();
-    restore_environment();
-    traced_pid = getpid();
-    pthread_atfork(NULL, NULL, after_fork_in_child);
-    PyImport_AppendInittab("memwatch", mw_module_init);
-    if (mw_run.traced) {
+    const char *socket_name = getenv(MW_ENV_TRACE_SOCKET);
+    if (socket_name) {
+        const char *start = getenv(MW_ENV_START_NS);
+        const char *follow = getenv(MW_ENV_FOLLOW);
         struct mw_rec_hello hello = {
             .python_version = Py_GetVersion(),
             .backend = mw_backend_name(mw_run.backend == MW_BACKEND_AUTO
                                            ? mw_engine_default_backend() : mw_run.backend),
-            .pid = getpid(),
             .page_size = sysconf(_SC_PAGESIZE),
         };
-        mw_channel_hello(&hello);
-        mw_channel_write_now();
-        atexit(drain_at_exit);
+        if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
+                            0 && !(follow && strcmp(follow, "0") == 0)) == 0)
+            mw_run.traced = 1;
     }
+    restore_environment();
+    traced_pid = getpid();
+    pthread_atfork(NULL, NULL, after_fork_in_child);
+    PyImport_AppendInittab("memwatch", mw_module_init);
+    if (mw_run.traced)
+        atexit(drain_at_exit);
 }

@@ -16,7 +16,7 @@
 /* Tables older traces may lack (they came later within schema version 1). */
 static int optional_table(const char *name)
 {
-    return strcmp(name, "change_stats") == 0;
+    return strcmp(name, "change_stats") == 0 || strcmp(name, "processes") == 0;
 }
 
 /* The schema a file of this version was made by: a version 1 trace has version 1's tables
