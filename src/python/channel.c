@@ -332,6 +332,27 @@ int mw_channel_drain(void)
     return status;
 }
 
+void mw_channel_before_fork(void)
+{
+    pthread_mutex_lock(&lock);
+    struct chunk *c = NULL;
+    if (channel_open && !broken && current.len && start_sender_locked() == 0 &&
+        (c = malloc(sizeof *c))) {
+        /* As queue_locked, without waiting for room: the forking thread holds the GIL. */
+        *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
+        current = (struct mw_rec_buf){0};
+        current_pos = (struct mw_link_pos){0};
+        if (queue_tail)
+            queue_tail->next = c;
+        else
+            queue_head = c;
+        queue_tail = c;
+        queued_bytes += c->queued;
+        pthread_cond_signal(&work_ready);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 void mw_channel_after_fork(void)
 {
     /* In a forked child only this thread exists (no sender), and the lock may have been

@@ -36,6 +36,9 @@ uint64_t mw_channel_waited_ns(void);
 int mw_channel_drain(void);
 /* Writes what is buffered from this thread, now (before the interpreter starts). */
 int mw_channel_write_now(void);
+/* In the parent, before fork() (pthread_atfork): what is encoded goes to the sender now,
+ * so that the objects a child inherits reach the trace without waiting for a check. */
+void mw_channel_before_fork(void);
 /* In a forked child (from pthread_atfork: async-signal-safe): forget the parent's
  * connection and queue without writing to them, and connect the child's own when
  * children are followed. */

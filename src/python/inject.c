@@ -28,14 +28,19 @@
 
 static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
 
-/* A child made by fork() without exec (multiprocessing's fork start method, os.fork) gets a
- * copy of the watched memory but is not traced: it unprotects everything and records
- * nothing, so it can never write into the parent's trace. */
+/* A child made by fork() without exec (multiprocessing's fork start method, os.fork): the
+ * engine starts afresh (the watches on shared memory come back with the GIL: fork.c), and
+ * the child connects on its own unless --no-follow, never writing into the parent's
+ * connection. Async-signal-safe: system calls and memory reserved before the fork. */
 static void after_fork_in_child(void)
 {
-    mw_engine_detach_after_fork();
+    mw_engine_reset_after_fork();
     mw_channel_after_fork();
     mw_autocheck_after_fork();
+    if (mw_channel_is_open())
+        traced_pid = getpid();
+    else
+        mw_run.traced = 0;
 }
 
 /* os._exit() skips atexit: the changes made until then are found here, before the real
@@ -52,6 +57,7 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         Py_XDECREF(r);
         Py_XDECREF(module);
         PyErr_Clear();
+        mw_channel_end(status);
         mw_channel_drain();
     }
     for (;;)
@@ -108,12 +114,12 @@ __attribute__((constructor)) static void mw_inject_start(void)
             .page_size = sysconf(_SC_PAGESIZE),
         };
         if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
-                            0 && !(follow && strcmp(follow, "0") == 0)) == 0)
+                            !(follow && strcmp(follow, "0") == 0)) == 0)
             mw_run.traced = 1;
     }
     restore_environment();
     traced_pid = getpid();
-    pthread_atfork(NULL, NULL, after_fork_in_child);
+    pthread_atfork(mw_channel_before_fork, NULL, after_fork_in_child);
     PyImport_AppendInittab("memwatch", mw_module_init);
     if (mw_run.traced)
         atexit(drain_at_exit);

@@ -113,10 +113,22 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     Py_RETURN_NONE;
 }
 
+/* In a fork child, from os.register_at_fork: the parent's watches on shared memory stay,
+ * the others go (fork.c); the check thread again when traced. */
+static PyObject *mod_after_fork_in_child(PyObject *self, PyObject *Py_UNUSED(args))
+{
+    (void)self;
+    mw_watcher_objects_after_fork();
+    if (mw_autocheck_restart_in_child() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 #define SHORTCUT_METHOD(name, method, flags, doc) {#name, mod_##name, flags, doc},
 static PyMethodDef module_methods[] = {
     SHORTCUTS(SHORTCUT_METHOD)
     {"_finish", mod_finish, METH_NOARGS, NULL},
+    {"_after_fork_in_child", mod_after_fork_in_child, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -153,6 +165,21 @@ static int register_finish(PyObject *module)
     PyObject *r = finish ? PyObject_CallMethod(atexit, "register", "O", finish) : NULL;
     Py_XDECREF(finish);
     Py_DECREF(atexit);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    /* Fork children (fork.c): after CPython's own after-fork work, with the GIL. */
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *hook = os ? PyObject_GetAttrString(module, "_after_fork_in_child") : NULL;
+    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+    PyObject *kw = hook ? Py_BuildValue("{s:O}", "after_in_child", hook) : NULL;
+    PyObject *empty = PyTuple_New(0);
+    r = reg && kw && empty ? PyObject_Call(reg, empty, kw) : NULL;
+    Py_XDECREF(empty);
+    Py_XDECREF(kw);
+    Py_XDECREF(reg);
+    Py_XDECREF(hook);
+    Py_XDECREF(os);
     if (!r)
         return -1;
     Py_DECREF(r);

@@ -223,6 +223,9 @@ int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len);
 /* 1 and fills *out when a whole frame is available, 0 when more bytes are needed,
  * MW_EFORMAT on a malformed frame. */
 int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out);
+/* Gives the frame returned last back, to be returned again by the next call (before any
+ * feed): a reader that cannot apply it yet. */
+void mw_rec_decoder_unget(mw_rec_decoder *d);
 /* Bytes fed but not yet returned as whole frames (a partial frame at end of input), and
  * that partial frame's type when its type byte has arrived (else 0). */
 size_t mw_rec_decoder_pending(const mw_rec_decoder *d, int *partial_type);

@@ -22,6 +22,7 @@
 struct mw_rec_decoder {
     unsigned char *data;       /* fed bytes; [pos, len) not yet decoded */
     size_t len, cap, pos;
+    size_t last;               /* where the frame returned last began */
     int error;                 /* sticky MW_EFORMAT */
     char *strings;             /* copies of the current frame's strings, NUL-terminated */
     size_t strings_cap, strings_len;
@@ -51,7 +52,7 @@ int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len)
     if (d->pos > 0) {
         memmove(d->data, d->data + d->pos, d->len - d->pos);
         d->len -= d->pos;
-        d->pos = 0;
+        d->pos = d->last = 0;
     }
     if (MW_GROW(d->data, d->cap, d->len + len) != 0)
         return -ENOMEM;
@@ -390,6 +391,12 @@ int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out)
     }
     if (rc)
         return rc;
+    d->last = d->pos;
     d->pos += 4 + (size_t)n;
     return 1;
+}
+
+void mw_rec_decoder_unget(mw_rec_decoder *d)
+{
+    d->pos = d->last;
 }

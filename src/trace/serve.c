@@ -54,6 +54,8 @@ struct conn {
     struct proc *p;             /* NULL until its hello */
     int64_t peer_pid;           /* who connected (0: unknown) */
     int mid_change;             /* only this connection is read until the change is whole */
+    int blocked;                /* waits for its parent's object (must_wait) */
+    int skipping;               /* the rest of a change of an object never known */
 };
 
 struct mw_serve {
@@ -202,11 +204,42 @@ static uint64_t global_seq(mw_serve *s, struct proc *p, uint64_t local)
     return p->last_global_seq;
 }
 
-/* A record of p, in the trace's ids, applied. */
+static int connected(const mw_serve *s, const struct proc *p)
+{
+    for (size_t i = 0; i < s->nconns; i++)
+        if (s->conns[i].p == p && s->conns[i].fd >= 0)
+            return 1;
+    return 0;
+}
+
+/* Whether the record names an object the process inherited from its parent whose record
+ * the parent has not delivered yet (it was queued before the fork, the child connected
+ * first): the connection waits for it while the parent is connected. */
+static int must_wait(const mw_serve *s, const struct conn *c, const struct mw_rec_decoded *rec)
+{
+    const struct proc *p = c->p;
+    uint64_t local = rec->type == MW_REC_CHANGE ? rec->u.change.object_id
+                   : rec->type == MW_REC_VALUE ? rec->u.value.object_id
+                   : rec->type == MW_REC_UNWATCH ? rec->u.unwatch.id : 0;
+    if (!local || !p->parent || local > p->inherited_ids || global_id(p, local))
+        return 0;
+    for (const struct proc *q = p->parent; q; q = q->parent)
+        if (connected(s, q))
+            return 1;
+    return 0;
+}
+
+/* A record of p, in the trace's ids, applied. A change of an object never known (its
+ * parent died before saying what it was) is counted dropped, with its other frames. */
 static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
                             struct mw_rec_decoded *rec)
 {
     struct proc *p = c->p;
+    if (c->skipping && rec->type == MW_REC_RANGES) {
+        c->skipping = rec->u.ranges.more;
+        return 0;
+    }
+    c->skipping = 0;
     switch (rec->type) {
     case MW_REC_OBJECT:
         rec->u.object.id = new_object(s, p, rec->u.object.id);
@@ -217,7 +250,11 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         break;
     case MW_REC_CHANGE:
         rec->u.change.seq = global_seq(s, p, rec->u.change.seq);
-        rec->u.change.object_id = global_id(p, rec->u.change.object_id);
+        if (!(rec->u.change.object_id = global_id(p, rec->u.change.object_id))) {
+            c->skipping = rec->u.change.more;
+            mw_trace_writer_note_dropped(w);
+            return 0;
+        }
         rec->u.change.pid = p->pid;
         c->mid_change = rec->u.change.more;
         break;
@@ -227,7 +264,8 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         break;
     case MW_REC_VALUE:
         rec->u.value.seq = global_seq(s, p, rec->u.value.seq);
-        rec->u.value.object_id = global_id(p, rec->u.value.object_id);
+        if (!(rec->u.value.object_id = global_id(p, rec->u.value.object_id)))
+            return 0;
         c->mid_change = 1;   /* its change follows */
         break;
     case MW_REC_LOST:
@@ -247,6 +285,7 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
 }
 
 static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof);
+static int apply_frames(mw_serve *s, mw_trace_writer *w, struct conn *c);
 
 /* A new process of the run, with its row (none for an unknown pid). */
 static struct proc *add_proc(mw_serve *s, mw_trace_writer *w, const struct mw_trace_process *row,
@@ -322,9 +361,27 @@ static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
         }
         if (mw_rec_decoder_feed(c->d, s->buf, (size_t)got))
             return -ENOMEM;
-        struct mw_rec_decoded rec;
-        int rc;
-        while ((rc = mw_rec_decoder_next(c->d, &rec)) == 1) {
+        int rc = apply_frames(s, w, c);
+        if (rc || c->blocked)
+            return rc;
+        if (got < READ_SIZE)
+            return 0;
+    }
+}
+
+/* Applies the whole frames c has; stops early when c must wait (c->blocked). */
+static int apply_frames(mw_serve *s, mw_trace_writer *w, struct conn *c)
+{
+    struct mw_rec_decoded rec;
+    int rc;
+    c->blocked = 0;
+    while ((rc = mw_rec_decoder_next(c->d, &rec)) == 1) {
+        if (c->p && rec.type != MW_REC_HELLO && must_wait(s, c, &rec)) {
+            mw_rec_decoder_unget(c->d);
+            c->blocked = 1;
+            return 0;
+        }
+        {
             if (rec.type == MW_REC_HELLO) {
                 rc = hello(s, w, c, &rec);
             } else {
@@ -340,15 +397,14 @@ static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
             if (rc || (rc = mw_trace_writer_due(w, &timeout)))
                 return rc;
         }
-        if (rc < 0) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "malformed record in the stream of process %lld",
-                     (long long)(c->p ? c->p->pid : c->peer_pid));
-            return mw_trace_writer_fail(w, rc, msg);
-        }
-        if (got < READ_SIZE)
-            return 0;
     }
+    if (rc < 0) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "malformed record in the stream of process %lld",
+                 (long long)(c->p ? c->p->pid : c->peer_pid));
+        return mw_trace_writer_fail(w, rc, msg);
+    }
+    return 0;
 }
 
 /* c's stream ended: what it was sending is stored as far as it came (a frame cut off by
@@ -389,6 +445,14 @@ static int serve_once(mw_serve *s, mw_trace_writer *w, int root_done)
         return rc;
     if (!root_done && (timeout < 0 || timeout > 50))
         timeout = 50;   /* the root is waited for without a signal handler */
+    /* Connections waiting for their parent's objects try again; until they can, they are
+     * not read (their records stay in order) and the round is short. */
+    for (size_t i = 0; i < s->nconns && rc == 0; i++)
+        if (s->conns[i].blocked && s->conns[i].fd >= 0 &&
+            (rc = apply_frames(s, w, &s->conns[i])) == 0 && s->conns[i].blocked)
+            timeout = timeout < 0 || timeout > 10 ? 10 : timeout;
+    if (rc)
+        return rc;
     struct conn *only = NULL;
     for (size_t i = 0; i < s->nconns && !only; i++)
         if (s->conns[i].mid_change && s->conns[i].fd >= 0)
@@ -402,7 +466,8 @@ static int serve_once(mw_serve *s, mw_trace_writer *w, int root_done)
     } else {
         pf[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
         for (size_t i = 0; i < s->nconns; i++)
-            pf[i + 1] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+            pf[i + 1] = (struct pollfd){.fd = s->conns[i].blocked ? -1 : s->conns[i].fd,
+                                        .events = POLLIN};
     }
     int ready = poll(pf, (nfds_t)n, timeout);
     for (size_t i = 0; ready > 0 && rc == 0 && i < n; i++) {

@@ -618,6 +618,11 @@ int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_uni
     return rc;
 }
 
+void mw_trace_writer_note_dropped(mw_trace_writer *w)
+{
+    w->dropped++;
+}
+
 int mw_trace_writer_fail(mw_trace_writer *w, int status, const char *message)
 {
     return set_err(w, status, "%s", message);

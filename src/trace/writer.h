@@ -76,6 +76,8 @@ int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_uni
 /* Reads records from fd (one stream, e.g. a pipe) until end of file, as serve.h reads a
  * connection. 0 at end of file. Defined in serve.c. */
 int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd);
+/* A change that cannot be stored (run.changes_dropped). */
+void mw_trace_writer_note_dropped(mw_trace_writer *w);
 /* Sets the writer's error: status, and message as mw_trace_writer_errmsg gives it. */
 int mw_trace_writer_fail(mw_trace_writer *w, int status, const char *message);
 /* A number in meta. */
