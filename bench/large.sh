@@ -32,7 +32,7 @@ now() { date +%s.%N; }
 mlp() {
     local t0 t1 loop
     t0=$(now)
-    loop=$("$memwatch" trace -q -f --values="$2" -o "$tmp/m.db" "$here/workloads/mlp.py" \
+    loop=$("$memwatch" trace --python "$python" -q -f --values="$2" -o "$tmp/m.db" "$here/workloads/mlp.py" \
         "$steps" "$1" "$lr")
     t1=$(now)
     echo "$loop $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $(stat -c %s "$tmp/m.db")"
@@ -63,8 +63,8 @@ done
 echo "== a += 1 on a watched 1 MiB float64 array, --check=line"
 pluses=()
 for ((i = 0; i < runs; i++)); do
-    out=$("$memwatch" trace -q -f -o "$tmp/a.db" "$here/workloads/attribution_loops.py" whole 200 1)
-    base=$("$memwatch" trace -q -f -o "$tmp/b.db" "$here/workloads/attribution_loops.py" whole 200 0)
+    out=$("$memwatch" trace --python "$python" -q -f -o "$tmp/a.db" "$here/workloads/attribution_loops.py" whole 200 1)
+    base=$("$memwatch" trace --python "$python" -q -f -o "$tmp/b.db" "$here/workloads/attribution_loops.py" whole 200 0)
     read -r t n <<<"$out"
     read -r tb _ <<<"$base"
     pluses+=("$(awk -v t="$t" -v b="$tb" -v n="$n" 'BEGIN { printf "%.3f", (t - b) / n * 1000 }')")
@@ -72,7 +72,7 @@ done
 printf '%-40s %s ms per change (%s changes)\n' "median over $runs rounds" "$(median_of "${pluses[@]}")" "$n"
 
 echo "== first row on a trace holding 1 GB of values (MLP, 40 steps, --values=full)"
-"$memwatch" trace -q -f -o "$tmp/big.db" "$here/workloads/mlp.py" 40 1 "$lr" >/dev/null
+"$memwatch" trace --python "$python" -q -f -o "$tmp/big.db" "$here/workloads/mlp.py" 40 1 "$lr" >/dev/null
 echo "trace: $(stat -c %s "$tmp/big.db") bytes for $((40 * 25264168)) bytes of new values"
 first_row() {   # CMD... -> seconds until the first line of output
     "$python" - "$@" <<'PY'

@@ -16,6 +16,7 @@
 #include "format.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "processes.h"
 #include "reader.h"
 #include "reader_run.h"
 #include "rowcopy.h"
@@ -610,29 +611,23 @@ static int print_python(mw_trace_reader *r)
     return 0;
 }
 
-/* One line per process of the run (traces before processes had none: nothing). */
-static void print_processes(mw_trace_reader *r)
+/* A line when memory ran out in the traced process (src/python/check.c): its changes are
+ * there with less than usual, or lost, and the table must not look complete. */
+static void print_shortfall(mw_trace_reader *r)
 {
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(mw_trace_reader_db(r),
-                           "SELECT p.pid, p.ppid, p.root, p.traced, p.exit_status, p.end_signal,"
-                           " (SELECT count(*) FROM changes c WHERE c.pid = p.pid), p.argv"
-                           " FROM processes p ORDER BY p.start_unix_ns, p.pid", -1, &s,
-                           NULL) != SQLITE_OK)
+                           "SELECT (SELECT CAST(value AS INTEGER) FROM meta "
+                           "WHERE key = 'changes_short_of_memory'), "
+                           "(SELECT changes_dropped FROM run WHERE id = 1)", -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
         return;
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *argv = (const char *)sqlite3_column_text(s, 7);
-        char *shown = argv ? mw_show(argv, strlen(argv), MW_SHOW_NAME_MAX, NULL) : NULL;
-        char end[48] = "";
-        if (sqlite3_column_type(s, 5) != SQLITE_NULL)
-            snprintf(end, sizeof end, ", killed by signal %d", sqlite3_column_int(s, 5));
-        else if (sqlite3_column_type(s, 4) != SQLITE_NULL)
-            snprintf(end, sizeof end, ", exit status %d", sqlite3_column_int(s, 4));
-        printf("process %lld (%s %lld): %lld change%s%s%s %s\n", sqlite3_column_int64(s, 0),
-               sqlite3_column_int(s, 2) ? "root, parent" : "parent", sqlite3_column_int64(s, 1),
-               sqlite3_column_int64(s, 6), sqlite3_column_int64(s, 6) == 1 ? "" : "s", end,
-               sqlite3_column_int(s, 3) ? "" : ", not traced", shown ? shown : "");
-        free(shown);
+    }
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        long long short_of = sqlite3_column_int64(s, 0), lost = sqlite3_column_int64(s, 1);
+        if (short_of > 0 || lost > 0)
+            printf("incomplete: %lld change%s recorded with less than usual for lack of memory, "
+                   "%lld lost\n", short_of, short_of == 1 ? "" : "s", lost);
     }
     sqlite3_finalize(s);
 }
@@ -642,8 +637,10 @@ static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace
 {
     if (format == MW_FORMAT_TABLE && print_python(r) < 0)
         return MW_EXIT_FAILURE;
-    if (format == MW_FORMAT_TABLE)
-        print_processes(r);
+    if (format == MW_FORMAT_TABLE) {
+        print_shortfall(r);
+        mw_query_print_processes(mw_trace_reader_db(r));
+    }
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",
                                        "first_seq", "last_seq", "elements_changed",
                                        "delta_min", "delta_max", "delta_mean", "nan_appeared",

@@ -181,6 +181,12 @@ static void print_summary(const char *path, const mw_trace_writer *w,
                         "traced process (trace meta changes_undelivered)\n",
                 (unsigned long long)undelivered, undelivered == 1 ? "" : "s");
     print_dropped(w, settings);
+    /* Memory that ran out in the traced process while it checked (src/python/check.c). */
+    if (t.short_of_memory || t.lost_for_memory)
+        fprintf(stderr, "memwatch: memory ran out while tracing: %llu change%s recorded with "
+                "less than usual (old value unavailable, or ranges only), %llu lost\n",
+                (unsigned long long)t.short_of_memory, t.short_of_memory == 1 ? "" : "s",
+                (unsigned long long)t.lost_for_memory);
     /* NaN/Inf that appeared in watched float arrays (the writer decoded every change). */
     struct mw_trace_nonfinite nf;
     for (size_t i = 0; mw_trace_writer_nonfinite(w, i, &nf) == 1; i++) {

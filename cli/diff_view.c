@@ -24,10 +24,13 @@ void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
     else if (h->thread_id)
         snprintf(id, sizeof id, "%" PRId64, h->thread_id);
     char *tag = mw_show(h->tag, strlen(h->tag), MW_SHOW_NAME_MAX, NULL);
-    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "", h->seq,
-           (double)h->time_ns / 1e9, tag ? tag : "?", h->object, h->what, where ? "  " : "",
-           where ? where : "", thread || id[0] ? "  thread " : "", thread ? thread : id,
-           color ? MW_DIFF_RESET : "");
+    char process[40] = "";
+    if (h->pid > 0)
+        snprintf(process, sizeof process, "  process %" PRId64, h->pid);
+    printf("%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "",
+           h->seq, (double)h->time_ns / 1e9, tag ? tag : "?", h->object, h->what,
+           where ? "  " : "", where ? where : "", thread || id[0] ? "  thread " : "",
+           thread ? thread : id, process, color ? MW_DIFF_RESET : "");
     free(raw);
     free(where);
     free(thread);

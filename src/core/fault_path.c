@@ -38,6 +38,12 @@
  *   traps MW_BUSY_TRAPS times in an epoch is busy and offered to be left open and
  *   compared instead (count_trap); past MW_NEIGHBOUR_LIMIT single-steps in an epoch, a
  *   page nobody took is left DIRTY (writer unknown), which bounds the cost.
+ * - Sweeps: a write that faults on the page right after two this thread made DIRTY is
+ *   taken as a sweep (numpy's `a += 1`, a memcpy into a watched buffer) and the next
+ *   SWEEP_AHEAD pages that are CLEAN and wholly watched are taken with it, as if each had
+ *   faulted, with one lift for all of them: a 1 MiB array then costs a handful of faults,
+ *   not 256. A page taken ahead and not written is found unchanged and protected again by
+ *   the check; one another thread writes meanwhile is named after this thread's write.
  * - The dirty list is a Treiber stack: handlers push, the checker takes the whole list
  *   with one exchange. A page is on the list at most once (only the thread that claimed
  *   it CLEAN pushes it, when it becomes DIRTY; the checker requeues only pages it took).
@@ -151,11 +157,18 @@ static int sigbus_set(uintptr_t page, int on)
 
 /* Async-signal-safe: lets writes to the page through by the mechanism that protected it,
  * which the fault's signal names (see DESIGN). prot is the page's original protection. */
+static int lift_range(uintptr_t start, size_t len, int prot, int sig)
+{
+    if (sig == SIGBUS) {
+        mw_fault_wp_fn wp = atomic_load_explicit(&sigbus_wp, memory_order_acquire);
+        return wp ? wp(start, len, 0) : -ENOSYS;
+    }
+    return mprotect((void *)start, len, prot) == 0 ? 0 : -errno;
+}
+
 static int lift(uintptr_t page, int prot, int sig)
 {
-    if (sig == SIGBUS)
-        return sigbus_set(page, 0);
-    return mprotect((void *)page, env.page_size, prot) == 0 ? 0 : -errno;
+    return lift_range(page, env.page_size, prot, sig);
 }
 
 /* Async-signal-safe: the reverse of lift. */
@@ -209,7 +222,9 @@ static uint32_t count_trap(struct mw_page *e)
     return next & 0xffffu;
 }
 
-/* Async-signal-safe: offers a busy page to the hot hook (once: when it reaches the budget). */
+/* Async-signal-safe: offers a busy page to the hot hook (once: when it reaches the budget).
+ * The page must be writable by now (DIRTY or OPEN), never FAULTING: a hook that writes to
+ * it would wait for itself. */
 static void offer_hot(struct mw_page *e)
 {
     mw_hot_hook fn = atomic_load_explicit(&hot->hot_hook, memory_order_acquire);
@@ -258,6 +273,89 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
     mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_DIRTY);
     push_dirty(e);
     return 0;
+}
+
+#define SWEEP_AHEAD 64
+
+/* Async-signal-safe: did this thread make the page at addr DIRTY? */
+static int own_dirty(uintptr_t addr)
+{
+    struct mw_page *e = mw_region_index_lookup(env.index, addr);
+    if (!e || e->addr != addr ||
+        atomic_load_explicit(&e->state, memory_order_acquire) != MW_PAGE_DIRTY)
+        return 0;
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_acquire);
+    return slot != MW_SLOT_NONE && mw_page_pool_meta(env.pool, slot)->writer.tid == cached_tid;
+}
+
+/* Async-signal-safe: are the two pages before this one this thread's dirty pages (a
+ * sweep)? Two, not one: writes scattered over many pages often land next to one of their
+ * own, rarely after two in a row. */
+static int follows_own_writes(uintptr_t page)
+{
+    return own_dirty(page - env.page_size) && own_dirty(page - 2 * env.page_size);
+}
+
+/* Async-signal-safe: the page at addr, if it is CLEAN, wholly watched and under protection
+ * prot, claimed (FAULTING) with a copy of its contents; else NULL. */
+static struct mw_page *claim_ahead(uintptr_t addr, uint32_t acct_prot)
+{
+    struct mw_page *e = mw_region_index_lookup(env.index, addr);
+    uint32_t clean = MW_PAGE_CLEAN;
+    if (!e || e->addr != addr ||
+        atomic_load_explicit(&e->acct_prot, memory_order_acquire) != acct_prot ||
+        atomic_load_explicit(&e->watched, memory_order_acquire) !=
+            MW_WATCHED_ONE(MW_SPAN(0, env.page_size)) ||
+        !atomic_compare_exchange_strong_explicit(&e->state, &clean, MW_PAGE_FAULTING,
+                                                 memory_order_acq_rel, memory_order_acquire))
+        return NULL;
+    if (e->addr != addr) {   /* recycled after the lookup */
+        mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
+        return NULL;
+    }
+    uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(acct_prot), (const void *)addr);
+    if (slot == MW_SLOT_NONE) {   /* no room for its old value: let it fault on its own */
+        mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
+        return NULL;
+    }
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    return e;
+}
+
+/* Async-signal-safe: after the sweep's write took page (its slot's meta is the writer),
+ * the pages after it, with one lift (see DESIGN: sweeps). */
+static void take_ahead(struct mw_page *e, uintptr_t page, int sig)
+{
+    uint32_t ap = atomic_load_explicit(&e->acct_prot, memory_order_acquire);
+    uint32_t slot = atomic_load_explicit(&e->slot, memory_order_relaxed);
+    if (slot == MW_SLOT_NONE)
+        return;
+    struct mw_page *ahead[SWEEP_AHEAD];
+    size_t n = 0;
+    while (n < SWEEP_AHEAD &&
+           (ahead[n] = claim_ahead(page + (n + 1) * env.page_size, ap)) != NULL)
+        n++;
+    if (n == 0)
+        return;
+    if (lift_range(page + env.page_size, n * env.page_size, MW_PROT_OF(ap), sig) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            mw_page_pool_release_copy(env.pool, atomic_load_explicit(&ahead[i]->slot,
+                                                                     memory_order_relaxed));
+            atomic_store_explicit(&ahead[i]->slot, MW_SLOT_NONE, memory_order_relaxed);
+            mw_page_set_state(ahead[i], MW_PAGE_FAULTING, MW_PAGE_CLEAN);
+        }
+        return;
+    }
+    const struct mw_slot_meta *m = mw_page_pool_meta(env.pool, slot);
+    for (size_t i = 0; i < n; i++) {
+        struct mw_slot_meta *am = mw_page_pool_meta(env.pool, atomic_load_explicit(
+                                                                  &ahead[i]->slot,
+                                                                  memory_order_relaxed));
+        am->writer = m->writer;
+        am->fault_ns = m->fault_ns;
+        mw_page_set_state(ahead[i], MW_PAGE_FAULTING, MW_PAGE_DIRTY);
+        push_dirty(ahead[i]);
+    }
 }
 
 /* Async-signal-safe: lets one neighbour instruction write the FAULTING page e (see DESIGN).
@@ -492,14 +590,19 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
             }
             int neighbour = !mw_page_watches(e, addr - page);
             uint32_t traps = count_trap(e);
-            if (traps == MW_BUSY_TRAPS)
-                offer_hot(e);
             if (neighbour && traps <= MW_NEIGHBOUR_LIMIT &&
                 open_for_neighbour(e, page, ucontext, sig) == 0) {
                 result = 1;
-                break;
+            } else {
+                int sweep = !neighbour && page >= 2 * env.page_size && follows_own_writes(page);
+                result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
+                if (result == 1 && sweep)
+                    take_ahead(e, page, sig);
             }
-            result = take_page(e, page, ucontext, sig, neighbour) == 0 ? 1 : -1;
+            /* Offered only now that the page is writable: the hook writes to the thread's
+             * interpreter state, which may share this very page (as run_writer_hook). */
+            if (traps == MW_BUSY_TRAPS)
+                offer_hot(e);
             break;
         }
         if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {

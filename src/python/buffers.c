@@ -94,6 +94,32 @@ static void compute_extent(struct mw_buffer *b)
     b->contiguous = 0;
 }
 
+static int not_a_buffer(PyObject *obj)
+{
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError,
+                     "cannot watch an object of type '%s': it does not expose its memory "
+                     "(watch a bytearray, array.array, memoryview, mmap, numpy array, ctypes "
+                     "object or CPU torch tensor, or use watch_buffer(address, size, name))",
+                     Py_TYPE(obj)->tp_name);
+    return -1;
+}
+
+int mw_buffer_check(PyObject *obj, size_t *size)
+{
+    PyObject *exporter = PyObject_CheckBuffer(obj) ? Py_NewRef(obj) : torch_as_numpy(obj);
+    if (!exporter)
+        return not_a_buffer(obj);
+    Py_buffer view;
+    int status = PyObject_GetBuffer(exporter, &view, PyBUF_FULL_RO);
+    Py_DECREF(exporter);
+    if (status < 0)
+        return -1;
+    *size = (size_t)view.len;
+    PyBuffer_Release(&view);
+    return 0;
+}
+
 int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out)
 {
     memset(out, 0, sizeof *out);
@@ -103,15 +129,8 @@ int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out)
         mw_relocate(obj, budget, &out->moved);
     } else {
         converted = torch_as_numpy(obj);
-        if (!converted) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError,
-                             "cannot watch an object of type '%s': it does not expose its memory "
-                             "(watch a bytearray, array.array, memoryview, mmap, numpy array, ctypes "
-                             "object or CPU torch tensor, or use watch_buffer(address, size, name))",
-                             Py_TYPE(obj)->tp_name);
-            return -1;
-        }
+        if (!converted)
+            return not_a_buffer(obj);
         exporter = converted;
     }
     int status = PyObject_GetBuffer(exporter, &out->view, PyBUF_FULL_RO);

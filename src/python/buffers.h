@@ -30,6 +30,9 @@ struct mw_buffer {
  * to pages of its own when it can (relocate.h) and the pages' waste fits in budget bytes.
  * On failure sets a Python exception (TypeError naming the type) and returns -1. */
 int mw_buffer_acquire(PyObject *obj, size_t budget, struct mw_buffer *out);
+/* What mw_buffer_acquire would refuse, without pinning or moving anything: 0 with the
+ * object's size in bytes, or -1 with its exception. */
+int mw_buffer_check(PyObject *obj, size_t *size);
 /* For watch_buffer(address, size): a raw range with no object behind it. */
 int mw_buffer_raw(void *address, size_t size, struct mw_buffer *out);
 /* Lets the object go: its buffer released, its storage moved back if it was moved. */

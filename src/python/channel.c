@@ -24,6 +24,7 @@
 
 #include "channel.h"
 #include "channel_link.h"
+#include "mw_grow.h"
 #include "threads.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
@@ -112,9 +113,14 @@ int mw_channel_open(const char *socket_name, int64_t start_monotonic_ns,
     int rc = mw_link_open(socket_name, hello, follow);
     channel_open = rc == 0;
     /* The record buffer is made now, before the script allocates anything, as it always
-     * was: made at the first watch, it would sit beside the script's objects, and its
-     * writes would be a watched page's neighbour's (README "Neighbours"). */
-    if (channel_open && mw_rec_encode_hello(&current, hello) == 0)
+     * was, and of the size it always had (the hello's, before hellos carried a command
+     * line): made at the first watch, or larger, it would sit beside the script's objects,
+     * or move them, and its writes would be a watched page's neighbour's (README
+     * "Neighbours"). */
+    if (channel_open &&
+        MW_GROW(current.data, current.cap,
+                5 + 4 + strlen(hello->python_version ? hello->python_version : "") + 4 +
+                    strlen(hello->backend ? hello->backend : "") + 16) != 0)
         current.len = 0;
     pthread_mutex_unlock(&lock);
     return rc;

@@ -16,7 +16,11 @@
  * the one case where nothing is reported, because nobody is left to tell.
  *
  * The fork child's connection is made in the pthread_atfork handler, so it uses only
- * system calls and memory reserved before the fork (hello_buf). */
+ * system calls and memory reserved before the fork (hello_buf).
+ *
+ * fstat and poll are made as raw system calls: the C library's are this library's own
+ * (kwrite_interpose.c opens watched pages a call writes into), which a check that sends
+ * what it found must not go through. */
 #include "channel_link.h"
 
 #include <errno.h>
@@ -26,6 +30,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,9 +49,24 @@ static int link_follow;
 static struct mw_rec_hello base_hello;
 static char argv_text[ARGV_MAX];
 static uint32_t argv_len;
-static struct mw_rec_buf hello_buf;       /* reserved at open: no allocation after fork */
+/* Hellos are encoded here, never on the heap: not after a fork (no allocation there), and
+ * not beside the script's objects (a buffer of ours on the heap shifts where they land, and
+ * shares their pages: README "Neighbours"). */
+static unsigned char hello_space[ARGV_MAX + 4096];
+static struct mw_rec_buf hello_buf;
 static struct mw_rec_lost lost;           /* counted, not yet reported */
 static uint64_t lost_total_changes;
+
+static int raw_fstat(int fd, struct stat *st)
+{
+    return (int)syscall(SYS_fstat, fd, st);
+}
+
+static void raw_poll_out(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    syscall(SYS_poll, &p, 1, ms);
+}
 
 static int64_t realtime_ns(void)
 {
@@ -58,8 +78,10 @@ static int64_t realtime_ns(void)
 /* The command line, as the kernel has it, cut at an argument boundary if long. */
 static void read_argv(void)
 {
-    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, argv_text, sizeof argv_text) : -1;
+    /* Raw calls: the C library's read is interposed (kwrite_interpose.c), and its first
+     * call resolves the real one, which allocates: not here, before the script runs. */
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? (ssize_t)syscall(SYS_read, fd, argv_text, sizeof argv_text) : -1;
     if (fd >= 0)
         close(fd);
     argv_len = n > 0 ? (uint32_t)n : 0;
@@ -76,8 +98,7 @@ static int send_blocking(int fd, const unsigned char *data, size_t len)
         if (n > 0) {
             done += (size_t)n;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            poll(&p, 1, 100);
+            raw_poll_out(fd, 100);
         } else if (!(n < 0 && errno == EINTR)) {
             return n < 0 ? -errno : -EPIPE;
         }
@@ -102,7 +123,7 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         fd = high;
     }
     struct stat st;
-    if (connect(fd, (struct sockaddr *)&addr, addr_len) != 0 || fstat(fd, &st) != 0) {
+    if (connect(fd, (struct sockaddr *)&addr, addr_len) != 0 || raw_fstat(fd, &st) != 0) {
         int err = errno == ECONNREFUSED || errno == ENOENT ? EPIPE : errno;
         close(fd);
         return -err;
@@ -127,6 +148,13 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         close(fd);
         return rc == -ECONNRESET ? -EPIPE : rc;
     }
+    /* As much room as the pipe had (1 MiB): while the socket takes a check's records, the
+     * checking thread sends them itself and the sender thread stays idle (its frees of
+     * sent buffers are heap writes beside watched objects, from another thread). Past
+     * net.core.wmem_max only a privileged process gets it. */
+    int room = 1 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &room, sizeof room) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     link_fd = fd;
     link_dev = st.st_dev;
@@ -150,10 +178,10 @@ int mw_link_open(const char *name, const struct mw_rec_hello *base, int follow)
     /* Room for any hello of this process, and a lost record after it. */
     size_t room = HELLO_FIXED + strlen(base->python_version ? base->python_version : "") +
                   strlen(base->backend ? base->backend : "") + ARGV_MAX + 64;
-    hello_buf.data = malloc(room);
-    if (!hello_buf.data)
-        return -ENOMEM;
-    hello_buf.cap = room;
+    if (room > sizeof hello_space)
+        return -ENAMETOOLONG;   /* a version string of kilobytes: not a CPython */
+    hello_buf.data = hello_space;
+    hello_buf.cap = sizeof hello_space;
     return connect_new(0, 0, 0);
 }
 
@@ -166,7 +194,7 @@ int mw_link_is_open(void)
 static int still_ours(void)
 {
     struct stat st;
-    return link_fd >= 0 && fstat(link_fd, &st) == 0 && st.st_dev == link_dev &&
+    return link_fd >= 0 && raw_fstat(link_fd, &st) == 0 && st.st_dev == link_dev &&
            st.st_ino == link_ino;
 }
 
@@ -210,8 +238,7 @@ int mw_link_send(const unsigned char *data, size_t len, struct mw_link_pos *pos,
             if (!wait)
                 return 1;
             /* A bounded wait: the descriptor may be taken from us meanwhile. */
-            struct pollfd p = {.fd = link_fd, .events = POLLOUT};
-            poll(&p, 1, 200);
+            raw_poll_out(link_fd, 200);
             continue;
         }
         if (n < 0 && (errno == ENOTSOCK || errno == EBADF))

@@ -21,7 +21,16 @@
  *   - an automatic check while another thread checks is skipped for the same reason;
  *   - an explicit check (check_changes, unwatch, the end) waits for the other thread's check
  *     to finish, with the GIL released, so that it sees every write made before it.
- * Everything here runs with the GIL held. */
+ * Everything here runs with the GIL held.
+ *
+ * When memory runs out (a lowered RLIMIT_AS, a full machine) a check degrades instead of
+ * failing, so that the trace is never silently stale: a change whose old bytes cannot be
+ * kept is recorded with its old value unavailable; one whose whole values cannot be built
+ * for a callback is recorded for the trace alone (no Change for the callback); only a
+ * change whose new bytes cannot be held at all, or a strided view's that cannot be
+ * re-derived, is lost. Each shortfall is counted (mw_check_shortfall), stored in the trace
+ * and stated at the end of the run; pages the engine could not take this time stay dirty
+ * for the next check. No MemoryError reaches the script from a check for any of this. */
 #include "check.h"
 
 #include <errno.h>
@@ -43,6 +52,16 @@
 #include "on_nan.h"
 #include "record.h"
 #include "registry.h"
+
+/* Changes recorded with less than usual for lack of memory, and changes lost for it (see
+ * DESIGN); the GIL protects them. */
+static uint64_t short_of_memory, lost_for_memory;
+
+void mw_check_shortfall(uint64_t *short_out, uint64_t *lost_out)
+{
+    *short_out = short_of_memory;
+    *lost_out = lost_for_memory;
+}
 
 /* ---- phase 2: route -------------------------------------------------------------- */
 
@@ -364,8 +383,13 @@ static int attribute(struct routing *r)
 {
     const struct mw_writer *wr = &r->it->writer;
     r->thread_name = mw_attribution_thread_name(wr->tid);
-    if (!r->thread_name)
-        return -1;
+    if (!r->thread_name) {
+        if (!PyErr_ExceptionMatches(PyExc_MemoryError))
+            return -1;
+        PyErr_Clear();               /* recorded without its thread's name (see DESIGN) */
+        short_of_memory++;
+        r->thread_name = Py_NewRef(Py_None);
+    }
     r->has_native = mw_attribution_native_writer(wr->fault_ip, &r->native);
     r->seq = mw_channel_next_seq();
     return 0;
@@ -389,7 +413,8 @@ static void record(const struct routing *r, const struct mw_rec_range *ranges, s
         .nranges = (uint32_t)n,
         .ranges = ranges,
     };
-    mw_channel_change(&rec);
+    if (mw_channel_change(&rec) == -ENOMEM)
+        lost_for_memory++;
 }
 
 static struct mw_change_info change_info(const struct routing *r)
@@ -471,9 +496,9 @@ static int route_segments(struct routing *r)
         send_base_of_segments(it, r->seq);
     int status = 1;
     if (w->owner && mw_owner_has_callback(w->owner)) {
-        if (make_values(r) < 0 || make_ranges(r) < 0) {
-            PyErr_NoMemory();
-            status = -1;
+        if (!it->exact || make_values(r) < 0 || make_ranges(r) < 0) {
+            short_of_memory++;      /* the trace still gets it (see DESIGN) */
+            w->owner->found++;
         } else {
             struct mw_change_info info = change_info(r);
             mw_on_nan_note(&info);
@@ -506,14 +531,14 @@ static int route_segments(struct routing *r)
 static int route_view(struct routing *r)
 {
     if (make_values(r) < 0 || make_ranges(r) < 0) {
-        PyErr_NoMemory();
-        return -1;
+        lost_for_memory++;          /* its elements cannot be named without them */
+        return 0;
     }
     if (r->nranges == 0)
         return 0;
     if (widen_to_elements(r) < 0) {
-        PyErr_NoMemory();
-        return -1;
+        lost_for_memory++;
+        return 0;
     }
     if (attribute(r) < 0)
         return -1;
@@ -623,14 +648,17 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
     mw_attribution_forget_thread_names();
     mw_channel_flush();
     end_check();
+    short_of_memory += h.short_of_memory;
+    lost_for_memory += h.lost;
+    if (status == -ENOMEM) {
+        /* Pages the engine could not take this time stay dirty for the next check. */
+        short_of_memory++;
+        status = 0;
+    }
     if (found < 0)
         return -1;
     if (status < 0) {
         mw_raise_status(status, "check failed");
-        return -1;
-    }
-    if (h.failed) {
-        PyErr_NoMemory();
         return -1;
     }
     return found;

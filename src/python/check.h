@@ -12,6 +12,10 @@
 /* One check of every watched page, waiting for a check another thread is running. Returns
  * the number of changes found, or -1 with an exception. */
 Py_ssize_t mw_check_all(void);
+/* How often memory ran out in checks: changes recorded with less than usual (their old
+ * value unavailable, or their ranges only) or checks that left pages for the next one, and
+ * changes lost (check.c, DESIGN). For the trace's statistics. */
+void mw_check_shortfall(uint64_t *short_of_memory, uint64_t *lost);
 /* The same; an automatic check (automatic != 0) is skipped (returns 0) while another
  * thread's check runs: that check finds the changes. */
 Py_ssize_t mw_check_all_ex(int automatic);

@@ -61,3 +61,17 @@ void mw_fork_rewatch(struct mw_owner *o, const struct mw_watcher_config *config)
         w = next;
     }
 }
+
+static volatile int pending;
+
+void mw_fork_happened(void)
+{
+    pending = 1;
+}
+
+int mw_fork_pending(void)
+{
+    int was = pending;
+    pending = 0;
+    return was;
+}

@@ -11,5 +11,9 @@
  * and keeps each of its watches on memory still shared with the parent, dropping those on
  * private copy-on-write memory. */
 void mw_fork_rewatch(struct mw_owner *o, const struct mw_watcher_config *config);
+/* The pthread_atfork child handler (async-signal-safe) says a fork happened; the first
+ * call after it says 1 (the watches are to be made again), later ones 0. */
+void mw_fork_happened(void);
+int mw_fork_pending(void);
 
 #endif

@@ -3,10 +3,10 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "channel.h"
 #include "diff.h"
+#include "map_cache.h"
 #include "mw_grow.h"
 
 /* The bytes of a change: a mapping of their own when large, never heap memory next to a
@@ -18,9 +18,7 @@ static unsigned char *bytes_alloc(struct harvested *it, size_t n)
     it->bytes_size = n ? n : 1;
     if (it->bytes_size < BYTES_MAPPED_MIN)
         return malloc(it->bytes_size);
-    void *p = mmap(NULL, it->bytes_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    return p == MAP_FAILED ? NULL : p;
+    return mw_map_take(it->bytes_size, &it->bytes_size);
 }
 
 static void bytes_free(struct harvested *it)
@@ -30,7 +28,7 @@ static void bytes_free(struct harvested *it)
     if (it->bytes_size < BYTES_MAPPED_MIN)
         free(it->bytes);
     else
-        munmap(it->bytes, it->bytes_size);
+        mw_map_give(it->bytes, it->bytes_size);
     it->bytes = NULL;
 }
 
@@ -217,7 +215,8 @@ static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs,
 /* The trace's segments of c (see harvest.h), with their bytes: those the engine gave, and
  * the few around them a widening to whole elements needs from memory. 0, or -1 with
  * nothing allocated. */
-static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it)
+static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it,
+                            int without_old)
 {
     const struct mw_buffer *b = &w->buf;
     size_t is = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
@@ -228,6 +227,8 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     /* Ranges are joined only where they touch: the bytes between others would have to be
      * read from memory (see harvest.h). */
     size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
+    for (size_t k = 0; without_old && k < n; k++)
+        segs[k].old_known = 0;
     for (size_t k = 0; k < n; k++)
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
     int rc = bytes >= FRAMES_MIN ? harvest_into_frames(c, segs, n, bytes, src, it)
@@ -332,32 +333,47 @@ static int harvest_exact(const struct mw_change *c, struct harvested *it)
     return 0;
 }
 
+/* A contiguous object's change: its segments, or when memory is short, its segments
+ * without old bytes (half the memory; the trace then says the old value is unavailable),
+ * and its exact runs when a callback looks (without them it gets no Change). 0, 1 (with
+ * less than usual) or -1 (nothing: lost). */
+static int harvest_contiguous(const struct mw_change *c, struct mw_watched *w,
+                              struct harvested *it)
+{
+    int rc = harvest_segments(c, w, it, 0), short_of_memory = 0;
+    if (rc != 0) {
+        mw_harvest_free_item(it);
+        memset(it, 0, sizeof *it);
+        if (harvest_segments(c, w, it, 1) != 0)
+            return -1;
+        short_of_memory = 1;
+    }
+    if (w->owner && mw_owner_has_callback(w->owner) && exact_runs_of_segments(it) != 0) {
+        it->exact = NULL;
+        it->nexact = 0;
+        short_of_memory = 1;
+    }
+    return short_of_memory;
+}
+
 void mw_harvest_collect(const struct mw_change *c, void *ctx)
 {
     struct harvest *h = ctx;
-    if (h->failed)
-        return;
     if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
-        h->failed = 1;
+        h->lost++;
         return;
     }
     struct harvested *it = &h->items[h->n];
     memset(it, 0, sizeof *it);
     struct mw_watched *w = c->region_user;
-    int rc;
-    if (w->buf.contiguous) {
-        rc = harvest_segments(c, w, it);
-        if (rc == 0 && w->owner && mw_owner_has_callback(w->owner))
-            rc = exact_runs_of_segments(it);
-    } else {
-        rc = harvest_exact(c, it);
-    }
-    if (rc != 0) {
+    int rc = w->buf.contiguous ? harvest_contiguous(c, w, it) : harvest_exact(c, it);
+    if (rc < 0) {
         mw_harvest_free_item(it);
         memset(it, 0, sizeof *it);
-        h->failed = 1;
+        h->lost++;
         return;
     }
+    h->short_of_memory += (uint64_t)rc;
     it->watched = w;
     mw_registry_hold(w);
     it->writer = *c->writer;

@@ -52,7 +52,9 @@ struct harvested {
 struct harvest {
     struct harvested *items;
     size_t n, cap;
-    int failed;                   /* out of memory: what was harvested is still routed */
+    /* Memory ran out (check.c, DESIGN): changes harvested with less than usual (no old
+     * bytes, or no exact runs for a callback) and changes lost. */
+    uint64_t short_of_memory, lost;
 };
 
 /* The engine's callback (mw_change_fn): appends c to the struct harvest at ctx. */

@@ -4,7 +4,9 @@
  * Before python3's main() runs, the constructor registers the built-in `memwatch` module
  * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
  * from the environment, and removes every trace of memwatch from the environment so that
- * the script and its subprocesses see what they would under python3.
+ * the script and its subprocesses see what they would under python3. A Python child of the
+ * script (children.c) loads it again, untraced: there the module exists and watches
+ * nothing (watcher_object.c).
  *
  * It is the top of the library: it calls into the other parts and none calls into it, so
  * it has no header (the configuration it loads is config.c's, the module it registers
@@ -22,7 +24,9 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "children.h"
 #include "config.h"
+#include "fork.h"
 #include "module.h"
 #include "pycompat.h"
 
@@ -37,6 +41,7 @@ static void after_fork_in_child(void)
     mw_engine_reset_after_fork();
     mw_channel_after_fork();
     mw_autocheck_after_fork();
+    mw_fork_happened();
     if (mw_channel_is_open())
         traced_pid = getpid();
     else
@@ -64,14 +69,17 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
-static void restore_environment(void)
+/* launched: by `memwatch trace` itself, which also put GLIBC_TUNABLES ahead of the user's;
+ * else by a parent's exec (children.c), which changed LD_PRELOAD (and ASAN_OPTIONS) only. */
+static void restore_environment(int launched)
 {
     mw_env_restore_users("LD_PRELOAD");
 #ifdef MEMWATCH_SANITIZE_PRELOAD
     /* A sanitized build's launcher set ASAN_OPTIONS for this process (cli/launch.c). */
     mw_env_restore_users("ASAN_OPTIONS");
 #endif
-    mw_env_restore_users("GLIBC_TUNABLES");
+    if (launched)
+        mw_env_restore_users("GLIBC_TUNABLES");
     for (size_t i = 0; mw_env_ours[i]; i++)
         unsetenv(mw_env_ours[i]);
 }
@@ -85,25 +93,36 @@ static void drain_at_exit(void)
 }
 
 /* The launcher preloads this library only into an interpreter of the minor version it was
- * built for (cli/interpreter.c); anything else would have its frames read with another
- * layout. Checked once more here, before anything is installed: a mismatch ends the
- * process with one line, before the script runs. */
-static void require_own_version(void)
+ * built for (cli/interpreter.c), and children.c only into the file of the interpreter it
+ * runs in; anything else would have its frames read with another layout. Checked once
+ * more here, before anything is installed. Under `memwatch trace` a mismatch ends the
+ * process with one line, before the script runs. Anywhere else (a preload that reached
+ * another interpreter some other way) the program must run as if memwatch were not there:
+ * the library gives the environment back, installs nothing and says nothing. 1: go on. */
+static int check_own_version(int launched)
 {
     unsigned long running = Py_Version;
     if ((running >> 16) == ((unsigned long)PY_VERSION_HEX >> 16))
-        return;
+        return 1;
+    if (!launched) {
+        restore_environment(0);
+        return 0;
+    }
     fprintf(stderr, "memwatch: this library is built for CPython %d.%d, but the interpreter is "
             "%lu.%lu.%lu\n", PY_MAJOR_VERSION, PY_MINOR_VERSION, running >> 24,
             (running >> 16) & 0xff, (running >> 8) & 0xff);
     syscall(SYS_exit_group, 2);
+    return 0;
 }
 
 __attribute__((constructor)) static void mw_inject_start(void)
 {
-    require_own_version();
-    mw_config_load();
     const char *socket_name = getenv(MW_ENV_TRACE_SOCKET);
+    int launched = socket_name != NULL;
+    if (!check_own_version(launched))
+        return;
+    mw_children_init();
+    mw_config_load();
     if (socket_name) {
         const char *start = getenv(MW_ENV_START_NS);
         const char *follow = getenv(MW_ENV_FOLLOW);
@@ -117,7 +136,7 @@ __attribute__((constructor)) static void mw_inject_start(void)
                             !(follow && strcmp(follow, "0") == 0)) == 0)
             mw_run.traced = 1;
     }
-    restore_environment();
+    restore_environment(launched);
     traced_pid = getpid();
     pthread_atfork(mw_channel_before_fork, NULL, after_fork_in_child);
     PyImport_AppendInittab("memwatch", mw_module_init);

@@ -11,7 +11,9 @@
 #include "autocheck.h"
 #include "change.h"
 #include "channel.h"
+#include "config.h"
 #include "errors.h"
+#include "fork.h"
 #include "watcher_object.h"
 
 /* Names of threads, including threads that have already ended: a write made just before a
@@ -100,11 +102,27 @@ static PyObject *call_default(const char *method, PyObject *args)
     }
 SHORTCUTS(SHORTCUT_FUNCTION)
 
+/* In a fork child, from os.register_at_fork: the parent's watches on shared memory stay,
+ * the others go (fork.c); the check thread again when traced. */
+static PyObject *after_fork_in_child(void)
+{
+    mw_watcher_objects_after_fork();
+    if (mw_autocheck_restart_in_child() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* The end of the run, from atexit: after the script's own atexit functions (registered
- * later, so run earlier), before the interpreter finalizes anything. */
+ * later, so run earlier), before the interpreter finalizes anything. Also what
+ * os.register_at_fork calls in a fork child, before anything else of memwatch runs there
+ * (mw_fork_pending): one function object for both, because each object the module makes
+ * moves the script's own objects on the heap, and with them which pages they share
+ * (README "Neighbours"; tests/cli/layouts.bats). */
 static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
 {
     (void)self;
+    if (mw_fork_pending())
+        return after_fork_in_child();
     mw_autocheck_stop();
     mw_finish_all();
     Py_CLEAR(default_watcher);
@@ -113,22 +131,10 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     Py_RETURN_NONE;
 }
 
-/* In a fork child, from os.register_at_fork: the parent's watches on shared memory stay,
- * the others go (fork.c); the check thread again when traced. */
-static PyObject *mod_after_fork_in_child(PyObject *self, PyObject *Py_UNUSED(args))
-{
-    (void)self;
-    mw_watcher_objects_after_fork();
-    if (mw_autocheck_restart_in_child() < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
 #define SHORTCUT_METHOD(name, method, flags, doc) {#name, mod_##name, flags, doc},
 static PyMethodDef module_methods[] = {
     SHORTCUTS(SHORTCUT_METHOD)
     {"_finish", mod_finish, METH_NOARGS, NULL},
-    {"_after_fork_in_child", mod_after_fork_in_child, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -170,7 +176,7 @@ static int register_finish(PyObject *module)
     Py_DECREF(r);
     /* Fork children (fork.c): after CPython's own after-fork work, with the GIL. */
     PyObject *os = PyImport_ImportModule("os");
-    PyObject *hook = os ? PyObject_GetAttrString(module, "_after_fork_in_child") : NULL;
+    PyObject *hook = os ? PyObject_GetAttrString(module, "_finish") : NULL;
     PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
     PyObject *kw = hook ? Py_BuildValue("{s:O}", "after_in_child", hook) : NULL;
     PyObject *empty = PyTuple_New(0);
@@ -196,6 +202,10 @@ PyObject *mw_module_init(void)
     if (mw_change_add_type(m) < 0 || mw_errors_add_types(m) < 0 ||
         mw_watcher_object_add_type(m) < 0)
         goto fail;
+    /* Untraced (a Python child of the traced script), watchers watch nothing
+     * (watcher_object.c): no thread names, no end of run, no automatic checks to set up. */
+    if (!mw_run.traced)
+        return m;
     if (run_helpers(m) < 0 || register_finish(m) < 0)
         goto fail;
     if (mw_autocheck_start(m) < 0)

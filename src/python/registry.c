@@ -152,8 +152,7 @@ static void describe_elements(struct mw_watched *w)
     }
 }
 
-/* Why buf cannot be watched under tag, as a Python exception (0: it can). */
-static int refuse(struct mw_owner *o, PyObject *tag, const struct mw_buffer *buf)
+int mw_registry_check_name(PyObject *tag)
 {
     if (!PyUnicode_Check(tag)) {
         PyErr_Format(PyExc_TypeError, "name must be a str, not '%s'", Py_TYPE(tag)->tp_name);
@@ -176,6 +175,14 @@ static int refuse(struct mw_owner *o, PyObject *tag, const struct mw_buffer *buf
                      "without one", tag);
         return -1;
     }
+    return 0;
+}
+
+/* Why buf cannot be watched under tag, as a Python exception (0: it can). */
+static int refuse(struct mw_owner *o, PyObject *tag, const struct mw_buffer *buf)
+{
+    if (mw_registry_check_name(tag) < 0)
+        return -1;
     if (mw_registry_find(o, tag)) {
         PyErr_Format(PyExc_ValueError,
                      "'%U' is already watched: unwatch it first or choose another name", tag);

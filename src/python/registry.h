@@ -57,6 +57,9 @@ struct mw_watched {
  * and sends the object's record to the trace. Consumes buf on every path. 0, or -1 with an
  * exception whose message says what to do (a name in use, an empty object, ...). */
 int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf);
+/* Whether tag can be a name: a str the trace can store exactly (no lone surrogate, no
+ * NUL). 0, or -1 with TypeError or ValueError naming the problem. */
+int mw_registry_check_name(PyObject *tag);
 /* The entry watched under tag, or NULL (with an exception only if the lookup failed). */
 struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag);
 /* Takes w out of o's list and tells the trace it is no longer watched; drops the list's

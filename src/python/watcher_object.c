@@ -8,7 +8,14 @@
  * causes are found by the next one. Every check made here is followed by
  * mw_autocheck_after_check(), so that a NaN it found reaches the script's main thread as
  * one found by an automatic check would (on_nan.c). Everything here runs with the GIL held,
- * which protects the statics below. */
+ * which protects the statics below.
+ *
+ * In a process memwatch does not trace (a Python child of the traced script: children.c;
+ * tracing children is issue 16) every watcher is untraced: it checks its arguments and
+ * keeps its names exactly as a traced one, so that a program runs there as it does in the
+ * traced process, but watches nothing. No page is protected and no object pinned or moved;
+ * check_changes() returns 0, callbacks are never called, get_stats() counts zero with
+ * backend None. */
 #include "watcher_object.h"
 
 #include <stdint.h>
@@ -34,6 +41,8 @@ typedef struct WatcherObject {
     enum mw_backend backend;
     size_t max_bytes;            /* its memory limit (a fork child makes its watcher again) */
     struct WatcherObject *next_live;   /* in the list of live watchers (for the end of the run) */
+    int untraced;                /* watches nothing (see the top of the file) */
+    size_t limit_bytes;          /* max_memory_mb, for an untraced watcher's statistics */
     PyObject *weakrefs;
 } WatcherObject;
 
@@ -86,12 +95,22 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "max_memory_mb is too large: %zd", max_mb);
         return -1;
     }
-    if (self->state.core) {
+    if (self->state.core || self->untraced) {
         PyErr_SetString(PyExc_RuntimeError, "MemoryWatcher is already initialized");
         return -1;
     }
     if (parse_backend(backend, &self->backend) < 0)
         return -1;
+    if (!mw_run.traced) {
+        self->untraced = 1;
+        self->limit_bytes = (size_t)max_mb * 1024 * 1024;
+        Py_XSETREF(self->state.callback, Py_NewRef(Py_None));
+        if (!self->state.by_tag && !(self->state.by_tag = PyDict_New()))
+            return -1;
+        if (!self->state.pending && !(self->state.pending = PyList_New(0)))
+            return -1;
+        return 0;
+    }
     int status = mw_engine_init();
     if (status < 0) {
         mw_raise_status(status, "cannot start memwatch's engine");
@@ -124,6 +143,40 @@ static int require_core(WatcherObject *self)
         return -1;
     }
     return 0;
+}
+
+/* An untraced watcher's watch: what a traced one would refuse, it refuses the same way;
+ * otherwise it keeps the name only. */
+static PyObject *untraced_watch(WatcherObject *self, PyObject *tag, size_t size)
+{
+    if (mw_registry_check_name(tag) < 0)
+        return NULL;
+    int has = PyDict_Contains(self->state.by_tag, tag);
+    if (has < 0)
+        return NULL;
+    if (has)
+        return PyErr_Format(PyExc_ValueError,
+                            "'%U' is already watched: unwatch it first or choose another name", tag);
+    if (size == 0)
+        return PyErr_Format(PyExc_ValueError, "cannot watch '%U': the object is empty (0 bytes)",
+                            tag);
+    if (PyDict_SetItem(self->state.by_tag, tag, Py_None) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *untraced_stats(WatcherObject *self)
+{
+    return Py_BuildValue("{s:n,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:O,s:n,s:d}",
+                         "tracked_objects", (Py_ssize_t)0, "tracked_bytes", 0ULL,
+                         "memory_used_bytes", 0ULL,
+                         "memory_limit_bytes", (unsigned long long)self->limit_bytes,
+                         "faults", 0ULL, "checks", 0ULL, "changes", 0ULL,
+                         "old_value_unavailable", 0ULL, "found_by_trap", 0ULL,
+                         "found_by_comparison", 0ULL, "isolated_objects", (Py_ssize_t)0,
+                         "isolated_pages", (Py_ssize_t)0, "open_pages", (Py_ssize_t)0,
+                         "backend", Py_None, "pending_callbacks", (Py_ssize_t)0,
+                         "trace_wait_seconds", 0.0);
 }
 
 /* Does fn take a single Change (fn(change)) rather than (tag, old, new)? */
@@ -186,6 +239,10 @@ static PyObject *Watcher_watch_object(WatcherObject *self, PyObject *args, PyObj
     PyObject *obj, *tag;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:watch_object", kwlist, &obj, &tag))
         return NULL;
+    if (self->untraced) {
+        size_t size;
+        return mw_buffer_check(obj, &size) < 0 ? NULL : untraced_watch(self, tag, size);
+    }
     if (require_core(self) < 0)
         return NULL;
     struct mw_buffer buf;
@@ -204,7 +261,7 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:watch_buffer", kwlist, &address_obj,
                                      &size_obj, &tag))
         return NULL;
-    if (require_core(self) < 0)
+    if (!self->untraced && require_core(self) < 0)
         return NULL;
     if (!PyLong_Check(address_obj) || !PyLong_Check(size_obj))
         return PyErr_Format(PyExc_TypeError, "address and size must be int, not '%s' and '%s'",
@@ -223,6 +280,8 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
     if (address + (unsigned long long)size < address || (uint64_t)size > SIZE_MAX)
         return PyErr_Format(PyExc_ValueError, "address %R + size %R wraps around memory",
                             address_obj, size_obj);
+    if (self->untraced)
+        return untraced_watch(self, tag, (size_t)size);
     struct mw_buffer buf;
     mw_buffer_raw((void *)(uintptr_t)address, (size_t)size, &buf);
     if (mw_registry_add(&self->state, tag, &buf) < 0)
@@ -233,6 +292,16 @@ static PyObject *Watcher_watch_buffer(WatcherObject *self, PyObject *args, PyObj
 
 static PyObject *Watcher_unwatch(WatcherObject *self, PyObject *tag)
 {
+    if (self->untraced) {
+        int has = PyDict_Contains(self->state.by_tag, tag);
+        if (has < 0)
+            return NULL;
+        if (!has)
+            return PyErr_Format(PyExc_KeyError, "'%S' is not watched by this watcher", tag);
+        if (PyDict_DelItem(self->state.by_tag, tag) < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     if (require_core(self) < 0)
         return NULL;
     struct mw_watched *w = mw_registry_find(&self->state, tag);
@@ -311,6 +380,8 @@ static PyObject *deliver(WatcherObject *self)
 
 static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->untraced)
+        return PyLong_FromLong(0);
     if (require_core(self) < 0)
         return NULL;
     if (check_all() < 0 || mw_on_nan_raise_pending() < 0)
@@ -320,6 +391,8 @@ static PyObject *Watcher_check_changes(WatcherObject *self, PyObject *Py_UNUSED(
 
 static PyObject *Watcher_get_stats(WatcherObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->untraced)
+        return untraced_stats(self);
     if (require_core(self) < 0)
         return NULL;
     struct mw_watcher_stats s;
@@ -400,6 +473,7 @@ void mw_finish_all(void)
     mw_relocate_stats(&moved);
     run_totals.isolated_objects_peak = moved.objects_peak;
     run_totals.isolated_pages_peak = moved.pages_peak;
+    mw_check_shortfall(&run_totals.short_of_memory, &run_totals.lost_for_memory);
     mw_channel_stats(&run_totals);
 }
 

@@ -288,10 +288,22 @@ int mw_change_store_value(mw_change_store *s, const struct mw_rec_value *v)
 
 /* ---- one change, frame by frame --------------------------------------------------------- */
 
+/* How many bytes differ, eight at a time: a byte of x = a ^ b is non-zero when its low
+ * seven bits carry into the top one, or the top one is set (a megabyte per whole-array
+ * change made the byte loop a tenth of the writer's time). */
 static uint64_t differing(const unsigned char *a, const unsigned char *b, uint64_t n)
 {
-    uint64_t d = 0;
-    for (uint64_t i = 0; i < n; i++)
+    const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+    uint64_t d = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        x ^= y;
+        uint64_t top = ((((x & low7) + low7) | x) & ~low7) >> 7;   /* 1 per such byte */
+        d += (top * 0x0101010101010101ull) >> 56;                   /* their sum */
+    }
+    for (; i < n; i++)
         d += a[i] != b[i];
     return d;
 }

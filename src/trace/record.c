@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "map_cache.h"
 #include "mw_error.h"
 #include "mw_grow.h"
 
@@ -39,7 +40,7 @@ void mw_rec_buf_free(struct mw_rec_buf *b)
     if (!b)
         return;
     if (b->mapped)
-        munmap(b->data, b->cap);
+        mw_map_give(b->data, b->cap);
     else
         free(b->data);
     b->data = NULL;
@@ -64,13 +65,13 @@ static int reserve(struct mw_rec_buf *b, size_t n)
     if (b->mapped) {
         p = mremap(b->data, b->cap, cap, MREMAP_MAYMOVE);
     } else {
-        p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p != MAP_FAILED && b->len)
+        p = mw_map_take(cap, &cap);
+        if (p && b->len)
             memcpy(p, b->data, b->len);
-        if (p != MAP_FAILED)
+        if (p)
             free(b->data);
     }
-    if (p == MAP_FAILED)
+    if (!p || p == MAP_FAILED)
         return -ENOMEM;
     b->data = p;
     b->cap = cap;
@@ -262,7 +263,7 @@ int mw_rec_encode_stats(struct mw_rec_buf *b, const struct mw_rec_stats *r)
     const uint64_t v[] = {r->faults, r->checks, r->changes, r->old_unavailable,
                           r->tracked_objects_peak, r->changes_compared,
                           r->isolated_objects_peak, r->isolated_pages_peak,
-                          r->open_pages_peak};
+                          r->open_pages_peak, r->short_of_memory, r->lost_for_memory};
     return encode_u64s(b, MW_REC_STATS, v, sizeof v / sizeof v[0]);
 }
 

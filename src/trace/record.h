@@ -145,6 +145,9 @@ struct mw_rec_stats {
      * and the most objects moved to isolated pages, pages they took, and pages left open
      * at once. */
     uint64_t changes_compared, isolated_objects_peak, isolated_pages_peak, open_pages_peak;
+    /* Memory ran out in checks: changes recorded with less than usual (old value
+     * unavailable, ranges only), and changes lost (src/python/check.c). */
+    uint64_t short_of_memory, lost_for_memory;
 };
 
 /* Encoding: appends frames to a growable buffer; the caller writes buf->data to the fd.

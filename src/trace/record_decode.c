@@ -308,6 +308,8 @@ static void decode_stats(struct cursor *c, struct mw_rec_stats *s)
     s->isolated_objects_peak = get_u64(c);
     s->isolated_pages_peak = get_u64(c);
     s->open_pages_peak = get_u64(c);
+    s->short_of_memory = get_u64(c);
+    s->lost_for_memory = get_u64(c);
 }
 
 static int decode_frame(mw_rec_decoder *d, const unsigned char *p, size_t n,

@@ -439,6 +439,12 @@ static int apply_stats(mw_trace_writer *w, const struct mw_rec_stats *st)
         rc = put_meta_number(w, "isolated_pages_peak", st->isolated_pages_peak);
     if (rc == 0)
         rc = put_meta_number(w, "open_pages_peak", st->open_pages_peak);
+    /* Memory that ran out mid-run is flagged, never silent: a lost change counts as dropped. */
+    w->totals.short_of_memory = st->short_of_memory;
+    w->totals.lost_for_memory = st->lost_for_memory;
+    if (rc == 0)
+        rc = put_meta_number(w, "changes_short_of_memory", st->short_of_memory);
+    w->dropped += st->lost_for_memory;   /* run.changes_dropped, stored when the run ends */
     return rc;
 }
 

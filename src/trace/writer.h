@@ -36,6 +36,7 @@ struct mw_trace_totals {
     uint64_t objects;
     uint64_t changes;
     uint64_t ranges;
+    uint64_t short_of_memory, lost_for_memory;   /* from the run's statistics (record.h) */
 };
 
 /* Creates the trace file with the schema. An existing file is an error (-EEXIST) unless

@@ -31,7 +31,7 @@ static void test_hello_object_unwatch_stats(void)
                               .strides = strides, .time_ns = 99};
     struct mw_rec_object o2 = {.id = 8, .tag = "raw", .ndim = -1, .time_ns = 100};
     struct mw_rec_unwatch u = {7, 555};
-    struct mw_rec_stats s = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    struct mw_rec_stats s = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
     CHECK_EQ_INT(mw_rec_encode_hello(&b, &h), 0);
     CHECK_EQ_INT(mw_rec_encode_object(&b, &o), 0);
     CHECK_EQ_INT(mw_rec_encode_object(&b, &o2), 0);
@@ -79,6 +79,7 @@ static void test_hello_object_unwatch_stats(void)
           r.u.stats.old_unavailable == 4 && r.u.stats.tracked_objects_peak == 5);
     CHECK(r.u.stats.changes_compared == 6 && r.u.stats.isolated_objects_peak == 7 &&
           r.u.stats.isolated_pages_peak == 8 && r.u.stats.open_pages_peak == 9);
+    CHECK(r.u.stats.short_of_memory == 10 && r.u.stats.lost_for_memory == 11);
 
     CHECK_EQ_INT(mw_rec_decoder_next(d, &r), 0);
     CHECK_EQ_INT(mw_rec_decoder_pending(d, NULL), 0);

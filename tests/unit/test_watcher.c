@@ -267,6 +267,77 @@ static void test_region_spanning_pages(void)
     munmap(b, np * ps);
 }
 
+/* A sweep over a large region (numpy's `a += 1`, a memcpy into it) costs a handful of
+ * faults, not one per page, and still yields every changed byte; a page taken ahead of
+ * the sweep and then not written is found unchanged. */
+static void test_sweep_takes_pages_ahead(void)
+{
+    mw_watcher *w;
+    CHECK_EQ_INT(mw_watcher_create(NULL, &w), 0);
+    size_t np = 256;
+    unsigned char *b = map(np);
+    uint64_t id;
+    CHECK_EQ_INT(mw_watcher_watch(w, b, np * ps, NULL, &id), 0);
+    struct mw_watcher_stats st;
+    mw_watcher_stats(w, &st);
+    uint64_t faults = st.faults;
+    memset(b, 0x11, (np - 10) * ps);   /* the last 10 pages are not written */
+    mw_watcher_stats(w, &st);
+    CHECK(st.faults - faults <= 16);
+    CHECK_EQ_INT(check(), 1);
+    CHECK_EQ_INT(rec[0].nranges, 1);
+    CHECK_EQ_INT(rec[0].off[0], 0);
+    CHECK_EQ_INT(rec[0].len[0], (np - 10) * ps);
+    /* Every page is protected again: a single byte is one fault and one change. */
+    mw_watcher_stats(w, &st);
+    faults = st.faults;
+    b[(np - 1) * ps] = 2;
+    b[7] = 2;
+    mw_watcher_stats(w, &st);
+    CHECK_EQ_INT(st.faults, faults + 2);
+    CHECK_EQ_INT(check(), 1);
+    CHECK_EQ_INT(rec[0].nranges, 2);
+    mw_watcher_destroy(w);
+    munmap(b, np * ps);
+}
+
+/* The busy-page hook writes the thread's interpreter state, which may share the busy page
+ * itself: it must be called once the page is writable, or that write waits for the
+ * fault it is part of. Run in a child with an alarm, so that a hang fails the test. */
+static volatile unsigned char *hot_hook_target;
+static int hot_hook_calls;
+
+static void hot_hook_writes_the_page(void)
+{
+    hot_hook_calls++;
+    hot_hook_target[0]++;           /* a neighbour's byte of the busy page */
+}
+
+static void test_hot_hook_may_write_the_busy_page(void)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(10);
+        mw_watcher *w;
+        if (mw_watcher_create(NULL, &w) != 0)
+            _exit(2);
+        unsigned char *b = map(1);
+        uint64_t id;
+        if (mw_watcher_watch(w, b + 2048, 64, NULL, &id) != 0)
+            _exit(2);
+        hot_hook_target = b;
+        mw_engine_set_hot_hook(hot_hook_writes_the_page);
+        for (int i = 0; i < 200; i++)   /* busy neighbours: the page is offered */
+            ((volatile unsigned char *)b)[64 + i % 512] = (unsigned char)i;
+        mw_engine_set_hot_hook(NULL);
+        _exit(hot_hook_calls >= 1 ? 0 : 3);
+    }
+    int status = 0;
+    CHECK(waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));            /* not killed by the alarm: no hang */
+    CHECK_EQ_INT(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
+}
+
 /* Many small regions on one page, watched in no particular order, with gaps between
  * them: a write to a gap is a neighbour's (nothing recorded), a write to a region is that
  * region's, and a region unwatched leaves a gap where it was. */
@@ -654,6 +725,8 @@ int main(void)
     RUN(test_validation);
     RUN(test_many_regions_per_page);
     RUN(test_region_spanning_pages);
+    RUN(test_sweep_takes_pages_ahead);
+    RUN(test_hot_hook_may_write_the_busy_page);
     RUN(test_gaps_between_small_regions);
     RUN(test_memory_limit);
     RUN(test_join_dirty_page);

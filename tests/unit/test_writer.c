@@ -35,7 +35,7 @@ static void encode_sample(struct mw_rec_buf *b)
                               .thread_name = "MainThread", .file = "t.py", .line = 3,
                               .function = "<module>", .nranges = 2, .ranges = g};
     struct mw_rec_unwatch u = {1, 30};
-    struct mw_rec_stats s = {5, 6, 1, 1, 1, 1, 3, 2, 4};
+    struct mw_rec_stats s = {5, 6, 1, 1, 1, 1, 3, 2, 4, 0, 0};
     if (mw_rec_encode_hello(b, &h) || mw_rec_encode_object(b, &o) ||
         mw_rec_encode_change(b, &c) || mw_rec_encode_unwatch(b, &u) ||
         mw_rec_encode_stats(b, &s))

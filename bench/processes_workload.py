@@ -1,0 +1,42 @@
+"""Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
+by line, one 8-byte write per line, each on the next page.
+
+usage: processes_workload.py single|pool N watch|plain
+
+single: this process writes N lines. pool: a multiprocessing Pool of 2 fork workers, each
+writes N/2 lines (its own bytes of each page). Prints the summed seconds of the writing
+loops (each timed inside its own process) and the lines written."""
+import mmap
+import multiprocessing as mp
+import sys
+import time
+
+SIZE = 1 << 20
+PAGE = 4096
+block = mmap.mmap(-1, SIZE)
+
+
+def write_lines(worker, n):
+    data = bytes([65 + worker]) * 8
+    t0 = time.perf_counter()
+    for i in range(n):
+        off = (i * PAGE) % SIZE + worker * 64
+        block[off:off + 8] = data
+    return time.perf_counter() - t0
+
+
+def main():
+    mode, n, watch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "watch"
+    if watch:
+        import memwatch
+        memwatch.watch(block, "block")
+    if mode == "single":
+        seconds = write_lines(0, n)
+    else:
+        with mp.get_context("fork").Pool(2) as pool:
+            seconds = sum(pool.starmap(write_lines, [(0, n // 2), (1, n // 2)]))
+    print(f"{seconds:.6f} {n}")
+
+
+if __name__ == "__main__":
+    main()
