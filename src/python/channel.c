@@ -19,6 +19,7 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,7 +56,13 @@ static pthread_t sender;
 static int sender_running, sender_stop;
 static int64_t start_ns;
 static uint64_t waited_ns;              /* time encoders spent waiting for queue room */
-static uint64_t last_object_id, last_seq;   /* atomics */
+/* The last object id and change seq given out (atomics). They are the run's, not the
+ * process's: a page shared with every fork child (mapped before the script runs), so that
+ * all processes number their objects and changes in one sequence, in the order they found
+ * them, and the trace keeps the numbers as they come (serve.c). */
+enum { LAST_OBJECT_ID, LAST_SEQ };
+static uint64_t own_counters[2];
+static uint64_t *counters = own_counters;
 
 static int64_t monotonic_ns(void)
 {
@@ -112,6 +119,10 @@ int mw_channel_open(const char *socket_name, int64_t start_monotonic_ns,
     start_ns = start_monotonic_ns ? start_monotonic_ns : monotonic_ns();
     int rc = mw_link_open(socket_name, hello, follow);
     channel_open = rc == 0;
+    void *shared = channel_open ? mmap(NULL, sizeof own_counters, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (shared != MAP_FAILED)
+        counters = shared;
     /* The record buffer is made now, before the script allocates anything, as it always
      * was, and of the size it always had (the hello's, before hellos carried a command
      * line): made at the first watch, or larger, it would sit beside the script's objects,
@@ -134,12 +145,12 @@ uint64_t mw_channel_now_ns(void)
 
 uint64_t mw_channel_next_object_id(void)
 {
-    return __atomic_add_fetch(&last_object_id, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&counters[LAST_OBJECT_ID], 1, __ATOMIC_RELAXED);
 }
 
 uint64_t mw_channel_next_seq(void)
 {
-    return __atomic_add_fetch(&last_seq, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&counters[LAST_SEQ], 1, __ATOMIC_RELAXED);
 }
 
 static int start_sender_locked(void)
@@ -378,8 +389,8 @@ void mw_channel_after_fork(void)
     sender_running = 0;
     sender_stop = 0;
     if (channel_open && !broken) {
-        mw_link_after_fork(__atomic_load_n(&last_object_id, __ATOMIC_RELAXED),
-                           __atomic_load_n(&last_seq, __ATOMIC_RELAXED));
+        mw_link_after_fork(__atomic_load_n(&counters[LAST_OBJECT_ID], __ATOMIC_RELAXED),
+                           __atomic_load_n(&counters[LAST_SEQ], __ATOMIC_RELAXED));
         channel_open = mw_link_is_open();
     } else {
         channel_open = 0;

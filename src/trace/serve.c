@@ -6,11 +6,13 @@
  *   start) and sends its records; each connection has its own parser. The socket is in the
  *   abstract namespace (nothing on disk), named with 64 random bits, and a connection from
  *   another user is refused (SO_PEERCRED).
- * - Ids are per process, the trace's are global: a process numbers its objects and changes
- *   on its own, so the writer maps (process, local id) to the trace's ids: an id is kept
- *   when it is above every id given so far (a single process's trace has its own ids), else
- *   the next one. A fork child's hello says which ids were its parent's at the fork: those
- *   are the parent's objects, the same rows of the trace.
+ * - Ids: the traced processes number objects and changes from counters they share (a page
+ *   mapped shared before the script runs, inherited by fork children: channel.c), so ids
+ *   and seqs are the run's, unique, in the order they were given out, and kept as they
+ *   come. The writer still maps (process, local id) to the trace's ids, so that a record
+ *   naming an object its process never announced (nor its parent before the fork, which
+ *   the child's hello bounds) is recognised and waits for the parent's record or is
+ *   dropped.
  * - One change at a time: a change may span frames (record.h), and the change store holds
  *   one change being stored; while a connection is in the middle of one (or has sent a
  *   change's base value but not the change), only that connection is read.
@@ -44,7 +46,6 @@ struct proc {
     uint64_t inherited_ids;
     uint64_t *ids;              /* (local, global) pairs, local increasing */
     size_t nids, capids;
-    uint64_t last_local_seq, last_global_seq;
     int64_t status;             /* from its MW_REC_END; -1 unknown */
 };
 
@@ -179,8 +180,9 @@ static uint64_t global_id(const struct proc *p, uint64_t local)
 
 static uint64_t new_object(mw_serve *s, struct proc *p, uint64_t local)
 {
-    uint64_t g = local > s->last_id ? local : s->last_id + 1;
-    s->last_id = g;
+    uint64_t g = local;   /* the run's own (see DESIGN) */
+    if (g > s->last_id)
+        s->last_id = g;
     /* Kept sorted: a process announces its objects in increasing order. */
     if (MW_GROW(p->ids, p->capids, 2 * (p->nids + 1)) == 0) {
         size_t at = p->nids;
@@ -194,14 +196,13 @@ static uint64_t new_object(mw_serve *s, struct proc *p, uint64_t local)
     return g;
 }
 
+/* A change's seq: the process's own (see DESIGN). */
 static uint64_t global_seq(mw_serve *s, struct proc *p, uint64_t local)
 {
-    if (local != p->last_local_seq || !p->last_global_seq) {
-        p->last_local_seq = local;
-        p->last_global_seq = local > s->last_seq ? local : s->last_seq + 1;
-        s->last_seq = p->last_global_seq;
-    }
-    return p->last_global_seq;
+    (void)p;
+    if (local > s->last_seq)
+        s->last_seq = local;
+    return local;
 }
 
 static int connected(const mw_serve *s, const struct proc *p)
@@ -337,8 +338,6 @@ static int hello(mw_serve *s, mw_trace_writer *w, struct conn *c, struct mw_rec_
     if (h->flags & MW_HELLO_FORKED) {
         p->parent = find_proc(s, h->ppid);
         p->inherited_ids = p->parent ? h->inherited_ids : 0;
-        /* Its changes are numbered after the parent's at the fork. */
-        p->last_local_seq = h->inherited_seq;
     }
     c->p = p;
     if (rc == 0 && (h->pid == root || root == 0))
