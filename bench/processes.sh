@@ -29,8 +29,11 @@ work=$here/processes_workload.py
 declare -A cost=()
 for ((i = 0; i < runs; i++)); do
     for mode in single pool; do
-        read -r plain _ < <("$python" "$work" "$mode" "$n" plain)
-        read -r traced _ < <("$memwatch" trace --python "$python" -q -f -o "$tmp/$mode.db" "$work" "$mode" "$n" watch)
+        out=$("$python" "$work" "$mode" "$n" plain)
+        plain=${out%% *}
+        rm -f "$tmp/$mode.db"
+        out=$("$memwatch" trace --python "$python" -q -o "$tmp/$mode.db" "$work" "$mode" "$n" watch)
+        traced=${out%% *}
         changes=$(sqlite3 "$tmp/$mode.db" "SELECT count(*) FROM changes")
         procs=$(sqlite3 "$tmp/$mode.db" "SELECT count(DISTINCT pid) FROM changes")
         [ "$changes" -ge "$n" ] || { echo "bench: $mode recorded $changes changes for $n lines" >&2; exit 1; }

@@ -1,5 +1,5 @@
 """Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
-by line, one 8-byte write per line, each on the next page.
+by line, one 8-byte write per line, each on the next page, each a new value.
 
 usage: processes_workload.py single|pool N watch|plain
 
@@ -16,12 +16,15 @@ PAGE = 4096
 block = mmap.mmap(-1, SIZE)
 
 
+# A new value each time a page comes round again (256 pages; 256 % 251 != 0).
+VALUES = [bytes([v % 251 + 1]) * 8 for v in range(251)]
+
+
 def write_lines(worker, n):
-    data = bytes([65 + worker]) * 8
     t0 = time.perf_counter()
     for i in range(n):
         off = (i * PAGE) % SIZE + worker * 64
-        block[off:off + 8] = data
+        block[off:off + 8] = VALUES[i % 251]
     return time.perf_counter() - t0
 
 
