@@ -91,7 +91,8 @@ static void change_heading(const struct mw_diff_history *h, const struct mw_diff
     char obj[48];
     object_text(obj, sizeof obj, h, &h->obj[c->obj]);
     struct mw_diff_heading hd = {c->seq, c->time_ns, tag->raw, obj, what, c->file, c->line,
-                                 c->function, c->native_symbol, c->thread_name, c->thread_id};
+                                 c->function, c->native_symbol, c->thread_name, c->thread_id,
+                                 c->pid};
     mw_diff_print_heading(&hd, color);
 }
 

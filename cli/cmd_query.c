@@ -16,6 +16,7 @@
 #include "format.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "processes.h"
 #include "query_cells.h"
 #include "reader.h"
 #include "reader_run.h"
@@ -24,10 +25,10 @@
 #include "value_read.h"
 #include "value_sql.h"
 
-enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL };
+enum { OPT_TAG = 256, OPT_SINCE, OPT_UNTIL, OPT_SQL, OPT_PID };
 
 static const char *const query_usage[] = {
-    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace ...]",
+    "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [--pid pid] [trace ...]",
     "       memwatch query [-f format] --sql statement [trace]",
     "",
     "List the changes recorded in a trace, one row per changed byte range, in order.",
@@ -42,6 +43,7 @@ static const char *const query_usage[] = {
 
 static const struct mw_cli_option query_options[] = {
     {"tag", required_argument, OPT_TAG, "    --tag tag          only the objects watched under this tag"},
+    {"pid", required_argument, OPT_PID, "    --pid PID          only the changes process PID wrote"},
     {"since", required_argument, OPT_SINCE,
      "    --since seq        only changes numbered seq or later"},
     {"until", required_argument, OPT_UNTIL,
@@ -90,10 +92,10 @@ static void blob_cell(struct mw_cell *c, const unsigned char *p, uint64_t n)
 }
 
 const char *const table_cols[] = {"seq", "time", "tag", "offset", "length",
-                                  "old", "new", "where", "thread"};
+                                  "old", "new", "where", "thread", "pid"};
 const char *const data_cols[] = {"seq", "time_ns", "tag", "object_id", "offset",
                                  "length", "old_hex", "new_hex", "complete", "file",
-                                 "line", "function", "thread", "thread_id", "kept"};
+                                 "line", "function", "thread", "thread_id", "kept", "pid"};
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 const int table_ncols = NCOLS(table_cols), data_ncols = NCOLS(data_cols);
 
@@ -143,6 +145,8 @@ void change_table_cells(struct mw_cell *c, const struct mw_trace_row *row, struc
     else
         text_cell(&c[6], not_kept_text(row->kept));
     where_thread_cells(&c[7], &c[8], row, t);
+    if (row->pid)
+        int_cell(&c[9], row->pid);
 }
 
 void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
@@ -166,6 +170,8 @@ void change_data_cells(struct mw_cell *c, const struct mw_trace_row *row)
     if (row->thread_id)
         int_cell(&c[13], row->thread_id);
     text_cell(&c[14], mw_kept_name(row->kept));
+    if (row->pid)
+        int_cell(&c[15], row->pid);
 }
 
 /* After a listing: its messages and exit status. read_rc: 0, -ENOMEM, or another negative
@@ -626,8 +632,10 @@ static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace
 {
     if (format == MW_FORMAT_TABLE && print_python(r) < 0)
         return MW_EXIT_FAILURE;
-    if (format == MW_FORMAT_TABLE)
+    if (format == MW_FORMAT_TABLE) {
         print_shortfall(r);
+        mw_query_print_processes(mw_trace_reader_db(r));
+    }
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",
                                        "first_seq", "last_seq", "elements_changed",
                                        "delta_min", "delta_max", "delta_mean", "nan_appeared",
@@ -811,6 +819,15 @@ static int query_option(void *args, int opt)
     case OPT_SQL:
         a->sql = optarg;
         break;
+    case OPT_PID: {
+        uint64_t pid;
+        int has;
+        int rc = mw_cli_seq_option(&mw_cmd_query, "--pid", optarg, &pid, &has);
+        if (rc == MW_CLI_GO_ON && (pid == 0 || pid > INT32_MAX))
+            return mw_cli_usage_error(&mw_cmd_query, "invalid --pid '%s'", optarg);
+        a->f.pid = (int64_t)pid;
+        return rc;
+    }
     }
     return MW_CLI_GO_ON;
 }

@@ -4,8 +4,10 @@
  * The child is Debian's own python3 executable (the interpreter users compare against, with
  * its PGO+LTO build: unwatched code runs at exactly python3's speed), into which
  * libmemwatch-inject.so is preloaded: it registers the built-in `memwatch` module before
- * the interpreter starts and sends what it finds through a pipe (src/trace/record.h). This
- * process turns the records into SQLite rows as they arrive. So:
+ * the interpreter starts and sends what it finds over a connection to a Unix socket this
+ * process listens on (src/trace/serve.h), one per traced process: the script's, and its
+ * fork children's unless --no-follow. This process turns the records into SQLite rows as
+ * they arrive. So:
  *   - an unwritable output path fails before the script starts;
  *   - however the child ends (exit, exception, signal, os._exit, SIGKILL), every record it
  *     sent is kept, and the run's end (exit status or signal) is known for certain;
@@ -32,13 +34,15 @@
 #include "cli.h"
 #include "launch.h"
 #include "mw_error.h"
+#include "serve.h"
 #include "show.h"
 #include "writer.h"
 
-enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN, OPT_PYTHON, OPT_VALUES, OPT_MAX_SIZE };
+enum { OPT_CHECK = 256, OPT_BACKEND, OPT_ON_NAN, OPT_PYTHON, OPT_VALUES, OPT_MAX_SIZE,
+       OPT_NO_FOLLOW };
 
 static const char *const trace_usage[] = {
-    "usage: memwatch trace [-fhqu] [-o file] [--python path] [--check mode] [--backend name] [--on-nan action] [--values policy] [--max-trace-size size] [-X opt] [-W arg] script.py [args ...]",
+    "usage: memwatch trace [-fhqu] [-o file] [--python path] [--check mode] [--backend name] [--on-nan action] [--values policy] [--max-trace-size size] [--no-follow] [-X opt] [-W arg] script.py [args ...]",
     "       memwatch trace [options] -m module [args ...]",
     "       memwatch trace [options] -c code [args ...]",
     "",
@@ -68,6 +72,8 @@ static const struct mw_cli_option trace_options[] = {
      "        --values POLICY    which bytes the trace keeps: full (default), summary, last:N"},
     {"max-trace-size", required_argument, OPT_MAX_SIZE,
      "        --max-trace-size SIZE  keep the trace file under SIZE (e.g. 500M, 2G): older values go first"},
+    {"no-follow", no_argument, OPT_NO_FOLLOW,
+     "        --no-follow        trace only the script's process: its fork children run untraced"},
     {NULL, required_argument, 'X', "    -X OPT, -W ARG, -u     passed to python3 unchanged"},
     {NULL, required_argument, 'W', NULL},
     {NULL, no_argument, 'u', NULL},
@@ -160,7 +166,7 @@ static void print_dropped(const mw_trace_writer *w, const struct mw_run_settings
  * NaN or Inf appeared. Tags and file names are the script's: shown as a terminal may show
  * them (show.h). */
 static void print_summary(const char *path, const mw_trace_writer *w,
-                          const struct mw_run_settings *settings)
+                          const struct mw_run_settings *settings, uint64_t undelivered)
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
@@ -170,6 +176,10 @@ static void print_summary(const char *path, const mw_trace_writer *w,
             (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),
             bare ? bare : path);
     free(bare);
+    if (undelivered)
+        fprintf(stderr, "memwatch: %llu change%s could not be delivered to the trace by the "
+                        "traced process (trace meta changes_undelivered)\n",
+                (unsigned long long)undelivered, undelivered == 1 ? "" : "s");
     print_dropped(w, settings);
     /* Memory that ran out in the traced process while it checked (src/python/check.c). */
     if (t.short_of_memory || t.lost_for_memory)
@@ -207,7 +217,7 @@ static void print_summary(const char *path, const mw_trace_writer *w,
 struct trace_args {
     struct mw_launch launch;
     const char *output;
-    int force, quiet;
+    int force, quiet, no_follow;
 };
 
 /* The steps below return MW_CLI_GO_ON to go on, else the exit status. */
@@ -249,6 +259,9 @@ static int trace_option(void *args, int opt)
         break;
     case OPT_PYTHON:
         l->python_option = optarg;
+        break;
+    case OPT_NO_FOLLOW:
+        a->no_follow = 1;
         break;
     case OPT_CHECK:
         return setting(mw_parse_check_mode(optarg, &l->settings), "check",
@@ -417,15 +430,16 @@ static int open_trace(struct trace_args *a, char *path, size_t size, mw_trace_wr
     return MW_CLI_GO_ON;
 }
 
-/* In the child: runs the script with the pipe's write end. Returns only when it cannot. */
-_Noreturn static void exec_child(const struct mw_launch *l, const int pipefd[2],
+/* In the child: runs the script, which connects to the socket. Returns only when it
+ * cannot. */
+_Noreturn static void exec_child(const struct trace_args *a, const char *socket_name,
                                  int64_t start_mono)
 {
-    close(pipefd[0]);
+    const struct mw_launch *l = &a->launch;
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)
         _exit(127);
-    mw_launch_exec(l, pipefd[1], start_mono);
+    mw_launch_exec(l, socket_name, !a->no_follow, start_mono);
     /* Only reached when exec failed. */
     fprintf(stderr, "memwatch: cannot run '%s': %s\n", l->interp.path, strerror(errno));
     _exit(127);
@@ -446,7 +460,7 @@ static void handle_signals(void)
 
 /* Records the run's end, then says how it went (unless quiet). */
 static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_status,
-                    int wstatus, int64_t start_mono)
+                    int wstatus, int64_t start_mono, uint64_t undelivered)
 {
     struct mw_run_end end = {
         .end_unix_ns = clock_ns(CLOCK_REALTIME),
@@ -456,7 +470,8 @@ static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_st
         .core_dumped = WIFSIGNALED(wstatus) ? WCOREDUMP(wstatus) : 0,
     };
     if (write_status < 0)
-        mw_cli_error("trace '%s' is incomplete: %s", a->output, mw_trace_writer_errmsg(w));
+        mw_cli_error("trace '%s' is incomplete: %s", a->output,
+                     write_status == -ENOMEM ? "out of memory" : mw_trace_writer_errmsg(w));
     int failed = mw_trace_writer_end_run(w, &end) < 0;
     if (failed && write_status >= 0)
         mw_cli_error("cannot finish trace '%s': %s", a->output, mw_trace_writer_errmsg(w));
@@ -467,43 +482,41 @@ static void end_run(const struct trace_args *a, mw_trace_writer *w, int write_st
                                           (!failed && write_status >= 0)))
         mw_cli_error("%s", mw_trace_writer_errmsg(w));
     if (mw_trace_writer_placed(w) && !a->quiet)
-        print_summary(a->output, w, &a->launch.settings);
+        print_summary(a->output, w, &a->launch.settings, undelivered);
 }
 
-/* Runs the script in a child and records what it sends until it ends; then ends this
- * process the way the child ended. */
+/* Runs the script in a child and records what its processes send until they end; then
+ * ends this process the way the child ended. */
 static int run_traced(const struct trace_args *a, mw_trace_writer *w)
 {
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        mw_cli_error("cannot create a pipe: %s", strerror(errno));
+    mw_serve *serve = NULL;
+    char socket_name[96];
+    int rc = mw_serve_listen(&serve, socket_name, sizeof socket_name);
+    if (rc < 0) {
+        mw_cli_error("cannot listen for the traced processes: %s", strerror(-rc));
         mw_trace_writer_close(w);
         return MW_EXIT_FAILURE;
     }
-    /* A larger pipe lets the traced program run ahead of the disk for longer. */
-    fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
-
     int64_t start_mono = clock_ns(CLOCK_MONOTONIC);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         mw_cli_error("cannot start the script: %s", strerror(errno));
+        mw_serve_destroy(serve);
         mw_trace_writer_close(w);
         return MW_EXIT_FAILURE;
     }
     if (pid == 0)
-        exec_child(&a->launch, pipefd, start_mono);
+        exec_child(a, socket_name, start_mono);
     child_pid = pid;
-    close(pipefd[1]);
     handle_signals();
 
-    int write_status = mw_trace_writer_consume_fd(w, pipefd[0]);
-    close(pipefd[0]);
     int wstatus = 0;
-    while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR)
-        ;
+    int write_status = mw_serve_run(serve, w, pid, !a->no_follow, &wstatus);
+    uint64_t undelivered = mw_serve_undelivered(serve);
+    mw_serve_destroy(serve);
     child_pid = 0;
-    end_run(a, w, write_status, wstatus, start_mono);
+    end_run(a, w, write_status, wstatus, start_mono, undelivered);
     mw_trace_writer_close(w);
     return die_like(wstatus);
 }

@@ -67,6 +67,7 @@ static int add_change(struct mw_diff_history *h, const struct mw_trace_row *row,
     c->native_symbol = mw_cli_copy_str(row->native_symbol, &oom);
     c->line = row->line;
     c->thread_id = row->thread_id;
+    c->pid = row->pid;
     c->kept = row->kept;
     c->first = h->nrg;
     return oom ? -1 : 0;

@@ -23,6 +23,7 @@ struct mw_diff_change {
     char *file, *function, *thread_name, *native_symbol;
     int line;
     int64_t thread_id;
+    int64_t pid;
     int kept;             /* enum mw_kept (value_read.h) */
     size_t first, n;      /* its ranges */
 };

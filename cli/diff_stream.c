@@ -235,11 +235,17 @@ static int print_change(struct stream *s, struct mw_diff_heading *hd,
 static sqlite3_stmt *tag_changes(mw_trace_reader *r, const char *tag, uint64_t until)
 {
     sqlite3_stmt *q;
+    /* Version 1 traces have no processes. */
     if (sqlite3_prepare_v2(mw_trace_reader_db(r),
-                           "SELECT seq, object_id, time_ns, file, line, function, native_symbol,"
-                           " thread_name, thread_id FROM changes"
-                           " WHERE object_id IN (SELECT id FROM objects WHERE tag = ?1)"
-                           " AND seq <= ?2 ORDER BY seq",
+                           mw_trace_reader_has_pid(r)
+                               ? "SELECT seq, object_id, time_ns, file, line, function, native_symbol,"
+                                 " thread_name, thread_id, pid FROM changes"
+                                 " WHERE object_id IN (SELECT id FROM objects WHERE tag = ?1)"
+                                 " AND seq <= ?2 ORDER BY seq"
+                               : "SELECT seq, object_id, time_ns, file, line, function, native_symbol,"
+                                 " thread_name, thread_id, NULL FROM changes"
+                                 " WHERE object_id IN (SELECT id FROM objects WHERE tag = ?1)"
+                                 " AND seq <= ?2 ORDER BY seq",
                            -1, &q, NULL) != SQLITE_OK)
         return NULL;
     sqlite3_bind_text(q, 1, tag, -1, SQLITE_STATIC);
@@ -260,6 +266,7 @@ static struct mw_diff_heading heading_of(sqlite3_stmt *q, const struct stream *s
         .native_symbol = (const char *)sqlite3_column_text(q, 6),
         .thread_name = (const char *)sqlite3_column_text(q, 7),
         .thread_id = sqlite3_column_int64(q, 8),
+        .pid = sqlite3_column_int64(q, 9),
     };
 }
 

@@ -38,10 +38,14 @@ void mw_diff_print_heading(const struct mw_diff_heading *h, int color)
     else if (h->thread_id)
         snprintf(id, sizeof id, "%" PRId64, h->thread_id);
     char *tag = mw_show(h->tag, strlen(h->tag), MW_SHOW_NAME_MAX, NULL);
-    printf("%s%s%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "",
+    char process[40] = "";
+    if (h->pid > 0)
+        snprintf(process, sizeof process, "  process %" PRId64, h->pid);
+    printf("%s%s%sseq %" PRIu64 "  %.6fs  %s%s  %s%s%s%s%s%s%s\n", color ? MW_DIFF_BOLD : "",
            timeline ? timeline->trace : "", timeline ? "  " : "", h->seq, (double)time_ns / 1e9,
            tag ? tag : "?", h->object, h->what, where ? "  " : "", where ? where : "",
-           thread || id[0] ? "  thread " : "", thread ? thread : id, color ? MW_DIFF_RESET : "");
+           thread || id[0] ? "  thread " : "", thread ? thread : id, process,
+           color ? MW_DIFF_RESET : "");
     free(raw);
     free(where);
     free(thread);

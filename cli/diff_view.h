@@ -31,7 +31,7 @@ struct mw_diff_view {
 };
 
 /* What a change's heading says: "seq 3  0.003500s  tag (object 2)  <what>  file:line
- * function  thread name". */
+ * function  thread name  process 1234". */
 struct mw_diff_heading {
     uint64_t seq, time_ns;
     const char *tag, *object;     /* object: " (object N)" or "" */
@@ -40,6 +40,7 @@ struct mw_diff_heading {
     int line;
     const char *function, *native_symbol, *thread_name;
     int64_t thread_id;
+    int64_t pid;                  /* the writing process; 0: unknown */
 };
 void mw_diff_print_heading(const struct mw_diff_heading *h, int color);
 

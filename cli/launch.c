@@ -76,14 +76,9 @@ static void put_ours_first(const char *name, const char *ours)
     free(value);
 }
 
-void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monotonic_ns)
+void mw_launch_exec(const struct mw_launch *l, const char *trace_socket, int follow,
+                    int64_t start_monotonic_ns)
 {
-    /* The pipe's write end must survive exec; the injected library marks it close-on-exec
-     * again at once, so the script's own subprocesses do not inherit it. */
-    int flags = fcntl(trace_fd, F_GETFD);
-    if (flags >= 0)
-        fcntl(trace_fd, F_SETFD, flags & ~FD_CLOEXEC);
-
     /* The injected library restores LD_PRELOAD to what it was, so subprocesses of the
      * script see the user's own environment. */
     const char *old = getenv("LD_PRELOAD");
@@ -126,7 +121,10 @@ void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monot
     } else {
         setenv("LD_PRELOAD", inject, 1);
     }
-    set_env_number(MW_ENV_TRACE_FD, trace_fd);
+    /* The injected library connects to the socket (and removes these from the
+     * environment before the script runs). */
+    setenv(MW_ENV_TRACE_SOCKET, trace_socket, 1);
+    setenv(MW_ENV_FOLLOW, follow ? "1" : "0", 1);
     set_env_number(MW_ENV_START_NS, (long long)start_monotonic_ns);
     if (mw_run_settings_to_env(&l->settings) != 0)
         return;

@@ -36,7 +36,9 @@ int mw_launch_is_runnable_dir(const char *path);
 /* Chooses the interpreter (interpreter.h). 0, or -1 with the reason in error. */
 int mw_launch_resolve(struct mw_launch *l);
 const char *mw_launch_mode_name(enum mw_launch_mode mode);
-/* In the child: sets the environment and execs the interpreter. Returns only on failure. */
-void mw_launch_exec(const struct mw_launch *l, int trace_fd, int64_t start_monotonic_ns);
+/* In the child: sets the environment (the trace's socket; follow: fork children are
+ * traced too) and execs the interpreter. Returns only on failure. */
+void mw_launch_exec(const struct mw_launch *l, const char *trace_socket, int follow,
+                    int64_t start_monotonic_ns);
 
 #endif

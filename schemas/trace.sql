@@ -14,9 +14,14 @@
 --             isolated_pages_peak: objects moved to pages of watched data only;
 --             open_pages_peak: pages left open at once); the interpreter that ran the
 --             script (python_path, and python_chosen_by: --python, MEMWATCH_PYTHON,
---             VIRTUAL_ENV, PATH or default; its version is run.python_version). Traces
+--             VIRTUAL_ENV, PATH or default; its version is run.python_version); follow
+--             (1: fork children traced too, 0: --no-follow); changes_undelivered (changes
+--             a traced process could not deliver to memwatch, e.g. without a file
+--             descriptor to connect with). Traces
 --             made under any supported CPython (3.11 to 3.13) have the same tables.
 --   run       one row: how the traced program was started, how it ended, engine counters
+--   processes one row per process of the run: pid, parent, command line, start, end,
+--             exit status or signal when known (meta follow = 0: children not followed)
 --   objects   one row per watched object (a tag may be watched more than once)
 --   changes   one row per change: one check found that one object's bytes differ; seq is
 --             global and increasing, time_ns counts from the start of the run. A change
@@ -211,7 +216,24 @@ CREATE TABLE changes (
     length         INTEGER,
     old            BLOB,                  -- kept = 1: the range's bytes; NULL: unavailable
     new            BLOB,
-    complete       INTEGER                -- 0 when the old bytes are unavailable
+    complete       INTEGER,               -- 0 when the old bytes are unavailable
+    pid            INTEGER                -- the writing process (processes.pid); NULL unknown
+);
+
+-- Every process of the run memwatch knows of: the script's own (root = 1) and, unless
+-- `memwatch trace --no-follow`, the children it forked (fork without exec), each traced
+-- into this one trace over its own connection. A pid names one process of the run.
+CREATE TABLE processes (
+    pid           INTEGER PRIMARY KEY,
+    ppid          INTEGER,              -- its parent's pid
+    root          INTEGER NOT NULL DEFAULT 0,  -- 1: the process memwatch trace started
+    forked        INTEGER NOT NULL DEFAULT 0,  -- 1: a fork child of a traced process
+    argv          TEXT,                 -- its command line, a JSON array of strings
+    start_unix_ns INTEGER,              -- wall clock when it started (or forked)
+    end_unix_ns   INTEGER,              -- when its connection closed; NULL: never seen to end
+    exit_status   INTEGER,              -- when known: its exit status
+    end_signal    INTEGER,              -- when known: the signal that ended it
+    traced        INTEGER NOT NULL DEFAULT 1   -- 0: it ran untraced
 );
 
 -- The ranges of changes with more than one (and of changes made by hand).

@@ -245,8 +245,16 @@ static int uffd_unprotect(uintptr_t start, size_t len, int prot)
 }
 
 /* In a forked child the VMAs are no longer registered (no UFFD_FEATURE_EVENT_FORK) and
- * the kernel cleared the protection bits in the child's copy: the engine's detaching
- * (fault_path.c drops the dirty list) is all there is to do. */
+ * the kernel cleared the protection bits in the child's copy. The descriptor still names
+ * the parent's context: an ioctl on it would act on the parent's memory, so the child
+ * closes its copy and opens its own at its next init. */
+static void uffd_after_fork(void)
+{
+    if (uffd >= 0)
+        close(uffd);
+    uffd = -1;
+}
+
 const struct mw_detector_ops mw_detect_uffd = {
     .backend = MW_BACKEND_UFFD,
     .available = uffd_available,
@@ -254,4 +262,5 @@ const struct mw_detector_ops mw_detect_uffd = {
     .protect = uffd_protect,
     .unprotect = uffd_unprotect,
     .rearm = uffd_rearm,
+    .after_fork = uffd_after_fork,
 };

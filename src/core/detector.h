@@ -45,6 +45,9 @@ struct mw_detector_ops {
     /* Re-arm collected pages (now CHECKING) before they are compared. 0 or -errno; an error
      * when part of the range is no longer mapped, so that nothing reads it (check.c). */
     int (*rearm)(uintptr_t start, size_t len, int prot);
+    /* In a fork child (async-signal-safe): let go of what belongs to the parent, so that
+     * init starts afresh. NULL: nothing to let go of. */
+    void (*after_fork)(void);
 };
 
 extern const struct mw_detector_ops mw_detect_mprotect;

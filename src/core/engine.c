@@ -303,6 +303,32 @@ static void unprotect_in_child(struct mw_page *e, void *ctx)
         mprotect((void *)e->addr, engine.page_size, MW_PROT_OF(atomic_load(&e->acct_prot)));
 }
 
+void mw_engine_reset_after_fork(void)
+{
+    pthread_mutex_init(&engine.lock, NULL);
+    engine.locked = 0;
+    if (!engine.initialized || engine.detached)
+        return;
+    mw_region_index_foreach(engine.index, unprotect_in_child, NULL);
+    mw_region_index_forget_all(engine.index);
+    mw_fault_path_detach();
+    if (engine.det && engine.det->after_fork)
+        engine.det->after_fork();
+    /* The index, pool and accounts are the parent's watchers' (left as they are); init
+     * makes new ones. The hooks stay: the Python layer's, the same in the child. */
+    engine.det = NULL;
+    engine.index = NULL;
+    engine.pool = NULL;
+    engine.accts = NULL;
+    engine.naccts = 0;
+    engine.regions = NULL;
+    engine.region_ids = NULL;
+    engine.nregions = engine.regions_cap = engine.nholes = 0;
+    engine.limits_sum = 0;
+    engine.shadows.len = 0;
+    engine.initialized = 0;
+}
+
 void mw_engine_detach_after_fork(void)
 {
     /* Only the forking thread exists here; the lock may have been held by another

@@ -126,6 +126,11 @@ int mw_engine_owns_address(const void *addr);
 void mw_engine_unprotect_all(void);
 /* In a child made by fork(): forget everything, unprotect, never report. */
 void mw_engine_detach_after_fork(void);
+/* In a child made by fork() (async-signal-safe): forget everything and unprotect, like
+ * mw_engine_detach_after_fork, but leave the engine to start afresh at its next use, with
+ * the child's own detector state: the watchers made before the fork are the parent's and
+ * must not be used (their memory is leaked in the child). */
+void mw_engine_reset_after_fork(void);
 /* Has any page been written since the last check? Async-signal-safe, lock-free. */
 int mw_engine_has_dirty(void);
 

@@ -336,8 +336,27 @@ void mw_autocheck_after_watch(void)
         mw_lines_watched_here();
 }
 
+int mw_autocheck_restart_in_child(void)
+{
+    if (!mw_channel_is_open() || mw_run.check_mode == MW_CHECK_MANUAL || poller_running)
+        return 0;
+    __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
+    int err = mw_threads_start(&poller, poll_loop);
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
+        return -1;
+    }
+    poller_running = 1;
+    return 0;
+}
+
 void mw_autocheck_after_fork(void)
 {
+    /* The poller is gone, and may have held its lock at the fork. */
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_wake = PTHREAD_COND_INITIALIZER;
+    poller_lock = fresh;
+    poller_wake = fresh_wake;
     poller_running = 0;
     check_signal = 0;
     mw_lines_after_fork();

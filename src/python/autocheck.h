@@ -21,5 +21,8 @@ void mw_autocheck_after_check(void);
 void mw_autocheck_after_watch(void);
 /* In a forked child: the poller thread does not exist there. */
 void mw_autocheck_after_fork(void);
+/* In a traced fork child, with the GIL: the check thread again (interval and line modes).
+ * 0, or -1 with an exception. */
+int mw_autocheck_restart_in_child(void);
 
 #endif

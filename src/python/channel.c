@@ -4,8 +4,10 @@
  * on the pipe (or on the disk behind it) while it holds the GIL, and records reach the
  * pipe in the order they were encoded. The queue is bounded (QUEUE_LIMIT bytes): a thread
  * that flushes into a full queue waits, with the GIL released, until the sender catches up
- * (memwatch-trace(1): "when the trace falls behind"). Nothing is ever dropped, except when
- * the reading end is gone (memwatch trace itself was killed); then records are discarded.
+ * (memwatch-trace(1): "when the trace falls behind"). The connection itself is
+ * channel_link.c's: it survives the script closing descriptors. Nothing is ever dropped,
+ * except what the link cannot deliver at all (counted, and reported to the trace), and
+ * everything once the reading end is gone (memwatch trace itself was killed).
  *
  * Locks: `lock` protects every static below. It is never held while taking the GIL nor
  * during write(). */
@@ -17,10 +19,13 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
+#include "channel_link.h"
+#include "mw_grow.h"
 #include "threads.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
@@ -32,6 +37,7 @@
 
 struct chunk {
     struct mw_rec_buf buf;
+    struct mw_link_pos pos;     /* how far it went */
     size_t queued;          /* what it counts in queued_bytes */
     struct chunk *next;
 };
@@ -39,9 +45,10 @@ struct chunk {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_ready = PTHREAD_COND_INITIALIZER;   /* queue became non-empty */
 static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;    /* the sender wrote a chunk */
-static int channel_fd = -1;
+static int channel_open;                /* connected (this process is traced) */
 static int broken;                      /* the reader is gone: discard */
 static struct mw_rec_buf current;       /* being encoded */
+static struct mw_link_pos current_pos;  /* how much of it is sent already */
 static struct chunk *queue_head, *queue_tail;
 static size_t queued_bytes;
 static int sending;                     /* the sender is writing a chunk it took */
@@ -49,13 +56,31 @@ static pthread_t sender;
 static int sender_running, sender_stop;
 static int64_t start_ns;
 static uint64_t waited_ns;              /* time encoders spent waiting for queue room */
-static uint64_t last_object_id, last_seq;   /* atomics */
+/* The last object id and change seq given out (atomics). They are the run's, not the
+ * process's: a page shared with every fork child (mapped before the script runs), so that
+ * all processes number their objects and changes in one sequence, in the order they found
+ * them, and the trace keeps the numbers as they come (serve.c). */
+enum { LAST_OBJECT_ID, LAST_SEQ };
+static uint64_t own_counters[2];
+static uint64_t *counters = own_counters;
 
 static int64_t monotonic_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* After a send that failed with status: the bytes from sent on are given up, and counted
+ * unless memwatch trace is gone (then nothing is sent again). Called with `lock` held. */
+static void gave_up(int status, const struct mw_rec_buf *b, size_t sent)
+{
+    if (status >= 0)
+        return;
+    if (status == -EPIPE)
+        broken = 1;
+    else
+        mw_link_count_lost(b->data, b->len, sent);
 }
 
 static void *send_loop(void *arg)
@@ -72,12 +97,11 @@ static void *send_loop(void *arg)
         if (!queue_head)
             queue_tail = NULL;
         sending = 1;
-        int fd = broken ? -1 : channel_fd;
+        int skip = broken;
         pthread_mutex_unlock(&lock);
-        int status = fd >= 0 ? mw_rec_buf_flush(&c->buf, fd) : 0;
+        int status = skip ? 0 : mw_link_send(c->buf.data, c->buf.len, &c->pos, 1);
         pthread_mutex_lock(&lock);
-        if (status < 0)
-            broken = 1;
+        gave_up(status, &c->buf, c->pos.sent);
         queued_bytes -= c->queued;
         sending = 0;
         mw_rec_buf_free(&c->buf);
@@ -88,17 +112,29 @@ static void *send_loop(void *arg)
     return NULL;
 }
 
-int mw_channel_open(int fd, int64_t start_monotonic_ns)
+int mw_channel_open(const char *socket_name, int64_t start_monotonic_ns,
+                    const struct mw_rec_hello *hello, int follow)
 {
     pthread_mutex_lock(&lock);
-    channel_fd = fd;
-    /* Non-blocking, so that write_now_locked() never waits; the sender polls for room. */
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0)
-        fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     start_ns = start_monotonic_ns ? start_monotonic_ns : monotonic_ns();
+    int rc = mw_link_open(socket_name, hello, follow);
+    channel_open = rc == 0;
+    void *shared = channel_open ? mmap(NULL, sizeof own_counters, PROT_READ | PROT_WRITE,
+                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (shared != MAP_FAILED)
+        counters = shared;
+    /* The record buffer is made now, before the script allocates anything, as it always
+     * was, and of the size it always had (the hello's, before hellos carried a command
+     * line): made at the first watch, or larger, it would sit beside the script's objects,
+     * or move them, and its writes would be a watched page's neighbour's (README
+     * "Neighbours"). */
+    if (channel_open &&
+        MW_GROW(current.data, current.cap,
+                5 + 4 + strlen(hello->python_version ? hello->python_version : "") + 4 +
+                    strlen(hello->backend ? hello->backend : "") + 16) != 0)
+        current.len = 0;
     pthread_mutex_unlock(&lock);
-    return 0;
+    return rc;
 }
 
 uint64_t mw_channel_now_ns(void)
@@ -109,12 +145,12 @@ uint64_t mw_channel_now_ns(void)
 
 uint64_t mw_channel_next_object_id(void)
 {
-    return __atomic_add_fetch(&last_object_id, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&counters[LAST_OBJECT_ID], 1, __ATOMIC_RELAXED);
 }
 
 uint64_t mw_channel_next_seq(void)
 {
-    return __atomic_add_fetch(&last_seq, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&counters[LAST_SEQ], 1, __ATOMIC_RELAXED);
 }
 
 static int start_sender_locked(void)
@@ -154,41 +190,30 @@ static void wait_until(int (*ready)(void))
     }
 }
 
-/* When nothing is waiting for the pipe, the checking thread writes what it found itself,
- * if the pipe takes it all without waiting (the pipe is non-blocking): the changes are then
- * in the pipe before the script goes on, even if its next line crashes the process. What
- * does not fit stays in `current` for the sender. Returns 0 when all was written. */
+/* When nothing is waiting for the socket, the checking thread writes what it found itself,
+ * if the socket takes it all without waiting: the changes are then with memwatch trace
+ * before the script goes on, even if its next line crashes the process. What does not fit
+ * stays in `current` (current_pos says how far it went) for the sender. Returns 0 when all
+ * was written (or given up). */
 static int write_now_locked(void)
 {
-    size_t done = 0;
-    while (done < current.len) {
-        ssize_t n = write(channel_fd, current.data + done, current.len - done);
-        if (n > 0) {
-            done += (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            broken = 1;
-            current.len = 0;
-            return 0;
-        }
-        break;
-    }
-    if (done)
-        memmove(current.data, current.data + done, current.len - done);
-    current.len -= done;
-    return current.len == 0 ? 0 : -1;
+    int status = mw_link_send(current.data, current.len, &current_pos, 0);
+    if (status == 1)
+        return -1;
+    gave_up(status, &current, current_pos.sent);
+    current.len = 0;
+    current_pos = (struct mw_link_pos){0};
+    return 0;
 }
 
-static int queue_locked(struct mw_rec_buf *buf);
+static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos);
 
 /* Moves the current buffer to the queue; waits while the queue is over its limit. */
 static int hand_over_locked(void)
 {
-    if (channel_fd < 0 || broken) {
+    if (!channel_open || broken) {
         current.len = 0;
+        current_pos = (struct mw_link_pos){0};
         return 0;
     }
     if (current.len == 0)
@@ -197,26 +222,32 @@ static int hand_over_locked(void)
      * (a bulk value) is the sender's to write, off the checking thread. */
     if (!queue_head && !sending && current.len <= WRITE_NOW_MAX && write_now_locked() == 0)
         return 0;
-    return queue_locked(&current);
+    return queue_locked(&current, &current_pos);
 }
 
-/* Moves buf (which is then empty) to the sender's queue; waits while the queue is over
- * its limit. */
-static int queue_locked(struct mw_rec_buf *buf)
+/* Moves buf (which is then empty), sent as far as pos says (NULL: not at all), to the
+ * sender's queue; waits while the queue is over its limit. */
+static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
 {
+    struct mw_link_pos none = {0};
+    if (!pos)
+        pos = &none;
     if (start_sender_locked() < 0) {
         /* No thread: write it ourselves. */
-        int status = mw_rec_buf_flush(buf, channel_fd);
-        if (status < 0)
-            broken = 1;
-        return status;
+        int status = mw_link_send(buf->data, buf->len, pos, 1);
+        gave_up(status, buf, pos->sent);
+        buf->len = 0;
+        *pos = (struct mw_link_pos){0};
+        return 0;
     }
     struct chunk *c = malloc(sizeof *c);
     if (!c)
         return -ENOMEM;
     c->buf = *buf;
+    c->pos = *pos;
     c->next = NULL;
     *buf = (struct mw_rec_buf){0};
+    *pos = (struct mw_link_pos){0};
     if (queue_tail)
         queue_tail->next = c;
     else
@@ -239,7 +270,7 @@ static int queue_locked(struct mw_rec_buf *buf)
     do {                                                        \
         pthread_mutex_lock(&lock);                              \
         int status_ = 0;                                        \
-        if (channel_fd >= 0 && !broken) {                       \
+        if (channel_open && !broken) {                       \
             status_ = (call);                                   \
             if (status_ == 0 && current.len >= FLUSH_THRESHOLD) \
                 status_ = hand_over_locked();                   \
@@ -248,7 +279,6 @@ static int queue_locked(struct mw_rec_buf *buf)
         return status_;                                         \
     } while (0)
 
-int mw_channel_hello(const struct mw_rec_hello *r) { ENCODE(mw_rec_encode_hello(&current, r)); }
 int mw_channel_object(const struct mw_rec_object *r) { ENCODE(mw_rec_encode_object(&current, r)); }
 int mw_channel_change(const struct mw_rec_change *r) { ENCODE(mw_rec_encode_change(&current, r)); }
 int mw_channel_stats(const struct mw_rec_stats *r) { ENCODE(mw_rec_encode_stats(&current, r)); }
@@ -258,13 +288,13 @@ int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_fra
 {
     pthread_mutex_lock(&lock);
     int status = 0;
-    if (channel_fd >= 0 && !broken) {
+    if (channel_open && !broken) {
         /* The head, then the frames as they are: what is before them goes first. */
         status = mw_rec_encode_change_head(&current, head);
         if (status == 0)
             status = hand_over_locked();
-        if (status == 0 && channel_fd >= 0 && !broken) {
-            status = queue_locked(&frames->buf);
+        if (status == 0 && channel_open && !broken) {
+            status = queue_locked(&frames->buf, NULL);
             free(frames->seq_at);
             frames->seq_at = NULL;
         }
@@ -300,12 +330,12 @@ int mw_channel_write_now(void)
 {
     pthread_mutex_lock(&lock);
     int status = 0;
-    if (channel_fd >= 0 && !broken && current.len) {
-        status = mw_rec_buf_flush(&current, channel_fd);
-        if (status < 0)
-            broken = 1;
+    if (channel_open && !broken && current.len) {
+        status = mw_link_send(current.data, current.len, &current_pos, 1);
+        gave_up(status, &current, current_pos.sent);
     }
     current.len = 0;
+    current_pos = (struct mw_link_pos){0};
     pthread_mutex_unlock(&lock);
     return status;
 }
@@ -319,23 +349,63 @@ int mw_channel_drain(void)
     return status;
 }
 
-void mw_channel_detach(void)
+void mw_channel_before_fork(void)
+{
+    pthread_mutex_lock(&lock);
+    struct chunk *c = NULL;
+    if (channel_open && !broken && current.len && start_sender_locked() == 0 &&
+        (c = malloc(sizeof *c))) {
+        /* As queue_locked, without waiting for room: the forking thread holds the GIL. */
+        *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
+        current = (struct mw_rec_buf){0};
+        current_pos = (struct mw_link_pos){0};
+        if (queue_tail)
+            queue_tail->next = c;
+        else
+            queue_head = c;
+        queue_tail = c;
+        queued_bytes += c->queued;
+        pthread_cond_signal(&work_ready);
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void mw_channel_after_fork(void)
 {
     /* In a forked child only this thread exists (no sender), and the lock may have been
-     * held by a thread that is gone: start over rather than take it. */
+     * held by a thread that is gone: start over rather than take it. The parent's
+     * records not yet sent are the parent's to send; the child's connection is its own
+     * (channel_link.c), and says which object ids and seqs came from the parent. */
     pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t fresh_ready = PTHREAD_COND_INITIALIZER, fresh_done = PTHREAD_COND_INITIALIZER;
     lock = fresh_lock;
     work_ready = fresh_ready;
     work_done = fresh_done;
-    if (channel_fd >= 0)
-        close(channel_fd);
-    channel_fd = -1;
     current.len = 0;
+    current_pos = (struct mw_link_pos){0};
     queue_head = queue_tail = NULL;   /* the parent's to send; leaked in the child */
     queued_bytes = 0;
     sending = 0;
     sender_running = 0;
+    sender_stop = 0;
+    if (channel_open && !broken) {
+        mw_link_after_fork(__atomic_load_n(&counters[LAST_OBJECT_ID], __ATOMIC_RELAXED),
+                           __atomic_load_n(&counters[LAST_SEQ], __ATOMIC_RELAXED));
+        channel_open = mw_link_is_open();
+    } else {
+        channel_open = 0;
+    }
+}
+
+int mw_channel_is_open(void)
+{
+    return channel_open && !broken;
+}
+
+int mw_channel_end(int status)
+{
+    struct mw_rec_end r = {.status = status, .time_ns = mw_channel_now_ns()};
+    ENCODE(mw_rec_encode_end(&current, &r));
 }
 
 void mw_channel_close(void)
@@ -350,9 +420,8 @@ void mw_channel_close(void)
         pthread_join(sender, NULL);
     pthread_mutex_lock(&lock);
     sender_running = 0;
-    if (channel_fd >= 0)
-        close(channel_fd);
-    channel_fd = -1;
+    mw_link_close();
+    channel_open = 0;
     mw_rec_buf_free(&current);
     pthread_mutex_unlock(&lock);
 }

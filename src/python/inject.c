@@ -26,19 +26,26 @@
 #include "channel.h"
 #include "children.h"
 #include "config.h"
+#include "fork.h"
 #include "module.h"
 #include "pycompat.h"
 
 static pid_t traced_pid;   /* the process memwatch traces; not its forked children */
 
-/* A child made by fork() without exec (multiprocessing's fork start method, os.fork) gets a
- * copy of the watched memory but is not traced: it unprotects everything and records
- * nothing, so it can never write into the parent's trace. */
+/* A child made by fork() without exec (multiprocessing's fork start method, os.fork): the
+ * engine starts afresh (the watches on shared memory come back with the GIL: fork.c), and
+ * the child connects on its own unless --no-follow, never writing into the parent's
+ * connection. Async-signal-safe: system calls and memory reserved before the fork. */
 static void after_fork_in_child(void)
 {
-    mw_engine_detach_after_fork();
-    mw_channel_detach();
+    mw_engine_reset_after_fork();
+    mw_channel_after_fork();
     mw_autocheck_after_fork();
+    mw_fork_happened();
+    if (mw_channel_is_open())
+        traced_pid = getpid();
+    else
+        mw_run.traced = 0;
 }
 
 /* os._exit() skips atexit: the changes made until then are found here, before the real
@@ -55,6 +62,7 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         Py_XDECREF(r);
         Py_XDECREF(module);
         PyErr_Clear();
+        mw_channel_end(status);
         mw_channel_drain();
     }
     for (;;)
@@ -109,34 +117,29 @@ static int check_own_version(int launched)
 
 __attribute__((constructor)) static void mw_inject_start(void)
 {
-    const char *fd_text = getenv(MW_ENV_TRACE_FD);
-    int launched = fd_text != NULL;
+    const char *socket_name = getenv(MW_ENV_TRACE_SOCKET);
+    int launched = socket_name != NULL;
     if (!check_own_version(launched))
         return;
     mw_children_init();
-    if (fd_text) {
-        int fd = atoi(fd_text);
-        const char *start = getenv(MW_ENV_START_NS);
-        if (fd > 2 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0) {
-            mw_run.traced = 1;
-            mw_channel_open(fd, start ? strtoll(start, NULL, 10) : 0);
-        }
-    }
     mw_config_load();
-    restore_environment(launched);
-    traced_pid = getpid();
-    pthread_atfork(NULL, NULL, after_fork_in_child);
-    PyImport_AppendInittab("memwatch", mw_module_init);
-    if (mw_run.traced) {
+    if (socket_name) {
+        const char *start = getenv(MW_ENV_START_NS);
+        const char *follow = getenv(MW_ENV_FOLLOW);
         struct mw_rec_hello hello = {
             .python_version = Py_GetVersion(),
             .backend = mw_backend_name(mw_run.backend == MW_BACKEND_AUTO
                                            ? mw_engine_default_backend() : mw_run.backend),
-            .pid = getpid(),
             .page_size = sysconf(_SC_PAGESIZE),
         };
-        mw_channel_hello(&hello);
-        mw_channel_write_now();
-        atexit(drain_at_exit);
+        if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
+                            !(follow && strcmp(follow, "0") == 0)) == 0)
+            mw_run.traced = 1;
     }
+    restore_environment(launched);
+    traced_pid = getpid();
+    pthread_atfork(mw_channel_before_fork, NULL, after_fork_in_child);
+    PyImport_AppendInittab("memwatch", mw_module_init);
+    if (mw_run.traced)
+        atexit(drain_at_exit);
 }

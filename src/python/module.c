@@ -13,6 +13,7 @@
 #include "channel.h"
 #include "config.h"
 #include "errors.h"
+#include "fork.h"
 #include "watcher_object.h"
 
 /* Names of threads, including threads that have already ended: a write made just before a
@@ -101,11 +102,27 @@ static PyObject *call_default(const char *method, PyObject *args)
     }
 SHORTCUTS(SHORTCUT_FUNCTION)
 
+/* In a fork child, from os.register_at_fork: the parent's watches on shared memory stay,
+ * the others go (fork.c); the check thread again when traced. */
+static PyObject *after_fork_in_child(void)
+{
+    mw_watcher_objects_after_fork();
+    if (mw_autocheck_restart_in_child() < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* The end of the run, from atexit: after the script's own atexit functions (registered
- * later, so run earlier), before the interpreter finalizes anything. */
+ * later, so run earlier), before the interpreter finalizes anything. Also what
+ * os.register_at_fork calls in a fork child, before anything else of memwatch runs there
+ * (mw_fork_pending): one function object for both, because each object the module makes
+ * moves the script's own objects on the heap, and with them which pages they share
+ * (README "Neighbours"; tests/cli/layouts.bats). */
 static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
 {
     (void)self;
+    if (mw_fork_pending())
+        return after_fork_in_child();
     mw_autocheck_stop();
     mw_finish_all();
     Py_CLEAR(default_watcher);
@@ -154,6 +171,21 @@ static int register_finish(PyObject *module)
     PyObject *r = finish ? PyObject_CallMethod(atexit, "register", "O", finish) : NULL;
     Py_XDECREF(finish);
     Py_DECREF(atexit);
+    if (!r)
+        return -1;
+    Py_DECREF(r);
+    /* Fork children (fork.c): after CPython's own after-fork work, with the GIL. */
+    PyObject *os = PyImport_ImportModule("os");
+    PyObject *hook = os ? PyObject_GetAttrString(module, "_finish") : NULL;
+    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
+    PyObject *kw = hook ? Py_BuildValue("{s:O}", "after_in_child", hook) : NULL;
+    PyObject *empty = PyTuple_New(0);
+    r = reg && kw && empty ? PyObject_Call(reg, empty, kw) : NULL;
+    Py_XDECREF(empty);
+    Py_XDECREF(kw);
+    Py_XDECREF(reg);
+    Py_XDECREF(hook);
+    Py_XDECREF(os);
     if (!r)
         return -1;
     Py_DECREF(r);

@@ -261,7 +261,8 @@ int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf)
     return 0;
 }
 
-void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
+/* Takes w out of o's list and its accounts; the list's reference stays the caller's. */
+static void unlink_entry(struct mw_owner *o, struct mw_watched *w)
 {
     for (struct mw_watched **p = &o->watched; *p; p = &(*p)->next)
         if (*p == w) {
@@ -275,6 +276,24 @@ void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
     if (w->shadow)
         o->shadow_bytes -= w->buf.span;
     o->moved_bytes -= moved_waste(w);
+}
+
+void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
+{
+    unlink_entry(o, w);
     mw_channel_unwatch(w->object_id);
     mw_registry_release(w);
+}
+
+void mw_registry_drop_in_child(struct mw_owner *o, struct mw_watched *w)
+{
+    unlink_entry(o, w);
+    if (PyDict_DelItem(o->by_tag, w->tag) < 0)
+        PyErr_Clear();
+    mw_registry_release(w);
+}
+
+int mw_registry_rewatch_in_child(struct mw_owner *o, struct mw_watched *w)
+{
+    return mw_watcher_watch(o->core, w->buf.start, w->buf.span, w, &w->region_id);
 }

@@ -65,6 +65,12 @@ struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag);
 /* Takes w out of o's list and tells the trace it is no longer watched; drops the list's
  * reference. The caller has unregistered it from the engine and removed its tag. */
 void mw_registry_detach(struct mw_owner *o, struct mw_watched *w);
+/* In a fork child: lets w go (its buffer released, its tag free) without telling the trace,
+ * where the parent still watches it. */
+void mw_registry_drop_in_child(struct mw_owner *o, struct mw_watched *w);
+/* In a fork child: registers w again with o's (new) engine watcher; the trace knows it
+ * already (the parent's object). 0 or a negative status. */
+int mw_registry_rewatch_in_child(struct mw_owner *o, struct mw_watched *w);
 /* Starts keeping w's shadow if o now needs exact values (see struct mw_watched), charged
  * to o's memory limit. 0, or -1 with MemoryLimitError or MemoryError. */
 int mw_registry_keep_shadow(struct mw_owner *o, struct mw_watched *w);

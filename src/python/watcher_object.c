@@ -31,6 +31,7 @@
 #include "on_nan.h"
 #include "pycompat.h"
 #include "record.h"
+#include "fork.h"
 #include "registry.h"
 
 typedef struct WatcherObject {
@@ -38,6 +39,7 @@ typedef struct WatcherObject {
     struct mw_owner state;       /* what the registry and routing see of it */
     int callback_takes_change;   /* fn(change) rather than fn(tag, old, new) */
     enum mw_backend backend;
+    size_t max_bytes;            /* its memory limit (a fork child makes its watcher again) */
     struct WatcherObject *next_live;   /* in the list of live watchers (for the end of the run) */
     int untraced;                /* watches nothing (see the top of the file) */
     size_t limit_bytes;          /* max_memory_mb, for an untraced watcher's statistics */
@@ -116,6 +118,7 @@ static int Watcher_init(WatcherObject *self, PyObject *args, PyObject *kwds)
     }
     struct mw_watcher_config config = {.max_memory_bytes = (size_t)max_mb * 1024 * 1024,
                                        .backend = self->backend};
+    self->max_bytes = config.max_memory_bytes;
     status = mw_watcher_create(&config, &self->state.core);
     if (status < 0) {
         mw_raise_status(status, "cannot create a watcher");
@@ -448,6 +451,15 @@ static void close_watcher(WatcherObject *self, int final_check)
             *p = self->next_live;
             break;
         }
+}
+
+void mw_watcher_objects_after_fork(void)
+{
+    for (WatcherObject *self = live_watchers; self; self = self->next_live) {
+        struct mw_watcher_config config = {.max_memory_bytes = self->max_bytes,
+                                           .backend = self->backend};
+        mw_fork_rewatch(&self->state, &config);
+    }
 }
 
 void mw_finish_all(void)

@@ -12,5 +12,8 @@ PyObject *mw_watcher_object_new_default(void);
 /* The end of the run: a final check, then every watch of every watcher is dropped and its
  * memory unprotected, and the run's statistics go to the trace. */
 void mw_finish_all(void);
+/* In a fork child, with the GIL: every live watcher keeps its watches on memory shared
+ * with the parent, with a new engine watcher, and lets the others go (fork.h). */
+void mw_watcher_objects_after_fork(void);
 
 #endif

@@ -20,8 +20,8 @@ enum { ST_CHANGE, ST_RANGE, ST_STATS, ST_META, ST_COUNT };
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_CHANGE] = "INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file,"
                   " line, function, native_symbol, native_library, nranges, changed_bytes, kept,"
-                  " offset, length, old, new, complete)"
-                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  " offset, length, old, new, complete, pid)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_RANGE] = "INSERT INTO ranges (seq, offset, length, old, new, complete)"
                  " VALUES (?, ?, ?, ?, ?, ?)",
     [ST_STATS] = "INSERT OR REPLACE INTO change_stats (seq, elements, unknown, deltas, delta_min,"
@@ -534,6 +534,8 @@ static int insert_change_row(mw_change_store *s)
     sqlite3_bind_int(st, 13, p->kept);
     if (p->n == 1)
         bind_range(p, st, 14, &p->r[0]);
+    if (c->pid > 0)
+        sqlite3_bind_int64(st, 19, c->pid);
     int rc = step(s, ST_CHANGE);
     for (size_t i = 0; rc == 0 && p->n > 1 && i < p->n; i++) {
         st = s->stmt[ST_RANGE];

@@ -354,6 +354,8 @@ static void bind_bounds(sqlite3_stmt *s, const struct mw_trace_filter *f)
     sqlite3_bind_int64(s, 2, f && f->has_until ? clamp(f->until) : INT64_MAX);
     if (f && f->tag)
         sqlite3_bind_text(s, 3, f->tag, -1, SQLITE_STATIC);
+    if (f && f->pid)
+        sqlite3_bind_int64(s, 4, f->pid);
 }
 
 mw_value_reader *mw_trace_reader_values(mw_trace_reader *r)
@@ -366,19 +368,35 @@ mw_value_reader *mw_trace_reader_values(mw_trace_reader *r)
     return r->values;
 }
 
+int mw_trace_reader_has_pid(mw_trace_reader *r)
+{
+    sqlite3_stmt *s;
+    int has = 0;
+    if (sqlite3_prepare_v2(r->db, "SELECT 1 FROM pragma_table_info('changes') WHERE name = 'pid'",
+                           -1, &s, NULL) == SQLITE_OK) {
+        has = sqlite3_step(s) == SQLITE_ROW;
+        sqlite3_finalize(s);
+    }
+    return has;
+}
+
 int mw_trace_iter_start(mw_trace_reader *r, const struct mw_trace_filter *f, mw_trace_iter **out)
 {
     /* The tag becomes a set of object ids, so that changes_by_object (object_id, seq)
      * drives the scan; without a tag the changes' primary key does. Each change's ranges
      * and bytes come from the value reader, however they are kept. */
     char sql[1024];
+    /* Version 1 traces have no processes. */
+    int has_pid = mw_trace_reader_has_pid(r);
     snprintf(sql, sizeof(sql),
              "SELECT c.seq, c.time_ns, o.tag, c.object_id, o.size, c.file, c.line,"
-             " c.function, c.thread_id, c.thread_name, c.native_symbol"
+             " c.function, c.thread_id, c.thread_name, c.native_symbol, %s"
              " FROM changes AS c JOIN objects AS o ON o.id = c.object_id"
-             " WHERE c.seq BETWEEN ?1 AND ?2%s"
+             " WHERE c.seq BETWEEN ?1 AND ?2%s%s"
              " ORDER BY c.seq",
-             f && f->tag ? " AND c.object_id IN (SELECT id FROM objects WHERE tag = ?3)" : "");
+             has_pid ? "c.pid" : "NULL",
+             f && f->tag ? " AND c.object_id IN (SELECT id FROM objects WHERE tag = ?3)" : "",
+             f && f->pid ? (has_pid ? " AND c.pid = ?4" : " AND 0") : "");
     *out = NULL;
     if (!mw_trace_reader_values(r))
         return r->errmsg[0] ? MW_ETRACE : -ENOMEM;
@@ -451,6 +469,7 @@ int mw_trace_iter_next(mw_trace_iter *it, struct mw_trace_row *row)
     row->thread_id = sqlite3_column_int64(s, 8);
     row->thread_name = col_text(s, 9);
     row->native_symbol = col_text(s, 10);
+    row->pid = sqlite3_column_int64(s, 11);
     if (!row->tag)
         row->tag = "";
     it->rows++;

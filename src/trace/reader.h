@@ -60,6 +60,7 @@ struct mw_trace_filter {
     int has_since, has_until;
     uint64_t since, until;    /* seq bounds */
     uint64_t limit;           /* 0: no limit (counts ranges) */
+    int64_t pid;              /* 0: every process */
 };
 
 /* One changed range with its change and object. Pointers stay valid until the next call
@@ -81,7 +82,11 @@ struct mw_trace_row {
     int64_t thread_id;          /* 0: unknown */
     const char *thread_name;    /* NULL: unknown */
     const char *native_symbol;  /* NULL: unknown */
+    int64_t pid;                /* the writing process; 0: unknown */
 };
+
+/* 1 when the trace's changes name their process (changes.pid), else 0. */
+int mw_trace_reader_has_pid(mw_trace_reader *r);
 
 typedef struct mw_trace_iter mw_trace_iter;
 /* Rows in (seq, offset) order, with their bytes however the trace keeps them. */

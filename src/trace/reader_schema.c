@@ -16,7 +16,14 @@
 /* Tables older traces may lack (they came later within schema version 1). */
 static int optional_table(const char *name)
 {
-    return strcmp(name, "change_stats") == 0;
+    return strcmp(name, "change_stats") == 0 || strcmp(name, "processes") == 0;
+}
+
+/* Columns older traces of this version may lack (they came later within version 2, before
+ * its release: readers do without them). */
+static int optional_column(const char *table, const char *column)
+{
+    return strcmp(table, "changes") == 0 && strcmp(column, "pid") == 0;
 }
 
 /* The schema a file of this version was made by: a version 1 trace has version 1's tables
@@ -79,7 +86,7 @@ static int check_columns(sqlite3 *file, sqlite3 *expected, const char *name, cha
                              "COLLATE NOCASE", name, col, hidden, sizeof hidden);
         if (found < 0)
             rc = -1;
-        else if (found == 0)
+        else if (found == 0 && !optional_column(name, col))
             rc = refuse(err, errlen, "table '%s' has no column '%s'", name, col);
     }
     sqlite3_finalize(s);

@@ -24,6 +24,8 @@ enum mw_record_type {
     MW_REC_STATS = 5,       /* engine statistics at the end of the run */
     MW_REC_RANGES = 6,      /* more ranges of the change just sent (large changes) */
     MW_REC_VALUE = 7,       /* an object's whole value before a change (its base) */
+    MW_REC_END = 8,         /* the process is exiting, with this status */
+    MW_REC_LOST = 9,        /* what the sender could not deliver (channel.c) */
 };
 
 /* Frames are bounded so that a malformed length cannot make the reader allocate
@@ -37,11 +39,34 @@ enum mw_record_type {
 #define MW_REC_MAX_NDIM 64
 #define MW_REC_VALUE_ALIGN ((uint64_t)1 << 20)
 
+/* The first record of every connection (one per traced process, and one more each time
+ * a process reconnects: MW_HELLO_RESUME). */
+enum { MW_HELLO_RESUME = 1, MW_HELLO_FORKED = 2 };
 struct mw_rec_hello {
     const char *python_version;   /* sys.version */
     const char *backend;          /* detection backend in use */
     int64_t pid;
     int64_t page_size;
+    int64_t ppid;
+    int64_t start_unix_ns;        /* wall clock when the process started (or forked) */
+    const char *argv;             /* the command line, each argument NUL-terminated */
+    uint32_t argv_len;            /* bytes of argv */
+    uint32_t flags;               /* MW_HELLO_* */
+    /* MW_HELLO_FORKED: object ids up to this one, and change seqs up to inherited_seq,
+     * were the parent's when it forked. */
+    uint64_t inherited_ids, inherited_seq;
+};
+
+/* The process ends: its exit status (-1 when not known). */
+struct mw_rec_end {
+    int64_t status;
+    uint64_t time_ns;
+};
+
+/* Records the sender had to give up since the last such record: changes among them,
+ * and all their bytes. */
+struct mw_rec_lost {
+    uint64_t changes, records, bytes;
 };
 
 struct mw_rec_object {
@@ -88,6 +113,8 @@ struct mw_rec_change {
     /* Decoded: from the first changed byte to the end of the last, over all its frames
      * (the encoder computes them from ranges). */
     uint64_t extent_lo, extent_hi;
+    /* Not on the wire: the writing process, set by the trace writer (serve.c). */
+    int64_t pid;
 };
 
 /* Continuation of a change: more of its ranges (see MW_REC_MAX_FRAME). */
@@ -134,6 +161,11 @@ struct mw_rec_buf {
 };
 void mw_rec_buf_free(struct mw_rec_buf *b);
 int mw_rec_encode_hello(struct mw_rec_buf *b, const struct mw_rec_hello *r);
+int mw_rec_encode_end(struct mw_rec_buf *b, const struct mw_rec_end *r);
+int mw_rec_encode_lost(struct mw_rec_buf *b, const struct mw_rec_lost *r);
+/* The bytes of the frame (its length, type and payload) at data, whose first bytes are a
+ * whole frame's length field, or 0 when fewer than 4 bytes are left. */
+size_t mw_rec_frame_size(const unsigned char *data, size_t len);
 int mw_rec_encode_object(struct mw_rec_buf *b, const struct mw_rec_object *r);
 int mw_rec_encode_unwatch(struct mw_rec_buf *b, const struct mw_rec_unwatch *r);
 int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r);
@@ -182,6 +214,8 @@ struct mw_rec_decoded {
         struct mw_rec_stats stats;
         struct mw_rec_ranges ranges;
         struct mw_rec_value value;
+        struct mw_rec_end end;
+        struct mw_rec_lost lost;
     } u;
 };
 typedef struct mw_rec_decoder mw_rec_decoder;
@@ -192,6 +226,9 @@ int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len);
 /* 1 and fills *out when a whole frame is available, 0 when more bytes are needed,
  * MW_EFORMAT on a malformed frame. */
 int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out);
+/* Gives the frame returned last back, to be returned again by the next call (before any
+ * feed): a reader that cannot apply it yet. */
+void mw_rec_decoder_unget(mw_rec_decoder *d);
 /* Bytes fed but not yet returned as whole frames (a partial frame at end of input), and
  * that partial frame's type when its type byte has arrived (else 0). */
 size_t mw_rec_decoder_pending(const mw_rec_decoder *d, int *partial_type);

@@ -330,6 +330,12 @@ static int64_t mark_tag(const struct report *r, const struct mark *m)
     return m->tag == UINT32_MAX ? -1 : (int64_t)m->tag;
 }
 
+static int64_t mark_pid(const struct report *r, const struct mark *m)
+{
+    (void)r;
+    return m->pid;
+}
+
 static int64_t mark_loc(const struct report *r, const struct mark *m)
 {
     return r->locs[m->loc].out_index;
@@ -388,6 +394,7 @@ static void write_marks(const struct report *r, int *first)
     write_i64s(f, "elements", &mk, r, mark_elements);
     write_i64s(f, "nf", &mk, r, mark_nonfinite);
     write_i64s(f, "not_kept", &mk, r, mark_not_kept);
+    write_i64s(f, "pid", &mk, r, mark_pid);
     fputs(",\"new\":[", f);
     for (size_t i = 0; i < r->nmarks; i++) {
         if (i)

@@ -94,6 +94,7 @@ struct mark {
     uint8_t not_kept;          /* its bytes: 0 kept, 1 not kept (--values=summary), 2 dropped */
     uint8_t nonfinite;         /* NF_* of the change, 0 none */
     int64_t elements;          /* elements changed (change_stats), -1 unknown */
+    int64_t pid;               /* the writing process, 0 unknown */
 };
 
 struct nf_event {
@@ -135,6 +136,7 @@ struct report {
     int elements_table;
     int change_stats;           /* the trace has the change_stats table */
     int values_v2;              /* changes keep their bytes as version 2 says (kept) */
+    int has_pid;                /* changes name their process (changes.pid) */
     struct mw_value_reader *values;   /* decodes chunks when bytes are shown; made on use */
     int stats_used;             /* some change's NaN/Inf counts came from there */
 };

@@ -255,12 +255,14 @@ static int load_counts(struct report *r)
                            "(SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
                            "name = 'change_stats'), "
                            "(SELECT count(*) FROM pragma_table_info('changes') WHERE name = 'kept')"
-                           " + (SELECT count(*) FROM sqlite_master WHERE name = 'chunks')",
+                           " + (SELECT count(*) FROM sqlite_master WHERE name = 'chunks'), "
+                           "(SELECT count(*) FROM pragma_table_info('changes') WHERE name = 'pid')",
                            -1, &s, NULL) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_ROW) {
         r->elements_table = sqlite3_column_int(s, 0) > 0;
         r->change_stats = sqlite3_column_int(s, 1) > 0;
         r->values_v2 = sqlite3_column_int(s, 2) == 2;
+        r->has_pid = sqlite3_column_int(s, 3) > 0;
     }
     sqlite3_finalize(s);
     return 0;

@@ -179,7 +179,7 @@ struct current {
 /* Columns of the scan's rows (see scan_sql). */
 enum { COL_SEQ, COL_TIME, COL_OBJECT, COL_FILE, COL_LINE, COL_FUNCTION, COL_NATIVE, COL_OFFSET,
        COL_LENGTH, COL_NEW, COL_OLD, COL_ST_SEQ, COL_ST_ELEMENTS, COL_ST_NAN, COL_ST_INF,
-       COL_ST_GONE, COL_ST_UNKNOWN, COL_KEPT };
+       COL_ST_GONE, COL_ST_UNKNOWN, COL_KEPT, COL_PID };
 
 /* Lists a NaN/Inf event of the change (element UINT64_MAX: unknown), while there is room. */
 static void add_event(struct report *r, const struct mark *m, uint64_t element, int kind)
@@ -311,6 +311,7 @@ static int begin_change(struct report *r, struct current *c, sqlite3_stmt *s,
     c->active = 1;
     int64_t tns = sqlite3_column_int64(s, COL_TIME);
     c->m.seq = (uint64_t)sqlite3_column_int64(s, COL_SEQ);
+    c->m.pid = sqlite3_column_int64(s, COL_PID);   /* 0: unknown */
     c->m.t = tns > 0 ? (uint64_t)tns : 0;
     c->obj = mw_report_find_object(r, sqlite3_column_int64(s, COL_OBJECT));
     c->tag = c->obj ? &r->tags[c->obj->tag] : NULL;
@@ -443,27 +444,38 @@ static void add_range(struct report *r, struct current *c, sqlite3_stmt *s)
  * range in its own row, and says where its bytes are (kept). */
 static const char *scan_sql(const struct report *r)
 {
+    /* Changes name their process in traces since processes came (changes.pid). */
     if (r->values_v2)
-        return "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
-               "c.native_symbol, coalesce(r.offset, c.offset), coalesce(r.length, c.length), "
-               "CASE WHEN r.seq IS NULL THEN c.new ELSE r.new END, "
-               "CASE WHEN r.seq IS NULL THEN c.old ELSE r.old END, "
-               "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
-               "st.nan_gone + st.inf_gone, st.unknown, c.kept "
-               "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
-               "LEFT JOIN change_stats AS st ON st.seq = c.seq "
-               "ORDER BY c.seq, r.offset";
+        return r->has_pid
+               ? "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
+                 "c.native_symbol, coalesce(r.offset, c.offset), coalesce(r.length, c.length), "
+                 "CASE WHEN r.seq IS NULL THEN c.new ELSE r.new END, "
+                 "CASE WHEN r.seq IS NULL THEN c.old ELSE r.old END, "
+                 "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
+                 "st.nan_gone + st.inf_gone, st.unknown, c.kept, c.pid "
+                 "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
+                 "LEFT JOIN change_stats AS st ON st.seq = c.seq "
+                 "ORDER BY c.seq, r.offset"
+               : "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
+                 "c.native_symbol, coalesce(r.offset, c.offset), coalesce(r.length, c.length), "
+                 "CASE WHEN r.seq IS NULL THEN c.new ELSE r.new END, "
+                 "CASE WHEN r.seq IS NULL THEN c.old ELSE r.old END, "
+                 "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
+                 "st.nan_gone + st.inf_gone, st.unknown, c.kept, NULL "
+                 "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
+                 "LEFT JOIN change_stats AS st ON st.seq = c.seq "
+                 "ORDER BY c.seq, r.offset";
     return r->change_stats
                ? "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
                  "c.native_symbol, r.offset, r.length, r.new, r.old, "
                  "st.seq, st.elements, st.nan_appeared, st.inf_appeared, "
-                 "st.nan_gone + st.inf_gone, st.unknown, NULL "
+                 "st.nan_gone + st.inf_gone, st.unknown, NULL, NULL "
                  "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
                  "LEFT JOIN change_stats AS st ON st.seq = c.seq "
                  "ORDER BY c.seq, r.offset"
                : "SELECT c.seq, c.time_ns, c.object_id, c.file, c.line, c.function, "
                  "c.native_symbol, r.offset, r.length, r.new, r.old, NULL, NULL, NULL, NULL, "
-                 "NULL, NULL, NULL "
+                 "NULL, NULL, NULL, NULL "
                  "FROM changes AS c LEFT JOIN ranges AS r ON r.seq = c.seq "
                  "ORDER BY c.seq, r.offset";
 }

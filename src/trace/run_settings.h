@@ -49,7 +49,8 @@ struct mw_run_settings {
 /* Environment variables the launcher sets for the injected library. The library removes
  * every one of them before the script starts (mw_env_ours), so the script and its
  * children see the user's own environment. */
-#define MW_ENV_TRACE_FD "MEMWATCH_TRACE_FD"     /* the record pipe's write end */
+#define MW_ENV_TRACE_SOCKET "MEMWATCH_TRACE_SOCKET" /* the writer's socket (abstract name) */
+#define MW_ENV_FOLLOW "MEMWATCH_FOLLOW"         /* "0": fork children are not traced */
 #define MW_ENV_START_NS "MEMWATCH_START_NS"     /* CLOCK_MONOTONIC at the run's start */
 #define MW_ENV_CHECK "MEMWATCH_CHECK"
 #define MW_ENV_BACKEND "MEMWATCH_BACKEND"

@@ -34,7 +34,6 @@
 
 #define BATCH_RECORDS 8192
 #define BATCH_NS (100 * 1000 * 1000ull)
-#define READ_SIZE (256 * 1024)
 
 enum { ST_OBJECT, ST_UNWATCH, ST_STATS, ST_HELLO, ST_META, ST_COUNT };
 
@@ -511,6 +510,9 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
         if ((rc = mw_change_store_value(w->store, &rec->u.value)))
             return store_err(w, rc);
         return 0;
+    case MW_REC_END:
+    case MW_REC_LOST:
+        return 0;   /* the connection's business (serve.c) */
     }
     return set_err(w, MW_EFORMAT, "unknown record type %d", (int)rec->type);
 }
@@ -523,86 +525,124 @@ static int store_dropped(mw_trace_writer *w)
     return exec(w, sql);
 }
 
-int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
+int mw_trace_writer_end_stream(mw_trace_writer *w, int cut_change)
 {
-    mw_rec_decoder *d;
-    int rc = mw_rec_decoder_create(&d);
-    unsigned char *buf = malloc(READ_SIZE);
-    if (rc || !buf) {
-        mw_rec_decoder_destroy(d);
-        free(buf);
-        return set_err(w, -ENOMEM, "out of memory");
-    }
-    uint64_t offset = 0;   /* bytes consumed, for messages */
-    for (;;) {
-        int timeout = -1;
-        if (w->in_txn) {
-            uint64_t age = now_ns() - w->batch_start_ns;
-            if (age >= BATCH_NS) {
-                if ((rc = mw_trace_writer_commit(w)))
-                    goto out;
-                continue;
-            }
-            timeout = (int)((BATCH_NS - age + 999999) / 1000000);
-        }
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int n = poll(&p, 1, timeout);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = set_err(w, -errno, "cannot wait for records: %s", strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            continue;   /* the batch is due: committed at the top */
-        ssize_t got = read(fd, buf, READ_SIZE);
-        if (got < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            rc = set_err(w, -errno, "cannot read records: %s", strerror(errno));
-            goto out;
-        }
-        if (got == 0)
-            break;
-        offset += (uint64_t)got;
-        if ((rc = mw_rec_decoder_feed(d, buf, (size_t)got))) {
-            set_err(w, rc, "out of memory");
-            goto out;
-        }
-        struct mw_rec_decoded rec;
-        while ((rc = mw_rec_decoder_next(d, &rec)) == 1) {
-            if ((rc = mw_trace_writer_apply(w, &rec)))
-                goto out;
-            if (w->batch_records >= BATCH_RECORDS ||
-                ((w->batch_records & 63) == 0 && now_ns() - w->batch_start_ns >= BATCH_NS))
-                if ((rc = mw_trace_writer_commit(w)))
-                    goto out;
-        }
-        if (rc < 0) {
-            set_err(w, rc, "malformed record in the stream (within its first %" PRIu64 " bytes)",
-                    offset);
-            goto out;
-        }
-    }
-    /* End of the stream. A change whose last frame never came is stored as far as it came;
-     * a partial frame means the traced process died while sending it. */
+    /* A change whose last frame never came is stored as far as it came; a frame cut off
+     * means the traced process died while sending it. */
     struct mw_stored done = {0};
+    int rc;
     if ((rc = begin_batch(w)) ||
         (rc = stored(w, mw_change_store_flush(w->store, &done), &done)))
-        goto out;
-    int type;
-    if (mw_rec_decoder_pending(d, &type) > 0 && (type == MW_REC_CHANGE || type == MW_REC_RANGES)) {
+        return rc;
+    if (cut_change) {
         w->dropped++;
-        if ((rc = begin_batch(w)) || (rc = store_dropped(w)))
-            goto out;
+        if ((rc = store_dropped(w)))
+            return rc;
     }
-    rc = mw_trace_writer_commit(w);
-out:
+    return 0;
+}
+
+int mw_trace_writer_due(mw_trace_writer *w, int *timeout_ms)
+{
+    *timeout_ms = -1;
+    if (!w->in_txn)
+        return 0;
+    uint64_t age = now_ns() - w->batch_start_ns;
+    if (age >= BATCH_NS || w->batch_records >= BATCH_RECORDS)
+        return mw_trace_writer_commit(w);
+    *timeout_ms = (int)((BATCH_NS - age + 999999) / 1000000);
+    return 0;
+}
+
+/* The command line as a JSON array, from its arguments each NUL-terminated. */
+static char *json_argv_nul(const char *args, size_t len)
+{
+    struct sbuf b = {0};
+    sb_str(&b, "[");
+    for (size_t at = 0, i = 0; at < len; i++) {
+        if (i)
+            sb_str(&b, ", ");
+        sb_json_string(&b, args + at);
+        at += strlen(args + at) + 1;
+    }
+    sb_str(&b, "]");
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+int mw_trace_writer_process(mw_trace_writer *w, const struct mw_trace_process *p)
+{
+    int rc = begin_batch(w);
     if (rc)
-        mw_trace_writer_commit(w);   /* keep what was applied */
-    mw_rec_decoder_destroy(d);
-    free(buf);
+        return rc;
+    char *argv = p->argv_len ? json_argv_nul(p->argv, p->argv_len) : NULL;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(w->db,
+                           "INSERT OR REPLACE INTO processes (pid, ppid, root, forked, argv,"
+                           " start_unix_ns, traced) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           -1, &s, NULL) != SQLITE_OK) {
+        free(argv);
+        return db_err(w, "cannot record a process");
+    }
+    sqlite3_bind_int64(s, 1, p->pid);
+    if (p->ppid > 0)
+        sqlite3_bind_int64(s, 2, p->ppid);
+    sqlite3_bind_int(s, 3, p->root != 0);
+    sqlite3_bind_int(s, 4, p->forked != 0);
+    if (argv)
+        sqlite3_bind_text(s, 5, argv, -1, free);
+    if (p->start_unix_ns)
+        sqlite3_bind_int64(s, 6, p->start_unix_ns);
+    sqlite3_bind_int(s, 7, p->traced != 0);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_err(w, "cannot record a process");
+    sqlite3_finalize(s);
     return rc;
+}
+
+int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_unix_ns,
+                                int exit_status, int signal)
+{
+    int rc = begin_batch(w);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(w->db,
+                           "UPDATE processes SET end_unix_ns = coalesce(?, end_unix_ns),"
+                           " exit_status = coalesce(?, exit_status),"
+                           " end_signal = coalesce(?, end_signal) WHERE pid = ?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_err(w, "cannot record the end of a process");
+    if (end_unix_ns)
+        sqlite3_bind_int64(s, 1, end_unix_ns);
+    if (exit_status >= 0)
+        sqlite3_bind_int(s, 2, exit_status);
+    if (signal > 0)
+        sqlite3_bind_int(s, 3, signal);
+    sqlite3_bind_int64(s, 4, pid);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        rc = db_err(w, "cannot record the end of a process");
+    sqlite3_finalize(s);
+    return rc;
+}
+
+void mw_trace_writer_note_dropped(mw_trace_writer *w)
+{
+    w->dropped++;
+}
+
+int mw_trace_writer_fail(mw_trace_writer *w, int status, const char *message)
+{
+    return set_err(w, status, "%s", message);
+}
+
+int mw_trace_writer_meta(mw_trace_writer *w, const char *key, uint64_t value)
+{
+    int rc = begin_batch(w);
+    return rc ? rc : put_meta_number(w, key, value);
 }
 
 int mw_trace_writer_end_run(mw_trace_writer *w, const struct mw_run_end *end)

@@ -56,9 +56,35 @@ int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
 int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec);
 /* Commits the current batch (no-op when empty). */
 int mw_trace_writer_commit(mw_trace_writer *w);
-/* Reads records from fd until end of file, committing at least every 100 ms and every
- * few thousand records. Returns 0 at end of file. */
+/* Commits the batch when it is due (100 ms old, or a few thousand records); *timeout_ms
+ * is then how long until the open batch is due (-1: none open). serve.h reads the
+ * records and calls this between them. */
+int mw_trace_writer_due(mw_trace_writer *w, int *timeout_ms);
+/* A connection's stream ended: stores the change it was sending as far as it came, and
+ * counts it dropped when cut_change (its last frame was cut off). */
+int mw_trace_writer_end_stream(mw_trace_writer *w, int cut_change);
+
+/* A process of the run (the processes table). argv: its arguments each NUL-terminated. */
+struct mw_trace_process {
+    int64_t pid, ppid;
+    int root, forked, traced;
+    const char *argv;
+    uint32_t argv_len;
+    int64_t start_unix_ns;
+};
+int mw_trace_writer_process(mw_trace_writer *w, const struct mw_trace_process *p);
+/* Its end as far as known: 0, -1 and 0 leave a field as it is. */
+int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_unix_ns,
+                                int exit_status, int signal);
+/* Reads records from fd (one stream, e.g. a pipe) until end of file, as serve.h reads a
+ * connection. 0 at end of file. Defined in serve.c. */
 int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd);
+/* A change that cannot be stored (run.changes_dropped). */
+void mw_trace_writer_note_dropped(mw_trace_writer *w);
+/* Sets the writer's error: status, and message as mw_trace_writer_errmsg gives it. */
+int mw_trace_writer_fail(mw_trace_writer *w, int status, const char *message);
+/* A number in meta. */
+int mw_trace_writer_meta(mw_trace_writer *w, const char *key, uint64_t value);
 int mw_trace_writer_end_run(mw_trace_writer *w, const struct mw_run_end *end);
 void mw_trace_writer_totals(const mw_trace_writer *w, struct mw_trace_totals *out);
 

@@ -164,7 +164,8 @@ assert abs(r["delta_min"] - 0.01) < 1e-6 and abs(r["delta_max"] - 0.1234) < 1e-6
     run_memwatch -0 diff -t np.db f32
     local writer
     writer=$(writer_re '  .*elements\.py:[0-9]+ <module>  thread MainThread' '')
-    assert_output --regexp "seq 14  [0-9.]+s  f32  3 elements$writer
+    # (a traced run names the process that wrote)
+    assert_output --regexp "seq 14  [0-9.]+s  f32  3 elements$writer  process [0-9]+
 !! 1 NaN and 1 Inf appeared
   f32\[0, 0\]: 0\.0 -> inf  !! Inf appeared
   f32\[1, 2\]: 0\.1234 -> 0\.1334
@@ -221,7 +222,7 @@ OUT
 @test "query --elements with --summary or --sql is a usage error" {
     run_memwatch -2 --separate-stderr query -e -s np.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--summary' and '--elements' cannot be combined"
-    assert_equal "${stderr_lines[1]}" "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [trace ...]"
+    assert_equal "${stderr_lines[1]}" "usage: memwatch query [-s | -e] [-f format] [-n limit] [--since seq] [--until seq] [--tag tag] [--pid pid] [trace ...]"
     run_memwatch -2 --separate-stderr query --elements --sql "SELECT 1" np.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--sql' cannot be combined with '--elements'"
 }

@@ -21,12 +21,12 @@ setup() {
     run_memwatch -0 --separate-stderr query t.db
     assert_equal "$stderr" ""
     assert_output - <<'OUT'
-seq      time  tag      offset  length  old       new                 where               thread
-  1  0.001500  weights       0       4  00000000  01020304            train.py:10 step    MainThread
-  1  0.001500  weights      20       1  00        41                  train.py:10 step    MainThread
-  2  0.002500  bias          4       4  0000803f  00000040            train.py:11 step    MainThread
-  3  0.003500  weights       2       2  0304      ffff                train.py:20 update  worker
-  3  0.003500  weights      40      24  ?         000102030405..1617  train.py:20 update  worker
+seq      time  tag      offset  length  old       new                 where               thread      pid
+  1  0.001500  weights       0       4  00000000  01020304            train.py:10 step    MainThread  -
+  1  0.001500  weights      20       1  00        41                  train.py:10 step    MainThread  -
+  2  0.002500  bias          4       4  0000803f  00000040            train.py:11 step    MainThread  -
+  3  0.003500  weights       2       2  0304      ffff                train.py:20 update  worker      -
+  3  0.003500  weights      40      24  ?         000102030405..1617  train.py:20 update  worker      -
 OUT
 }
 
@@ -49,15 +49,15 @@ PY
 
 @test "query --format jsonl gives one object per line" {
     run_memwatch -0 query -f jsonl --tag bias t.db
-    assert_output '{"seq": 2, "time_ns": 2500000, "tag": "bias", "object_id": 2, "offset": 4, "length": 4, "old_hex": "0000803f", "new_hex": "00000040", "complete": 1, "file": "train.py", "line": 11, "function": "step", "thread": "MainThread", "thread_id": 101, "kept": "rows"}'
+    assert_output '{"seq": 2, "time_ns": 2500000, "tag": "bias", "object_id": 2, "offset": 4, "length": 4, "old_hex": "0000803f", "new_hex": "00000040", "complete": 1, "file": "train.py", "line": 11, "function": "step", "thread": "MainThread", "thread_id": 101, "kept": "rows", "pid": null}'
 }
 
 @test "query --format csv has a header and quotes what needs quoting" {
     sqlite3 t.db "UPDATE changes SET function = 'f, \"g\"' WHERE seq = 2"
     run_memwatch -0 query -f csv --since 2 --until 2 t.db
     assert_output - <<'OUT'
-seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept
-2,2500000,bias,2,4,4,0000803f,00000040,1,train.py,11,"f, ""g""",MainThread,101,rows
+seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept,pid
+2,2500000,bias,2,4,4,0000803f,00000040,1,train.py,11,"f, ""g""",MainThread,101,rows,
 OUT
 }
 

@@ -114,7 +114,7 @@ PY
     assert_equal "$(grep -c '^rank 1 ' <<<"$rows")" "$(sqlite3 t.rank1.db 'SELECT count(*) FROM changes')"
     # The same order as the machine formats.
     run_memwatch -0 query -f csv t.rank0.db t.rank1.db
-    assert_line --index 0 'trace,rank,trace_file,unix_ns,seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept'
+    assert_line --index 0 'trace,rank,trace_file,unix_ns,seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept,pid'
     assert_equal "$(sed 1d <<<"$output" | cut -d, -f1,5)" \
                  "$(awk '{print $1 " " $2 "," $3}' <<<"$rows")"
 }

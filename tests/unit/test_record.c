@@ -23,7 +23,7 @@ static mw_rec_decoder *decoder_with(const void *p, size_t n)
 static void test_hello_object_unwatch_stats(void)
 {
     struct mw_rec_buf b = {0};
-    struct mw_rec_hello h = {"3.11.2 (main)", "uffd", 1234, 4096};
+    struct mw_rec_hello h = {"3.11.2 (main)", "uffd", 1234, 4096, 1, 5, "a\0b\0", 4, 0, 0, 0};
     int64_t shape[2] = {3, 4}, strides[2] = {16, 4};
     struct mw_rec_object o = {.id = 7, .tag = "weights", .type_name = "numpy.ndarray",
                               .address = 0x7f0000001000ull, .size = 48, .readonly = 1,
@@ -251,7 +251,7 @@ static void test_malformed(void)
 
     /* a string whose length runs past the frame */
     struct mw_rec_buf b = {0};
-    struct mw_rec_hello h = {"abc", "x", 1, 4096};
+    struct mw_rec_hello h = {.python_version = "abc", .backend = "x", .pid = 1, .page_size = 4096};
     CHECK_EQ_INT(mw_rec_encode_hello(&b, &h), 0);
     put32(b.data + 5, 1000);
     CHECK_EQ_INT(decode_raw(b.data, b.len), MW_EFORMAT);

@@ -23,7 +23,8 @@ static int exists(const char *path)
 
 static void encode_sample(struct mw_rec_buf *b)
 {
-    struct mw_rec_hello h = {"3.11.2", "mprotect", 4321, 4096};
+    struct mw_rec_hello h = {.python_version = "3.11.2", .backend = "mprotect", .pid = 4321,
+                             .page_size = 4096};
     int64_t shape[1] = {8}, strides[1] = {1};
     struct mw_rec_object o = {.id = 1, .tag = "weights", .type_name = "bytearray",
                               .address = 4096, .size = 8, .format = "B", .itemsize = 1,

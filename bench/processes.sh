@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Fork workers writing a watched shared block (issue 16, Performance). A benchmark, not a
+# test.
+#
+# usage: bench/processes.sh [-r rounds] [-n lines] [-m memwatch] [-p python]
+#
+# bench/processes_workload.py writes a watched 1 MiB anonymous MAP_SHARED block line by
+# line (8 bytes per line, each line on the next page, so each line is one trap and one
+# change), in the same run and alternating from round to round:
+#   single   one process writes N lines, under memwatch trace (line mode, the default)
+#   pool     a multiprocessing Pool of 2 fork workers, N/2 lines each, under memwatch trace
+# each also under python3 alone, nothing watched (the baseline). The writing loops are
+# timed inside the processes that run them (summed over the workers). Prints the medians
+# of the per-change cost, (traced - python3) / changes recorded, and pool / single.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+runs=5 n=4000
+while getopts "r:n:m:p:h" opt; do
+    case $opt in
+    r) runs=$OPTARG ;; n) n=$OPTARG ;;
+    *) bench_option "$opt" ||
+        { echo "usage: bench/processes.sh [-r rounds] [-n lines] [-m memwatch] [-p python]" >&2; exit 2; } ;;
+    esac
+done
+need_memwatch
+need_python
+scratch_dir
+work=$here/processes_workload.py
+declare -A cost=()
+for ((i = 0; i < runs; i++)); do
+    for mode in single pool; do
+        out=$("$python" "$work" "$mode" "$n" plain)
+        plain=${out%% *}
+        rm -f "$tmp/$mode.db"
+        out=$("$memwatch" trace --python "$python" -q -o "$tmp/$mode.db" "$work" "$mode" "$n" watch)
+        traced=${out%% *}
+        changes=$(sqlite3 "$tmp/$mode.db" "SELECT count(*) FROM changes")
+        procs=$(sqlite3 "$tmp/$mode.db" "SELECT count(DISTINCT pid) FROM changes")
+        [ "$changes" -ge "$n" ] || { echo "bench: $mode recorded $changes changes for $n lines" >&2; exit 1; }
+        cost[$mode]+="$(awk -v t="$traced" -v p="$plain" -v c="$changes" 'BEGIN { printf "%.2f", (t - p) / c * 1e6 }') "
+    done
+done
+single=$(median_of ${cost[single]})
+pool=$(median_of ${cost[pool]})
+echo "lines=$n rounds=$runs python=$python (writing processes in pool: $procs)"
+printf '%-34s %s us\n' "per change, one process (line mode)" "$single"
+printf '%-34s %s us\n' "per change, Pool of 2 fork workers" "$pool"
+printf '%-34s %s\n' "ratio pool / single" "$(awk -v a="$pool" -v b="$single" 'BEGIN { printf "%.2f", a / b }')"

@@ -1,0 +1,45 @@
+"""Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
+by line, one 8-byte write per line, each on the next page, each a new value.
+
+usage: processes_workload.py single|pool N watch|plain
+
+single: this process writes N lines. pool: a multiprocessing Pool of 2 fork workers, each
+writes N/2 lines (its own bytes of each page). Prints the summed seconds of the writing
+loops (each timed inside its own process) and the lines written."""
+import mmap
+import multiprocessing as mp
+import sys
+import time
+
+SIZE = 1 << 20
+PAGE = 4096
+block = mmap.mmap(-1, SIZE)
+
+
+# A new value each time a page comes round again (256 pages; 256 % 251 != 0).
+VALUES = [bytes([v % 251 + 1]) * 8 for v in range(251)]
+
+
+def write_lines(worker, n):
+    t0 = time.perf_counter()
+    for i in range(n):
+        off = (i * PAGE) % SIZE + worker * 64
+        block[off:off + 8] = VALUES[i % 251]
+    return time.perf_counter() - t0
+
+
+def main():
+    mode, n, watch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "watch"
+    if watch:
+        import memwatch
+        memwatch.watch(block, "block")
+    if mode == "single":
+        seconds = write_lines(0, n)
+    else:
+        with mp.get_context("fork").Pool(2) as pool:
+            seconds = sum(pool.starmap(write_lines, [(0, n // 2), (1, n // 2)]))
+    print(f"{seconds:.6f} {n}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+# The channel from every traced process to the trace, and the processes of a run: the
+# script closing descriptors (issue 14 item 6), what cannot be delivered counted, the
+# processes table, query --pid, --no-follow.
+
+load common
+load 'helpers/uffd'
+bats_require_minimum_version 1.5.0
+
+setup() {
+    common_setup
+    db="$BATS_TEST_TMPDIR/t.db"
+    script="$BATS_TEST_TMPDIR/script.py"
+}
+
+q() {
+    sqlite3 "$db" "$1"
+}
+
+# The engine's own descriptor (userfaultfd) does not survive closerange yet; the channel's
+# does under either backend, and mprotect needs no descriptor.
+@test "os.closerange(3, 4096) in the script: later changes are still recorded, with their lines and bytes" {
+    cat > "$script" <<'PY'
+import os, memwatch
+b = bytearray(16)
+memwatch.watch(b, "b")
+b[0] = 1
+os.closerange(3, 4096)
+b[1] = 2
+f = open(os.devnull, "w")   # the freed descriptor number now names another file
+b[2] = 3
+print("done")
+PY
+    run_memwatch -0 --separate-stderr trace --backend mprotect -f -o "$db" "$script"
+    assert_output "done"
+    assert_equal "$(q "SELECT group_concat(line || ':' || offset || ':' || hex(old) || '>' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" \
+        "4:0:00>01 6:1:00>02 8:2:00>03"
+    [[ $stderr == *"1 object watched, 3 changes recorded"* ]]
+    [[ $stderr != *"could not be delivered"* ]]
+    assert_equal "$(q "SELECT count(*) FROM meta WHERE key = 'changes_undelivered'")" 0
+    # the replay equals the final contents
+    assert_equal "$(q "SELECT hex(new) FROM changes ORDER BY seq" | tr -d '\n')" "010203"
+}
+
+@test "a change that cannot be delivered (no descriptor to be had) is counted in the trace and the end-of-run line" {
+    cat > "$script" <<'PY'
+import os, resource, memwatch
+b = bytearray(16)
+memwatch.watch(b, "b")
+b[0] = 1
+os.closerange(3, 4096)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+b[1] = 2
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+b[2] = 3
+print("done")
+PY
+    run_memwatch -0 --separate-stderr trace --backend mprotect -f -o "$db" "$script"
+    assert_output "done"
+    assert_equal "$(q "SELECT group_concat(line || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" "4:01 10:03"
+    assert_equal "$(q "SELECT value FROM meta WHERE key = 'changes_undelivered'")" 1
+    [[ $stderr == *"2 changes recorded"* ]]
+    [[ $stderr == *"memwatch: 1 change could not be delivered to the trace"* ]]
+}
+
+@test "the processes table names the script's process, its command line and how it ended" {
+    cat > "$script" <<'PY'
+import memwatch, sys
+b = bytearray(8)
+memwatch.watch(b, "b")
+b[0] = 7
+sys.exit(3)
+PY
+    run_memwatch -3 trace -f -o "$db" "$script" one two
+    assert_equal "$(q "SELECT root, forked, traced, exit_status, end_signal IS NULL FROM processes")" "1|0|1|3|1"
+    assert_equal "$(q "SELECT json_extract(argv, '\$[#-2]') || ' ' || json_extract(argv, '\$[#-1]') FROM processes")" "one two"
+    assert_equal "$(q "SELECT count(*) FROM changes c JOIN processes p ON c.pid = p.pid")" 1
+    assert_equal "$(q "SELECT value FROM meta WHERE key = 'follow'")" 1
+}
+
+@test "--no-follow: the trace says children are not followed" {
+    cat > "$script" <<'PY'
+import memwatch
+b = bytearray(8)
+memwatch.watch(b, "b")
+b[0] = 7
+PY
+    run_memwatch -0 trace --no-follow -f -o "$db" "$script"
+    assert_equal "$(q "SELECT value FROM meta WHERE key = 'follow'")" 0
+}
+
+# replay_hex TAG SIZE: the object's bytes rebuilt from the trace (zeros, then every
+# change's new bytes in seq order), in hex.
+replay_hex() {
+    python3 - "$db" "$1" "$2" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+value = bytearray(int(sys.argv[3]))
+for off, new in db.execute("SELECT offset, new FROM change_ranges WHERE tag = ? ORDER BY seq, offset",
+                           (sys.argv[2],)):
+    value[off:off + len(new)] = new
+print(value.hex())
+PY
+}
+
+@test "a fork child writing an inherited MAP_SHARED watched buffer: its change is the child's, the parent's the parent's" {
+    cat > "$script" <<'PY'
+import mmap, os, memwatch
+m = mmap.mmap(-1, 4096)
+memwatch.watch(m, "shared")
+m[0:4] = b"PPPP"
+pid = os.fork()
+if pid == 0:
+    m[8:12] = b"CCCC"
+    os._exit(7)
+_, status = os.waitpid(pid, 0)
+m[16:18] = b"QQ"
+print(pid, os.waitstatus_to_exitcode(status), m[:32].hex())
+PY
+    for backend in uffd mprotect; do
+        # (a kernel without userfaultfd write-protection runs mprotect only)
+        [ "$backend" = uffd ] && uffd_unavailable && continue
+        run_memwatch -0 --separate-stderr trace --backend "$backend" -f -o "$db" "$script"
+        read -r child status final <<<"$output"
+        assert_equal "$status" 7
+        parent=$(q "SELECT pid FROM processes WHERE root = 1")
+        assert_equal "$(q "SELECT group_concat(pid || ':' || line || ':' || offset || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" \
+            "$parent:4:0:50505050 $child:7:8:43434343 $parent:10:16:5151"
+        assert_equal "$(q "SELECT ppid, forked, exit_status FROM processes WHERE pid = $child")" "$parent|1|7"
+        assert_equal "$(replay_hex shared 32)" "$final"
+        # query --pid: only the child's change, and the pid column names it
+        run_memwatch -0 query --pid "$child" -f csv "$db"
+        assert_equal "${#lines[@]}" 2
+        assert_line --index 1 --partial ",8,4,00000000,43434343,1,$script,7,<module>,"
+        assert_line --index 1 --regexp ",$child\$"
+        run_memwatch -0 query -s "$db"
+        assert_line --regexp "^process $child \\(parent $parent\\): 1 change, exit status 7 "
+    done
+}
+
+@test "a fork child resizes and frees a bytearray the parent watched, as under python3" {
+    cat > "$script" <<'PY'
+import os, memwatch
+b = bytearray(b"abcdefgh")
+memwatch.watch(b, "b")
+pid = os.fork()
+if pid == 0:
+    b.extend(b"ijkl")
+    b[0:1] = b"X"
+    del b[2:]
+    print("child", bytes(b), flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+b[1] = ord("Y")
+print("parent", bytes(b), status)
+PY
+    # Under python3, with a memwatch module that does nothing.
+    mkdir -p "$BATS_TEST_TMPDIR/stub"
+    echo 'def watch(obj, tag): pass' > "$BATS_TEST_TMPDIR/stub/memwatch.py"
+    run -0 env PYTHONPATH="$BATS_TEST_TMPDIR/stub" "${MEMWATCH_PYTHON:-python3}" "$script"
+    expected=$output
+    [[ $expected == *"child b'Xb'"* ]]
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    assert_equal "$output" "$expected"
+    # The child's copy was private: only the parent's write is in the trace.
+    assert_equal "$(q "SELECT count(*) || ':' || hex(new) FROM changes")" "1:59"
+    assert_equal "$(q "SELECT pid FROM changes")" "$(q "SELECT pid FROM processes WHERE root = 1")"
+}
+
+@test "a multiprocessing Pool (fork) writing a watched SharedMemory block: each change names its worker, line and bytes" {
+    cat > "$script" <<'PY'
+import multiprocessing as mp, os, memwatch
+from multiprocessing import shared_memory
+shm = shared_memory.SharedMemory(create=True, size=4 * 4096)
+memwatch.watch(shm.buf, "block")
+
+def work(i):
+    shm.buf[i * 4096:i * 4096 + 4] = bytes([65 + i]) * 4   # each task its own page
+    return i, os.getpid()
+
+if __name__ == "__main__":
+    with mp.get_context("fork").Pool(2) as pool:
+        done = pool.map(work, range(4))
+    print(" ".join(f"{i}:{pid}" for i, pid in done))
+    print(bytes(shm.buf).hex())
+    memwatch.unwatch("block")
+    shm.close()
+    shm.unlink()
+PY
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    final=${lines[1]}
+    # (how a worker's writes group into changes depends on the interpreter's line events;
+    # which process and line wrote each byte, and the bytes, do not)
+    for pair in ${lines[0]}; do
+        i=${pair%%:*} pid=${pair##*:}
+        assert_equal "$(q "SELECT c.pid || ':' || r.line || ':' || r.function || ':' ||
+                              hex(substr(r.new, $((i * 4096)) - r.offset + 1, 4))
+                           FROM change_ranges r JOIN changes c USING (seq)
+                           WHERE r.tag = 'block' AND r.offset <= $((i * 4096))
+                             AND r.offset + r.length >= $((i * 4096 + 4))")" \
+            "$pid:7:work:$(printf '%02X%02X%02X%02X' $((65 + i)) $((65 + i)) $((65 + i)) $((65 + i)))"
+        assert_equal "$(q "SELECT forked FROM processes WHERE pid = $pid")" 1
+    done
+    assert_equal "$(q "SELECT count(*) FROM changes WHERE pid = (SELECT pid FROM processes WHERE root = 1)")" 0
+    assert_equal "$(replay_hex block 16384)" "$final"
+}
+
+@test "--no-follow: a fork child runs untouched, its watch() works, nothing of it is recorded" {
+    cat > "$script" <<'PY'
+import mmap, os, memwatch
+m = mmap.mmap(-1, 4096)
+memwatch.watch(m, "shared")
+m[0] = 1
+pid = os.fork()
+if pid == 0:
+    m[8] = 2
+    own = bytearray(4)
+    memwatch.watch(own, "own")
+    own[0] = 3
+    memwatch.check()
+    print("child ok", flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(m[:9].hex())
+PY
+    run_memwatch -0 --separate-stderr trace --no-follow -f -o "$db" "$script"
+    assert_line --index 0 "child ok"
+    assert_line --index 1 "010000000000000002"
+    assert_equal "$(q "SELECT count(*) FROM processes")" 1
+    assert_equal "$(q "SELECT group_concat(offset || ':' || hex(new)) FROM changes")" "0:01"
+    assert_equal "$(q "SELECT value FROM meta WHERE key = 'follow'")" 0
+}
