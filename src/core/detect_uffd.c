@@ -38,6 +38,7 @@
  * Async-signal-safety: wp_range, the only function here a fault handler calls, is one
  * ioctl. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@
 
 #include "detector.h"
 #include "fault_path.h"
+#include "own_fds.h"
 #include "memory_map.h"
 #include "mw_error.h"
 
@@ -71,7 +73,9 @@ static int uffd_ioctl(int fd, unsigned long request, void *arg)
 }
 
 static size_t page_size;
-static int uffd = -1;
+/* The context's descriptor; memwatch's own (own_fds.h): the script's close() and
+ * close_range() leave it open, dup2() onto it moves it first. */
+static _Atomic int uffd = -1;
 static uint64_t features;          /* what UFFDIO_API granted */
 static int availability = -1;      /* -1 not probed yet */
 
@@ -170,6 +174,9 @@ static int uffd_init(const struct mw_detector_env *e)
         if (fd < 0)
             return fd;
         uffd = fd;
+        static int registered;
+        if (!registered)
+            registered = mw_own_fd_add(&uffd) == 0;
     }
     page_size = e->page_size;
     return mw_fault_path_start(e, wp_range);
@@ -250,9 +257,9 @@ static int uffd_unprotect(uintptr_t start, size_t len, int prot)
  * closes its copy and opens its own at its next init. */
 static void uffd_after_fork(void)
 {
-    if (uffd >= 0)
-        close(uffd);
-    uffd = -1;
+    int fd = atomic_exchange(&uffd, -1);
+    if (fd >= 0)
+        syscall(SYS_close, fd);   /* memwatch's own: the script's close() would not */
 }
 
 const struct mw_detector_ops mw_detect_uffd = {

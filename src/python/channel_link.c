@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,13 +36,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "own_fds.h"
+
 #define ARGV_MAX 4096
 /* A hello's fixed part: frame head, strings' lengths, numbers. */
 #define HELLO_FIXED 128
 
 static struct sockaddr_un addr;
 static socklen_t addr_len;
-static int link_fd = -1;
+/* The socket; registered as memwatch's own (own_fds.h), so that the script's close(),
+ * close_range() and dup2() leave it open under it. */
+static _Atomic int link_fd = -1;
 static dev_t link_dev;
 static ino_t link_ino;
 static unsigned link_gen;
@@ -56,6 +61,14 @@ static unsigned char hello_space[ARGV_MAX + 4096];
 static struct mw_rec_buf hello_buf;
 static struct mw_rec_lost lost;           /* counted, not yet reported */
 static uint64_t lost_total_changes;
+
+/* Closes memwatch's socket itself (the script's close() would leave it open). */
+static void close_own_link(void)
+{
+    int fd = atomic_exchange(&link_fd, -1);
+    if (fd >= 0)
+        syscall(SYS_close, fd);
+}
 
 static int raw_fstat(int fd, struct stat *st)
 {
@@ -157,6 +170,9 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     link_fd = fd;
+    static int registered;
+    if (!registered)
+        registered = mw_own_fd_add(&link_fd) == 0;
     link_dev = st.st_dev;
     link_ino = st.st_ino;
     link_gen++;
@@ -276,9 +292,7 @@ uint64_t mw_link_lost_changes(void)
 void mw_link_after_fork(uint64_t inherited_ids, uint64_t inherited_seq)
 {
     /* The parent's connection is the parent's: the child never writes to it. */
-    if (link_fd >= 0)
-        close(link_fd);
-    link_fd = -1;
+    close_own_link();
     memset(&lost, 0, sizeof lost);
     lost_total_changes = 0;
     if (!link_follow || !hello_buf.data)
@@ -288,7 +302,7 @@ void mw_link_after_fork(uint64_t inherited_ids, uint64_t inherited_seq)
 
 void mw_link_close(void)
 {
-    if (link_fd >= 0 && still_ours())
-        close(link_fd);
+    if (still_ours())
+        close_own_link();
     link_fd = -1;
 }

@@ -16,9 +16,10 @@ q() {
     sqlite3 "$db" "$1"
 }
 
-# The engine's own descriptor (userfaultfd) does not survive closerange yet; the channel's
-# does under either backend, and mprotect needs no descriptor.
-@test "os.closerange(3, 4096) in the script: later changes are still recorded, with their lines and bytes" {
+# memwatch's descriptors (the channel's socket, the userfaultfd context) stay open under
+# the script's close(), close_range() and dup2(); the channel also reconnects when one is
+# closed by other means.
+closerange_script() {
     cat > "$script" <<'PY'
 import os, memwatch
 b = bytearray(16)
@@ -30,6 +31,38 @@ f = open(os.devnull, "w")   # the freed descriptor number now names another file
 b[2] = 3
 print("done")
 PY
+}
+
+@test "os.closerange(3, 4096) in the script: later changes are still recorded (uffd)" {
+    closerange_script
+    run_memwatch -0 --separate-stderr trace --backend uffd -f -o "$db" "$script"
+    assert_output "done"
+    assert_equal "$(q "SELECT group_concat(line || ':' || offset || ':' || hex(old) || '>' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" \
+        "4:0:00>01 6:1:00>02 8:2:00>03"
+    [[ $stderr == *"1 object watched, 3 changes recorded"* ]]
+}
+
+@test "dup2 of the script's own file over every descriptor: memwatch's move, the script's calls succeed" {
+    cat > "$script" <<'PY'
+import os, memwatch
+b = bytearray(16)
+memwatch.watch(b, "b")
+b[0] = 1
+fd = os.open(os.devnull, os.O_WRONLY)
+for target in range(3, 64):
+    if target != fd:
+        os.dup2(fd, target)       # each number now names /dev/null
+        os.close(target)
+b[1] = 2
+print("done")
+PY
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    assert_output "done"
+    assert_equal "$(q "SELECT group_concat(line || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" "4:01 10:02"
+}
+
+@test "os.closerange(3, 4096) in the script: later changes are still recorded, with their lines and bytes" {
+    closerange_script
     run_memwatch -0 --separate-stderr trace --backend mprotect -f -o "$db" "$script"
     assert_output "done"
     assert_equal "$(q "SELECT group_concat(line || ':' || offset || ':' || hex(old) || '>' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" \
@@ -44,10 +77,13 @@ PY
 @test "a change that cannot be delivered (no descriptor to be had) is counted in the trace and the end-of-run line" {
     cat > "$script" <<'PY'
 import os, resource, memwatch
+import ctypes
 b = bytearray(16)
 memwatch.watch(b, "b")
 b[0] = 1
-os.closerange(3, 4096)
+# Raw close system calls, which no C library function sees: the channel's socket goes.
+for fd in range(3, 256):
+    ctypes.CDLL(None).syscall(3, fd)          # SYS_close on x86-64
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
 b[1] = 2
@@ -57,7 +93,7 @@ print("done")
 PY
     run_memwatch -0 --separate-stderr trace --backend mprotect -f -o "$db" "$script"
     assert_output "done"
-    assert_equal "$(q "SELECT group_concat(line || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" "4:01 10:03"
+    assert_equal "$(q "SELECT group_concat(line || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" "5:01 13:03"
     assert_equal "$(q "SELECT value FROM meta WHERE key = 'changes_undelivered'")" 1
     [[ $stderr == *"2 changes recorded"* ]]
     [[ $stderr == *"memwatch: 1 change could not be delivered to the trace"* ]]
