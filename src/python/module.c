@@ -20,6 +20,7 @@
  * thread finishes is usually checked after it is gone. threading keeps running threads in
  * threading._active; memwatch wraps that dict so that names are remembered on removal. */
 static const char thread_names_source[] =
+    "import os as _os\n"
     "import sys as _sys\n"
     "_finished_names = {}\n"
     "def _install_thread_names():\n"
@@ -48,6 +49,12 @@ static const char thread_names_source[] =
     "        for t in list(threading._active.values()):\n"
     "            if getattr(t, 'native_id', None) == tid:\n"
     "                return t.name\n"
+    /* A fork child keeps the forking thread's object with the parent's native_id (3.11):
+     * the one thread that survived is this one, the main one when its id is the pid. */
+    "        if tid == threading.get_native_id():\n"
+    "            return threading.current_thread().name\n"
+    "        if tid == _os.getpid():\n"
+    "            return threading.main_thread().name\n"
     "    name = _finished_names.get(tid)\n"
     "    if name is not None:\n"
     "        return name\n"

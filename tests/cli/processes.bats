@@ -163,6 +163,8 @@ PY
         assert_equal "$(q "SELECT group_concat(pid || ':' || line || ':' || offset || ':' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" \
             "$parent:4:0:50505050 $child:7:8:43434343 $parent:10:16:5151"
         assert_equal "$(q "SELECT ppid, forked, exit_status FROM processes WHERE pid = $child")" "$parent|1|7"
+        # the child's only thread is its main thread, by name (threading keeps the parent's id)
+        assert_equal "$(q "SELECT DISTINCT thread_name FROM changes")" "MainThread"
         assert_equal "$(replay_hex shared 32)" "$final"
         # query --pid: only the child's change, and the pid column names it
         run_memwatch -0 query --pid "$child" -f csv "$db"
