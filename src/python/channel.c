@@ -349,13 +349,21 @@ int mw_channel_drain(void)
     return status;
 }
 
+/* The parent's records go before the fork, and `lock` is held across it (released by
+ * mw_channel_after_fork_parent, re-made in the child): the sender thread frees what it sent
+ * only under `lock`, so no thread of memwatch's is inside the allocator when the process
+ * is copied. No thread is started here either: one starting while the process forks holds
+ * an allocator lock of its own that the child would inherit taken (AddressSanitizer's
+ * allocator has no fork handlers: a fork child hung in its first thread). */
 void mw_channel_before_fork(void)
 {
     pthread_mutex_lock(&lock);
-    struct chunk *c = NULL;
-    if (channel_open && !broken && current.len && start_sender_locked() == 0 &&
-        (c = malloc(sizeof *c))) {
-        /* As queue_locked, without waiting for room: the forking thread holds the GIL. */
+    if (!channel_open || broken || !current.len)
+        return;
+    struct chunk *c = (queue_head || sending) ? malloc(sizeof *c) : NULL;
+    if (c) {
+        /* Behind what the running sender has yet to send, without waiting for room: the
+         * forking thread holds the GIL. */
         *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
         current = (struct mw_rec_buf){0};
         current_pos = (struct mw_link_pos){0};
@@ -366,7 +374,17 @@ void mw_channel_before_fork(void)
         queue_tail = c;
         queued_bytes += c->queued;
         pthread_cond_signal(&work_ready);
+        return;
     }
+    /* Nothing queued: written now, from this thread. */
+    int status = mw_link_send(current.data, current.len, &current_pos, 1);
+    gave_up(status, &current, current_pos.sent);
+    current.len = 0;
+    current_pos = (struct mw_link_pos){0};
+}
+
+void mw_channel_after_fork_parent(void)
+{
     pthread_mutex_unlock(&lock);
 }
 

@@ -36,9 +36,12 @@ uint64_t mw_channel_waited_ns(void);
 int mw_channel_drain(void);
 /* Writes what is buffered from this thread, now (before the interpreter starts). */
 int mw_channel_write_now(void);
-/* In the parent, before fork() (pthread_atfork): what is encoded goes to the sender now,
- * so that the objects a child inherits reach the trace without waiting for a check. */
+/* In the parent, before fork() (pthread_atfork): what is encoded is sent now (or queued
+ * behind the running sender), and the channel's lock stays held across the fork, so that
+ * no thread of memwatch's is inside the allocator then; mw_channel_after_fork_parent
+ * releases it. */
 void mw_channel_before_fork(void);
+void mw_channel_after_fork_parent(void);
 /* In a forked child (from pthread_atfork: async-signal-safe): forget the parent's
  * connection and queue without writing to them, and connect the child's own when
  * children are followed. */

@@ -138,7 +138,7 @@ __attribute__((constructor)) static void mw_inject_start(void)
     }
     restore_environment(launched);
     traced_pid = getpid();
-    pthread_atfork(mw_channel_before_fork, NULL, after_fork_in_child);
+    pthread_atfork(mw_channel_before_fork, mw_channel_after_fork_parent, after_fork_in_child);
     PyImport_AppendInittab("memwatch", mw_module_init);
     if (mw_run.traced)
         atexit(drain_at_exit);
