@@ -33,6 +33,13 @@ stages=${*:-asan tsan leaks fuzz}
 # ASan+UBSan run and by test_uffd_concurrency and the soak test instead.
 TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_concurrency|shadow|coalesce_gap)$'
 
+# The tests AddressSanitizer cannot run: a fork child that memwatch follows starts a thread
+# of its own, and GCC 12's ASan allocator takes no fork handlers, so an allocator lock held
+# by another of the parent's threads at the fork is never released in the child, and that
+# thread's first allocation waits forever (seen as a hung Pool worker). The fork paths run
+# in the plain build's suite; the rest of the suite runs under ASan.
+ASAN_EXCLUDE='^cli\.processes(\.py3\.[0-9]+)?$'
+
 # Each stage's own time, so CI's budget can be checked stage by stage.
 stamp() { printf '== %s: %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }
 
@@ -48,7 +55,8 @@ for stage in $stages; do
         # (fidelity.bats) put that library ahead of the runtime of the sanitized binary.
         ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:verify_asan_link_order=0} \
         UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-            ctest --test-dir "$root/build-asan" --output-on-failure -j2 --timeout 600
+            ctest --test-dir "$root/build-asan" --output-on-failure -j2 --timeout 600 \
+            -E "$ASAN_EXCLUDE"
         stamp asan "whole suite passed under ASan+UBSan"
         ;;
     tsan)
