@@ -303,15 +303,25 @@ static void unprotect_in_child(struct mw_page *e, void *ctx)
         mprotect((void *)e->addr, engine.page_size, MW_PROT_OF(atomic_load(&e->acct_prot)));
 }
 
-void mw_engine_reset_after_fork(void)
+/* In a fork child: the lock re-made (another parent thread may have held it at the fork:
+ * only the forking thread exists here), every page the parent protected opened, the
+ * index forgotten and the fault path let go. 1 when there was an engine to let go of. */
+static int let_go_in_child(void)
 {
     pthread_mutex_init(&engine.lock, NULL);
     engine.locked = 0;
     if (!engine.initialized || engine.detached)
-        return;
+        return 0;
     mw_region_index_foreach(engine.index, unprotect_in_child, NULL);
     mw_region_index_forget_all(engine.index);
     mw_fault_path_detach();
+    return 1;
+}
+
+void mw_engine_reset_after_fork(void)
+{
+    if (!let_go_in_child())
+        return;
     if (engine.det && engine.det->after_fork)
         engine.det->after_fork();
     /* The index, pool and accounts are the parent's watchers' (left as they are); init
@@ -331,14 +341,6 @@ void mw_engine_reset_after_fork(void)
 
 void mw_engine_detach_after_fork(void)
 {
-    /* Only the forking thread exists here; the lock may have been held by another
-     * parent thread at fork time, so it is re-made rather than taken. */
-    pthread_mutex_init(&engine.lock, NULL);
-    engine.locked = 0;
-    if (!engine.initialized || engine.detached)
-        return;
-    mw_region_index_foreach(engine.index, unprotect_in_child, NULL);
-    mw_region_index_forget_all(engine.index);
-    mw_fault_path_detach();
-    engine.detached = 1;
+    if (let_go_in_child())
+        engine.detached = 1;
 }

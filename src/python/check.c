@@ -395,11 +395,11 @@ static int attribute(struct routing *r)
     return 0;
 }
 
-/* Puts the change in the trace with ranges[0..n). */
-static void record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
+/* The change's record without its ranges: who wrote it, when, which object. */
+static struct mw_rec_change change_head(const struct routing *r)
 {
     const struct mw_writer *wr = &r->it->writer;
-    struct mw_rec_change rec = {
+    return (struct mw_rec_change){
         .seq = r->seq,
         .time_ns = r->it->time_ns,
         .object_id = r->w->object_id,
@@ -410,9 +410,15 @@ static void record(const struct routing *r, const struct mw_rec_range *ranges, s
         .function = wr->function[0] ? wr->function : NULL,
         .native_symbol = r->has_native ? r->native.symbol : NULL,
         .native_library = r->has_native ? r->native.library : NULL,
-        .nranges = (uint32_t)n,
-        .ranges = ranges,
     };
+}
+
+/* Puts the change in the trace with ranges[0..n). */
+static void record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
+{
+    struct mw_rec_change rec = change_head(r);
+    rec.nranges = (uint32_t)n;
+    rec.ranges = ranges;
     if (mw_channel_change(&rec) == -ENOMEM)
         lost_for_memory++;
 }
@@ -462,22 +468,10 @@ static void record_segments(struct routing *r)
         record(r, it->ranges, it->nranges);
         return;
     }
-    const struct mw_writer *wr = &it->writer;
     const struct mw_rec_range *last = &it->ranges[it->nranges - 1];
-    struct mw_rec_change head = {
-        .seq = r->seq,
-        .time_ns = it->time_ns,
-        .object_id = r->w->object_id,
-        .thread_id = wr->tid,
-        .thread_name = PyUnicode_Check(r->thread_name) ? PyUnicode_AsUTF8(r->thread_name) : NULL,
-        .file = wr->file[0] ? wr->file : NULL,
-        .line = wr->line,
-        .function = wr->function[0] ? wr->function : NULL,
-        .native_symbol = r->has_native ? r->native.symbol : NULL,
-        .native_library = r->has_native ? r->native.library : NULL,
-        .extent_lo = it->ranges[0].offset,
-        .extent_hi = last->offset + last->length,
-    };
+    struct mw_rec_change head = change_head(r);
+    head.extent_lo = it->ranges[0].offset;
+    head.extent_hi = last->offset + last->length;
     mw_rec_frames_finish(&it->frames, r->seq);
     mw_channel_change_frames(&head, &it->frames);
 }

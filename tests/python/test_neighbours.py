@@ -176,7 +176,9 @@ def test_unwatched_work_beside_a_moved_object_never_traps(watcher):
     assert watcher.get_stats()["changes"] == 0
 
 
-def test_busy_page_is_compared_at_line_boundaries(watcher):
+def open_busy_page(watcher):
+    """A page with 64 watched bytes whose neighbours are written until it is left open:
+    (the page, its neighbours, the watched bytes)."""
     page = mmap.mmap(-1, mmap.PAGESIZE)
     base = ctypes.addressof(ctypes.c_char.from_buffer(page))
     watcher.watch_buffer(base + 2048, 64, "busy")
@@ -185,6 +187,11 @@ def test_busy_page_is_compared_at_line_boundaries(watcher):
     for i in range(2000):              # busy neighbours: the page is left open
         neighbours[i % 512] = i & 0xFF
     assert watcher.get_stats()["open_pages"] >= 1
+    return page, neighbours, watched
+
+
+def test_busy_page_is_compared_at_line_boundaries(watcher):
+    page, neighbours, watched = open_busy_page(watcher)
     for i in range(5):
         watched[i] = b"x"  # the write
     watcher.check_changes()
@@ -202,14 +209,7 @@ def test_no_page_is_left_open_while_another_python_thread_runs(watcher):
     # A write to an open page is named after the line at whose boundary it is seen, which
     # with two threads may be the other thread's: open pages are closed once a second
     # thread exists, and busy pages trap instead, so each write keeps its own thread.
-    page = mmap.mmap(-1, mmap.PAGESIZE)
-    base = ctypes.addressof(ctypes.c_char.from_buffer(page))
-    watcher.watch_buffer(base + 2048, 64, "busy")
-    neighbours = (ctypes.c_char * 512).from_address(base)
-    watched = (ctypes.c_char * 64).from_address(base + 2048)
-    for i in range(2000):              # busy neighbours: the page is left open
-        neighbours[i % 512] = i & 0xFF
-    assert watcher.get_stats()["open_pages"] >= 1
+    page, neighbours, watched = open_busy_page(watcher)
     go, done = threading.Event(), threading.Event()
 
     def writer():
