@@ -358,6 +358,23 @@ static void take_ahead(struct mw_page *e, uintptr_t page, int sig)
     }
 }
 
+/* Async-signal-safe: the FAULTING page e, whose copy is in slot, made OPEN and writable.
+ * 0, or -1 when its protection cannot be lifted: the copy is let go and e goes back to
+ * state back. */
+static int open_with_copy(struct mw_page *e, uintptr_t page, uint32_t ap, uint32_t slot,
+                          int sig, uint32_t back)
+{
+    mw_page_pool_meta(env.pool, slot)->fault_ns = now_ns();
+    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
+    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_OPEN);
+    if (lift(page, MW_PROT_OF(ap), sig) == 0)
+        return 0;
+    atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+    mw_page_pool_release_copy(env.pool, slot);
+    mw_page_set_state(e, MW_PAGE_OPEN, back);
+    return -1;
+}
+
 /* Async-signal-safe: lets one neighbour instruction write the FAULTING page e (see DESIGN).
  * Returns 0 when the page is open, -1 when it could not be (the caller takes the page). */
 static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext, int sig)
@@ -370,15 +387,8 @@ static int open_for_neighbour(struct mw_page *e, uintptr_t page, void *ucontext,
     uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(ap), (const void *)page);
     if (slot == MW_SLOT_NONE)
         return -1;
-    mw_page_pool_meta(env.pool, slot)->fault_ns = now_ns();
-    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
-    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_OPEN);
-    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
-        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        mw_page_pool_release_copy(env.pool, slot);
-        mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_FAULTING);
+    if (open_with_copy(e, page, ap, slot, sig, MW_PAGE_FAULTING) != 0)
         return -1;
-    }
     open_page = e;
     open_sig = sig;
 
@@ -446,15 +456,8 @@ static int write_claimed(struct mw_page *e, uintptr_t page, int sig, void *dst,
         memcpy(dst, src, len);
         return 0;
     }
-    mw_page_pool_meta(env.pool, slot)->fault_ns = now_ns();
-    atomic_store_explicit(&e->slot, slot, memory_order_relaxed);
-    mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_OPEN);
-    if (lift(page, MW_PROT_OF(ap), sig) != 0) {
-        atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
-        mw_page_pool_release_copy(env.pool, slot);
-        mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
+    if (open_with_copy(e, page, ap, slot, sig, MW_PAGE_CLEAN) != 0)
         return -1;
-    }
     memcpy(dst, src, len);
     close_neighbour(e, sig);
     return 0;

@@ -21,14 +21,6 @@ int mw_own_fd_add(_Atomic int *where)
     return -1;
 }
 
-void mw_own_fd_forget(_Atomic int *where)
-{
-    for (int i = 0; i < SLOTS; i++) {
-        _Atomic int *w = where;
-        atomic_compare_exchange_strong(&slot[i], &w, NULL);
-    }
-}
-
 int mw_own_fd_is(int fd)
 {
     if (fd < 0)

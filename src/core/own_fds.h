@@ -13,10 +13,9 @@
 
 /* Registers the descriptor held in *where (read and updated atomically by its owner's
  * code and by a move). 0, or -1 when the registry is full (the descriptor stays the
- * script's to close). */
+ * script's to close). memwatch closes its own with a raw system call after setting the
+ * variable to -1, which takes it out of the registry. */
 int mw_own_fd_add(_Atomic int *where);
-/* Before memwatch closes it itself: the descriptor in *where is the script's again. */
-void mw_own_fd_forget(_Atomic int *where);
 /* Is fd one of memwatch's? */
 int mw_own_fd_is(int fd);
 /* fd is about to be replaced by dup2/dup3: memwatch's descriptor there, if any, moves to

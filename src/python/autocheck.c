@@ -285,6 +285,20 @@ static void install_term_handler(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* The check thread: 0, or -1 with an exception. It must not take signals meant for the
+ * main thread (threads.c). */
+static int start_poller(void)
+{
+    __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
+    int err = mw_threads_start(&poller, poll_loop);
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
+        return -1;
+    }
+    poller_running = 1;
+    return 0;
+}
+
 int mw_autocheck_start(PyObject *module)
 {
     mw_engine_set_writer_hook(on_fault, NULL);
@@ -303,15 +317,7 @@ int mw_autocheck_start(PyObject *module)
     install_term_handler();
     if (mw_run.check_mode == MW_CHECK_MANUAL)
         return 0;
-    __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
-    /* The poller must not take signals meant for the main thread (threads.c). */
-    int err = mw_threads_start(&poller, poll_loop);
-    if (err) {
-        PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
-        return -1;
-    }
-    poller_running = 1;
-    return 0;
+    return start_poller();
 }
 
 void mw_autocheck_stop(void)
@@ -347,14 +353,7 @@ int mw_autocheck_restart_in_child(void)
 #endif
     if (!mw_channel_is_open() || mw_run.check_mode == MW_CHECK_MANUAL || poller_running)
         return 0;
-    __atomic_store_n(&poller_stop, 0, __ATOMIC_RELEASE);
-    int err = mw_threads_start(&poller, poll_loop);
-    if (err) {
-        PyErr_Format(PyExc_RuntimeError, "memwatch: cannot start the check thread: %s", strerror(err));
-        return -1;
-    }
-    poller_running = 1;
-    return 0;
+    return start_poller();
 }
 
 void mw_autocheck_after_fork(void)

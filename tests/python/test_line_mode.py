@@ -6,26 +6,8 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-import memwatch
-
-
-class Watcher(memwatch.MemoryWatcher):
-    """A watcher that keeps the changes its callback receives."""
-
-    def __init__(self):
-        super().__init__()
-        self.changes = []
-        self.set_callback(self.changes.append)
-
-
-@pytest.fixture
-def watcher():
-    w = Watcher()
-    yield w
-    for tag in list(w.watched()):
-        w.unwatch(tag)
+# The watcher fixture (conftest.py) keeps each change its callback receives.
 
 
 def busy_python(stop):
