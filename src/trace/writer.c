@@ -368,6 +368,7 @@ int mw_trace_writer_commit(mw_trace_writer *w)
     if (rc) {
         /* Leave no transaction open: the caller may go on and end the run. */
         sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+        mw_change_store_rolled_back(w->store);
     } else {
         w->totals.objects += w->pending.objects;
         w->totals.changes += w->pending.changes;
