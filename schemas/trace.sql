@@ -40,11 +40,12 @@
 --   change_numbers  (view) change_stats with each change's tag and location
 --   tag_numbers     (view) change_stats per tag
 --
--- STORAGE: a change is one row of change_rows, about 30 bytes plus its bytes for a small one;
--- where it was written from (process, thread, file, line, function, native code) is a
--- row of sites that every change written from there shares. The writer keeps a million
--- such rows a second without repeating a file name per change; `changes` puts them back
--- together, so it reads as it did in version 2 (and every query of version 2 runs).
+-- STORAGE: a change is one row of change_rows: a few numbers, and its bytes when it is
+-- small. Where it was written from (process, thread, file, line, function, native code)
+-- is a row of sites that every change written from there shares, so no row repeats a
+-- file name: a one-byte change takes about 50 bytes of the file. The view changes puts
+-- them back together with version 2's columns, so every query of version 2 runs as it
+-- did; to write a trace by hand, insert into change_rows (and sites).
 --
 -- Byte values in rows are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes
 -- could not be kept (memory limit reached while the program ran); `complete` is then 0.

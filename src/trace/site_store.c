@@ -32,6 +32,7 @@ struct site_slot {
 struct mw_site_store {
     sqlite3_stmt *insert;
     int64_t last_id;
+    struct site_slot *recent;    /* the slot of the last change's site */
     struct site_slot slot[SITE_SLOTS];
 };
 
@@ -124,10 +125,10 @@ static int same_string(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
-static int slot_holds(const struct site_slot *sl, uint64_t hash, const struct site_key *k)
+/* The slot holds place k (its hash not compared). */
+static int slot_is(const struct site_slot *sl, const struct site_key *k)
 {
-    if (!sl->id || sl->hash != hash || sl->pid != k->pid || sl->thread_id != k->thread_id ||
-        sl->line != k->line)
+    if (!sl->id || sl->pid != k->pid || sl->thread_id != k->thread_id || sl->line != k->line)
         return 0;
     for (int i = 0; i < SITE_STRINGS; i++)
         if (!same_string(sl->str[i], k->str[i]))
@@ -203,9 +204,15 @@ int mw_site_store_id(mw_site_store *s, const struct mw_rec_change *c, int64_t *i
     *id = 0;
     if (key_unknown(&k))
         return 0;
+    /* A run of changes from one place compares its strings once each, without hashing. */
+    if (s->recent && slot_is(s->recent, &k)) {
+        *id = s->recent->id;
+        return 0;
+    }
     uint64_t hash = key_hash(&k);
     struct site_slot *sl = &s->slot[hash % SITE_SLOTS];
-    if (slot_holds(sl, hash, &k)) {
+    if (sl->hash == hash && slot_is(sl, &k)) {
+        s->recent = sl;
         *id = sl->id;
         return 0;
     }
@@ -218,5 +225,6 @@ int mw_site_store_id(mw_site_store *s, const struct mw_rec_change *c, int64_t *i
     /* Without room for the copy the row stands; the place just is not cached. */
     if (slot_take(sl, hash, &k, next) != 0)
         sl->id = 0;
+    s->recent = sl;
     return 0;
 }
