@@ -294,3 +294,24 @@ PY
     assert_equal "${#lines[@]}" 4
     assert_line --index 3 --partial ",b7,8,1,1,02,03,1,"
 }
+
+@test "changes written from more places than the writer keeps in mind keep their own lines" {
+    # 1,100 lines, each writing its own buffer, run twice: more places than the writer's
+    # cache of sites holds, so places come back after theirs was put aside.
+    cat > places.py <<'PY'
+import memwatch
+n = 1100
+bufs = [bytearray(1) for _ in range(n)]
+for i, b in enumerate(bufs):
+    memwatch.watch(b, f"b{i}")
+code = compile("\n".join(f"bufs[{i}][0] = r" for i in range(n)), "places.py", "exec")
+for r in (1, 2):
+    exec(code, {"bufs": bufs, "r": r})
+PY
+    run_memwatch -0 trace -q -o p.db places.py
+    assert_equal "$(sqlite3 p.db "SELECT count(*) FROM changes AS c JOIN objects AS o ON o.id = c.object_id
+                                   WHERE c.file = 'places.py'
+                                     AND c.line = CAST(substr(o.tag, 2) AS INTEGER) + 1
+                                     AND hex(c.new) = printf('%02X', 1 + (c.seq > 1100))")" 2200
+    (($(sqlite3 p.db "SELECT count(*) FROM sites") >= 1100)) || fail "fewer sites than places"
+}

@@ -63,3 +63,21 @@ make_empty_trace() {
     sqlite3 "$1" < "$MEMWATCH_SOURCE_DIR/schemas/trace.sql" || return
     sqlite3 "$1" "INSERT INTO objects (id, tag, size, watched_ns) VALUES (1, 'idle', 8, 0);"
 }
+
+# trace_as_v2 SRC DST: the trace SRC (version 3) rewritten as version 2 wrote it
+# (schemas/trace-v2.sql): each change a row of the table changes, with its site's columns.
+trace_as_v2() {
+    sqlite3 "$2" < "$MEMWATCH_SOURCE_DIR/schemas/trace-v2.sql" || return
+    sqlite3 "$2" <<SQL
+ATTACH '$1' AS s;
+DELETE FROM meta; INSERT INTO meta SELECT * FROM s.meta;
+UPDATE meta SET value = '2' WHERE key IN ('schema_version', 'read_compat');
+DELETE FROM run; INSERT INTO run SELECT * FROM s.run;
+INSERT INTO objects SELECT * FROM s.objects;
+INSERT INTO processes SELECT * FROM s.processes;
+INSERT INTO changes SELECT * FROM s.changes;
+INSERT INTO ranges SELECT * FROM s.ranges;
+INSERT INTO chunks SELECT * FROM s.chunks;
+INSERT INTO change_stats SELECT * FROM s.change_stats;
+SQL
+}
