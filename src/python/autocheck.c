@@ -37,6 +37,7 @@
 #include "lines.h"
 #include "location.h"
 #include "on_nan.h"
+#include "shared_watch.h"
 #include "pycompat.h"
 #include "threads.h"
 
@@ -223,6 +224,14 @@ static void *poll_loop(void *arg)
         }
         /* Pages left open are compared at line boundaries; when no thread has run a line
          * for a while (all blocked, or native threads writing), the poller compares. */
+        if (mw_shared_watch_changed() && !mw_py_is_finalizing()) {
+            /* Another process watches shared memory this one may map (shared_watch.h). */
+            pthread_mutex_unlock(&poller_lock);
+            PyGILState_STATE gil = PyGILState_Ensure();
+            mw_shared_watch_adopt();
+            PyGILState_Release(gil);
+            pthread_mutex_lock(&poller_lock);
+        }
         int open_changed = mw_lines_comparing() &&
                            mw_lines_quiet_ns() > (uint64_t)period_ms * 1000000u &&
                            mw_engine_shadows_changed();

@@ -24,6 +24,7 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "shared_watch.h"
 #include "children.h"
 #include "config.h"
 #include "fork.h"
@@ -133,8 +134,10 @@ __attribute__((constructor)) static void mw_inject_start(void)
             .page_size = sysconf(_SC_PAGESIZE),
         };
         if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
-                            !(follow && strcmp(follow, "0") == 0)) == 0)
+                            !(follow && strcmp(follow, "0") == 0)) == 0) {
             mw_run.traced = 1;
+            mw_shared_watch_init();   /* before the script runs: fork children share it */
+        }
     }
     restore_environment(launched);
     traced_pid = getpid();

@@ -462,6 +462,22 @@ void mw_watcher_objects_after_fork(void)
     }
 }
 
+static PyTypeObject watcher_type;
+
+struct mw_owner *mw_watcher_object_owner(PyObject *watcher)
+{
+    return PyObject_TypeCheck(watcher, &watcher_type) ? &((WatcherObject *)watcher)->state : NULL;
+}
+
+struct mw_watched *mw_watcher_objects_find(uint64_t object_id, const void *start)
+{
+    for (WatcherObject *self = live_watchers; self; self = self->next_live)
+        for (struct mw_watched *w = self->state.watched; w; w = w->next)
+            if (w->object_id == object_id && w->buf.start == start)
+                return w;
+    return NULL;
+}
+
 void mw_finish_all(void)
 {
     if (live_watchers && check_all() < 0)
