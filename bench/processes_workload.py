@@ -1,10 +1,12 @@
 """Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
 by line, one 8-byte write per line, each on the next page, each a new value.
 
-usage: processes_workload.py single|pool N watch|plain
+usage: processes_workload.py single|pool|named N watch|plain
 
 single: this process writes N lines. pool: a multiprocessing Pool of 2 fork workers, each
-writes N/2 lines (its own bytes of each page). Prints the summed seconds of the writing
+writes N/2 lines (its own bytes of each page). named: the same with a SharedMemory block
+the workers attach by name (mapped again in each, at its own address: memwatch watches it
+there because the parent watches it). Prints the summed seconds of the writing
 loops (each timed inside its own process) and the lines written."""
 import mmap
 import multiprocessing as mp
@@ -20,24 +22,46 @@ block = mmap.mmap(-1, SIZE)
 VALUES = [bytes([v % 251 + 1]) * 8 for v in range(251)]
 
 
-def write_lines(worker, n):
+def write_lines(worker, n, name=None):
+    if name:
+        from multiprocessing import shared_memory
+        shm = shared_memory.SharedMemory(name=name)
+        buf = shm.buf
+    else:
+        buf = block
     t0 = time.perf_counter()
     for i in range(n):
         off = (i * PAGE) % SIZE + worker * 64
-        block[off:off + 8] = VALUES[i % 251]
-    return time.perf_counter() - t0
+        buf[off:off + 8] = VALUES[i % 251]
+    seconds = time.perf_counter() - t0
+    if name:
+        del buf
+        shm.close()
+    return seconds
 
 
 def main():
     mode, n, watch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "watch"
+    name = shm = None
+    watched = block
+    if mode == "named":
+        from multiprocessing import shared_memory
+        shm = shared_memory.SharedMemory(create=True, size=SIZE)
+        name, watched = shm.name, shm.buf
     if watch:
         import memwatch
-        memwatch.watch(block, "block")
+        memwatch.watch(watched, "block")
     if mode == "single":
         seconds = write_lines(0, n)
     else:
         with mp.get_context("fork").Pool(2) as pool:
-            seconds = sum(pool.starmap(write_lines, [(0, n // 2), (1, n // 2)]))
+            seconds = sum(pool.starmap(write_lines, [(0, n // 2, name), (1, n // 2, name)]))
+    if shm:
+        if watch:
+            memwatch.unwatch("block")
+        del watched
+        shm.close()
+        shm.unlink()
     print(f"{seconds:.6f} {n}")
 
 

@@ -182,7 +182,8 @@ static int identify_range(uintptr_t start, size_t len, struct slot_fields *f)
 
 void mw_shared_watch_publish(struct mw_watched *w)
 {
-    if (!table || !w->buf.contiguous)
+    /* An object memwatch moved lives in its private pages: no other process maps them. */
+    if (!table || !w->buf.contiguous || w->buf.moved.kind != 0)
         return;
     struct slot_fields f;
     if (identify_range((uintptr_t)w->buf.start, w->buf.span, &f) != 0)
