@@ -11,6 +11,13 @@
 #include <time.h>
 #include <unistd.h>
 
+static _Atomic unsigned wait_ms = MW_XPROC_WAIT_MS;
+
+void mw_xproc_set_wait(unsigned ms)
+{
+    atomic_store(&wait_ms, ms < MW_XPROC_WAIT_MS ? ms : MW_XPROC_WAIT_MS);
+}
+
 static uint32_t self_pid(void)
 {
     return (uint32_t)syscall(SYS_getpid);
@@ -68,7 +75,7 @@ void mw_xproc_acquire(struct mw_page *e)
         }
         int64_t now = monotonic_ms();
         if (deadline < 0)
-            deadline = now + MW_XPROC_WAIT_MS;
+            deadline = now + atomic_load_explicit(&wait_ms, memory_order_relaxed);
         else if (now >= deadline)
             break;   /* see xproc_page.h: the write goes ahead */
         struct timespec ts = {0, 2 * 1000 * 1000};

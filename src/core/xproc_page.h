@@ -7,9 +7,10 @@
  * of the one process that has the page open. A process takes it when a write opens the
  * page and gives it back when its check has compared the page and protected it again; a
  * write in another process meanwhile waits in its fault handler (sleeping on the word).
- * The wait is bounded: past MW_XPROC_WAIT_MS (the owner is blocked on the line that
- * wrote, perhaps waiting for the waiter) the write goes ahead with the page open in both
- * processes, and the owner that died is found and replaced at once. README, Processes. */
+ * The wait is bounded (mw_xproc_set_wait, at most MW_XPROC_WAIT_MS: the owner may be
+ * blocked on the line that wrote, perhaps waiting for the waiter, or check only when the
+ * script asks): past it the write goes ahead with the page open in both processes. An
+ * owner that died is found and replaced at once. README, Processes. */
 #ifndef MW_XPROC_PAGE_H
 #define MW_XPROC_PAGE_H
 
@@ -30,6 +31,9 @@ struct mw_xproc_word {
 /* Async-signal-safe: whether e is a page of memory another traced process maps too. */
 int mw_xproc_shared(const struct mw_page *e);
 
+/* How long a write waits for another process's page: about as long as that process takes
+ * to check it (line mode: its next line; interval mode: its interval; manual: no wait). */
+void mw_xproc_set_wait(unsigned ms);
 /* Async-signal-safe. e was just claimed (FAULTING): waits until this process owns its
  * word (or the bound passes). Pages with no word return at once. */
 void mw_xproc_acquire(struct mw_page *e);

@@ -94,6 +94,10 @@ int mw_shared_watch_init(void)
         return -1;
     table = p;
     mw_engine_set_map_hook(after_shared_map);
+    /* A write waits for another process's page about as long as that one takes to check. */
+    mw_xproc_set_wait(mw_run.check_mode == MW_CHECK_LINE       ? MW_XPROC_WAIT_MS
+                      : mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms + 20
+                                                               : 0);
     return 0;
 }
 
