@@ -323,8 +323,9 @@ void mw_registry_drop_in_child(struct mw_owner *o, struct mw_watched *w)
 
 int mw_registry_rewatch_in_child(struct mw_owner *o, struct mw_watched *w)
 {
-    w->borrowed = 1;   /* the parent's object: its unwatch, not the child's, ends it */
-    w->shared_slot = -1;
+    /* The parent's object: its unwatch, not the child's, ends it (and, when the parent
+     * published it, ends it here too: shared_watch.c). */
+    w->borrowed = 1;
     int status = mw_watcher_watch(o->core, w->buf.start, w->buf.span, w, &w->region_id);
     if (status >= 0)
         mw_shared_watch_rebind(w);

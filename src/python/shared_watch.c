@@ -249,20 +249,13 @@ static uint64_t read_slot(int i, struct slot_fields *out)
     return atomic_load_explicit(&s->stamp, memory_order_relaxed) == st ? st : 0;
 }
 
-/* Lets go of adopted watches whose entry was retracted (or reused since). */
-static void drop_retracted(struct mw_owner *o)
+/* Whether w watches memory of another process's watch that was retracted since (or its
+ * slot reused): adopted here, or inherited through fork. */
+static int retracted(const struct mw_watched *w)
 {
-    for (struct mw_watched *w = o->watched, *next; w; w = next) {
-        next = w->next;
-        if (w->shared_slot >= 0 &&
-            atomic_load_explicit(&table->slots[w->shared_slot].stamp, memory_order_acquire) ==
-                w->shared_stamp)
-            continue;
-        mw_watcher_unwatch(o->core, w->region_id, NULL, NULL);
-        if (PyDict_DelItem(o->by_tag, w->tag) < 0)
-            PyErr_Clear();
-        mw_registry_detach(o, w);
-    }
+    return w->borrowed && w->shared_slot >= 0 &&
+           atomic_load_explicit(&table->slots[w->shared_slot].stamp, memory_order_acquire) !=
+               w->shared_stamp;
 }
 
 /* One mapping of the process, as much of /proc/self/maps as adopting needs; consecutive
@@ -362,8 +355,7 @@ void mw_shared_watch_adopt(void)
     if (gen == atomic_load_explicit(&seen_generation, memory_order_relaxed))
         return;
     atomic_store_explicit(&seen_generation, gen, memory_order_relaxed);
-    if (adopter && (o = adopting_owner()) != NULL)
-        drop_retracted(o);
+    mw_watcher_objects_drop_if(retracted);
     int64_t self = getpid();
     for (int i = 0; i < MW_SHARED_SLOTS; i++) {
         struct slot_fields f;

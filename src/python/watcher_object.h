@@ -24,5 +24,7 @@ struct mw_owner *mw_watcher_object_owner(PyObject *watcher);
 /* The entry of any live watcher that watches the trace's object object_id at start (a
  * process may map the same shared object twice), or NULL. */
 struct mw_watched *mw_watcher_objects_find(uint64_t object_id, const void *start);
+/* Ends every watch of every live watcher for which gone(w) says 1, as unwatch would. */
+void mw_watcher_objects_drop_if(int (*gone)(const struct mw_watched *w));
 
 #endif

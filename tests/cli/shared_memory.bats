@@ -103,9 +103,9 @@ PY
     assert_equal "$(q "SELECT pid || ':' || line || ':' || offset || ':' || hex(new) FROM changes")" "$output:9:5:37"
 }
 
-@test "the parent's unwatch ends the watch everywhere; a worker's exit ends nothing" {
+@test "the parent's unwatch ends the watch everywhere, in adopters and fork children alike; a worker's exit ends nothing" {
     cat > "$script" <<'PY'
-import multiprocessing as mp
+import multiprocessing as mp, time
 from multiprocessing import shared_memory
 import memwatch
 
@@ -114,18 +114,30 @@ def write(name, at, value):
     shm.buf[at] = value
     shm.close()
 
+def write_later(buf, unwatched, at, value):
+    unwatched.wait()
+    time.sleep(0.2)                   # its check thread lets the watch go within its period
+    buf[at] = value
+
 if __name__ == "__main__":
     ctx = mp.get_context("fork")
     shm = shared_memory.SharedMemory(create=True, size=64)
     memwatch.watch(shm.buf, "b")
+    unwatched = ctx.Event()
+    inheriting = ctx.Process(target=write_later, args=(shm.buf, unwatched, 4, 44))
+    inheriting.start()
     p = ctx.Process(target=write, args=(shm.name, 1, 11)); p.start(); p.join()
     shm.buf[2] = 22
     memwatch.unwatch("b")
+    unwatched.set()
     p = ctx.Process(target=write, args=(shm.name, 3, 33)); p.start(); p.join()
+    inheriting.join()
+    print(bytes(shm.buf[:5]).hex())
     shm.close()
     shm.unlink()
 PY
-    run_memwatch -0 trace -f -o "$db" "$script"
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    assert_output "000b16212c"
     assert_equal "$(q "SELECT group_concat(offset || '=' || hex(new), ' ') FROM (SELECT * FROM changes ORDER BY seq)")" "1=0B 2=16"
     # Unwatched once, by the parent, after its own write.
     assert_equal "$(q "SELECT count(*) FROM objects WHERE unwatched_ns IS NOT NULL
