@@ -210,8 +210,15 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         memset(&lost, 0, sizeof lost);
     if (rc == 0)
         rc = send_blocking(fd, hello_buf.data, hello_buf.len);
-    if (rc == 0 && !(flags & (MW_HELLO_RESUME | MW_HELLO_FORKED)) && !mw_run_shared())
-        rc = receive_run_shared(fd);
+    if (rc == 0 && !(flags & (MW_HELLO_RESUME | MW_HELLO_FORKED)) && !mw_run_shared() &&
+        (rc = receive_run_shared(fd)) < 0 && rc != -EPIPE) {
+        /* No run shared memory (none came in time, or it cannot be mapped): the process
+         * runs untraced, and its second hello says so (its row: traced = 0). */
+        h.flags = MW_HELLO_UNTRACED;
+        hello_buf.len = 0;
+        if (mw_rec_encode_hello(&hello_buf, &h) == 0)
+            send_blocking(fd, hello_buf.data, hello_buf.len);
+    }
     if (rc < 0) {
         close(fd);
         return rc == -ECONNRESET ? -EPIPE : rc;

@@ -268,3 +268,39 @@ PY
     assert_equal "$(q "SELECT group_concat(offset || ':' || hex(new)) FROM changes")" "0:01"
     assert_equal "$(q "SELECT value FROM meta WHERE key = 'follow'")" 0
 }
+
+@test "a fork child that writes shared memory and then execs the interpreter: one row, its last image, both changes its own" {
+    child="$BATS_TEST_TMPDIR/child.py"
+    cat > "$child" <<'PY'
+import memwatch
+b = bytearray(4)
+memwatch.watch(b, "exec'd")
+b[1] = 0x45
+PY
+    cat > "$script" <<PY
+import mmap, os, sys, memwatch
+m = mmap.mmap(-1, 4096)
+memwatch.watch(m, "shared")
+m[0] = 1
+pid = os.fork()
+if pid == 0:
+    m[8] = 0x46
+    os.execv(sys.executable, [sys.executable, "$child", "arg"])
+_, status = os.waitpid(pid, 0)
+m[16] = 3
+print(pid, os.waitstatus_to_exitcode(status))
+PY
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    read -r child_pid status <<<"$output"
+    assert_equal "$status" 0
+    parent=$(q "SELECT pid FROM processes WHERE root = 1")
+    assert_equal "$(q "SELECT group_concat(c.pid || ':' || o.tag || ':' || c.line || ':' || hex(c.new), ' ')
+                       FROM (SELECT * FROM changes ORDER BY seq) c JOIN objects o ON o.id = c.object_id")" \
+        "$parent:shared:4:01 $child_pid:shared:7:46 $child_pid:exec'd:4:45 $parent:shared:10:03"
+    # one row for the pid: the new image, with its command line; not a fork child any more
+    assert_equal "$(q "SELECT count(*) FROM processes")" 2
+    assert_equal "$(q "SELECT ppid || ':' || forked || traced || ':' || json_extract(argv, '\$[#-1]') FROM processes WHERE pid = $child_pid")" \
+        "$parent:01:arg"
+    run_memwatch -0 query --pid "$child_pid" -f csv "$db"
+    assert_equal "${#lines[@]}" 3
+}
