@@ -10,7 +10,9 @@
  *
  * So the environment is extended only at the exec itself, and only when the file exec'd
  * is this interpreter's own file (same device and inode as /proc/self/exe, through any
- * symbolic link: sys.executable, a venv's python, multiprocessing's executable): the
+ * symbolic link: sys.executable, a venv's python, multiprocessing's executable), or a
+ * script whose "#!" line names that file (console scripts: `jupyter notebook` execs
+ * /usr/bin/jupyter-notebook, whose kernels are then this interpreter's children): the
  * child gets LD_PRELOAD (and GLIBC_TUNABLES, and in a sanitized build ASAN_OPTIONS) with
  * memwatch's part in front of its own value, that value saved (MEMWATCH_SAVED_<name>) for
  * the child's constructor to give back, exactly as the launcher does for the script; and,
@@ -30,6 +32,7 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <limits.h>
 #include <spawn.h>
@@ -172,11 +175,47 @@ void mw_children_init(void)
  * goes on), this interpreter, or another program. */
 enum exec_target { EXEC_NOTHING, EXEC_OURS, EXEC_OTHER };
 
-static enum exec_target classify(const struct stat *st)
+static int is_our_interpreter(const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && st->st_dev == exe_dev && st->st_ino == exe_ino;
+}
+
+/* Whether path is a script whose "#!" line names this interpreter's file directly (a
+ * console script such as jupyter's, pip's): the kernel runs this interpreter with it.
+ * Not "#!/usr/bin/env python3": env is another program, which must not get the library.
+ * Raw calls (open and read are this library's own: kwrite_interpose.c). */
+static int script_is_ours(const char *path)
+{
+    char head[256];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    long n = syscall(SYS_read, fd, head, sizeof head - 1);
+    syscall(SYS_close, fd);
+    if (n < 3 || head[0] != '#' || head[1] != '!')
+        return 0;
+    head[n] = '\0';
+    char *start = head + 2;
+    while (*start == ' ' || *start == '\t')
+        start++;
+    char *end = start;
+    while (*end && *end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+        end++;
+    if (end == start || !*end)
+        return 0;   /* no interpreter, or a line longer than we read */
+    *end = '\0';
+    struct stat st;
+    return stat(start, &st) == 0 && is_our_interpreter(&st);
+}
+
+/* path: the file's name, for a script's "#!" line (NULL: not looked at). */
+static enum exec_target classify(const char *path, const struct stat *st)
 {
     if (!S_ISREG(st->st_mode))
         return EXEC_NOTHING;
-    return st->st_dev == exe_dev && st->st_ino == exe_ino ? EXEC_OURS : EXEC_OTHER;
+    if (is_our_interpreter(st) || (path && script_is_ours(path)))
+        return EXEC_OURS;
+    return EXEC_OTHER;
 }
 
 static enum exec_target path_target(const char *path)
@@ -184,7 +223,7 @@ static enum exec_target path_target(const char *path)
     struct stat st;
     if (!ready || !path || stat(path, &st) != 0 || access(path, X_OK) != 0)
         return EXEC_NOTHING;
-    return classify(&st);
+    return classify(path, &st);
 }
 
 /* What execvp would run for file: the first executable regular file along PATH (the C
@@ -212,7 +251,7 @@ static enum exec_target search_target(const char *file)
             memcpy(buf + dlen + 1, file, flen + 1);
             struct stat st;
             if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
-                return classify(&st);
+                return classify(buf, &st);
         }
         if (!e)
             return EXEC_NOTHING;
@@ -380,7 +419,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
         resolve_real();
     struct exec_call c = {.argv = argv, .fd = fd};
     struct stat st;
-    enum exec_target target = ready && fstat(fd, &st) == 0 ? classify(&st) : EXEC_NOTHING;
+    enum exec_target target = ready && fstat(fd, &st) == 0 ? classify(NULL, &st) : EXEC_NOTHING;
     return exec_as(target, argv, envp, call_fexecve, &c);
 }
 

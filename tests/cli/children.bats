@@ -196,6 +196,33 @@ PY
     assert_equal "$(q "SELECT count(*) FROM processes WHERE root = 0 AND traced = 1 AND forked = 0")" 2
 }
 
+@test "a console script whose #! line names the interpreter is traced; one started through env runs untouched" {
+    write_child_module
+    printf '#!%s\nimport child\nchild.work()\n' "$MEMWATCH_PYTHON" > "$WORK/tool"
+    printf '#!/usr/bin/env %s\nimport os, sys\nprint("plain", sys.argv[1:], "LD_PRELOAD" in os.environ)\n' "$MEMWATCH_PYTHON" > "$WORK/envtool"
+    chmod +x "$WORK/tool" "$WORK/envtool"
+    cat > "$WORK/parent.py" <<'PY'
+import subprocess
+import memwatch
+data = bytearray(64)
+memwatch.watch(data, "parent")
+for tool in ("./tool", "./envtool"):
+    r = subprocess.run([tool, "arg"], capture_output=True, text=True)
+    print(tool, r.returncode)
+    print("\n".join(r.stdout.splitlines()))
+PY
+    same_as_python parent.py
+    # the script is the interpreter's child: traced; env is another program: untouched,
+    # and so is the interpreter it starts (as under python3, without memwatch)
+    assert_line "./tool 3"
+    assert_line --regexp "^child-memwatch: pid=[0-9]+ tracked=1 traced=True\$"
+    assert_line "./envtool 0"
+    assert_line "plain ['arg'] False"
+    assert_equal "$(q "SELECT group_concat(json_extract(argv, '\$[#-2]') || ':' || traced, ' ') FROM (SELECT * FROM processes WHERE root = 0 ORDER BY start_unix_ns)")" \
+        "./tool:1 ./envtool:0"
+    assert_equal "$(q "SELECT count(*) || ':' || min(line) || ':' || min(function) FROM changes WHERE pid != (SELECT pid FROM processes WHERE root = 1)")" "1:7:work"
+}
+
 @test "--no-follow: spawn, forkserver and subprocess children run as under python3, untraced" {
     local method
     for method in spawn forkserver; do
