@@ -2,14 +2,17 @@
  *
  * DESIGN
  * - One socket, many connections: every traced process connects on its own (the script,
- *   and its fork children unless --no-follow), says hello (pid, parent, command line,
- *   start) and sends its records; each connection has its own parser. The socket is in the
- *   abstract namespace (nothing on disk), named with 64 random bits, and a connection from
- *   another user is refused (SO_PEERCRED).
- * - Ids: the traced processes number objects and changes from counters they share (a page
- *   mapped shared before the script runs, inherited by fork children: channel.c), so ids
- *   and seqs are the run's, unique, in the order they were given out, and kept as they
- *   come. The writer still maps (process, local id) to the trace's ids, so that a record
+ *   and unless --no-follow its fork children and exec'd Python children), says hello (pid,
+ *   parent, command line, start) and sends its records; each connection has its own
+ *   parser. The socket is in the abstract namespace (nothing on disk), named with 64
+ *   random bits, and a connection from another user is refused (SO_PEERCRED).
+ * - The run's shared memory: one memfd made at listen time (run_settings.h: its size and
+ *   layout), sent (SCM_RIGHTS) in reply to the hello of every process that is not a fork
+ *   child; fork children inherit its mapping. A process the reply cannot reach (it gave up
+ *   waiting) is recorded as untraced.
+ * - Ids: the traced processes number objects and changes from counters they share (the
+ *   first page of the run's shared memory: channel.c), so ids and seqs are the run's,
+ *   unique, in the order they were given out, and kept as they come. The writer still maps (process, local id) to the trace's ids, so that a record
  *   naming an object its process never announced (nor its parent before the fork, which
  *   the child's hello bounds) is recognised and waits for the parent's record or is
  *   dropped.
@@ -19,6 +22,14 @@
  * - A reconnecting process (MW_HELLO_RESUME: the script closed its descriptor) resends the
  *   frame that was cut; its old connection holds every frame before, already queued here,
  *   so it is read to its end before the new one, and its cut frame is dropped uncounted.
+ * - Exec: a process keeps its pid across exec. A hello (not a reconnection) from a pid
+ *   already known is a new image of that process: its earlier connections, which the
+ *   kernel closed at the exec, are read to their end first, and its row (one per pid, the
+ *   table's key) is replaced by the new image's: command line, forked = 0, traced. The new
+ *   image inherits no object ids; the changes of both carry the pid.
+ * - Untraced processes: a traced process that execs another program (or an interpreter
+ *   memwatch does not trace) sends a note first, a hello with MW_HELLO_UNTRACED on a
+ *   connection of its own; it becomes a row with traced = 0, whose end is not known.
  * - The run ends when the root process has exited and every connection has closed. */
 #include "serve.h"
 

@@ -304,3 +304,48 @@ PY
     run_memwatch -0 query --pid "$child_pid" -f csv "$db"
     assert_equal "${#lines[@]}" 3
 }
+
+@test "a process that gets no run shared memory in reply to its hello runs untraced and says so" {
+    local py=${MEMWATCH_PYTHON:-/usr/bin/python3} minor lib
+    minor=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    lib="${MEMWATCH_BUILD_DIR:-$(dirname "$MEMWATCH")}/libmemwatch-inject-$minor.so"
+    [[ -f $lib ]]
+    # A stand-in for memwatch trace that answers the hello without the memfd.
+    cat > "$script" <<'PY'
+import os, socket, struct, subprocess, sys
+py, lib = sys.argv[1], sys.argv[2]
+name = f"memwatch-test-{os.getpid()}"
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind("\0" + name)
+srv.listen(1)
+child = subprocess.Popen(
+    [py, "-c", "import memwatch; b = bytearray(8); memwatch.watch(b, 'b'); b[0] = 1; "
+               "print('backend', memwatch.stats()['backend'])"],
+    env=dict(os.environ, LD_PRELOAD=lib, MEMWATCH_TRACE_SOCKET=name), stdout=subprocess.PIPE, text=True)
+conn, _ = srv.accept()
+f = conn.makefile("rb")
+
+def hello_flags():
+    (size,) = struct.unpack("<I", f.read(4))
+    payload = f.read(size)
+    assert payload[0] == 1, payload[0]          # MW_REC_HELLO
+    at = 1
+    for _ in range(2):                          # python version, backend
+        (n,) = struct.unpack_from("<I", payload, at)
+        at += 4 + (0 if n == 0xFFFFFFFF else n)
+    at += 32                                    # pid, page size, ppid, start
+    (argv_len,) = struct.unpack_from("<I", payload, at)
+    at += 4 + argv_len
+    return struct.unpack_from("<I", payload, at)[0]
+
+first = hello_flags()
+conn.send(b"x")                                 # a reply with nothing attached
+second = hello_flags()
+out, _ = child.communicate(timeout=60)
+print(first, second, out.strip(), child.returncode)
+PY
+    run -0 "$py" "$script" "$py" "$lib"
+    # its first hello, then a second one saying it runs untraced (MW_HELLO_UNTRACED = 4);
+    # the script ran, watching nothing
+    assert_output "0 4 backend None 0"
+}
