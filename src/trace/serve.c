@@ -26,7 +26,9 @@
  *   already known is a new image of that process: its earlier connections, which the
  *   kernel closed at the exec, are read to their end first, and its row (one per pid, the
  *   table's key) is replaced by the new image's: command line, forked = 0, traced. The new
- *   image inherits no object ids; the changes of both carry the pid.
+ *   image inherits no object ids; the changes of both carry the pid. The earlier image's
+ *   hello always comes first: it was sent before the exec, on a connection accepted
+ *   before the new image's, and connections are read in the order they were accepted.
  * - Untraced processes: a traced process that execs another program (or an interpreter
  *   memwatch does not trace) sends a note first, a hello with MW_HELLO_UNTRACED on a
  *   connection of its own; it becomes a row with traced = 0, whose end is not known.
