@@ -1,8 +1,8 @@
 /* See shared_watch.h.
  *
  * DESIGN
- * - The table: MW_SHARED_SLOTS fixed entries in memory shared by every traced process of
- *   the run, each (identity of the watched bytes, length, object id, publishing pid,
+ * - The table: MW_SHARED_SLOTS fixed entries in the run's shared memory (run_shared.h:
+ *   every traced process of the run maps it, exec'd children too), each (identity of the watched bytes, length, object id, publishing pid,
  *   name), and a generation that every publish and retract moves on. A process compares
  *   the generation with the one it last saw (one load) before doing any work.
  * - Slots are claimed and given up with a 64-bit stamp, (version << 2 | state), changed by
@@ -28,7 +28,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "autocheck.h"
@@ -38,6 +37,7 @@
 #include "pycompat.h"
 #include "watcher.h"
 #include "registry.h"
+#include "run_shared.h"
 #include "watcher_object.h"
 #include "xproc_page.h"
 
@@ -85,14 +85,17 @@ static PyObject *adopter;   /* the watcher that holds adopted watches (created w
 
 static void after_shared_map(void *addr, size_t len);
 
+_Static_assert(sizeof(struct table) <= MW_RUN_SHARED_SIZE - MW_RUN_SHARED_REGISTRY_OFFSET,
+               "the shared-watch table must fit in the run's shared memory");
+
 int mw_shared_watch_init(void)
 {
     if (table)
         return 0;
-    void *p = mmap(NULL, sizeof *table, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    unsigned char *run = mw_run_shared();
+    if (!run || mw_run_shared_size() < MW_RUN_SHARED_REGISTRY_OFFSET + sizeof *table)
         return -1;
-    table = p;
+    table = (struct table *)(run + MW_RUN_SHARED_REGISTRY_OFFSET);
     mw_engine_set_map_hook(after_shared_map);
     /* A write waits for another process's page about as long as that one takes to check. */
     mw_xproc_set_wait(mw_run.check_mode == MW_CHECK_LINE       ? MW_XPROC_WAIT_MS
@@ -315,10 +318,19 @@ static size_t unwatched_views(const struct slot_fields *f, uintptr_t *at, size_t
     return n;
 }
 
+/* The watcher of adopted watches. A process that never imported memwatch (a subprocess
+ * that maps a file its parent watches) has no checks running yet: importing the module
+ * starts them, as `import memwatch` would. */
 static struct mw_owner *adopting_owner(void)
 {
-    if (!adopter && !(adopter = mw_watcher_object_new_default()))
-        return NULL;
+    if (!adopter) {
+        PyObject *module = PyImport_ImportModule("memwatch");
+        if (!module)
+            return NULL;
+        Py_DECREF(module);
+        if (!(adopter = mw_watcher_object_new_default()))
+            return NULL;
+    }
     return mw_watcher_object_owner(adopter);
 }
 

@@ -15,9 +15,8 @@
 
 struct mw_watched;
 
-/* Maps the run's table (in the process memwatch starts, before the script runs, so that
- * fork children share it). 0, or a negative errno; without it nothing is published. No
- * GIL needed. */
+/* Finds the run's table in the run's shared memory (before the script runs). 0, or -1
+ * when this process has none (untraced); then nothing is published. No GIL needed. */
 int mw_shared_watch_init(void);
 /* w was just watched in this process: when its bytes are memory mapped shared from a
  * backing object, every traced process that maps them watches them too. */

@@ -57,9 +57,33 @@ if __name__ == "__main__":
 PY
 }
 
-@test "two fork workers attach a watched block by name and write the same pages: every write once, named after its process" {
+@test "fork: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
     interleaved_script
     run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" fork "$final"
+    read -r even odd <<<"$output"
+    assert_equal "$(q "SELECT count(*) FROM changes")" 3000
+    # Each write is its own one-byte change, at the worker's line, by the worker that made it.
+    assert_equal "$(q "SELECT count(*) FROM changes WHERE length = 1 AND line = 12 AND function = 'worker'
+                       AND pid = CASE offset % 2 WHEN 0 THEN $even ELSE $odd END
+                       AND hex(new) = printf('%02X', offset % 250 + 1) AND hex(old) = '00'")" 3000
+    assert_equal "$(replayed)" "$(od -An -v -tx1 "$final" | tr -d ' \n' | tr a-f A-F)"
+}
+
+@test "spawn: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
+    interleaved_script
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" spawn "$final"
+    read -r even odd <<<"$output"
+    assert_equal "$(q "SELECT count(*) FROM changes")" 3000
+    # Each write is its own one-byte change, at the worker's line, by the worker that made it.
+    assert_equal "$(q "SELECT count(*) FROM changes WHERE length = 1 AND line = 12 AND function = 'worker'
+                       AND pid = CASE offset % 2 WHEN 0 THEN $even ELSE $odd END
+                       AND hex(new) = printf('%02X', offset % 250 + 1) AND hex(old) = '00'")" 3000
+    assert_equal "$(replayed)" "$(od -An -v -tx1 "$final" | tr -d ' \n' | tr a-f A-F)"
+}
+
+@test "forkserver: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
+    interleaved_script
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" forkserver "$final"
     read -r even odd <<<"$output"
     assert_equal "$(q "SELECT count(*) FROM changes")" 3000
     # Each write is its own one-byte change, at the worker's line, by the worker that made it.
@@ -142,4 +166,36 @@ PY
     # Unwatched once, by the parent, after its own write.
     assert_equal "$(q "SELECT count(*) FROM objects WHERE unwatched_ns IS NOT NULL
                        AND unwatched_ns >= (SELECT max(time_ns) FROM changes)")" 1
+}
+
+@test "a subprocess running sys.executable writes a file-backed mmap the parent watches: its bytes, process and line" {
+    cat > "$BATS_TEST_TMPDIR/child.py" <<'PY'
+import mmap, sys
+with open(sys.argv[1], "r+b") as f:
+    m = mmap.mmap(f.fileno(), 8192)
+    m[4100:4105] = b"hello"           # child write
+    m.close()
+PY
+    cat > "$script" <<'PY'
+import mmap, subprocess, sys
+import memwatch
+path = sys.argv[1]
+with open(path, "wb") as f:
+    f.write(bytes(8192))
+f = open(path, "r+b")
+m = mmap.mmap(f.fileno(), 8192)
+memwatch.watch(m, "file")
+child = subprocess.run([sys.executable, sys.argv[2], path])
+m[0] = 1                              # parent write
+memwatch.check()
+print(child.returncode)
+memwatch.unwatch("file")
+m.close()
+PY
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" "$BATS_TEST_TMPDIR/data.bin" "$BATS_TEST_TMPDIR/child.py"
+    assert_output "0"
+    assert_equal "$(q "SELECT group_concat(p.root || ':' || c.line || ':' || c.offset || ':' || hex(c.new), ' ')
+                       FROM (SELECT * FROM changes ORDER BY seq) c JOIN processes p ON p.pid = c.pid")" \
+        "0:4:4100:68656C6C6F 1:10:0:01"
+    assert_equal "$(replayed)" "$(od -An -v -tx1 "$BATS_TEST_TMPDIR/data.bin" | tr -d ' \n' | tr a-f A-F)"
 }
