@@ -259,8 +259,11 @@ SELECT c.seq AS seq, c.time_ns AS time_ns, c.object_id AS object_id,
   LEFT JOIN sites AS s ON s.id = c.site_id;
 
 -- Every process of the run memwatch knows of: the script's own (root = 1) and, unless
--- `memwatch trace --no-follow`, the children it forked (fork without exec), each traced
--- into this one trace over its own connection. A pid names one process of the run.
+-- `memwatch trace --no-follow`, its Python children, forked (fork without exec) or exec'd
+-- (spawn, forkserver, subprocess of the interpreter), each traced into this one trace
+-- over its own connection, and programs a traced process started that ran untraced
+-- (traced = 0). A pid names one process of the run: one that exec'd keeps its row, which
+-- describes its last image.
 CREATE TABLE processes (
     pid           INTEGER PRIMARY KEY,
     ppid          INTEGER,              -- its parent's pid
