@@ -34,6 +34,9 @@
 #define WRITE_NOW_MAX ((size_t)64 << 10)
 /* How much may wait for the pipe before encoders wait. */
 #define QUEUE_LIMIT ((size_t)64 << 20)
+/* The largest sent buffer kept for reuse (`spare`): what a hand-off at FLUSH_THRESHOLD
+ * grows to. */
+#define SPARE_MAX ((size_t)1 << 20)
 
 struct chunk {
     struct mw_rec_buf buf;
@@ -48,6 +51,13 @@ static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;    /* the sender wro
 static int channel_open;                /* connected (this process is traced) */
 static int broken;                      /* the reader is gone: discard */
 static struct mw_rec_buf current;       /* being encoded */
+/* A sent chunk's buffer, kept to be the next `current` when one is handed over: encoding
+ * then writes into pages already there, instead of growing a fresh buffer by realloc and
+ * mremap (and faulting its pages in) after every hand-off. One only, of at most
+ * SPARE_MAX bytes: a bulk change's frames go back to map_cache.c as before. A fork child
+ * inherits it like `current` (the sender gives it back only under `lock`, held across
+ * fork). */
+static struct mw_rec_buf spare;
 static struct mw_link_pos current_pos;  /* how much of it is sent already */
 static struct chunk *queue_head, *queue_tail;
 static size_t queued_bytes;
@@ -85,6 +95,19 @@ static void gave_up(int status, const struct mw_rec_buf *b, size_t sent)
         mw_link_count_lost(b->data, b->len, sent);
 }
 
+/* A buffer that was sent: kept as `spare` when there is none and it is not too large,
+ * else freed. Called with `lock` held. */
+static void keep_or_free(struct mw_rec_buf *b)
+{
+    if (!spare.data && b->data && b->cap <= SPARE_MAX) {
+        spare = *b;
+        spare.len = 0;
+        *b = (struct mw_rec_buf){0};
+        return;
+    }
+    mw_rec_buf_free(b);
+}
+
 static void *send_loop(void *arg)
 {
     (void)arg;
@@ -106,7 +129,7 @@ static void *send_loop(void *arg)
         gave_up(status, &c->buf, c->pos.sent);
         queued_bytes -= c->queued;
         sending = 0;
-        mw_rec_buf_free(&c->buf);
+        keep_or_free(&c->buf);
         free(c);
         pthread_cond_broadcast(&work_done);
     }
@@ -248,6 +271,10 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
     c->next = NULL;
     *buf = (struct mw_rec_buf){0};
     *pos = (struct mw_link_pos){0};
+    if (buf == &current) {
+        current = spare;
+        spare = (struct mw_rec_buf){0};
+    }
     if (queue_tail)
         queue_tail->next = c;
     else
@@ -365,7 +392,8 @@ void mw_channel_before_fork(void)
         /* Behind what the running sender has yet to send, without waiting for room: the
          * forking thread holds the GIL. */
         *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
-        current = (struct mw_rec_buf){0};
+        current = spare;
+        spare = (struct mw_rec_buf){0};
         current_pos = (struct mw_link_pos){0};
         if (queue_tail)
             queue_tail->next = c;
@@ -441,5 +469,6 @@ void mw_channel_close(void)
     mw_link_close();
     channel_open = 0;
     mw_rec_buf_free(&current);
+    mw_rec_buf_free(&spare);
     pthread_mutex_unlock(&lock);
 }

@@ -60,14 +60,80 @@ static size_t plan_segments(const struct mw_change *c, size_t is, size_t span, s
     return n;
 }
 
-/* Splitting a small segment back into its changed items. */
+/* Runs a splitter holds before it allocates: a small change's few. */
+#define SPLIT_LOCAL 16
+
+/* Splitting a small segment back into its changed items. out starts as local (no
+ * allocation for the common few runs) and moves to the heap when they outgrow it. */
 struct splitter {
     const struct mw_rec_range *seg;
     size_t is;
     struct mw_rec_range *out;
     size_t n, cap;
     int oom;
+    struct mw_rec_range local[SPLIT_LOCAL];
 };
+
+static void splitter_init(struct splitter *x, size_t is)
+{
+    x->seg = NULL;
+    x->is = is;
+    x->out = x->local;
+    x->n = 0;
+    x->cap = SPLIT_LOCAL;
+    x->oom = 0;
+}
+
+/* Room for one more run in x->out. 0, or -1 (x->oom set). */
+static int splitter_room(struct splitter *x)
+{
+    if (x->n < x->cap)
+        return 0;
+    if (x->out == x->local) {
+        struct mw_rec_range *heap = malloc(2 * x->cap * sizeof *heap);
+        if (heap) {
+            memcpy(heap, x->local, x->n * sizeof *heap);
+            x->out = heap;
+            x->cap *= 2;
+            return 0;
+        }
+    } else if (MW_GROW(x->out, x->cap, x->n + 1) == 0) {
+        return 0;
+    }
+    x->oom = 1;
+    return -1;
+}
+
+static void splitter_free(struct splitter *x)
+{
+    if (x->out != x->local)
+        free(x->out);
+}
+
+/* The split runs as it->ranges: copied over the segments when they fit there, else an
+ * array of their own. 0, or -1 (it unchanged). */
+static int splitter_take(struct splitter *x, struct harvested *it)
+{
+    if (x->n <= it->ranges_cap) {
+        memcpy(it->ranges, x->out, x->n * sizeof *x->out);
+        it->nranges = x->n;
+        splitter_free(x);
+        return 0;
+    }
+    struct mw_rec_range *own = x->out;
+    if (own == x->local) {
+        own = malloc(x->n * sizeof *own);
+        if (!own)
+            return -1;
+        memcpy(own, x->local, x->n * sizeof *own);
+    }
+    if (!it->ranges_in_bytes)
+        free(it->ranges);
+    it->ranges_in_bytes = 0;
+    it->ranges = own;
+    it->nranges = it->ranges_cap = x->n;
+    return 0;
+}
 
 static int split_run(size_t off, size_t len, void *ctx)
 {
@@ -80,10 +146,8 @@ static int split_run(size_t off, size_t len, void *ctx)
         last->length = x->seg->offset + hi - last->offset;
         return 0;
     }
-    if (MW_GROW(x->out, x->cap, x->n + 1) != 0) {
-        x->oom = 1;
+    if (splitter_room(x) != 0)
         return 1;
-    }
     x->out[x->n++] = (struct mw_rec_range){x->seg->offset + lo, hi - lo, x->seg->old + lo,
                                            x->seg->new_ + lo};
     return 0;
@@ -100,26 +164,21 @@ static int exact_small_segments(struct harvested *it, size_t is)
         any |= it->ranges[k].length <= MW_SEGMENT_EXACT && it->ranges[k].old;
     if (!any)
         return 0;
-    struct splitter x = {.is = is};
+    struct splitter x;
+    splitter_init(&x, is);
     for (size_t k = 0; k < it->nranges && !x.oom; k++) {
         const struct mw_rec_range *g = &it->ranges[k];
         if (g->length > MW_SEGMENT_EXACT || !g->old) {
-            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
-                x.oom = 1;
-            else
+            if (splitter_room(&x) == 0)
                 x.out[x.n++] = *g;
             continue;
         }
         x.seg = g;
         mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
     }
-    if (x.oom) {
-        free(x.out);
-        return 0;   /* the segments as they are: still right, only coarser */
-    }
-    free(it->ranges);
-    it->ranges = x.out;
-    it->nranges = x.n;
+    /* Out of memory: the segments as they are, still right, only coarser. */
+    if (x.oom || splitter_take(&x, it) != 0)
+        splitter_free(&x);
     return 0;
 }
 
@@ -153,6 +212,7 @@ static void fill(const struct mw_change *c, size_t *i, const unsigned char *src,
 /* Segments of at least this many bytes in all are built straight into record frames
  * (record.h, mw_rec_frames): the channel takes them to the pipe without another copy. */
 #define FRAMES_MIN ((size_t)64 << 10)
+_Static_assert(FRAMES_MIN <= BYTES_MAPPED_MIN, "a change's plain allocation is malloc's");
 
 /* The segments' bytes in frames, a piece per frame when large (harvest.h): it->ranges
  * are the pieces. 0, or -1 with nothing allocated. */
@@ -187,18 +247,24 @@ static int harvest_into_frames(const struct mw_change *c, const struct seg *segs
     return 0;
 }
 
-/* The segments' bytes in one plain allocation. 0, or -1 with nothing allocated. */
+/* Room for this many more ranges than segments in a small change's allocation: what
+ * exact_small_segments may cut them into without another allocation. */
+#define RANGES_SPARE 4
+
+/* The segments' bytes in one plain allocation, their ranges after them. 0, or -1 with
+ * nothing allocated. */
 static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs, size_t n,
                               size_t bytes, const unsigned char *src, struct harvested *it)
 {
-    it->ranges = malloc((n ? n : 1) * sizeof *it->ranges);
-    it->bytes = bytes_alloc(it, bytes);
-    if (!it->ranges || !it->bytes) {
-        free(it->ranges);
-        bytes_free(it);
-        it->ranges = NULL;
+    size_t align = _Alignof(struct mw_rec_range);
+    size_t ranges_at = (bytes + align - 1) / align * align, cap = n + RANGES_SPARE;
+    it->bytes = malloc(ranges_at + cap * sizeof *it->ranges);
+    if (!it->bytes)
         return -1;
-    }
+    it->bytes_size = bytes;   /* below BYTES_MAPPED_MIN: bytes_free frees it */
+    it->ranges = (struct mw_rec_range *)(void *)(it->bytes + ranges_at);
+    it->ranges_in_bytes = 1;
+    it->ranges_cap = cap;
     unsigned char *at = it->bytes;
     size_t i = 0;   /* engine ranges, in offset order like the segments */
     for (size_t k = 0; k < n; k++) {
@@ -221,7 +287,8 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     const struct mw_buffer *b = &w->buf;
     size_t is = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
     const unsigned char *src = w->shadow ? w->shadow : b->start;
-    struct seg *segs = malloc((c->nranges ? c->nranges : 1) * sizeof *segs);
+    struct seg local[SPLIT_LOCAL];
+    struct seg *segs = c->nranges <= SPLIT_LOCAL ? local : malloc(c->nranges * sizeof *segs);
     if (!segs)
         return -1;
     /* Ranges are joined only where they touch: the bytes between others would have to be
@@ -233,7 +300,8 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
     int rc = bytes >= FRAMES_MIN ? harvest_into_frames(c, segs, n, bytes, src, it)
                                  : harvest_into_bytes(c, segs, n, bytes, src, it);
-    free(segs);
+    if (segs != local)
+        free(segs);
     if (rc)
         return -1;
     /* The shadow follows what the checks saw (registry.h). */
@@ -247,13 +315,12 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
  * segments' bytes. 0, or -1. */
 static int exact_runs_of_segments(struct harvested *it)
 {
-    struct splitter x = {.is = 1};
+    struct splitter x;
+    splitter_init(&x, 1);
     for (size_t k = 0; k < it->nranges && !x.oom; k++) {
         const struct mw_rec_range *g = &it->ranges[k];
         if (!g->old) {
-            if (MW_GROW(x.out, x.cap, x.n + 1) != 0)
-                x.oom = 1;
-            else
+            if (splitter_room(&x) == 0)
                 x.out[x.n++] = *g;
             continue;
         }
@@ -261,10 +328,16 @@ static int exact_runs_of_segments(struct harvested *it)
         mw_diff_ranges(g->old, g->new_, (size_t)g->length, split_run, &x);
     }
     if (x.oom) {
-        free(x.out);
+        splitter_free(&x);
         return -1;
     }
-    it->exact = x.out ? x.out : calloc(1, sizeof *it->exact);
+    if (x.out == x.local) {
+        it->exact = malloc((x.n ? x.n : 1) * sizeof *it->exact);
+        if (it->exact)
+            memcpy(it->exact, x.local, x.n * sizeof *it->exact);
+    } else {
+        it->exact = x.out;
+    }
     it->nexact = x.n;
     return it->exact ? 0 : -1;
 }
@@ -385,7 +458,8 @@ void mw_harvest_free_item(struct harvested *it)
 {
     if (it->exact != it->ranges)
         free(it->exact);
-    free(it->ranges);
+    if (!it->ranges_in_bytes)
+        free(it->ranges);
     bytes_free(it);
     if (it->framed)
         mw_rec_frames_free(&it->frames);   /* when routing did not hand them over */

@@ -43,6 +43,10 @@ struct harvested {
     size_t nexact;
     unsigned char *bytes;         /* their old and new bytes (one allocation)... */
     size_t bytes_size;
+    /* A small change's ranges live in the same allocation, after its bytes (one malloc
+     * per change): room for ranges_cap of them, and ranges is not freed on its own. */
+    int ranges_in_bytes;
+    size_t ranges_cap;
     /* ...or, for a large change, in record frames ready for the pipe: ranges are then
      * pieces of at most a frame (whole elements), their bytes in frames.buf */
     int framed;
