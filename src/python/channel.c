@@ -53,10 +53,11 @@ static int broken;                      /* the reader is gone: discard */
 static struct mw_rec_buf current;       /* being encoded */
 /* A sent chunk's buffer, kept to be the next `current` when one is handed over: encoding
  * then writes into pages already there, instead of growing a fresh buffer by realloc and
- * mremap (and faulting its pages in) after every hand-off. One only, of at most
- * SPARE_MAX bytes: a bulk change's frames go back to map_cache.c as before. A fork child
- * inherits it like `current` (the sender gives it back only under `lock`, held across
- * fork). */
+ * mremap (and faulting its pages in) after every hand-off. One only, a mapping of its own
+ * (record.c, MAPPED_MIN) of at most SPARE_MAX bytes: a heap buffer kept alive would sit
+ * beside the script's objects (README "Neighbours"), a larger one goes back to
+ * map_cache.c as before. A fork child inherits it like `current` (the sender gives it
+ * back only under `lock`, held across fork). */
 static struct mw_rec_buf spare;
 static struct mw_link_pos current_pos;  /* how much of it is sent already */
 static struct chunk *queue_head, *queue_tail;
@@ -99,7 +100,7 @@ static void gave_up(int status, const struct mw_rec_buf *b, size_t sent)
  * else freed. Called with `lock` held. */
 static void keep_or_free(struct mw_rec_buf *b)
 {
-    if (!spare.data && b->data && b->cap <= SPARE_MAX) {
+    if (!spare.data && b->mapped && b->cap <= SPARE_MAX) {
         spare = *b;
         spare.len = 0;
         *b = (struct mw_rec_buf){0};

@@ -591,13 +591,6 @@ static void end_check(void)
     pthread_mutex_unlock(&check_lock);
 }
 
-/* The harvest's array of items, kept from one check to the next (checks run one at a
- * time: begin_check), so that a check of many changes does not grow a fresh array by
- * realloc and fault its pages in again; kept only up to KEPT_ITEMS_MAX bytes. */
-#define KEPT_ITEMS_MAX ((size_t)16 << 20)
-static struct harvested *kept_items;
-static size_t kept_cap;
-
 /* Routes what was harvested, in order, and frees it. Returns the number of changes routed,
  * or -1 with an exception (the rest is freed unrouted). */
 static Py_ssize_t route_all(struct harvest *h)
@@ -614,12 +607,7 @@ static Py_ssize_t route_all(struct harvest *h)
         }
         mw_harvest_free_item(&h->items[i]);
     }
-    if (h->cap * sizeof *h->items <= KEPT_ITEMS_MAX) {
-        kept_items = h->items;
-        kept_cap = h->cap;
-    } else {
-        free(h->items);
-    }
+    mw_harvest_end(h);
     return failed ? -1 : found;
 }
 
@@ -634,9 +622,8 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
             *unwatch_status = mw_watcher_unwatch(core, region_id, NULL, NULL);
         return 0;
     }
-    struct harvest h = {.items = kept_items, .cap = kept_cap};
-    kept_items = NULL;
-    kept_cap = 0;
+    struct harvest h;
+    mw_harvest_begin(&h);
     int status;
     /* The trace takes dense changes as segments (harvest.h): the engine need not cut them
      * at every unchanged byte. */

@@ -21,8 +21,57 @@ static unsigned char *bytes_alloc(struct harvested *it, size_t n)
     return mw_map_take(it->bytes_size, &it->bytes_size);
 }
 
+/* A check's small changes (their bytes and ranges) are carved out of mappings kept from
+ * one check to the next and reset after routing (mw_harvest_end): no malloc and free per
+ * change, no fresh pages faulted in per check, and never heap memory, which may share a
+ * page with a watched object (the harvest writes while the engine checks). Chunks are
+ * linked from the newest; a new one is twice the last. */
+struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size, used;        /* of the whole mapping, header included */
+};
+#define ARENA_FIRST ((size_t)64 << 10)
+static struct arena_chunk *arena;
+
+static void *arena_alloc(size_t n)
+{
+    n = (n + 15) / 16 * 16;
+    if (!arena || arena->size - arena->used < n) {
+        size_t want = arena ? 2 * arena->size : ARENA_FIRST, hdr = (sizeof *arena + 15) / 16 * 16;
+        while (want < n + hdr)
+            want *= 2;
+        struct arena_chunk *c = mw_map_take(want, &want);
+        if (!c)
+            return NULL;
+        *c = (struct arena_chunk){.next = arena, .size = want, .used = hdr};
+        arena = c;
+    }
+    void *p = (unsigned char *)arena + arena->used;
+    arena->used += n;
+    return p;
+}
+
+/* Empties the arena, keeping its newest (largest) chunk when not over KEPT_MAX. */
+static void arena_reset(size_t kept_max)
+{
+    while (arena && (arena->next || arena->size > kept_max)) {
+        struct arena_chunk *c = arena->next ? arena->next : arena;
+        if (c == arena)
+            arena = NULL;
+        else
+            arena->next = c->next;
+        mw_map_give(c, c->size);
+    }
+    if (arena)
+        arena->used = (sizeof *arena + 15) / 16 * 16;
+}
+
 static void bytes_free(struct harvested *it)
 {
+    if (it->in_arena) {
+        it->bytes = NULL;
+        return;
+    }
     if (!it->bytes)
         return;
     if (it->bytes_size < BYTES_MAPPED_MIN)
@@ -212,7 +261,6 @@ static void fill(const struct mw_change *c, size_t *i, const unsigned char *src,
 /* Segments of at least this many bytes in all are built straight into record frames
  * (record.h, mw_rec_frames): the channel takes them to the pipe without another copy. */
 #define FRAMES_MIN ((size_t)64 << 10)
-_Static_assert(FRAMES_MIN <= BYTES_MAPPED_MIN, "a change's plain allocation is malloc's");
 
 /* The segments' bytes in frames, a piece per frame when large (harvest.h): it->ranges
  * are the pieces. 0, or -1 with nothing allocated. */
@@ -251,19 +299,19 @@ static int harvest_into_frames(const struct mw_change *c, const struct seg *segs
  * exact_small_segments may cut them into without another allocation. */
 #define RANGES_SPARE 4
 
-/* The segments' bytes in one plain allocation, their ranges after them. 0, or -1 with
- * nothing allocated. */
+/* The segments' bytes in one allocation of the arena, their ranges after them. 0, or -1
+ * with nothing allocated. */
 static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs, size_t n,
                               size_t bytes, const unsigned char *src, struct harvested *it)
 {
     size_t align = _Alignof(struct mw_rec_range);
     size_t ranges_at = (bytes + align - 1) / align * align, cap = n + RANGES_SPARE;
-    it->bytes = malloc(ranges_at + cap * sizeof *it->ranges);
+    it->bytes = arena_alloc(ranges_at + cap * sizeof *it->ranges);
     if (!it->bytes)
         return -1;
-    it->bytes_size = bytes;   /* below BYTES_MAPPED_MIN: bytes_free frees it */
+    it->bytes_size = bytes;
     it->ranges = (struct mw_rec_range *)(void *)(it->bytes + ranges_at);
-    it->ranges_in_bytes = 1;
+    it->in_arena = it->ranges_in_bytes = 1;
     it->ranges_cap = cap;
     unsigned char *at = it->bytes;
     size_t i = 0;   /* engine ranges, in offset order like the segments */
@@ -429,10 +477,56 @@ static int harvest_contiguous(const struct mw_change *c, struct mw_watched *w,
     return short_of_memory;
 }
 
+/* The item array kept between checks (mw_harvest_begin), and the most it keeps. */
+#define KEPT_ITEMS_MAX ((size_t)16 << 20)
+static struct harvested *kept_items;
+static size_t kept_bytes;
+
+void mw_harvest_begin(struct harvest *h)
+{
+    memset(h, 0, sizeof *h);
+    h->items = kept_items;
+    h->items_bytes = kept_bytes;
+    h->cap = kept_bytes / sizeof *h->items;
+    kept_items = NULL;
+    kept_bytes = 0;
+}
+
+void mw_harvest_end(struct harvest *h)
+{
+    arena_reset(KEPT_ITEMS_MAX);
+    if (h->items_bytes <= KEPT_ITEMS_MAX && !kept_items) {
+        kept_items = h->items;
+        kept_bytes = h->items_bytes;
+    } else {
+        mw_map_give(h->items, h->items_bytes);
+    }
+    h->items = NULL;
+    h->n = h->cap = h->items_bytes = 0;
+}
+
+/* Room for one more item: a larger mapping when full. 0, or -1. */
+static int items_room(struct harvest *h)
+{
+    if (h->n < h->cap)
+        return 0;
+    size_t want = (h->cap ? 2 * h->cap : 64) * sizeof *h->items, got;
+    struct harvested *bigger = mw_map_take(want, &got);
+    if (!bigger)
+        return -1;
+    if (h->n)
+        memcpy(bigger, h->items, h->n * sizeof *h->items);
+    mw_map_give(h->items, h->items_bytes);
+    h->items = bigger;
+    h->items_bytes = got;
+    h->cap = got / sizeof *h->items;
+    return 0;
+}
+
 void mw_harvest_collect(const struct mw_change *c, void *ctx)
 {
     struct harvest *h = ctx;
-    if (MW_GROW(h->items, h->cap, h->n + 1) != 0) {
+    if (items_room(h) != 0) {
         h->lost++;
         return;
     }

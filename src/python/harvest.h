@@ -43,9 +43,9 @@ struct harvested {
     size_t nexact;
     unsigned char *bytes;         /* their old and new bytes (one allocation)... */
     size_t bytes_size;
-    /* A small change's ranges live in the same allocation, after its bytes (one malloc
-     * per change): room for ranges_cap of them, and ranges is not freed on its own. */
-    int ranges_in_bytes;
+    /* A small change's bytes are the check's arena's (harvest.c), freed all at once after
+     * routing; its ranges follow them there (room for ranges_cap) until split further. */
+    int in_arena, ranges_in_bytes;
     size_t ranges_cap;
     /* ...or, for a large change, in record frames ready for the pipe: ranges are then
      * pieces of at most a frame (whole elements), their bytes in frames.buf */
@@ -54,13 +54,20 @@ struct harvested {
 };
 
 struct harvest {
-    struct harvested *items;
-    size_t n, cap;
+    struct harvested *items;      /* a mapping of its own, of items_bytes bytes */
+    size_t n, cap, items_bytes;
     /* Memory ran out (check.c, DESIGN): changes harvested with less than usual (no old
      * bytes, or no exact runs for a callback) and changes lost. */
     uint64_t short_of_memory, lost;
 };
 
+/* A check's harvest, empty, with the item array the last check left (checks run one at a
+ * time): a check of many changes then writes into pages already there instead of growing
+ * a fresh array and faulting its pages in. The array is a mapping, never heap memory a
+ * watched object shares a page with. mw_harvest_end keeps it for the next (up to
+ * 16 MiB), after its items were freed. */
+void mw_harvest_begin(struct harvest *h);
+void mw_harvest_end(struct harvest *h);
 /* The engine's callback (mw_change_fn): appends c to the struct harvest at ctx. */
 void mw_harvest_collect(const struct mw_change *c, void *ctx);
 void mw_harvest_free_item(struct harvested *it);
