@@ -34,9 +34,10 @@
 #define WRITE_NOW_MAX ((size_t)64 << 10)
 /* How much may wait for the pipe before encoders wait. */
 #define QUEUE_LIMIT ((size_t)64 << 20)
-/* The largest sent buffer kept for reuse (`spare`): what a hand-off at FLUSH_THRESHOLD
+/* The largest sent buffer kept for reuse (a spare): what a hand-off at FLUSH_THRESHOLD
  * grows to. */
 #define SPARE_MAX ((size_t)1 << 20)
+#define SPARES 4
 
 struct chunk {
     struct mw_rec_buf buf;
@@ -51,14 +52,16 @@ static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;    /* the sender wro
 static int channel_open;                /* connected (this process is traced) */
 static int broken;                      /* the reader is gone: discard */
 static struct mw_rec_buf current;       /* being encoded */
-/* A sent chunk's buffer, kept to be the next `current` when one is handed over: encoding
+/* Sent chunks' buffers, kept to be the next `current` when one is handed over: encoding
  * then writes into pages already there, instead of growing a fresh buffer by realloc and
- * mremap (and faulting its pages in) after every hand-off. One only, a mapping of its own
+ * mremap (and faulting its pages in) after every hand-off. As many as a check of many
+ * small changes keeps queued (SPARES), each a mapping of its own
  * (record.c, MAPPED_MIN) of at most SPARE_MAX bytes: a heap buffer kept alive would sit
  * beside the script's objects (README "Neighbours"), a larger one goes back to
  * map_cache.c as before. A fork child inherits it like `current` (the sender gives it
  * back only under `lock`, held across fork). */
-static struct mw_rec_buf spare;
+static struct mw_rec_buf spare[SPARES];
+static int nspare;
 static struct mw_link_pos current_pos;  /* how much of it is sent already */
 static struct chunk *queue_head, *queue_tail;
 static size_t queued_bytes;
@@ -96,17 +99,24 @@ static void gave_up(int status, const struct mw_rec_buf *b, size_t sent)
         mw_link_count_lost(b->data, b->len, sent);
 }
 
-/* A buffer that was sent: kept as `spare` when there is none and it is not too large,
+/* A buffer that was sent: kept as a spare when there is room and it is not too large,
  * else freed. Called with `lock` held. */
 static void keep_or_free(struct mw_rec_buf *b)
 {
-    if (!spare.data && b->mapped && b->cap <= SPARE_MAX) {
-        spare = *b;
-        spare.len = 0;
+    if (nspare < SPARES && b->mapped && b->cap <= SPARE_MAX) {
+        spare[nspare] = *b;
+        spare[nspare++].len = 0;
         *b = (struct mw_rec_buf){0};
         return;
     }
     mw_rec_buf_free(b);
+}
+
+/* An empty `current` (just handed over) becomes a kept spare, if there is one. */
+static void take_spare_locked(void)
+{
+    if (nspare)
+        current = spare[--nspare];
 }
 
 static void *send_loop(void *arg)
@@ -272,10 +282,8 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
     c->next = NULL;
     *buf = (struct mw_rec_buf){0};
     *pos = (struct mw_link_pos){0};
-    if (buf == &current) {
-        current = spare;
-        spare = (struct mw_rec_buf){0};
-    }
+    if (buf == &current)
+        take_spare_locked();
     if (queue_tail)
         queue_tail->next = c;
     else
@@ -393,8 +401,7 @@ void mw_channel_before_fork(void)
         /* Behind what the running sender has yet to send, without waiting for room: the
          * forking thread holds the GIL. */
         *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
-        current = spare;
-        spare = (struct mw_rec_buf){0};
+        take_spare_locked();
         current_pos = (struct mw_link_pos){0};
         if (queue_tail)
             queue_tail->next = c;
@@ -470,6 +477,7 @@ void mw_channel_close(void)
     mw_link_close();
     channel_open = 0;
     mw_rec_buf_free(&current);
-    mw_rec_buf_free(&spare);
+    while (nspare)
+        mw_rec_buf_free(&spare[--nspare]);
     pthread_mutex_unlock(&lock);
 }
