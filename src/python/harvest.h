@@ -4,7 +4,9 @@
  * DESIGN: a contiguous object's change is copied once, as the trace's SEGMENTS: the
  * engine's ranges, which hold whole elements and the few unchanged bytes between changed
  * runs of a page (mw_engine_set_coalesce_gap), joined where they touch, with their old and
- * new bytes in one allocation per change. A dense update of a large array is then one
+ * new bytes in one allocation per change: a small change's (and its ranges) carved from
+ * the check's arena, mappings kept from check to check (harvest.c), a large one's in record
+ * frames. A dense update of a large array is then one
  * segment and two copies of its bytes, whatever its elements; segments of at most
  * MW_SEGMENT_EXACT bytes are cut back to exact ranges (of whole items), which costs
  * nothing there. Every byte comes from the engine's comparison, made while the page could
