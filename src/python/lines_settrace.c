@@ -78,6 +78,13 @@ int mw_line_source_arm_here(void)
     return ts && !ts->tracing && install_on(ts);
 }
 
+int mw_line_source_arm_in_event(PyCodeObject *next)
+{
+    (void)next;   /* the trace function is the thread's: it sees whatever runs next */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    return ts && ts->c_tracefunc == line_event;
+}
+
 void mw_line_source_all_lines(int on)
 {
     if (on && !all_lines)
