@@ -27,6 +27,7 @@
 #include "channel_link.h"
 #include "mw_grow.h"
 #include "threads.h"
+#include "watcher.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
@@ -86,6 +87,9 @@ static void gave_up(int status, const struct mw_rec_buf *b, size_t sent)
 static void *send_loop(void *arg)
 {
     (void)arg;
+    /* memwatch's own thread: what it writes beside watched bytes (freeing what it sent) is
+     * never the program's (README, Neighbours). */
+    mw_engine_own_work(1);
     pthread_mutex_lock(&lock);
     for (;;) {
         while (!queue_head && !sender_stop)

@@ -80,9 +80,10 @@ int mw_line_source_arm_here(void)
 
 int mw_line_source_arm_in_event(PyCodeObject *next)
 {
-    (void)next;   /* the trace function is the thread's: it sees whatever runs next */
+    /* The trace function is the thread's: it sees whatever Python code runs next. Back to
+     * C (next NULL), the thread may never run Python again (its function returned). */
     PyThreadState *ts = PyGILState_GetThisThreadState();
-    return ts && ts->c_tracefunc == line_event;
+    return next && ts && ts->c_tracefunc == line_event;
 }
 
 void mw_line_source_all_lines(int on)
