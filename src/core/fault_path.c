@@ -39,10 +39,10 @@
  *   compared instead (count_trap); past MW_NEIGHBOUR_LIMIT single-steps in an epoch, a
  *   page nobody took is left DIRTY (writer unknown), which bounds the cost. Neighbour
  *   writes of memwatch's own work (mw_fault_path_own_work: a check building and
- *   delivering its changes, in the thread that runs it) are always single-stepped and
- *   count only towards making the page busy, not towards the limit: that work is bounded
- *   by the changes it delivers, and counting it left pages DIRTY with their writer unknown
- *   for the program's next write (issue 13).
+ *   delivering its changes, in the thread that runs it; memwatch's own threads) are always
+ *   single-stepped and count only towards making the page busy, not towards the limit:
+ *   that work is bounded by the changes it delivers, and counting it left pages DIRTY
+ *   with their writer unknown for the program's next write (issue 13).
  * - Sweeps: a write that faults on the page right after two this thread made DIRTY is
  *   taken as a sweep (numpy's `a += 1`, a memcpy into a watched buffer) and the next
  *   SWEEP_AHEAD pages that are CLEAN and wholly watched are taken with it, as if each had
