@@ -5,8 +5,9 @@
  * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
  * from the environment, and removes every trace of memwatch from the environment so that
  * the script and its subprocesses see what they would under python3. A Python child of the
- * script (children.c) loads it again, untraced: there the module exists and watches
- * nothing (watcher_object.c).
+ * script (children.c) loads it again with the run's settings and is traced the same way,
+ * as a new process of the run; under --no-follow it gets the library alone, and there the
+ * module exists and watches nothing (watcher_object.c).
  *
  * It is the top of the library: it calls into the other parts and none calls into it, so
  * it has no header (the configuration it loads is config.c's, the module it registers
@@ -24,6 +25,7 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "shared_watch.h"
 #include "children.h"
 #include "config.h"
 #include "fork.h"
@@ -69,8 +71,10 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
-/* launched: by `memwatch trace` itself, which also put GLIBC_TUNABLES ahead of the user's;
- * else by a parent's exec (children.c), which changed LD_PRELOAD (and ASAN_OPTIONS) only. */
+/* launched: the run's socket is in the environment: put there by `memwatch trace` itself or
+ * by a traced parent's exec (children.c), both of which also put GLIBC_TUNABLES ahead of
+ * the user's; else (an untraced child under --no-follow) only LD_PRELOAD (and ASAN_OPTIONS)
+ * changed. */
 static void restore_environment(int launched)
 {
     mw_env_restore_users("LD_PRELOAD");
@@ -133,8 +137,10 @@ __attribute__((constructor)) static void mw_inject_start(void)
             .page_size = sysconf(_SC_PAGESIZE),
         };
         if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
-                            !(follow && strcmp(follow, "0") == 0)) == 0)
+                            !(follow && strcmp(follow, "0") == 0)) == 0) {
             mw_run.traced = 1;
+            mw_shared_watch_init();   /* in the run's shared memory, before the script runs */
+        }
     }
     restore_environment(launched);
     traced_pid = getpid();
