@@ -76,50 +76,47 @@ LANE_FUNCS(64)
 
 #ifdef MW_CODEC_SSE2
 
-/* A round pairs the vectors whose index differs in bit b: the low halves interleaved go
- * to the one with the bit clear, the high halves to the other. */
-static inline void interleave_round(__m128i *x, unsigned nvec, unsigned b)
-{
-    for (unsigned k = 0; k < nvec; k++)
-        if (!(k & (1u << b))) {
-            __m128i a = x[k], c = x[k | (1u << b)];
-            x[k] = _mm_unpacklo_epi8(a, c);
-            x[k | (1u << b)] = _mm_unpackhi_epi8(a, c);
-        }
-}
-
-static inline void deinterleave_round(__m128i *x, unsigned nvec, unsigned b)
-{
-    const __m128i low = _mm_set1_epi16(0x00ff);
-    for (unsigned k = 0; k < nvec; k++)
-        if (!(k & (1u << b))) {
-            __m128i lo = x[k], hi = x[k | (1u << b)];
-            x[k] = _mm_packus_epi16(_mm_and_si128(lo, low), _mm_and_si128(hi, low));
-            x[k | (1u << b)] = _mm_packus_epi16(_mm_srli_epi16(lo, 8), _mm_srli_epi16(hi, 8));
-        }
-}
-
-/* Per lane: the vector-index bit each of the four rounds pairs on, and where byte plane j
- * ends up. With 16 items of `lane` bytes in lane vectors, a byte's item i and plane j sit
- * as vector index (high bits of i) and position (low bits of i, then j); every round moves
+/* A round pairs the vectors whose index differs in one bit: the low halves interleaved go
+ * to the one with the bit clear, the high halves to the other; undone by splitting the
+ * even and odd bytes. Written out per lane so that the vectors stay in registers.
+ *
+ * With 16 items of `lane` bytes in `lane` vectors, a byte's item i and plane j sit as
+ * vector index (high bits of i) and position (low bits of i, then j); every round moves
  * the position's top bit into the paired index bit and shifts the paired bit in at the
  * bottom, so pairing on i's bits from the highest down leaves position = i and index = j
- * (for lane 8 with its bits permuted: vec_of_plane). */
-static const unsigned rounds8[4] = {2, 1, 0, 2}, rounds4[4] = {1, 0, 1, 0},
-                      rounds2[4] = {0, 0, 0, 0};
-
-static inline unsigned vec_of_plane(unsigned lane, unsigned j)
-{
-    if (lane != 8)
-        return j;
-    /* bit 2 = j0, bit 1 = j2, bit 0 = j1 */
-    return ((j & 1u) << 2) | (((j >> 2) & 1u) << 1) | ((j >> 1) & 1u);
-}
-
-static inline const unsigned *rounds_of(unsigned lane)
-{
-    return lane == 8 ? rounds8 : lane == 4 ? rounds4 : rounds2;
-}
+ * (for lane 8 with its bits permuted: PLANE8). */
+#define IL(a, b)                                                                           \
+    do {                                                                                   \
+        __m128i t_ = (a);                                                                  \
+        (a) = _mm_unpacklo_epi8(t_, (b));                                                  \
+        (b) = _mm_unpackhi_epi8(t_, (b));                                                  \
+    } while (0)
+#define DL(a, b)                                                                           \
+    do {                                                                                   \
+        __m128i lo_ = (a), hi_ = (b), m_ = _mm_set1_epi16(0x00ff);                         \
+        (a) = _mm_packus_epi16(_mm_and_si128(lo_, m_), _mm_and_si128(hi_, m_));            \
+        (b) = _mm_packus_epi16(_mm_srli_epi16(lo_, 8), _mm_srli_epi16(hi_, 8));            \
+    } while (0)
+/* Rounds on index bits 2, 1, 0, 2 (lane 8), 1, 0, 1, 0 (lane 4), 0 x4 (lane 2). */
+#define ROUNDS8(OP)                                                                        \
+    OP(x[0], x[4]); OP(x[1], x[5]); OP(x[2], x[6]); OP(x[3], x[7]);                        \
+    OP(x[0], x[2]); OP(x[1], x[3]); OP(x[4], x[6]); OP(x[5], x[7]);                        \
+    OP(x[0], x[1]); OP(x[2], x[3]); OP(x[4], x[5]); OP(x[6], x[7]);                        \
+    OP(x[0], x[4]); OP(x[1], x[5]); OP(x[2], x[6]); OP(x[3], x[7])
+#define ROUNDS8_BACK(OP)                                                                   \
+    OP(x[0], x[4]); OP(x[1], x[5]); OP(x[2], x[6]); OP(x[3], x[7]);                        \
+    OP(x[0], x[1]); OP(x[2], x[3]); OP(x[4], x[5]); OP(x[6], x[7]);                        \
+    OP(x[0], x[2]); OP(x[1], x[3]); OP(x[4], x[6]); OP(x[5], x[7]);                        \
+    OP(x[0], x[4]); OP(x[1], x[5]); OP(x[2], x[6]); OP(x[3], x[7])
+#define ROUNDS4(OP)                                                                        \
+    OP(x[0], x[2]); OP(x[1], x[3]); OP(x[0], x[1]); OP(x[2], x[3]);                        \
+    OP(x[0], x[2]); OP(x[1], x[3]); OP(x[0], x[1]); OP(x[2], x[3])
+#define ROUNDS4_BACK(OP)                                                                   \
+    OP(x[0], x[1]); OP(x[2], x[3]); OP(x[0], x[2]); OP(x[1], x[3]);                        \
+    OP(x[0], x[1]); OP(x[2], x[3]); OP(x[0], x[2]); OP(x[1], x[3])
+#define ROUNDS2(OP) OP(x[0], x[1]); OP(x[0], x[1]); OP(x[0], x[1]); OP(x[0], x[1])
+/* The vector holding plane j after ROUNDS8: index bit 2 = j0, bit 1 = j2, bit 0 = j1. */
+#define PLANE8(j) ((((j) & 1) << 2) | ((((j) >> 2) & 1) << 1) | (((j) >> 1) & 1))
 
 /* zigzag(s - r) (or s ^ r, or s) of a vector of items of `lane` bytes. */
 static inline __m128i code_vec(__m128i s, __m128i r, unsigned lane, int mode)
@@ -166,47 +163,72 @@ static inline __m128i uncode_vec(__m128i z, __m128i r, unsigned lane, int with_r
     }
 }
 
-/* Whole blocks of sixteen items; returns the items done. mode: 0 copy, 1 delta, 2 xor. */
+/* Whole blocks of sixteen items of LANE bytes (a constant in each copy: the loops unroll
+ * and the vectors stay in registers). mode: 0 copy, 1 delta, 2 xor. */
+#define BLOCK_FUNCS(LANE, ROUNDS, BACK, PLANE)                                             \
+    static size_t shuffle_blocks_##LANE(const unsigned char *src, const unsigned char *ref, \
+                                        size_t ni, unsigned char *out, int mode)          \
+    {                                                                                      \
+        size_t blocks = ni / 16;                                                           \
+        for (size_t b = 0; b < blocks; b++) {                                              \
+            __m128i x[LANE];                                                               \
+            const unsigned char *s = src + b * 16 * LANE;                                  \
+            const unsigned char *r = ref ? ref + b * 16 * LANE : s;                        \
+            for (unsigned k = 0; k < LANE; k++)                                            \
+                x[k] = code_vec(_mm_loadu_si128((const __m128i *)(const void *)(s + 16 * k)), \
+                                _mm_loadu_si128((const __m128i *)(const void *)(r + 16 * k)), \
+                                LANE, mode);                                               \
+            ROUNDS(IL);                                                                    \
+            for (unsigned j = 0; j < LANE; j++)                                            \
+                _mm_storeu_si128((__m128i *)(void *)(out + j * ni + b * 16), x[PLANE(j)]); \
+        }                                                                                  \
+        return blocks * 16;                                                                \
+    }                                                                                      \
+    static size_t unshuffle_blocks_##LANE(const unsigned char *in, const unsigned char *ref, \
+                                          size_t ni, unsigned char *dst)                   \
+    {                                                                                      \
+        size_t blocks = ni / 16;                                                           \
+        for (size_t b = 0; b < blocks; b++) {                                              \
+            __m128i x[LANE];                                                               \
+            for (unsigned j = 0; j < LANE; j++)                                            \
+                x[PLANE(j)] = _mm_loadu_si128((const __m128i *)(const void *)(in + j * ni + b * 16)); \
+            BACK(DL);                                                                      \
+            unsigned char *d = dst + b * 16 * LANE;                                        \
+            const unsigned char *r = ref ? ref + b * 16 * LANE : NULL;                     \
+            for (unsigned k = 0; k < LANE; k++) {                                          \
+                __m128i rv = r ? _mm_loadu_si128((const __m128i *)(const void *)(r + 16 * k)) : x[k]; \
+                _mm_storeu_si128((__m128i *)(void *)(d + 16 * k),                          \
+                                 uncode_vec(x[k], rv, LANE, r != NULL));                   \
+            }                                                                              \
+        }                                                                                  \
+        return blocks * 16;                                                                \
+    }
+
+#define PLANE_SAME(j) (j)
+BLOCK_FUNCS(8, ROUNDS8, ROUNDS8_BACK, PLANE8)
+BLOCK_FUNCS(4, ROUNDS4, ROUNDS4_BACK, PLANE_SAME)
+BLOCK_FUNCS(2, ROUNDS2, ROUNDS2, PLANE_SAME)
+
 static size_t shuffle_blocks(const unsigned char *src, const unsigned char *ref, size_t ni,
                              unsigned lane, unsigned char *out, int mode)
 {
-    const unsigned *rounds = rounds_of(lane);
-    size_t blocks = ni / 16;
-    for (size_t b = 0; b < blocks; b++) {
-        __m128i x[8];
-        const unsigned char *s = src + b * 16 * lane, *r = ref ? ref + b * 16 * lane : NULL;
-        for (unsigned k = 0; k < lane; k++) {
-            __m128i sv = _mm_loadu_si128((const __m128i *)(s + 16 * k));
-            __m128i rv = r ? _mm_loadu_si128((const __m128i *)(r + 16 * k)) : sv;
-            x[k] = code_vec(sv, rv, lane, mode);
-        }
-        for (unsigned q = 0; q < 4; q++)
-            interleave_round(x, lane, rounds[q]);
-        for (unsigned j = 0; j < lane; j++)
-            _mm_storeu_si128((__m128i *)(out + j * ni + b * 16), x[vec_of_plane(lane, j)]);
+    switch (lane) {
+    case 8: return shuffle_blocks_8(src, ref, ni, out, mode);
+    case 4: return shuffle_blocks_4(src, ref, ni, out, mode);
+    case 2: return shuffle_blocks_2(src, ref, ni, out, mode);
+    default: return 0;
     }
-    return blocks * 16;
 }
 
 static size_t unshuffle_blocks(const unsigned char *in, const unsigned char *ref, size_t ni,
                                unsigned lane, unsigned char *dst)
 {
-    const unsigned *rounds = rounds_of(lane);
-    size_t blocks = ni / 16;
-    for (size_t b = 0; b < blocks; b++) {
-        __m128i x[8];
-        for (unsigned j = 0; j < lane; j++)
-            x[vec_of_plane(lane, j)] = _mm_loadu_si128((const __m128i *)(in + j * ni + b * 16));
-        for (unsigned q = 4; q-- > 0;)
-            deinterleave_round(x, lane, rounds[q]);
-        unsigned char *d = dst + b * 16 * lane;
-        const unsigned char *r = ref ? ref + b * 16 * lane : NULL;
-        for (unsigned k = 0; k < lane; k++) {
-            __m128i rv = r ? _mm_loadu_si128((const __m128i *)(r + 16 * k)) : x[k];
-            _mm_storeu_si128((__m128i *)(d + 16 * k), uncode_vec(x[k], rv, lane, r != NULL));
-        }
+    switch (lane) {
+    case 8: return unshuffle_blocks_8(in, ref, ni, dst);
+    case 4: return unshuffle_blocks_4(in, ref, ni, dst);
+    case 2: return unshuffle_blocks_2(in, ref, ni, dst);
+    default: return 0;
     }
-    return blocks * 16;
 }
 
 #else
