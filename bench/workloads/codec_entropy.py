@@ -1,8 +1,10 @@
-"""What lossless coding can keep of a float32 update, for bench/codec.sh: for each SGD case
-in the directory argv[1] (<case>.old, <case>.new, lane 4), the order-0 entropy of each byte
-plane of zigzag(new - old) (what a per-plane entropy coder such as zstd's Huffman stage can
-reach at best), and of the same numbers as a bit length plus the bits below the top one,
-alone and given the old value's exponent. Printed as shares of the raw new bytes."""
+"""What lossless coding can keep of a float32 update, for bench/codec.sh: for each training
+case in the directory argv[1] (<case>.old, .new, .prev, lane 4), the order-0 entropy of each
+byte plane of zigzag(new - old) (what a per-plane entropy coder such as zstd's Huffman stage
+can reach at best), and of the same numbers as a bit length plus the bits below the top
+one, alone and given the old value's exponent; then, against <case>.prev (the step before),
+how often the two steps' differences have the same sign, and the byte planes' entropy of
+the difference coded against the step before's. Shares of the raw new bytes."""
 import glob
 import os
 import sys
@@ -15,7 +17,8 @@ def entropy(counts):
     return float(-(p * np.log2(p)).sum())
 
 
-for old_path in sorted(glob.glob(os.path.join(sys.argv[1], "sgd-*.old"))):
+for old_path in sorted(glob.glob(os.path.join(sys.argv[1], "*.prev"))):
+    old_path = old_path[:-5] + ".old"
     case = os.path.basename(old_path)[:-4]
     old = np.fromfile(old_path, dtype=np.uint32).astype(np.int64)
     new = np.fromfile(old_path[:-4] + ".new", dtype=np.uint32).astype(np.int64)
@@ -35,3 +38,13 @@ for old_path in sorted(glob.glob(os.path.join(sys.argv[1], "sgd-*.old"))):
           f"{100 * (entropy(np.bincount(length)) + below) / 32:.1f} %")
     print(f"  the same, given the exponent {given_exp + below:.2f} bits = "
           f"{100 * (given_exp + below) / 32:.1f} %")
+    prev_path = old_path[:-4] + ".prev"
+    prev = np.fromfile(prev_path, dtype=np.uint32).astype(np.int64)
+    d0 = (old - prev + 2**31) % 2**32 - 2**31
+    moved = (d != 0) & (d0 != 0)
+    same = float(np.mean(np.sign(d[moved]) == np.sign(d0[moved])))
+    dd = d - d0
+    zz = np.where(dd >= 0, 2 * dd, -2 * dd - 1)
+    against = sum(entropy(np.bincount((zz >> (8 * j)) & 255, minlength=256)) for j in range(5))
+    print(f"  against the step before      same sign {100 * same:.1f} %; byte planes "
+          f"{against:.2f} bits = {100 * against / 32:.1f} %")
