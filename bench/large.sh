@@ -89,15 +89,17 @@ for mode in unwatched full summary; do
 done
 
 echo "== a += 1 on a watched 1 MiB float64 array, --check=line"
+per_change() {   # A B -> (A - B) / n in thousandths
+    awk -v a="$1" -v b="$2" -v n="$n" 'BEGIN { printf "%.3f", (a - b) / n * 1000 }'
+}
 pluses=() traced=() writer=()
 for ((i = 0; i < runs; i++)); do
     read -r t n pc wc < <(cpu_run "$memwatch" trace --python "$python" -q -f -o "$tmp/a.db" \
         "$here/workloads/attribution_loops.py" whole 200 1)
     read -r tb _ pcb wcb < <(cpu_run "$memwatch" trace --python "$python" -q -f -o "$tmp/b.db" \
         "$here/workloads/attribution_loops.py" whole 200 0)
-    pluses+=("$(awk -v t="$t" -v b="$tb" -v n="$n" 'BEGIN { printf "%.3f", (t - b) / n * 1000 }')")
-    traced+=("$(awk -v c="$pc" -v b="$pcb" -v n="$n" 'BEGIN { printf "%.3f", (c - b) / n * 1000 }')")
-    writer+=("$(awk -v c="$wc" -v b="$wcb" -v n="$n" 'BEGIN { printf "%.3f", (c - b) / n * 1000 }')")
+    pluses+=("$(per_change "$t" "$tb")") traced+=("$(per_change "$pc" "$pcb")")
+    writer+=("$(per_change "$wc" "$wcb")")
 done
 printf '%-40s %s ms per change (%s changes); CPU per change: traced %s ms, writer %s ms\n' \
     "median over $runs rounds" "$(median_of "${pluses[@]}")" "$n" "$(median_of "${traced[@]}")" \

@@ -2,14 +2,14 @@
  * shuffled into byte planes, and back.
  *
  * DESIGN: these loops were a third of the writer's time on a large change (a byte store
- * per byte, 1.6 GB/s; ~5 GB/s now, bench/codec.sh). On x86-64 (SSE2 is part of the base instruction set) sixteen items are
- * transposed at a time in registers: the items' vectors go through four rounds of byte
- * interleaving (unpacklo/unpackhi), each of which moves one bit of an item's number into
- * the byte's position in its vector; after the four rounds each vector holds one byte
- * plane of the sixteen items. Decoding undoes the rounds in reverse order (a round's
- * inverse splits the even and odd bytes with packus). Items past the last whole block of
- * sixteen, and other machines, take the portable loops, which give the same bytes
- * (tests/unit/test_codec.c compares them). */
+ * per byte, 1.6 GB/s; ~5 GB/s now, bench/codec.sh). On x86-64 (SSE2 is part of the base
+ * instruction set) sixteen items are transposed at a time in registers: the items'
+ * vectors go through four rounds of byte interleaving (unpacklo/unpackhi), each of which
+ * moves one bit of an item's number into the byte's position in its vector; after the
+ * four rounds each vector holds one byte plane of the sixteen items. Decoding undoes the
+ * rounds in reverse order (a round's inverse splits the even and odd bytes with packus).
+ * Items past the last whole block of sixteen, and other machines, take the portable
+ * loops, which give the same bytes (tests/unit/test_codec.c compares them). */
 #include "codec.h"
 
 #include <stdint.h>
