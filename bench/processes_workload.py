@@ -1,13 +1,21 @@
 """Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
 by line, one 8-byte write per line, each on the next page, each a new value.
 
-usage: processes_workload.py single|pool N watch|plain
+usage: processes_workload.py single|pool|startup N watch|plain
 
 single: this process writes N lines. pool: a multiprocessing Pool of 2 fork workers, each
 writes N/2 lines (its own bytes of each page). Prints the summed seconds of the writing
-loops (each timed inside its own process) and the lines written."""
+loops (each timed inside its own process) and the lines written.
+
+startup: starts N children `sys.executable -c pass` one after the other (subprocess.run:
+the exec'd child of a traced script is traced, and watches nothing); prints the median
+seconds from the start of subprocess.run to its return, N, and the children's mean CPU
+seconds (user + system)."""
 import mmap
 import multiprocessing as mp
+import resource
+import statistics
+import subprocess
 import sys
 import time
 
@@ -28,8 +36,26 @@ def write_lines(worker, n):
     return time.perf_counter() - t0
 
 
+def child_startups(n):
+    """The median wall time of a child's subprocess.run, and the children's mean CPU time
+    (user + system: less sensitive than wall time to a busy machine)."""
+    took = []
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        took.append(time.perf_counter() - t0)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n
+    return statistics.median(took), cpu
+
+
 def main():
     mode, n, watch = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "watch"
+    if mode == "startup":
+        wall, cpu = child_startups(n)
+        print(f"{wall:.6f} {n} {cpu:.6f}")
+        return
     if watch:
         import memwatch
         memwatch.watch(block, "block")

@@ -6,7 +6,7 @@
  * libmemwatch-inject.so is preloaded: it registers the built-in `memwatch` module before
  * the interpreter starts and sends what it finds over a connection to a Unix socket this
  * process listens on (src/trace/serve.h), one per traced process: the script's, and its
- * fork children's unless --no-follow. This process turns the records into SQLite rows as
+ * children's unless --no-follow. This process turns the records into SQLite rows as
  * they arrive. So:
  *   - an unwritable output path fails before the script starts;
  *   - however the child ends (exit, exception, signal, os._exit, SIGKILL), every record it
@@ -73,7 +73,7 @@ static const struct mw_cli_option trace_options[] = {
     {"max-trace-size", required_argument, OPT_MAX_SIZE,
      "        --max-trace-size SIZE  keep the trace file under SIZE (e.g. 500M, 2G): older values go first"},
     {"no-follow", no_argument, OPT_NO_FOLLOW,
-     "        --no-follow        trace only the script's process: its fork children run untraced"},
+     "        --no-follow        trace only the script's process: its children run untraced"},
     {NULL, required_argument, 'X', "    -X OPT, -W ARG, -u     passed to python3 unchanged"},
     {NULL, required_argument, 'W', NULL},
     {NULL, no_argument, 'u', NULL},

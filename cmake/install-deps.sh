@@ -4,7 +4,7 @@
 set -eu
 
 packages="cmake make gcc pkg-config python3 python3.11-dev libsqlite3-dev sqlite3 libzstd-dev liblz4-dev
-  python3-numpy python3-pytest bats bats-support bats-assert bats-file mandoc
+  python3-numpy python3-pytest python3-nbconvert python3-ipykernel bats bats-support bats-assert bats-file mandoc
   clang libclang-rt-14-dev libfuzzer-14-dev"
 # torch is large: only its own package, not the ~470 it recommends. chromium is the
 # browser of the report test (tests/cli/report_browser.bats), headless: its recommends

@@ -223,8 +223,11 @@ CREATE TABLE changes (
 );
 
 -- Every process of the run memwatch knows of: the script's own (root = 1) and, unless
--- `memwatch trace --no-follow`, the children it forked (fork without exec), each traced
--- into this one trace over its own connection. A pid names one process of the run.
+-- `memwatch trace --no-follow`, its Python children, forked (fork without exec) or exec'd
+-- (spawn, forkserver, subprocess of the interpreter), each traced into this one trace
+-- over its own connection, and programs a traced process started that ran untraced
+-- (traced = 0). A pid names one process of the run: one that exec'd keeps its row, which
+-- describes its last image.
 CREATE TABLE processes (
     pid           INTEGER PRIMARY KEY,
     ppid          INTEGER,              -- its parent's pid

@@ -19,13 +19,13 @@
 #include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
 #include "channel_link.h"
 #include "mw_grow.h"
+#include "run_shared.h"
 #include "threads.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
@@ -57,9 +57,11 @@ static int sender_running, sender_stop;
 static int64_t start_ns;
 static uint64_t waited_ns;              /* time encoders spent waiting for queue room */
 /* The last object id and change seq given out (atomics). They are the run's, not the
- * process's: a page shared with every fork child (mapped before the script runs), so that
- * all processes number their objects and changes in one sequence, in the order they found
- * them, and the trace keeps the numbers as they come (serve.c). */
+ * process's: the first page of the run's shared memory (run_shared.h), which every traced
+ * process maps (the script and its exec'd children receive it when they connect, fork
+ * children inherit it), so that all processes number their objects and changes in one
+ * sequence, in the order they found them, and the trace keeps the numbers as they come
+ * (serve.c). */
 enum { LAST_OBJECT_ID, LAST_SEQ };
 static uint64_t own_counters[2];
 static uint64_t *counters = own_counters;
@@ -119,10 +121,8 @@ int mw_channel_open(const char *socket_name, int64_t start_monotonic_ns,
     start_ns = start_monotonic_ns ? start_monotonic_ns : monotonic_ns();
     int rc = mw_link_open(socket_name, hello, follow);
     channel_open = rc == 0;
-    void *shared = channel_open ? mmap(NULL, sizeof own_counters, PROT_READ | PROT_WRITE,
-                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
-    if (shared != MAP_FAILED)
-        counters = shared;
+    if (channel_open && mw_run_shared())   /* a connection is made only with it (channel_link.c) */
+        counters = mw_run_shared();
     /* The record buffer is made now, before the script allocates anything, as it always
      * was, and of the size it always had (the hello's, before hellos carried a command
      * line): made at the first watch, or larger, it would sit beside the script's objects,

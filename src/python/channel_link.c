@@ -37,8 +37,13 @@
 #include <unistd.h>
 
 #include "own_fds.h"
+#include "run_shared.h"
 
 #define ARGV_MAX 4096
+/* How long a process that is not a fork child waits for the run's shared memory after its
+ * hello. memwatch trace answers a hello as soon as it reads it, which is at once unless
+ * it is storing one large change (then the change's frames are read first). */
+#define RUN_SHARED_WAIT_MS 10000
 /* A hello's fixed part: frame head, strings' lengths, numbers. */
 #define HELLO_FIXED 128
 
@@ -119,6 +124,54 @@ static int send_blocking(int fd, const unsigned char *data, size_t len)
     return 0;
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The reply to the hello of a process that is not a fork child: the run's shared memory
+ * (run_shared.h), one byte with the memfd attached. 0, or a negative errno: -ETIMEDOUT
+ * when none came in time (the process then runs untraced). Raw calls: recvmsg and poll
+ * are interposed by this library. */
+static int receive_run_shared(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int64_t deadline = monotonic_ms() + RUN_SHARED_WAIT_MS;
+    for (;;) {
+        int64_t left = deadline - monotonic_ms();
+        if (left <= 0)
+            return -ETIMEDOUT;
+        long n = syscall(SYS_poll, &p, 1, (int)left);
+        if (n > 0)
+            break;
+        if (n < 0 && errno != EINTR)
+            return -errno;
+    }
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = control.space, .msg_controllen = sizeof control.space};
+    long n;
+    do
+        n = syscall(SYS_recvmsg, fd, &msg, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n < 0 ? -errno : -EPIPE;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -EPROTO;
+    int shared_fd;
+    memcpy(&shared_fd, CMSG_DATA(c), sizeof shared_fd);
+    return mw_run_shared_map(shared_fd);
+}
+
 /* A new connection with its hello (and what was counted lost, when it can be said
  * without allocating). 0 or a negative errno; -EPIPE when nobody listens any more. */
 static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherited_seq)
@@ -157,6 +210,15 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         memset(&lost, 0, sizeof lost);
     if (rc == 0)
         rc = send_blocking(fd, hello_buf.data, hello_buf.len);
+    if (rc == 0 && !(flags & (MW_HELLO_RESUME | MW_HELLO_FORKED)) && !mw_run_shared() &&
+        (rc = receive_run_shared(fd)) < 0 && rc != -EPIPE) {
+        /* No run shared memory (none came in time, or it cannot be mapped): the process
+         * runs untraced, and its second hello says so (its row: traced = 0). */
+        h.flags = MW_HELLO_UNTRACED;
+        hello_buf.len = 0;
+        if (mw_rec_encode_hello(&hello_buf, &h) == 0)
+            send_blocking(fd, hello_buf.data, hello_buf.len);
+    }
     if (rc < 0) {
         close(fd);
         return rc == -ECONNRESET ? -EPIPE : rc;

@@ -1,23 +1,28 @@
 /* exec and posix_spawn for the injected library: see children.h.
  *
  * DESIGN
- * The constructor removes LD_PRELOAD from the environment (inject.c), so the script and
- * every program it starts see the user's own environment: a child python3 then has no
- * `memwatch` module, and a script that imports it at the top fails in every
- * multiprocessing child started by spawn or forkserver. Keeping LD_PRELOAD in the
- * environment is no answer: the script would see it, every program it starts would load a
- * library that needs libpython's symbols (`ls: symbol lookup error`), and an interpreter
- * of another minor version would load a library built for another layout of its frames.
+ * The constructor removes LD_PRELOAD and the run's settings from the environment
+ * (inject.c), so the script and every program it starts see the user's own environment.
+ * Keeping them in the environment is no answer: the script would see them, every program
+ * it starts would load a library that needs libpython's symbols (`ls: symbol lookup
+ * error`), and an interpreter of another minor version would load a library built for
+ * another layout of its frames.
  *
  * So the environment is extended only at the exec itself, and only when the file exec'd
  * is this interpreter's own file (same device and inode as /proc/self/exe, through any
- * symbolic link: sys.executable, a venv's python, multiprocessing's executable): the
- * child gets LD_PRELOAD with memwatch's part in front of its own value, and that value
- * saved (MEMWATCH_SAVED_LD_PRELOAD) for the child's constructor to give back, exactly as
- * the launcher does for the traced process. The trace's pipe is close-on-exec and its
- * variable is gone, so the child is untraced and cannot write into the parent's trace.
- * Every other exec — another program, another interpreter, a shell — gets what the
- * caller passed, unchanged.
+ * symbolic link: sys.executable, a venv's python, multiprocessing's executable), or a
+ * script whose "#!" line names that file (console scripts: `jupyter notebook` execs
+ * /usr/bin/jupyter-notebook, whose kernels are then this interpreter's children): the
+ * child gets LD_PRELOAD (and GLIBC_TUNABLES, and in a sanitized build ASAN_OPTIONS) with
+ * memwatch's part in front of its own value, that value saved (MEMWATCH_SAVED_<name>) for
+ * the child's constructor to give back, exactly as the launcher does for the script; and,
+ * unless --no-follow, the run's settings exactly as the launcher gave them (the socket,
+ * follow, the start time, --check, --backend, --on-nan, --values: run_settings.h), which
+ * replace any variable of the same name the caller passed. The child then connects to the
+ * same socket as a new process of the run and writes into the same trace (serve.c).
+ * Every other exec — another program, another interpreter, a shell — gets what the caller
+ * passed, unchanged; when children are followed, memwatch trace is told that this process
+ * runs untraced (untraced_note.h), so that the trace says so.
  *
  * These run in a child between fork (or vfork, as _posixsubprocess uses) and exec, where
  * only async-signal-safe calls are allowed and, after vfork, nothing of the parent's
@@ -27,6 +32,7 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <limits.h>
 #include <spawn.h>
@@ -38,6 +44,7 @@
 
 #include "children.h"
 #include "run_settings.h"
+#include "untraced_note.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -55,13 +62,18 @@ struct carried {
 };
 
 #ifdef MEMWATCH_SANITIZE_PRELOAD
-#define MAX_CARRIED 2
+#define MAX_CARRIED 3
 #else
-#define MAX_CARRIED 1
+#define MAX_CARRIED 2
 #endif
+/* The run's settings (mw_env_ours), each "NAME=value" as the launcher set it. */
+#define MAX_SETTINGS 16
 
 static struct carried carried[MAX_CARRIED];
 static int ncarried;
+static char *settings[MAX_SETTINGS];
+static size_t settings_name_len[MAX_SETTINGS];
+static int nsettings;
 static dev_t exe_dev;
 static ino_t exe_ino;
 static int ready;        /* set once the above are known; read in children */
@@ -101,24 +113,57 @@ static void resolve_real(void)
     real_posix_spawnp = (__typeof__(real_posix_spawnp))dlsym(RTLD_NEXT, "posix_spawnp");
 }
 
+/* Remembers the run's settings, as "NAME=value", when children are followed. */
+static void keep_settings(void)
+{
+    const char *follow = getenv(MW_ENV_FOLLOW);
+    if (!getenv(MW_ENV_TRACE_SOCKET) || (follow && strcmp(follow, "0") == 0))
+        return;
+    for (size_t i = 0; mw_env_ours[i] && nsettings < MAX_SETTINGS; i++) {
+        const char *value = getenv(mw_env_ours[i]);
+        size_t nl = strlen(mw_env_ours[i]);
+        char *entry = value ? malloc(nl + strlen(value) + 2) : NULL;
+        if (!entry)
+            continue;
+        memcpy(entry, mw_env_ours[i], nl);
+        entry[nl] = '=';
+        strcpy(entry + nl + 1, value);
+        settings_name_len[nsettings] = nl;
+        settings[nsettings++] = entry;
+    }
+}
+
 void mw_children_init(void)
 {
-    static const char *const names[MAX_CARRIED] = {
-        "LD_PRELOAD",
+    static const struct {
+        const char *name;
+        int required;    /* without memwatch's part of it there is nothing to pass on */
+    } names[MAX_CARRIED] = {
+        {"LD_PRELOAD", 1},
+        /* The launcher's stack cache setting (cli/launch.c); only followed children get it,
+         * since only they are traced (their constructor gives the user's value back). */
+        {"GLIBC_TUNABLES", 0},
 #ifdef MEMWATCH_SANITIZE_PRELOAD
-        "ASAN_OPTIONS",   /* the launcher's, which the ASan runtime needs (cli/launch.c) */
+        {"ASAN_OPTIONS", 1},   /* the launcher's, which the ASan runtime needs (cli/launch.c) */
 #endif
     };
     resolve_real();
     struct stat st;
     if (stat("/proc/self/exe", &st) != 0)
         return;
+    keep_settings();
     for (int i = 0; i < MAX_CARRIED; i++) {
-        char *ours = ours_part(names[i]);
-        if (!ours)
-            return;   /* without memwatch's LD_PRELOAD there is nothing to pass on */
-        carried[ncarried++] = (struct carried){names[i], strlen(names[i]), ours, strlen(ours)};
+        if (!names[i].required && nsettings == 0)
+            continue;
+        char *ours = ours_part(names[i].name);
+        if (!ours && names[i].required)
+            return;
+        if (ours)
+            carried[ncarried++] = (struct carried){names[i].name, strlen(names[i].name), ours,
+                                                   strlen(ours)};
     }
+    if (nsettings)
+        mw_untraced_note_init(getenv(MW_ENV_TRACE_SOCKET));
     exe_dev = st.st_dev;
     exe_ino = st.st_ino;
     ready = 1;
@@ -126,25 +171,69 @@ void mw_children_init(void)
 
 /* ---- which exec is a Python child ---------------------------------------------------- */
 
+/* What an exec would run: nothing (no such executable file: the exec fails, or a search
+ * goes on), this interpreter, or another program. */
+enum exec_target { EXEC_NOTHING, EXEC_OURS, EXEC_OTHER };
+
 static int is_our_interpreter(const struct stat *st)
 {
     return S_ISREG(st->st_mode) && st->st_dev == exe_dev && st->st_ino == exe_ino;
 }
 
-static int path_is_ours(const char *path)
+/* Whether path is a script whose "#!" line names this interpreter's file directly (a
+ * console script such as jupyter's, pip's): the kernel runs this interpreter with it.
+ * Not "#!/usr/bin/env python3": env is another program, which must not get the library.
+ * Raw calls (open and read are this library's own: kwrite_interpose.c). */
+static int script_is_ours(const char *path)
+{
+    char head[256];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    long n = syscall(SYS_read, fd, head, sizeof head - 1);
+    syscall(SYS_close, fd);
+    if (n < 3 || head[0] != '#' || head[1] != '!')
+        return 0;
+    head[n] = '\0';
+    char *start = head + 2;
+    while (*start == ' ' || *start == '\t')
+        start++;
+    char *end = start;
+    while (*end && *end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+        end++;
+    if (end == start || !*end)
+        return 0;   /* no interpreter, or a line longer than we read */
+    *end = '\0';
+    struct stat st;
+    return stat(start, &st) == 0 && is_our_interpreter(&st);
+}
+
+/* path: the file's name, for a script's "#!" line (NULL: not looked at). */
+static enum exec_target classify(const char *path, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return EXEC_NOTHING;
+    if (is_our_interpreter(st) || (path && script_is_ours(path)))
+        return EXEC_OURS;
+    return EXEC_OTHER;
+}
+
+static enum exec_target path_target(const char *path)
 {
     struct stat st;
-    return ready && path && stat(path, &st) == 0 && is_our_interpreter(&st);
+    if (!ready || !path || stat(path, &st) != 0 || access(path, X_OK) != 0)
+        return EXEC_NOTHING;
+    return classify(path, &st);
 }
 
 /* What execvp would run for file: the first executable regular file along PATH (the C
  * library's default path when PATH is unset), as the C library searches it. */
-static int search_is_ours(const char *file)
+static enum exec_target search_target(const char *file)
 {
     if (!ready || !file || !*file)
-        return 0;
+        return EXEC_NOTHING;
     if (strchr(file, '/'))
-        return path_is_ours(file);
+        return path_target(file);
     const char *path = getenv("PATH");
     if (!path)
         path = "/bin:/usr/bin";
@@ -162,10 +251,10 @@ static int search_is_ours(const char *file)
             memcpy(buf + dlen + 1, file, flen + 1);
             struct stat st;
             if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
-                return is_our_interpreter(&st);
+                return classify(buf, &st);
         }
         if (!e)
-            return 0;
+            return EXEC_NOTHING;
         s = e + 1;
     }
 }
@@ -185,6 +274,19 @@ static int is_saved_of(const char *entry, const struct carried *c)
     return strncmp(entry, MW_ENV_SAVED_PREFIX, plen) == 0 && named(entry + plen, c->name, c->name_len);
 }
 
+/* Whether the child's entry is memwatch's to set: a carried variable, its saved value, or
+ * one of the run's settings. */
+static int replaced(const char *entry)
+{
+    for (int v = 0; v < ncarried; v++)
+        if (named(entry, carried[v].name, carried[v].name_len) || is_saved_of(entry, &carried[v]))
+            return 1;
+    for (int i = 0; i < nsettings; i++)
+        if (strncmp(entry, settings[i], settings_name_len[i] + 1) == 0)
+            return 1;
+    return 0;
+}
+
 static char *put(char *p, const char *s, size_t n)
 {
     memcpy(p, s, n);
@@ -192,7 +294,8 @@ static char *put(char *p, const char *s, size_t n)
 }
 
 /* Runs fn with envp plus memwatch's part of each carried variable in front of the
- * child's own value, which is saved for the child's constructor to give back. */
+ * child's own value, which is saved for the child's constructor to give back, and the
+ * run's settings. */
 static int with_child_env(char *const envp[], exec_fn fn, void *ctx)
 {
     static char *const empty[] = {NULL};
@@ -212,17 +315,12 @@ static int with_child_env(char *const envp[], exec_fn fn, void *ctx)
     }
     if (n > MAX_ENV_ENTRIES || bytes > MAX_ENV_BYTES)
         return fn(ctx, envp);
-    char *vec[n + 2 * MAX_CARRIED + 1];
+    char *vec[n + 2 * MAX_CARRIED + MAX_SETTINGS + 1];
     char buf[bytes];
     size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        int drop = 0;
-        for (int v = 0; v < ncarried; v++)
-            drop |= named(envp[i], carried[v].name, carried[v].name_len) ||
-                    is_saved_of(envp[i], &carried[v]);
-        if (!drop)
+    for (size_t i = 0; i < n; i++)
+        if (!replaced(envp[i]))
             vec[k++] = envp[i];
-    }
     char *p = buf;
     for (int v = 0; v < ncarried; v++) {
         const struct carried *c = &carried[v];
@@ -244,8 +342,23 @@ static int with_child_env(char *const envp[], exec_fn fn, void *ctx)
             p = put(p, theirs[v], tl + 1);
         }
     }
+    for (int i = 0; i < nsettings; i++)
+        vec[k++] = settings[i];
     vec[k] = NULL;
     return fn(ctx, vec);
+}
+
+/* Runs fn with the environment the target gets: memwatch's for this interpreter; for any
+ * other program what the caller passed, after telling memwatch trace it runs untraced
+ * (from the process about to exec: its pid is the program's). */
+static int exec_as(enum exec_target target, char *const argv[], char *const envp[], exec_fn fn,
+                   void *ctx)
+{
+    if (target == EXEC_OURS)
+        return with_child_env(envp, fn, ctx);
+    if (target == EXEC_OTHER)
+        mw_untraced_note((pid_t)syscall(SYS_getpid), (pid_t)syscall(SYS_getppid), argv);
+    return fn(ctx, envp);
 }
 
 /* ---- the interposed calls --------------------------------------------------------------- */
@@ -279,9 +392,7 @@ static int call_fexecve(void *ctx, char *const envp[])
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     struct exec_call c = {.path = path, .argv = argv};
-    if (path_is_ours(path))
-        return with_child_env(envp, call_execve, &c);
-    return call_execve(&c, envp);
+    return exec_as(path_target(path), argv, envp, call_execve, &c);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
@@ -294,9 +405,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
     if (!real_execvpe)
         resolve_real();
     struct exec_call c = {.path = file, .argv = argv};
-    if (search_is_ours(file))
-        return with_child_env(envp, call_execvpe, &c);
-    return call_execvpe(&c, envp);
+    return exec_as(search_target(file), argv, envp, call_execvpe, &c);
 }
 
 EXPORT int execvp(const char *file, char *const argv[])
@@ -310,9 +419,8 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
         resolve_real();
     struct exec_call c = {.argv = argv, .fd = fd};
     struct stat st;
-    if (ready && fstat(fd, &st) == 0 && is_our_interpreter(&st))
-        return with_child_env(envp, call_fexecve, &c);
-    return call_fexecve(&c, envp);
+    enum exec_target target = ready && fstat(fd, &st) == 0 ? classify(NULL, &st) : EXEC_NOTHING;
+    return exec_as(target, argv, envp, call_fexecve, &c);
 }
 
 struct spawn_call {
@@ -330,15 +438,28 @@ static int call_spawn(void *ctx, char *const envp[])
     return c->fn(c->pid, c->path, c->actions, c->attr, c->argv, envp);
 }
 
+/* posix_spawn runs in this process: memwatch trace hears of an untraced program once it
+ * has its pid. */
+static int spawn_as(enum exec_target target, struct spawn_call *c, char *const envp[])
+{
+    if (target == EXEC_OURS)
+        return with_child_env(envp, call_spawn, c);
+    pid_t pid = 0;
+    if (!c->pid)
+        c->pid = &pid;
+    int rc = call_spawn(c, envp);
+    if (rc == 0 && target == EXEC_OTHER)
+        mw_untraced_note(*c->pid, getpid(), c->argv);
+    return rc;
+}
+
 EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                        const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
     if (!real_posix_spawn)
         resolve_real();
     struct spawn_call c = {pid, path, actions, attr, argv, real_posix_spawn};
-    if (path_is_ours(path))
-        return with_child_env(envp, call_spawn, &c);
-    return call_spawn(&c, envp);
+    return spawn_as(path_target(path), &c, envp);
 }
 
 EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
@@ -347,7 +468,5 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
     if (!real_posix_spawnp)
         resolve_real();
     struct spawn_call c = {pid, file, actions, attr, argv, real_posix_spawnp};
-    if (search_is_ours(file))
-        return with_child_env(envp, call_spawn, &c);
-    return call_spawn(&c, envp);
+    return spawn_as(search_target(file), &c, envp);
 }

@@ -5,8 +5,9 @@
  * (PyImport_AppendInittab must precede interpreter initialization), takes the record pipe
  * from the environment, and removes every trace of memwatch from the environment so that
  * the script and its subprocesses see what they would under python3. A Python child of the
- * script (children.c) loads it again, untraced: there the module exists and watches
- * nothing (watcher_object.c).
+ * script (children.c) loads it again with the run's settings and is traced the same way,
+ * as a new process of the run; under --no-follow it gets the library alone, and there the
+ * module exists and watches nothing (watcher_object.c).
  *
  * It is the top of the library: it calls into the other parts and none calls into it, so
  * it has no header (the configuration it loads is config.c's, the module it registers
@@ -69,8 +70,10 @@ __attribute__((visibility("default"), noreturn)) void _exit(int status)
         syscall(SYS_exit_group, status);
 }
 
-/* launched: by `memwatch trace` itself, which also put GLIBC_TUNABLES ahead of the user's;
- * else by a parent's exec (children.c), which changed LD_PRELOAD (and ASAN_OPTIONS) only. */
+/* launched: the run's socket is in the environment: put there by `memwatch trace` itself or
+ * by a traced parent's exec (children.c), both of which also put GLIBC_TUNABLES ahead of
+ * the user's; else (an untraced child under --no-follow) only LD_PRELOAD (and ASAN_OPTIONS)
+ * changed. */
 static void restore_environment(int launched)
 {
     mw_env_restore_users("LD_PRELOAD");

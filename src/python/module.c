@@ -209,7 +209,7 @@ PyObject *mw_module_init(void)
     if (mw_change_add_type(m) < 0 || mw_errors_add_types(m) < 0 ||
         mw_watcher_object_add_type(m) < 0)
         goto fail;
-    /* Untraced (a Python child of the traced script), watchers watch nothing
+    /* Untraced (a Python child of the script under --no-follow), watchers watch nothing
      * (watcher_object.c): no thread names, no end of run, no automatic checks to set up. */
     if (!mw_run.traced)
         return m;

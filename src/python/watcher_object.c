@@ -10,8 +10,8 @@
  * one found by an automatic check would (on_nan.c). Everything here runs with the GIL held,
  * which protects the statics below.
  *
- * In a process memwatch does not trace (a Python child of the traced script: children.c;
- * tracing children is issue 16) every watcher is untraced: it checks its arguments and
+ * In a process memwatch does not trace (a Python child of the traced script under
+ * --no-follow: children.c) every watcher is untraced: it checks its arguments and
  * keeps its names exactly as a traced one, so that a program runs there as it does in the
  * traced process, but watches nothing. No page is protected and no object pinned or moved;
  * check_changes() returns 0, callbacks are never called, get_stats() counts zero with

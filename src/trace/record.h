@@ -40,8 +40,13 @@ enum mw_record_type {
 #define MW_REC_VALUE_ALIGN ((uint64_t)1 << 20)
 
 /* The first record of every connection (one per traced process, and one more each time
- * a process reconnects: MW_HELLO_RESUME). */
-enum { MW_HELLO_RESUME = 1, MW_HELLO_FORKED = 2 };
+ * a process reconnects: MW_HELLO_RESUME). A process that is not a fork child (the script,
+ * an exec'd Python child) receives the run's shared memory in reply (serve.c).
+ * MW_HELLO_UNTRACED: not the process's own hello but a note about it, sent by a traced
+ * process that exec'd or spawned a program memwatch does not trace (another program,
+ * another interpreter: src/python/children.c); it has pid, ppid, start and argv only,
+ * and is the connection's only record. */
+enum { MW_HELLO_RESUME = 1, MW_HELLO_FORKED = 2, MW_HELLO_UNTRACED = 4 };
 struct mw_rec_hello {
     const char *python_version;   /* sys.version */
     const char *backend;          /* detection backend in use */

@@ -57,6 +57,11 @@ struct mw_run_settings {
 #define MW_ENV_ON_NAN "MEMWATCH_ON_NAN"
 #define MW_ENV_VALUES "MEMWATCH_VALUES"
 #define MW_ENV_MAX_TRACE_SIZE "MEMWATCH_MAX_TRACE_SIZE"
+/* The run's shared memory (serve.c makes it, src/python/run_shared.h maps it): a memfd
+ * of this size, sparse. Its first page holds the run's counters; the rest, from
+ * MW_RUN_SHARED_REGISTRY_OFFSET, is the shared-watch registry's. */
+#define MW_RUN_SHARED_REGISTRY_OFFSET ((size_t)4096)
+#define MW_RUN_SHARED_SIZE (((size_t)64 << 20) + MW_RUN_SHARED_REGISTRY_OFFSET)
 /* Settings memwatch puts ahead of the user's own value keep the user's value here, for
  * the library to give back (MW_ENV_SAVED_PREFIX + the variable's name). */
 #define MW_ENV_SAVED_PREFIX "MEMWATCH_SAVED_"

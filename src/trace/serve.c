@@ -2,14 +2,17 @@
  *
  * DESIGN
  * - One socket, many connections: every traced process connects on its own (the script,
- *   and its fork children unless --no-follow), says hello (pid, parent, command line,
- *   start) and sends its records; each connection has its own parser. The socket is in the
- *   abstract namespace (nothing on disk), named with 64 random bits, and a connection from
- *   another user is refused (SO_PEERCRED).
- * - Ids: the traced processes number objects and changes from counters they share (a page
- *   mapped shared before the script runs, inherited by fork children: channel.c), so ids
- *   and seqs are the run's, unique, in the order they were given out, and kept as they
- *   come. The writer still maps (process, local id) to the trace's ids, so that a record
+ *   and unless --no-follow its fork children and exec'd Python children), says hello (pid,
+ *   parent, command line, start) and sends its records; each connection has its own
+ *   parser. The socket is in the abstract namespace (nothing on disk), named with 64
+ *   random bits, and a connection from another user is refused (SO_PEERCRED).
+ * - The run's shared memory: one memfd made at listen time (run_settings.h: its size and
+ *   layout), sent (SCM_RIGHTS) in reply to the hello of every process that is not a fork
+ *   child; fork children inherit its mapping. A process the reply cannot reach (it gave up
+ *   waiting) is recorded as untraced.
+ * - Ids: the traced processes number objects and changes from counters they share (the
+ *   first page of the run's shared memory: channel.c), so ids and seqs are the run's,
+ *   unique, in the order they were given out, and kept as they come. The writer still maps (process, local id) to the trace's ids, so that a record
  *   naming an object its process never announced (nor its parent before the fork, which
  *   the child's hello bounds) is recognised and waits for the parent's record or is
  *   dropped.
@@ -19,6 +22,16 @@
  * - A reconnecting process (MW_HELLO_RESUME: the script closed its descriptor) resends the
  *   frame that was cut; its old connection holds every frame before, already queued here,
  *   so it is read to its end before the new one, and its cut frame is dropped uncounted.
+ * - Exec: a process keeps its pid across exec. A hello (not a reconnection) from a pid
+ *   already known is a new image of that process: its earlier connections, which the
+ *   kernel closed at the exec, are read to their end first, and its row (one per pid, the
+ *   table's key) is replaced by the new image's: command line, forked = 0, traced. The new
+ *   image inherits no object ids; the changes of both carry the pid. The earlier image's
+ *   hello always comes first: it was sent before the exec, on a connection accepted
+ *   before the new image's, and connections are read in the order they were accepted.
+ * - Untraced processes: a traced process that execs another program (or an interpreter
+ *   memwatch does not trace) sends a note first, a hello with MW_HELLO_UNTRACED on a
+ *   connection of its own; it becomes a row with traced = 0, whose end is not known.
  * - The run ends when the root process has exited and every connection has closed. */
 #include "serve.h"
 
@@ -28,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -37,6 +51,7 @@
 
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "run_settings.h"
 
 #define READ_SIZE (256 * 1024)
 
@@ -47,6 +62,7 @@ struct proc {
     uint64_t *ids;              /* (local, global) pairs, local increasing */
     size_t nids, capids;
     int64_t status;             /* from its MW_REC_END; -1 unknown */
+    int untraced;               /* known from a note (MW_HELLO_UNTRACED): it sends nothing */
 };
 
 struct conn {
@@ -68,6 +84,7 @@ struct mw_serve {
     uint64_t last_id, last_seq;
     uint64_t undelivered;
     pid_t root;
+    int run_fd;                 /* the run's shared memory (run_settings.h); -1: none */
 };
 
 static int64_t realtime_ns(void)
@@ -90,12 +107,20 @@ int mw_serve_listen(mw_serve **out, char *name, size_t name_size)
     size_t n = strlen(name);
     memcpy(addr.sun_path + 1, name, n);
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
-    s->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* Sparse: only the pages the processes touch cost memory. */
+    s->run_fd = memfd_create("memwatch-run", MFD_CLOEXEC);
+    if (s->run_fd >= 0 && ftruncate(s->run_fd, (off_t)MW_RUN_SHARED_SIZE) != 0) {
+        close(s->run_fd);
+        s->run_fd = -1;
+    }
+    s->listen_fd = s->run_fd < 0 ? -1 : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (s->listen_fd < 0 || bind(s->listen_fd, (struct sockaddr *)&addr, len) != 0 ||
         listen(s->listen_fd, 128) != 0) {
         int err = errno;
         if (s->listen_fd >= 0)
             close(s->listen_fd);
+        if (s->run_fd >= 0)
+            close(s->run_fd);
         free(s);
         return -err;
     }
@@ -122,6 +147,8 @@ void mw_serve_destroy(mw_serve *s)
     }
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    if (s->run_fd >= 0)
+        close(s->run_fd);
     free(s->conns);
     free(s->procs);
     free(s);
@@ -300,42 +327,86 @@ static struct proc *add_proc(mw_serve *s, mw_trace_writer *w, const struct mw_tr
     return p;
 }
 
+/* Reads p's connections other than c to their end and closes them: p reconnected (their
+ * frames all came before the new connection's), or exec'd (the kernel closed them at the
+ * exec, before the new image said hello). */
+static int finish_older_conns(mw_serve *s, mw_trace_writer *w, struct conn *c, struct proc *p)
+{
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct conn *old = &s->conns[i];
+        if (old == c || old->p != p || old->fd < 0)
+            continue;
+        int eof = 0, rc = read_conn(s, w, old, &eof);
+        if (rc)
+            return rc;
+        close(old->fd);
+        old->fd = -1;
+        old->mid_change = 0;
+    }
+    return 0;
+}
+
+/* Gives a process that is not a fork child the run's shared memory (run_settings.h): one
+ * byte with the memfd attached. 0, or a negative errno (the process is gone, or gave up
+ * waiting for it: it runs untraced). */
+static int send_run_shared(const mw_serve *s, const struct conn *c)
+{
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = control.space, .msg_controllen = sizeof control.space};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &s->run_fd, sizeof(int));
+    ssize_t n;
+    do
+        n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : n < 0 ? -errno : -EPIPE;
+}
+
 /* A process said hello: its row, or (a reconnection) its old connection read to its end
- * first, and its cut frame dropped. */
+ * first, and its cut frame dropped. A hello of a pid already known that is no
+ * reconnection is a new image of that process (it exec'd; see DESIGN): its earlier
+ * connections are read to their end, and its row now describes the new image. */
 static int hello(mw_serve *s, mw_trace_writer *w, struct conn *c, struct mw_rec_decoded *rec)
 {
     pid_t root = s->root;
     const struct mw_rec_hello *h = &rec->u.hello;
     struct proc *p = find_proc(s, h->pid);
+    int rc;
     if (p && (h->flags & MW_HELLO_RESUME)) {
-        for (size_t i = 0; i < s->nconns; i++) {
-            struct conn *old = &s->conns[i];
-            if (old == c || old->p != p || old->fd < 0)
-                continue;
-            int eof = 0, rc = read_conn(s, w, old, &eof);
-            if (rc)
-                return rc;
-            close(old->fd);
-            old->fd = -1;
-            old->mid_change = 0;
-        }
         c->p = p;
-        return 0;
+        return finish_older_conns(s, w, c, p);
     }
+    if (p && (rc = finish_older_conns(s, w, c, p)) != 0)
+        return rc;
+    int untraced = (h->flags & MW_HELLO_UNTRACED) != 0;
+    /* The script and every exec'd child get the run's counters; fork children have them. */
+    if (!untraced && !(h->flags & MW_HELLO_FORKED) && s->run_fd >= 0 &&
+        send_run_shared(s, c) != 0)
+        untraced = 1;
     struct mw_trace_process row = {
         .pid = h->pid, .ppid = h->ppid, .root = h->pid == root,
-        .forked = (h->flags & MW_HELLO_FORKED) != 0, .traced = 1,
+        .forked = (h->flags & MW_HELLO_FORKED) != 0, .traced = !untraced,
         .argv = h->argv, .argv_len = h->argv_len, .start_unix_ns = h->start_unix_ns,
     };
-    int rc;
     if (!(p = add_proc(s, w, &row, &rc)))
         return rc;
+    p->untraced = untraced;
     if (h->flags & MW_HELLO_FORKED) {
         p->parent = find_proc(s, h->ppid);
         p->inherited_ids = p->parent ? h->inherited_ids : 0;
     }
     c->p = p;
-    if (rc == 0 && (h->pid == root || root == 0))
+    if (rc == 0 && !untraced && (h->pid == root || root == 0))
         rc = mw_trace_writer_apply(w, rec);   /* the run's interpreter and backend */
     return rc;
 }
@@ -412,7 +483,7 @@ static int close_conn(mw_trace_writer *w, struct conn *c)
     int cut = mw_rec_decoder_pending(c->d, &type) > 0 &&
               (type == MW_REC_CHANGE || type == MW_REC_RANGES);
     int rc = mw_trace_writer_end_stream(w, cut);
-    if (rc == 0 && c->p)
+    if (rc == 0 && c->p && !c->p->untraced)
         rc = mw_trace_writer_process_end(w, c->p->pid, realtime_ns(),
                                          c->p->status >= 0 ? (int)c->p->status : -1, 0);
     close(c->fd);
@@ -542,6 +613,7 @@ int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
         return mw_trace_writer_fail(w, -ENOMEM, "out of memory");
     }
     s->listen_fd = -1;
+    s->run_fd = -1;
     int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);   /* the caller closes its own */
     s->conns[s->nconns++] = (struct conn){.fd = dup_fd, .d = d};
     int rc = dup_fd < 0 ? mw_trace_writer_fail(w, -errno, "cannot read records") : 0;

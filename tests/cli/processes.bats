@@ -268,3 +268,84 @@ PY
     assert_equal "$(q "SELECT group_concat(offset || ':' || hex(new)) FROM changes")" "0:01"
     assert_equal "$(q "SELECT value FROM meta WHERE key = 'follow'")" 0
 }
+
+@test "a fork child that writes shared memory and then execs the interpreter: one row, its last image, both changes its own" {
+    child="$BATS_TEST_TMPDIR/child.py"
+    cat > "$child" <<'PY'
+import memwatch
+b = bytearray(4)
+memwatch.watch(b, "exec'd")
+b[1] = 0x45
+PY
+    cat > "$script" <<PY
+import mmap, os, sys, memwatch
+m = mmap.mmap(-1, 4096)
+memwatch.watch(m, "shared")
+m[0] = 1
+pid = os.fork()
+if pid == 0:
+    m[8] = 0x46
+    os.execv(sys.executable, [sys.executable, "$child", "arg"])
+_, status = os.waitpid(pid, 0)
+m[16] = 3
+print(pid, os.waitstatus_to_exitcode(status))
+PY
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
+    read -r child_pid status <<<"$output"
+    assert_equal "$status" 0
+    parent=$(q "SELECT pid FROM processes WHERE root = 1")
+    assert_equal "$(q "SELECT group_concat(c.pid || ':' || o.tag || ':' || c.line || ':' || hex(c.new), ' ')
+                       FROM (SELECT * FROM changes ORDER BY seq) c JOIN objects o ON o.id = c.object_id")" \
+        "$parent:shared:4:01 $child_pid:shared:7:46 $child_pid:exec'd:4:45 $parent:shared:10:03"
+    # one row for the pid: the new image, with its command line; not a fork child any more
+    assert_equal "$(q "SELECT count(*) FROM processes")" 2
+    assert_equal "$(q "SELECT ppid || ':' || forked || traced || ':' || json_extract(argv, '\$[#-1]') FROM processes WHERE pid = $child_pid")" \
+        "$parent:01:arg"
+    run_memwatch -0 query --pid "$child_pid" -f csv "$db"
+    assert_equal "${#lines[@]}" 3
+}
+
+@test "a process that gets no run shared memory in reply to its hello runs untraced and says so" {
+    local py=${MEMWATCH_PYTHON:-/usr/bin/python3} minor lib
+    minor=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    lib="${MEMWATCH_BUILD_DIR:-$(dirname "$MEMWATCH")}/libmemwatch-inject-$minor.so"
+    [[ -f $lib ]]
+    # A stand-in for memwatch trace that answers the hello without the memfd.
+    cat > "$script" <<'PY'
+import os, socket, struct, subprocess, sys
+py, lib = sys.argv[1], sys.argv[2]
+name = f"memwatch-test-{os.getpid()}"
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind("\0" + name)
+srv.listen(1)
+child = subprocess.Popen(
+    [py, "-c", "import memwatch; b = bytearray(8); memwatch.watch(b, 'b'); b[0] = 1; "
+               "print('backend', memwatch.stats()['backend'])"],
+    env=dict(os.environ, LD_PRELOAD=lib, MEMWATCH_TRACE_SOCKET=name), stdout=subprocess.PIPE, text=True)
+conn, _ = srv.accept()
+f = conn.makefile("rb")
+
+def hello_flags():
+    (size,) = struct.unpack("<I", f.read(4))
+    payload = f.read(size)
+    assert payload[0] == 1, payload[0]          # MW_REC_HELLO
+    at = 1
+    for _ in range(2):                          # python version, backend
+        (n,) = struct.unpack_from("<I", payload, at)
+        at += 4 + (0 if n == 0xFFFFFFFF else n)
+    at += 32                                    # pid, page size, ppid, start
+    (argv_len,) = struct.unpack_from("<I", payload, at)
+    at += 4 + argv_len
+    return struct.unpack_from("<I", payload, at)[0]
+
+first = hello_flags()
+conn.send(b"x")                                 # a reply with nothing attached
+second = hello_flags()
+out, _ = child.communicate(timeout=60)
+print(first, second, out.strip(), child.returncode)
+PY
+    run -0 "$py" "$script" "$py" "$lib"
+    # its first hello, then a second one saying it runs untraced (MW_HELLO_UNTRACED = 4);
+    # the script ran, watching nothing
+    assert_output "0 4 backend None 0"
+}
