@@ -9,6 +9,8 @@
 # change), in the same run and alternating from round to round:
 #   single   one process writes N lines, under memwatch trace (line mode, the default)
 #   pool     a multiprocessing Pool of 2 fork workers, N/2 lines each, under memwatch trace
+#   named    the same, the block a SharedMemory the workers attach by name (each maps it
+#            again; memwatch watches it there because the parent does)
 # each also under python3 alone, nothing watched (the baseline). The writing loops are
 # timed inside the processes that run them (summed over the workers). Prints the medians
 # of the per-change cost, (traced - python3) / changes recorded, and pool / single.
@@ -35,7 +37,7 @@ scratch_dir
 work=$here/processes_workload.py
 declare -A cost=()
 for ((i = 0; i < runs; i++)); do
-    for mode in single pool; do
+    for mode in single pool named; do
         out=$("$python" "$work" "$mode" "$n" plain)
         plain=${out%% *}
         rm -f "$tmp/$mode.db"
@@ -49,10 +51,13 @@ for ((i = 0; i < runs; i++)); do
 done
 single=$(median_of ${cost[single]})
 pool=$(median_of ${cost[pool]})
+named=$(median_of ${cost[named]})
 echo "lines=$n rounds=$runs python=$python (writing processes in pool: $procs)"
 printf '%-34s %s us\n' "per change, one process (line mode)" "$single"
 printf '%-34s %s us\n' "per change, Pool of 2 fork workers" "$pool"
+printf '%-34s %s us\n' "per change, workers attach by name" "$named"
 printf '%-34s %s\n' "ratio pool / single" "$(awk -v a="$pool" -v b="$single" 'BEGIN { printf "%.2f", a / b }')"
+printf '%-34s %s\n' "ratio named / single" "$(awk -v a="$named" -v b="$single" 'BEGIN { printf "%.2f", a / b }')"
 
 # A traced child that watches nothing: its start-up against python3's.
 startup_plain="" startup_traced="" cpu_plain="" cpu_traced=""

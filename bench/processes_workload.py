@@ -1,11 +1,13 @@
 """Workload of bench/processes.sh: a 1 MiB shared block (anonymous MAP_SHARED) written line
 by line, one 8-byte write per line, each on the next page, each a new value.
 
-usage: processes_workload.py single|pool|startup N watch|plain
+usage: processes_workload.py single|pool|named|startup N watch|plain
 
 single: this process writes N lines. pool: a multiprocessing Pool of 2 fork workers, each
-writes N/2 lines (its own bytes of each page). Prints the summed seconds of the writing
-loops (each timed inside its own process) and the lines written.
+writes N/2 lines (its own bytes of each page). named: the same with a SharedMemory block
+the workers attach by name (mapped again in each, at its own address: memwatch watches it
+there because the parent watches it). Prints the summed seconds of the writing loops (each
+timed inside its own process) and the lines written.
 
 startup: starts N children `sys.executable -c pass` one after the other (subprocess.run:
 the exec'd child of a traced script is traced, and watches nothing); prints the median
@@ -28,12 +30,22 @@ block = mmap.mmap(-1, SIZE)
 VALUES = [bytes([v % 251 + 1]) * 8 for v in range(251)]
 
 
-def write_lines(worker, n):
+def write_lines(worker, n, name=None):
+    if name:
+        from multiprocessing import shared_memory
+        shm = shared_memory.SharedMemory(name=name)
+        buf = shm.buf
+    else:
+        buf = block
     t0 = time.perf_counter()
     for i in range(n):
         off = (i * PAGE) % SIZE + worker * 64
-        block[off:off + 8] = VALUES[i % 251]
-    return time.perf_counter() - t0
+        buf[off:off + 8] = VALUES[i % 251]
+    seconds = time.perf_counter() - t0
+    if name:
+        del buf
+        shm.close()
+    return seconds
 
 
 def child_startups(n):
@@ -56,14 +68,26 @@ def main():
         wall, cpu = child_startups(n)
         print(f"{wall:.6f} {n} {cpu:.6f}")
         return
+    name = shm = None
+    watched = block
+    if mode == "named":
+        from multiprocessing import shared_memory
+        shm = shared_memory.SharedMemory(create=True, size=SIZE)
+        name, watched = shm.name, shm.buf
     if watch:
         import memwatch
-        memwatch.watch(block, "block")
+        memwatch.watch(watched, "block")
     if mode == "single":
         seconds = write_lines(0, n)
     else:
         with mp.get_context("fork").Pool(2) as pool:
-            seconds = sum(pool.starmap(write_lines, [(0, n // 2), (1, n // 2)]))
+            seconds = sum(pool.starmap(write_lines, [(0, n // 2, name), (1, n // 2, name)]))
+    if shm:
+        if watch:
+            memwatch.unwatch("block")
+        del watched
+        shm.close()
+        shm.unlink()
     print(f"{seconds:.6f} {n}")
 
 

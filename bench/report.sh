@@ -69,12 +69,15 @@ INSERT INTO objects (id, tag, type_name, address, size, format, itemsize, ndim, 
 SELECT 4 + i, 'layer' || i, 'bytearray', 33554432 + i * 4096, 4096, 'B', 1, 1, '[4096]', '[1]', 1000
   FROM k;
 BEGIN;
+WITH RECURSIVE j(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM j WHERE i < 184)
+INSERT INTO sites (id, thread_id, thread_name, file, line, function)
+SELECT 1 + i, 4242, 'MainThread', 'train.py', 10 + i % 37, 'step' || (i % 5) FROM j;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${changes})
-INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file, line, function)
+INSERT INTO change_rows (seq, time_ns, object_id, site_id)
 SELECT i, 2000000 + i * 1000,
        CASE WHEN i % 10 < 5 THEN 1 WHEN i % 10 < 7 THEN 2 WHEN i % 10 < 9 THEN 3
             ELSE 4 + (i / 10) % 50 END,
-       4242, 'MainThread', 'train.py', 10 + i % 37, 'step' || (i % 5)
+       1 + i % 185
   FROM n;
 INSERT INTO ranges (seq, offset, length, old, new, complete)
 SELECT seq,

@@ -275,10 +275,11 @@ static int64_t changed_objects(mw_trace_reader *r, const char *tag)
 {
     sqlite3_stmt *q;
     int64_t n = -1;
-    if (sqlite3_prepare_v2(mw_trace_reader_db(r),
-                           "SELECT count(DISTINCT object_id) FROM changes WHERE object_id IN"
-                           " (SELECT id FROM objects WHERE tag = ?)",
-                           -1, &q, NULL) != SQLITE_OK)
+    char sql[160];
+    sqlite3 *db = mw_trace_reader_db(r);
+    snprintf(sql, sizeof sql, "SELECT count(DISTINCT object_id) FROM %s WHERE object_id IN"
+             " (SELECT id FROM objects WHERE tag = ?)", mw_trace_change_table(db));
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(q, 1, tag, -1, SQLITE_STATIC);
     if (sqlite3_step(q) == SQLITE_ROW)
@@ -351,11 +352,13 @@ static int net_objects(struct stream *s, struct net_object **out, size_t *n)
     sqlite3_stmt *q;
     *out = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(mw_trace_reader_db(s->r),
-                           "SELECT object_id, count(*), min(seq), max(seq) FROM changes"
-                           " WHERE object_id IN (SELECT id FROM objects WHERE tag = ?1)"
-                           " AND seq > ?2 AND seq <= ?3 GROUP BY object_id ORDER BY min(seq)",
-                           -1, &q, NULL) != SQLITE_OK)
+    sqlite3 *db = mw_trace_reader_db(s->r);
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT object_id, count(*), min(seq), max(seq) FROM %s"
+             " WHERE object_id IN (SELECT id FROM objects WHERE tag = ?1)"
+             " AND seq > ?2 AND seq <= ?3 GROUP BY object_id ORDER BY min(seq)",
+             mw_trace_change_table(db));
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_text(q, 1, s->tag, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, s->o->from > INT64_MAX ? INT64_MAX : (int64_t)s->o->from);

@@ -1,4 +1,4 @@
--- memwatch trace file, schema version 2.
+-- memwatch trace file, schema version 3.
 --
 -- This file is the single source of truth for the trace format: the memwatch binary embeds
 -- it at build time and runs it to create every trace, so what you read here is what is in
@@ -23,9 +23,13 @@
 --   processes one row per process of the run: pid, parent, command line, start, end,
 --             exit status or signal when known (meta follow = 0: children not followed)
 --   objects   one row per watched object (a tag may be watched more than once)
---   changes   one row per change: one check found that one object's bytes differ; seq is
---             global and increasing, time_ns counts from the start of the run. A change
---             of one range (most of them) has it in its row
+--   changes   (view) one row per change: one check found that one object's bytes differ;
+--             seq is global and increasing, time_ns counts from the start of the run. A
+--             change of one range (most of them) has it in its row. Read changes here:
+--             it is change_rows with the columns of the change's site
+--   change_rows   what changes shows, as stored: a change's own columns, and its site_id
+--   sites     who wrote: one row per process, thread, source line and native code seen
+--             writing (changes written from the same place share one)
 --   ranges    the changed byte ranges of the changes that have more than one
 --   chunks    bulk bytes, compressed (VALUES below)
 --   change_ranges   (view) one row per changed range with its tag, hex bytes and location
@@ -36,6 +40,13 @@
 --   change_numbers  (view) change_stats with each change's tag and location
 --   tag_numbers     (view) change_stats per tag
 --
+-- STORAGE: a change is one row of change_rows: a few numbers, and its bytes when it is
+-- small. Where it was written from (process, thread, file, line, function, native code)
+-- is a row of sites that every change written from there shares, so no row repeats a
+-- file name: a one-byte change takes about 50 bytes of the file. The view changes puts
+-- them back together with version 2's columns, so every query of version 2 runs as it
+-- did; to write a trace by hand, insert into change_rows (and sites).
+--
 -- Byte values in rows are BLOBs of exactly `length` bytes. `old` is NULL when the old bytes
 -- could not be kept (memory limit reached while the program ran); `complete` is then 0.
 -- A range is element-aligned for typed objects, and may include a few unchanged bytes
@@ -43,7 +54,8 @@
 -- changes.changed_bytes counts the bytes that differ.
 --
 -- VALUES: where the old and new bytes of a change are (changes.kept)
---   1  in its rows: changes.old/new for a change of one range, ranges.old/new otherwise.
+--   1  in its rows: changes.old/new (change_rows.old/new) for a change of one range,
+--      ranges.old/new otherwise.
 --      Changes of at most 256 bytes are kept this way under --values=full without
 --      --max-trace-size, readable with any SQLite.
 --   2  in chunks: larger changes; the rows' old and new are NULL.
@@ -141,13 +153,18 @@
 --   Version 2 (read_compat 2: a version 1 reader cannot find its bytes) added the columns
 --   of changes after native_library, the chunks table, meta's values keys, and made
 --   ranges.new nullable; memwatch reads version 1 traces as before.
+--   Version 3 (read_compat 3: a version 2 reader finds changes a view) stores changes in
+--   change_rows and sites; the view changes has version 2's columns in their order, and
+--   tag_summary counts from change_rows. memwatch reads version 1 and 2 traces as before
+--   (schemas/trace-v1.sql and trace-v2.sql are their schemas).
 --   Readers check this schema before reading a trace (src/trace/reader_schema.c): each
 --   table here must be a table with at least these columns, none computed; each view here
---   that a file has must be exactly the definition below, comments and spacing included;
---   no trigger or virtual table anywhere. So a view is never redefined: a later version
---   adds a new one.
+--   that a file has must be exactly the definition below, comments and spacing included,
+--   and changes, which readers read, must be there; no trigger or virtual table anywhere.
+--   Within a version a view is never redefined: a later version may, and readers check
+--   older traces against the schema of their version.
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;
 
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY NOT NULL,
@@ -199,18 +216,28 @@ CREATE TABLE objects (
 );
 CREATE INDEX objects_by_tag ON objects (tag);
 
-CREATE TABLE changes (
-    seq            INTEGER PRIMARY KEY,   -- global order of changes in the run
-    time_ns        INTEGER NOT NULL,      -- since the start of the run
-    object_id      INTEGER NOT NULL REFERENCES objects (id),
+-- Who wrote: a process, a thread, and where in its code. The writer gives one row to each
+-- it sees (it may give a place seen again after a long while a new row: ids are not
+-- unique places). Columns as changes shows them.
+CREATE TABLE sites (
+    id             INTEGER PRIMARY KEY,
+    pid            INTEGER,               -- the writing process (processes.pid); NULL unknown
     thread_id      INTEGER,               -- kernel thread id of the writer
     thread_name    TEXT,
     file           TEXT,                  -- Python source of the write; NULL unknown
     line           INTEGER,               -- NULL unknown
     function       TEXT,
     native_symbol  TEXT,                  -- native code that wrote, when known
-    native_library TEXT,
-    -- Version 2; NULL in changes made by hand, whose ranges are all in `ranges`.
+    native_library TEXT
+);
+
+-- The changes as stored; read them through the view changes below.
+CREATE TABLE change_rows (
+    seq            INTEGER PRIMARY KEY,   -- global order of changes in the run
+    time_ns        INTEGER NOT NULL,      -- since the start of the run
+    object_id      INTEGER NOT NULL REFERENCES objects (id),
+    site_id        INTEGER REFERENCES sites (id),   -- NULL: the writer is unknown
+    -- NULL in changes made by hand, whose ranges are all in `ranges`.
     nranges        INTEGER,               -- its changed ranges
     changed_bytes  INTEGER,               -- of their bytes, those that differ from before
     kept           INTEGER,               -- where its bytes are: VALUES above
@@ -218,9 +245,20 @@ CREATE TABLE changes (
     length         INTEGER,
     old            BLOB,                  -- kept = 1: the range's bytes; NULL: unavailable
     new            BLOB,
-    complete       INTEGER,               -- 0 when the old bytes are unavailable
-    pid            INTEGER                -- the writing process (processes.pid); NULL unknown
+    complete       INTEGER                -- 0 when the old bytes are unavailable
 );
+
+-- One row per change, with the columns of version 2's changes table in their order.
+CREATE VIEW changes AS
+SELECT c.seq AS seq, c.time_ns AS time_ns, c.object_id AS object_id,
+       s.thread_id AS thread_id, s.thread_name AS thread_name, s.file AS file,
+       s.line AS line, s.function AS function, s.native_symbol AS native_symbol,
+       s.native_library AS native_library, c.nranges AS nranges,
+       c.changed_bytes AS changed_bytes, c.kept AS kept, c.offset AS offset,
+       c.length AS length, c.old AS old, c.new AS new, c.complete AS complete,
+       s.pid AS pid
+  FROM change_rows AS c
+  LEFT JOIN sites AS s ON s.id = c.site_id;
 
 -- Every process of the run memwatch knows of: the script's own (root = 1) and, unless
 -- `memwatch trace --no-follow`, its Python children, forked (fork without exec) or exec'd
@@ -243,7 +281,7 @@ CREATE TABLE processes (
 
 -- The ranges of changes with more than one (and of changes made by hand).
 CREATE TABLE ranges (
-    seq      INTEGER NOT NULL REFERENCES changes (seq),
+    seq      INTEGER NOT NULL REFERENCES change_rows (seq),
     offset   INTEGER NOT NULL,            -- from the object's first byte
     length   INTEGER NOT NULL,
     old      BLOB,                        -- kept = 1: old bytes; NULL: unavailable
@@ -293,7 +331,8 @@ SELECT seq, time_ns, tag, object_id, offset, length,
           JOIN objects AS o ON o.id = c.object_id
          WHERE r.seq IS NOT NULL OR c.offset IS NOT NULL);
 
--- One row per tag.
+-- One row per tag (from change_rows: it needs no site, and a view joined from the right
+-- of a LEFT JOIN would be built whole first).
 CREATE VIEW tag_summary AS
 SELECT o.tag             AS tag,
        count(c.seq)      AS changes,
@@ -306,7 +345,7 @@ SELECT o.tag             AS tag,
        min(c.seq)        AS first_seq,
        max(c.seq)        AS last_seq
   FROM objects AS o
-  LEFT JOIN changes AS c ON c.object_id = o.id
+  LEFT JOIN change_rows AS c ON c.object_id = o.id
  GROUP BY o.tag;
 
 -- Numeric summary of one change of a typed object, computed by the writer (the `memwatch
@@ -314,7 +353,7 @@ SELECT o.tag             AS tag,
 -- object with an element type; none for bytes (bytearray, mmap, watch_buffer). An element
 -- is one scalar: one per field of a structure, one per entry of a sub-array.
 CREATE TABLE change_stats (
-    seq          INTEGER PRIMARY KEY REFERENCES changes (seq),
+    seq          INTEGER PRIMARY KEY REFERENCES change_rows (seq),
     elements     INTEGER NOT NULL,            -- elements whose value changed
     unknown      INTEGER NOT NULL DEFAULT 0,  -- of which the old (or new) value is unknown
     deltas       INTEGER NOT NULL DEFAULT 0,  -- of which new - old is counted below: both
@@ -353,11 +392,11 @@ SELECT tag, count(*) AS changes, sum(elements) AS elements, sum(unknown) AS unkn
   FROM change_numbers
  GROUP BY tag;
 
-INSERT INTO meta (key, value) VALUES ('schema_version', '2'), ('read_compat', '2');
+INSERT INTO meta (key, value) VALUES ('schema_version', '3'), ('read_compat', '3');
 INSERT INTO run (id) VALUES (1);
 
 -- AT THE END OF THE RUN. `memwatch trace` runs what follows when the run ends (and when
 -- it is done with a trace it could not finish): keeping this index up to date while
 -- changes arrive costs the writer two thirds of its speed, building it once costs little.
 -- A trace whose memwatch was killed has no such index; it reads the same, more slowly.
-CREATE INDEX changes_by_object ON changes (object_id, seq);
+CREATE INDEX changes_by_object ON change_rows (object_id, seq);

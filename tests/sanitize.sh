@@ -38,7 +38,7 @@ TSAN_EXCLUDE='unit\.test_(detect_mprotect|detect_uffd|signal_chain|watcher|uffd_
 # by another of the parent's threads at the fork is never released in the child, and that
 # thread's first allocation waits forever (seen as a hung Pool worker). The fork paths run
 # in the plain build's suite; the rest of the suite runs under ASan.
-ASAN_EXCLUDE='^cli\.processes(\.py3\.[0-9]+)?$'
+ASAN_EXCLUDE='^cli\.(processes|shared_memory)(\.py3\.[0-9]+)?$'
 
 # Each stage's own time, so CI's budget can be checked stage by stage.
 stamp() { printf '== %s: %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }

@@ -26,6 +26,7 @@
 
 #include "diff.h"
 #include "engine.h"
+#include "xproc_page.h"
 #include "fault_path.h"
 
 /* One changed range found by a check, before merging. */
@@ -161,6 +162,8 @@ static void diff_window(struct page_ctx *c, size_t len)
 
 void page_leave_checking(struct mw_page *e, uint32_t to)
 {
+    if (to == MW_PAGE_CLEAN)
+        mw_xproc_release(e);   /* compared and protected: another process may open it */
     uint32_t was = atomic_exchange_explicit(&e->state, to, memory_order_acq_rel);
     assert(MW_PAGE_STATE(was) == MW_PAGE_CHECKING);
     if (was & MW_PAGE_WAITERS)

@@ -71,6 +71,7 @@
 
 #include "fault_path.h"
 #include "signal_chain.h"
+#include "xproc_page.h"
 
 /* Written by fault handlers: lives in a mapping of our own (see mw_fault_path_start). */
 #define HOT_RING 64
@@ -264,6 +265,7 @@ static int take_page(struct mw_page *e, uintptr_t page, void *ucontext, int sig,
         if (slot != MW_SLOT_NONE)
             mw_page_pool_release_copy(env.pool, slot);
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
+        mw_xproc_release(e);
         mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
         return -1;
     }
@@ -309,12 +311,14 @@ static struct mw_page *claim_ahead(uintptr_t addr, uint32_t acct_prot)
         !atomic_compare_exchange_strong_explicit(&e->state, &clean, MW_PAGE_FAULTING,
                                                  memory_order_acq_rel, memory_order_acquire))
         return NULL;
-    if (e->addr != addr) {   /* recycled after the lookup */
+    /* Recycled after the lookup, or open in another process (xproc_page.h). */
+    if (e->addr != addr || !mw_xproc_try(e)) {
         mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
         return NULL;
     }
     uint32_t slot = mw_page_pool_take_copy(env.pool, MW_ACCT_OF(acct_prot), (const void *)addr);
     if (slot == MW_SLOT_NONE) {   /* no room for its old value: let it fault on its own */
+        mw_xproc_release(e);
         mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
         return NULL;
     }
@@ -342,6 +346,7 @@ static void take_ahead(struct mw_page *e, uintptr_t page, int sig)
             mw_page_pool_release_copy(env.pool, atomic_load_explicit(&ahead[i]->slot,
                                                                      memory_order_relaxed));
             atomic_store_explicit(&ahead[i]->slot, MW_SLOT_NONE, memory_order_relaxed);
+            mw_xproc_release(ahead[i]);
             mw_page_set_state(ahead[i], MW_PAGE_FAULTING, MW_PAGE_CLEAN);
         }
         return;
@@ -426,6 +431,7 @@ static void close_neighbour(struct mw_page *e, int sig)
     if (protected_again && !mw_page_each_span(e, span_differs, &cmp)) {
         atomic_store_explicit(&e->slot, MW_SLOT_NONE, memory_order_relaxed);
         mw_page_pool_release_copy(env.pool, slot);
+        mw_xproc_release(e);
         mw_page_set_state(e, MW_PAGE_OPEN, MW_PAGE_CLEAN);
         return;
     }
@@ -591,6 +597,8 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
                 mw_page_set_state(e, MW_PAGE_FAULTING, MW_PAGE_CLEAN);
                 continue;
             }
+            /* Memory shared with other processes: one of them at a time has it open. */
+            mw_xproc_acquire(e);
             int neighbour = !mw_page_watches(e, addr - page);
             uint32_t traps = count_trap(e);
             if (neighbour && traps <= MW_NEIGHBOUR_LIMIT &&
@@ -604,8 +612,8 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
             }
             /* Offered only now that the page is writable: the hook writes to the thread's
              * interpreter state, which may share this very page (as run_writer_hook). */
-            if (traps == MW_BUSY_TRAPS)
-                offer_hot(e);
+            if (traps == MW_BUSY_TRAPS && !mw_xproc_shared(e))
+                offer_hot(e);   /* not a shared page: left open, it would keep others waiting */
             break;
         }
         if (MW_PAGE_STATE(s) == MW_PAGE_CHECKING) {

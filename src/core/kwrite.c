@@ -11,6 +11,7 @@
  * is full the call goes unpinned and the interposer retries once on EFAULT. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "engine.h"
@@ -82,6 +83,20 @@ void mw_engine_before_unmap(const void *addr, size_t len)
 {
     void (*hook)(const void *, size_t) = engine.unmap_hook;
     if (hook && len && engine_watches_anything() && watches_range((uintptr_t)addr, len))
+        hook(addr, len);
+}
+
+static void (*_Atomic map_hook)(void *addr, size_t len);
+
+void mw_engine_set_map_hook(void (*hook)(void *addr, size_t len))
+{
+    atomic_store(&map_hook, hook);
+}
+
+void mw_engine_after_shared_map(void *addr, size_t len)
+{
+    void (*hook)(void *, size_t) = atomic_load(&map_hook);
+    if (hook && addr != MAP_FAILED && len)
         hook(addr, len);
 }
 

@@ -24,6 +24,7 @@ struct procmap_query {
 #define PQ_READ 0x1
 #define PQ_WRITE 0x2
 #define PQ_EXEC 0x4
+#define PQ_SHARED 0x8
 
 static int maps_fd = -1;
 static int procmap_query_ok = -1;   /* -1 unknown, 0 no, 1 yes */
@@ -103,4 +104,59 @@ int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
         procmap_query_ok = 0;   /* ENOTTY/EINVAL: an older kernel */
     }
     return maps_scan(addr, start, end, prot);
+}
+
+/* The maps line covering addr, parsed; the fallback of mw_vma_identify. */
+static int maps_identify(uintptr_t addr, struct mw_vma_identity *out)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -errno;
+    char line[512];
+    int rc = MW_EUNMAPPED;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long s, e, off, ino;
+        unsigned major, minor;
+        char perms[5];
+        int n = sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &s, &e, perms, &off, &major, &minor,
+                       &ino);
+        size_t l = strlen(line);
+        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), f))
+            l = strlen(line);
+        if (n != 7 || addr >= e)
+            continue;
+        if (addr < s)
+            break;
+        *out = (struct mw_vma_identity){.start = s, .end = e, .shared = perms[3] == 's',
+                                        .dev_major = major, .dev_minor = minor, .inode = ino,
+                                        .offset = off};
+        rc = 0;
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
+{
+    if (maps_fd < 0 && procmap_query_ok != 0)
+        open_maps();
+    if (procmap_query_ok != 0 && maps_fd >= 0) {
+        struct procmap_query q;
+        memset(&q, 0, sizeof(q));
+        q.size = sizeof(q);
+        q.query_addr = addr;
+        if (syscall(SYS_ioctl, maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
+            procmap_query_ok = 1;
+            *out = (struct mw_vma_identity){.start = q.vma_start, .end = q.vma_end,
+                                            .shared = (q.vma_flags & PQ_SHARED) != 0,
+                                            .dev_major = q.dev_major, .dev_minor = q.dev_minor,
+                                            .inode = q.inode, .offset = q.vma_offset};
+            return 0;
+        }
+        if (errno == ENOENT)
+            return MW_EUNMAPPED;
+        procmap_query_ok = 0;
+    }
+    return maps_identify(addr, out);
 }

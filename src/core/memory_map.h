@@ -13,4 +13,19 @@
  * mapping covers addr, or -errno. */
 int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot);
 
+/* What a mapping is a view of: for a mapping shared with other processes (MAP_SHARED: a
+ * file, a SharedMemory block under /dev/shm, anonymous shared memory inherited through
+ * fork), the backing object (device and inode) and the offset in it of the mapping's first
+ * byte. Two processes that map the same (dev, inode, offset) see the same bytes, whatever
+ * their addresses. */
+struct mw_vma_identity {
+    uintptr_t start, end;
+    int shared;                  /* MAP_SHARED */
+    uint32_t dev_major, dev_minor;
+    uint64_t inode;              /* 0: no backing object (private anonymous memory) */
+    uint64_t offset;             /* in the backing object, of start */
+};
+/* The identity of the mapping covering addr. 0, MW_EUNMAPPED, or -errno. */
+int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out);
+
 #endif

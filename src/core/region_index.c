@@ -194,6 +194,7 @@ struct mw_page *mw_region_index_page_new(struct mw_region_index *idx, uintptr_t 
     atomic_store_explicit(&e->acct_prot, 0, memory_order_relaxed);
     atomic_store_explicit(&e->traps, 0, memory_order_relaxed);
     atomic_store_explicit(&e->watched, 0, memory_order_relaxed);
+    atomic_store_explicit(&e->xowner, NULL, memory_order_relaxed);
     e->regions = 0;
     return e;
 }

@@ -88,6 +88,8 @@ struct mw_spans {
  * to one region. */
 #define MW_REGIONS_VEC ((uintptr_t)1)
 
+struct mw_xproc_word;
+
 struct mw_page {
     uintptr_t addr;                  /* page address; constant while indexed */
     _Atomic uint32_t state;          /* enum mw_page_state */
@@ -99,6 +101,9 @@ struct mw_page {
      * the page is a neighbour's (see fault_path.c). Written under the engine lock. */
     _Atomic uintptr_t watched;
     uintptr_t regions;               /* engine lock; owned by page_refs.c (MW_REGIONS_VEC) */
+    /* Memory shared with other traced processes: the word that says which one has it open
+     * (xproc_page.h), or NULL. Set under the engine lock. */
+    struct mw_xproc_word *_Atomic xowner;
 };
 
 /* Async-signal-safe: calls fn(lo, hi, ctx) for each span of the page's watched bytes, in

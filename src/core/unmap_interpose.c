@@ -1,4 +1,11 @@
-/* munmap() and mremap() for the injected library: before the program unmaps (or moves)
+/* mmap(), munmap() and mremap() for the injected library.
+ *
+ * mmap: a shared mapping of a file descriptor (MAP_SHARED: a SharedMemory block by name,
+ * an mmap of a file) may be memory another traced process watches; memwatch is told
+ * after the call (mw_engine_after_shared_map) so that the new view is watched too before
+ * the program writes through it (shared_watch.c). Other mappings pass straight through.
+ *
+ * munmap() and mremap(): before the program unmaps (or moves)
  * memory that holds watched pages — closing a watched mmap, a SharedMemory block, a
  * watch_buffer range it manages itself — memwatch is told (mw_engine_before_unmap), so
  * that what was written there before is found and the watch ends, instead of the pages
@@ -12,6 +19,7 @@
 
 #include "watcher.h"
 
+static __typeof__(mmap) *real_mmap;
 static __typeof__(munmap) *real_munmap;
 static __typeof__(mremap) *real_mremap;
 
@@ -22,6 +30,13 @@ static __typeof__(munmap) *munmap_fn(void)
     if (!real_munmap)
         real_munmap = (__typeof__(real_munmap))dlsym(RTLD_NEXT, "munmap");
     return real_munmap;
+}
+
+static __typeof__(mmap) *mmap_fn(void)
+{
+    if (!real_mmap)
+        real_mmap = (__typeof__(real_mmap))dlsym(RTLD_NEXT, "mmap");
+    return real_mmap;
 }
 
 static __typeof__(mremap) *mremap_fn(void)
@@ -35,9 +50,27 @@ static int ready;
 
 __attribute__((constructor)) static void unmap_interpose_init(void)
 {
+    mmap_fn();
     munmap_fn();
     mremap_fn();
     ready = 1;
+}
+
+__attribute__((no_sanitize("address", "undefined"))) void *mmap(void *addr, size_t len, int prot,
+                                                                 int flags, int fd, off_t off)
+{
+    void *p = mmap_fn()(addr, len, prot, flags, fd, off);
+    if (ready && fd >= 0 && (flags & MAP_SHARED) && (prot & PROT_WRITE) && p != MAP_FAILED)
+        mw_engine_after_shared_map(p, len);
+    return p;
+}
+
+/* The same function under its large-file name (one symbol on 64-bit glibc, two names). */
+__attribute__((no_sanitize("address", "undefined"))) void *mmap64(void *addr, size_t len,
+                                                                   int prot, int flags, int fd,
+                                                                   off_t off)
+{
+    return mmap(addr, len, prot, flags, fd, off);
 }
 
 __attribute__((no_sanitize("address", "undefined"))) int munmap(void *addr, size_t len)

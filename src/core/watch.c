@@ -549,3 +549,20 @@ int mw_watcher_unwatch(mw_watcher *w, uint64_t region_id, mw_change_fn fn, void 
     engine_unlock();
     return rc;
 }
+
+void mw_engine_share_pages(const void *start, size_t len,
+                           struct mw_xproc_word *(*word_of)(uintptr_t page, void *ctx), void *ctx)
+{
+    if (!len)
+        return;
+    engine_lock();
+    if (engine.index) {
+        uintptr_t first = page_of((uintptr_t)start), last = page_of((uintptr_t)start + len - 1);
+        for (uintptr_t p = first; p <= last; p += engine.page_size) {
+            struct mw_page *e = mw_region_index_lookup(engine.index, p);
+            if (e && e->addr == p)
+                atomic_store_explicit(&e->xowner, word_of(p, ctx), memory_order_release);
+        }
+    }
+    engine_unlock();
+}

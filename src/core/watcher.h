@@ -11,6 +11,7 @@
 #ifndef MW_WATCHER_H
 #define MW_WATCHER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -112,12 +113,24 @@ void mw_engine_kwrite_end(int token);
  * the page's watched bytes meanwhile. Each page is done as a neighbour's write is
  * (fault_path.c). 0, or MW_ENOMEM-style status when a page could not be opened. */
 int mw_engine_write(void *dst, const void *src, size_t len);
+/* The pages of [start, start+len) are memory other traced processes map too: word_of
+ * gives each page's word in memory they share, which says which process has the page open
+ * (xproc_page.h). Pages not watched are skipped. Takes the engine lock. */
+struct mw_xproc_word;
+void mw_engine_share_pages(const void *start, size_t len,
+                           struct mw_xproc_word *(*word_of)(uintptr_t page, void *ctx), void *ctx);
 /* The program is about to unmap (munmap, mremap) [addr, addr+len): when watched pages lie
  * there, hook(addr, len) runs first (unmap_interpose.c), so the caller can find what was
  * written before the memory goes and stop watching it. Cheap when nothing watched is
  * there. Not async-signal-safe. */
 void mw_engine_set_unmap_hook(void (*hook)(const void *addr, size_t len));
 void mw_engine_before_unmap(const void *addr, size_t len);
+/* The program has just mapped [addr, addr+len) shared from a file descriptor (mmap with
+ * MAP_SHARED: a SharedMemory block, a file): hook(addr, len) runs (map_interpose in
+ * unmap_interpose.c), so that memory another process watches is watched here too
+ * (shared_watch.c). Not async-signal-safe. */
+void mw_engine_set_map_hook(void (*hook)(void *addr, size_t len));
+void mw_engine_after_shared_map(void *addr, size_t len);
 /* Does [addr, addr+len) touch a page the engine protects? (To decide on a retry.) */
 int mw_engine_owns_range(const void *addr, size_t len);
 /* True when addr lies on a page the engine protects (for signal chaining decisions). */

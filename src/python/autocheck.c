@@ -37,6 +37,7 @@
 #include "lines.h"
 #include "location.h"
 #include "on_nan.h"
+#include "shared_watch.h"
 #include "pycompat.h"
 #include "threads.h"
 
@@ -56,6 +57,7 @@ static struct timespec term_time;
 #define TERM_GRACE_MS 1000
 
 static int check_signal;   /* Python-level signal whose handler checks (0: none); see DESIGN */
+static int installed_signal;   /* the one install_line_handler set, which fork children keep */
 static pthread_t poller;
 static int poller_running;
 static volatile int poller_stop;         /* atomic */
@@ -223,6 +225,14 @@ static void *poll_loop(void *arg)
         }
         /* Pages left open are compared at line boundaries; when no thread has run a line
          * for a while (all blocked, or native threads writing), the poller compares. */
+        if (mw_shared_watch_changed() && !mw_py_is_finalizing()) {
+            /* Another process watches shared memory this one may map (shared_watch.h). */
+            pthread_mutex_unlock(&poller_lock);
+            PyGILState_STATE gil = PyGILState_Ensure();
+            mw_shared_watch_adopt();
+            PyGILState_Release(gil);
+            pthread_mutex_lock(&poller_lock);
+        }
         int open_changed = mw_lines_comparing() &&
                            mw_lines_quiet_ns() > (uint64_t)period_ms * 1000000u &&
                            mw_engine_shadows_changed();
@@ -269,7 +279,7 @@ static int install_line_handler(PyObject *module)
         return 0;
     }
     Py_DECREF(r);
-    check_signal = sig;
+    check_signal = installed_signal = sig;
     return 0;
 }
 
@@ -344,6 +354,12 @@ void mw_autocheck_after_watch(void)
 
 int mw_autocheck_restart_in_child(void)
 {
+    if (!mw_channel_is_open() || mw_run.check_mode == MW_CHECK_MANUAL)
+        return 0;
+    /* Python's signal handlers are the parent's: the check signal still checks here, so a
+     * write in code not armed yet is checked at the eval breaker, as in the parent, and
+     * that check arms the code (a pool worker's function, on 3.12+). */
+    check_signal = installed_signal;
 #ifdef __SANITIZE_ADDRESS__
     /* A test build: AddressSanitizer's allocator takes no fork handlers, and a thread
      * started in the child can wait forever on an allocator lock another parent thread
@@ -351,7 +367,7 @@ int mw_autocheck_restart_in_child(void)
      * boundaries and at their end only. */
     return 0;
 #endif
-    if (!mw_channel_is_open() || mw_run.check_mode == MW_CHECK_MANUAL || poller_running)
+    if (poller_running)
         return 0;
     return start_poller();
 }

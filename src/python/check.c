@@ -52,6 +52,7 @@
 #include "on_nan.h"
 #include "record.h"
 #include "registry.h"
+#include "shared_watch.h"
 
 /* Changes recorded with less than usual for lack of memory, and changes lost for it (see
  * DESIGN); the GIL protects them. */
@@ -665,11 +666,13 @@ Py_ssize_t mw_check_all(void)
 
 Py_ssize_t mw_check_all_ex(int automatic)
 {
+    mw_shared_watch_adopt();
     return check_and_route(automatic, NULL, 0, NULL, NULL);
 }
 
 Py_ssize_t mw_check_line(const struct mw_writer *line_writer)
 {
+    mw_shared_watch_adopt();
     return check_and_route(0, NULL, 0, NULL, line_writer);
 }
 

@@ -25,6 +25,7 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "shared_watch.h"
 #include "children.h"
 #include "config.h"
 #include "fork.h"
@@ -136,8 +137,10 @@ __attribute__((constructor)) static void mw_inject_start(void)
             .page_size = sysconf(_SC_PAGESIZE),
         };
         if (mw_channel_open(socket_name, start ? strtoll(start, NULL, 10) : 0, &hello,
-                            !(follow && strcmp(follow, "0") == 0)) == 0)
+                            !(follow && strcmp(follow, "0") == 0)) == 0) {
             mw_run.traced = 1;
+            mw_shared_watch_init();   /* in the run's shared memory, before the script runs */
+        }
     }
     restore_environment(launched);
     traced_pid = getpid();

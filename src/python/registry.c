@@ -16,6 +16,7 @@
 
 #include "channel.h"
 #include "errors.h"
+#include "shared_watch.h"
 
 /* Objects watched now and at most, over every watcher: for the trace's statistics. */
 static uint64_t objects_now, objects_peak;
@@ -229,35 +230,59 @@ static int register_entry(struct mw_owner *o, struct mw_watched *w)
     return 0;
 }
 
-int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf)
+/* A new entry for buf under tag in o, registered with the engine and listed; NULL with
+ * an exception (buf consumed either way). */
+static struct mw_watched *new_entry(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf)
 {
     if (refuse(o, tag, buf) < 0) {
         mw_buffer_release(buf);
-        return -1;
+        return NULL;
     }
     struct mw_watched *w = PyMem_RawCalloc(1, sizeof *w);
     if (!w) {
         mw_buffer_release(buf);
         PyErr_NoMemory();
-        return -1;
+        return NULL;
     }
     w->buf = *buf;
     w->tag = Py_NewRef(tag);
     w->owner = o;
     w->refs = 1;
+    w->shared_slot = -1;
     if (register_entry(o, w) < 0)
-        return -1;
+        return NULL;
     describe_elements(w);
     o->moved_bytes += moved_waste(w);
     w->live = 1;
     if (++objects_now > objects_peak)
         objects_peak = objects_now;
-    w->object_id = mw_channel_next_object_id();
     w->next = o->watched;
     o->watched = w;
+    return w;
+}
+
+int mw_registry_add(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf)
+{
+    struct mw_watched *w = new_entry(o, tag, buf);
+    if (!w)
+        return -1;
+    w->object_id = mw_channel_next_object_id();
     /* Sent with the next check's records (or when the buffer fills): watching a million
      * objects must not cost a million hand-overs to the sender thread. */
     send_object_record(w);
+    /* Memory other processes map too is watched there as well (shared_watch.c). */
+    mw_shared_watch_publish(w);
+    return 0;
+}
+
+int mw_registry_adopt(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf,
+                      uint64_t object_id)
+{
+    struct mw_watched *w = new_entry(o, tag, buf);
+    if (!w)
+        return -1;
+    w->object_id = object_id;
+    w->borrowed = 1;
     return 0;
 }
 
@@ -281,7 +306,10 @@ static void unlink_entry(struct mw_owner *o, struct mw_watched *w)
 void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
 {
     unlink_entry(o, w);
-    mw_channel_unwatch(w->object_id);
+    if (!w->borrowed) {
+        mw_channel_unwatch(w->object_id);
+        mw_shared_watch_retract(w);
+    }
     mw_registry_release(w);
 }
 
@@ -295,5 +323,11 @@ void mw_registry_drop_in_child(struct mw_owner *o, struct mw_watched *w)
 
 int mw_registry_rewatch_in_child(struct mw_owner *o, struct mw_watched *w)
 {
-    return mw_watcher_watch(o->core, w->buf.start, w->buf.span, w, &w->region_id);
+    /* The parent's object: its unwatch, not the child's, ends it (and, when the parent
+     * published it, ends it here too: shared_watch.c). */
+    w->borrowed = 1;
+    int status = mw_watcher_watch(o->core, w->buf.start, w->buf.span, w, &w->region_id);
+    if (status >= 0)
+        mw_shared_watch_rebind(w);
+    return status;
 }

@@ -50,6 +50,11 @@ struct mw_watched {
     mw_elem_layout *layout;  /* element layout of a typed object, else NULL */
     int refs;
     int live;                /* still registered with the engine */
+    /* The object is another process's: inherited through fork, or memory shared with the
+     * process that watches it (shared_watch.c). Its end here is not its end in the trace. */
+    int borrowed;
+    int shared_slot;         /* its entry in the run's shared-watch table, or -1 */
+    uint64_t shared_stamp;   /* that entry's stamp when it was published or adopted */
     struct mw_watched *next; /* in the owner's list */
 };
 
@@ -65,6 +70,11 @@ struct mw_watched *mw_registry_find(struct mw_owner *o, PyObject *tag);
 /* Takes w out of o's list and tells the trace it is no longer watched; drops the list's
  * reference. The caller has unregistered it from the engine and removed its tag. */
 void mw_registry_detach(struct mw_owner *o, struct mw_watched *w);
+/* Watches buf under tag for o as the trace's object object_id, which another process
+ * announced (shared memory it watches, mapped here too): registered with the engine, not
+ * announced again. Consumes buf. 0, or -1 with an exception. */
+int mw_registry_adopt(struct mw_owner *o, PyObject *tag, struct mw_buffer *buf,
+                      uint64_t object_id);
 /* In a fork child: lets w go (its buffer released, its tag free) without telling the trace,
  * where the parent still watches it. */
 void mw_registry_drop_in_child(struct mw_owner *o, struct mw_watched *w);

@@ -462,6 +462,22 @@ void mw_watcher_objects_after_fork(void)
     }
 }
 
+static PyTypeObject watcher_type;
+
+struct mw_owner *mw_watcher_object_owner(PyObject *watcher)
+{
+    return PyObject_TypeCheck(watcher, &watcher_type) ? &((WatcherObject *)watcher)->state : NULL;
+}
+
+struct mw_watched *mw_watcher_objects_find(uint64_t object_id, const void *start)
+{
+    for (WatcherObject *self = live_watchers; self; self = self->next_live)
+        for (struct mw_watched *w = self->state.watched; w; w = w->next)
+            if (w->object_id == object_id && w->buf.start == start)
+                return w;
+    return NULL;
+}
+
 void mw_finish_all(void)
 {
     if (live_watchers && check_all() < 0)
@@ -545,6 +561,30 @@ static PyTypeObject watcher_type = {
     .tp_weaklistoffset = offsetof(WatcherObject, weakrefs),
 };
 
+void mw_watcher_objects_drop_if(int (*gone)(const struct mw_watched *w))
+{
+    for (WatcherObject *self = live_watchers; self; self = self->next_live) {
+        for (struct mw_watched *w = self->state.watched, *next; w; w = next) {
+            next = w->next;
+            if (!gone(w))
+                continue;
+            mw_watcher_unwatch(self->state.core, w->region_id, NULL, NULL);
+            if (PyDict_DelItem(self->state.by_tag, w->tag) < 0)
+                PyErr_Clear();
+            mw_registry_detach(&self->state, w);
+        }
+    }
+}
+
+/* The range before_unmap is letting go of (the GIL protects it). */
+static uintptr_t unmap_lo, unmap_hi;
+
+static int in_unmapped_range(const struct mw_watched *w)
+{
+    uintptr_t a = (uintptr_t)w->buf.start;
+    return a < unmap_hi && a + w->buf.span > unmap_lo;
+}
+
 /* The program is unmapping [addr, addr+len), where watched objects live (mmap.close(), a
  * SharedMemory block's close(), munmap of a watch_buffer range): what was written there is
  * found by one last check, then those watches end, each as an unwatch would. mmap releases
@@ -559,21 +599,9 @@ static void before_unmap(const void *addr, size_t len)
     PyErr_Fetch(&type, &value, &tb);
     if (live_watchers && check_all() < 0)
         PyErr_WriteUnraisable(NULL);
-    uintptr_t lo = (uintptr_t)addr, hi = lo + len;
-    for (WatcherObject *self = live_watchers; self; self = self->next_live) {
-        struct mw_watched *w = self->state.watched;
-        while (w) {
-            struct mw_watched *next = w->next;
-            uintptr_t a = (uintptr_t)w->buf.start;
-            if (a < hi && a + w->buf.span > lo) {
-                mw_watcher_unwatch(self->state.core, w->region_id, NULL, NULL);
-                if (PyDict_DelItem(self->state.by_tag, w->tag) < 0)
-                    PyErr_Clear();
-                mw_registry_detach(&self->state, w);
-            }
-            w = next;
-        }
-    }
+    unmap_lo = (uintptr_t)addr;
+    unmap_hi = unmap_lo + len;
+    mw_watcher_objects_drop_if(in_unmapped_range);
     mw_channel_flush();
     PyErr_Restore(type, value, tb);
     PyGILState_Release(gil);

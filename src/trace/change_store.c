@@ -12,19 +12,17 @@
 #include <emmintrin.h>
 #endif
 
+#include "change_rows.h"
 #include "codec.h"
 #include "elements.h"
 #include "mw_error.h"
 #include "mw_grow.h"
+#include "site_store.h"
 #include "value_stats.h"
 
-enum { ST_CHANGE, ST_RANGE, ST_STATS, ST_META, ST_COUNT };
+enum { ST_RANGE, ST_STATS, ST_META, ST_COUNT };
 
 static const char *const stmt_sql[ST_COUNT] = {
-    [ST_CHANGE] = "INSERT INTO changes (seq, time_ns, object_id, thread_id, thread_name, file,"
-                  " line, function, native_symbol, native_library, nranges, changed_bytes, kept,"
-                  " offset, length, old, new, complete, pid)"
-                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_RANGE] = "INSERT INTO ranges (seq, offset, length, old, new, complete)"
                  " VALUES (?, ?, ?, ?, ?, ?)",
     [ST_STATS] = "INSERT OR REPLACE INTO change_stats (seq, elements, unknown, deltas, delta_min,"
@@ -79,6 +77,8 @@ struct mw_change_store {
     sqlite3 *db;
     sqlite3_stmt *stmt[ST_COUNT];
     mw_value_store *values;
+    mw_site_store *sites;         /* who wrote (site_store.h) */
+    mw_change_rows *rows;         /* the rows of change_rows (change_rows.h) */
     struct typed_object *typed;   /* in id order */
     size_t ntyped, captyped;
     struct pending p;
@@ -138,6 +138,13 @@ int mw_change_store_create(sqlite3 *db, const struct mw_values_config *cfg,
                                NULL) != SQLITE_OK)
             rc = MW_ETRACE;
     if (rc == 0)
+        rc = mw_site_store_create(db, &s->sites);
+    /* Under a size limit each row is in the file at once, so that the file's size is
+     * what the limit is checked against. */
+    if (rc == 0)
+        rc = mw_change_rows_create(db, cfg->max_size ? 1 : MW_CHANGE_ROWS_PER_INSERT,
+                                   &s->rows);
+    if (rc == 0)
         rc = mw_value_store_create(db, cfg, &s->values);
     if (rc) {
         mw_change_store_destroy(s);
@@ -164,6 +171,8 @@ void mw_change_store_release_db(mw_change_store *s)
         sqlite3_finalize(s->stmt[i]);
         s->stmt[i] = NULL;
     }
+    mw_site_store_release_db(s->sites);
+    mw_change_rows_release_db(s->rows);
     mw_value_store_release_db(s->values);
 }
 
@@ -173,6 +182,8 @@ void mw_change_store_destroy(mw_change_store *s)
         return;
     mw_change_store_release_db(s);
     mw_value_store_destroy(s->values);
+    mw_site_store_destroy(s->sites);
+    mw_change_rows_destroy(s->rows);
     for (size_t i = 0; i < s->ntyped; i++) {
         mw_elem_layout_destroy(s->typed[i].layout);
         free(s->typed[i].tag);
@@ -486,12 +497,6 @@ static int begin_change(mw_change_store *s, const struct mw_rec_change *c)
 
 /* ---- storing a finished change ------------------------------------------------------------- */
 
-static void bind_text(sqlite3_stmt *st, int i, const char *t)
-{
-    if (t)
-        sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);   /* reset right after the step */
-}
-
 static void bind_bytes(sqlite3_stmt *st, int i, const unsigned char *b, uint64_t n)
 {
     if (n)
@@ -534,27 +539,26 @@ static int insert_change_row(mw_change_store *s)
 {
     struct pending *p = &s->p;
     const struct mw_rec_change *c = &p->meta;
-    sqlite3_stmt *st = s->stmt[ST_CHANGE];
-    sqlite3_bind_int64(st, 1, (int64_t)c->seq);
-    sqlite3_bind_int64(st, 2, (int64_t)c->time_ns);
-    sqlite3_bind_int64(st, 3, (int64_t)c->object_id);
-    if (c->thread_id)
-        sqlite3_bind_int64(st, 4, c->thread_id);
-    bind_text(st, 5, c->thread_name);
-    bind_text(st, 6, c->file);
-    if (c->line > 0)
-        sqlite3_bind_int(st, 7, c->line);
-    bind_text(st, 8, c->function);
-    bind_text(st, 9, c->native_symbol);
-    bind_text(st, 10, c->native_library);
-    sqlite3_bind_int64(st, 11, (int64_t)p->n);
-    sqlite3_bind_int64(st, 12, (int64_t)p->changed_bytes);
-    sqlite3_bind_int(st, 13, p->kept);
-    if (p->n == 1)
-        bind_range(p, st, 14, &p->r[0]);
-    if (c->pid > 0)
-        sqlite3_bind_int64(st, 19, c->pid);
-    int rc = step(s, ST_CHANGE);
+    struct mw_change_row row = {
+        .seq = c->seq, .time_ns = c->time_ns, .object_id = c->object_id,
+        .nranges = p->n, .changed_bytes = p->changed_bytes, .kept = p->kept,
+        .has_range = p->n == 1, .bytes = p->kept == KEPT_ROWS,
+    };
+    int rc = mw_site_store_id(s->sites, c, &row.site);
+    if (rc == 0 && row.has_range) {
+        const struct prange *g = &p->r[0];
+        row.offset = g->offset;
+        row.length = g->length;
+        row.complete = g->complete;
+        row.old = g->complete ? p->ibuf + g->at : NULL;
+        row.new_ = p->ibuf + g->at + (g->complete ? g->length : 0);
+    }
+    if (rc == 0)
+        rc = mw_change_rows_add(s->rows, &row);
+    if (rc)
+        return rc == -ENOMEM ? fail(s, rc, "out of memory")
+                             : fail(s, rc, "cannot write the trace: %s", sqlite3_errmsg(s->db));
+    sqlite3_stmt *st;
     for (size_t i = 0; rc == 0 && p->n > 1 && i < p->n; i++) {
         st = s->stmt[ST_RANGE];
         sqlite3_bind_int64(st, 1, (int64_t)c->seq);
@@ -678,6 +682,18 @@ int mw_change_store_flush(mw_change_store *s, struct mw_stored *done)
     return s->p.active ? finish_change(s, done) : 0;
 }
 
+void mw_change_store_rolled_back(mw_change_store *s)
+{
+    mw_site_store_forget(s->sites);
+    mw_change_rows_forget(s->rows);
+}
+
+int mw_change_store_flush_rows(mw_change_store *s)
+{
+    int rc = mw_change_rows_flush(s->rows);
+    return rc ? fail(s, rc, "cannot write the trace: %s", sqlite3_errmsg(s->db)) : 0;
+}
+
 /* ---- the run's end ------------------------------------------------------------------------ */
 
 int mw_change_store_nonfinite(const mw_change_store *s, size_t i, struct mw_trace_nonfinite *out)
@@ -719,6 +735,9 @@ static int put_meta(mw_change_store *s, const char *key, const char *value)
 
 int mw_change_store_finish(mw_change_store *s)
 {
+    int rc = mw_change_store_flush_rows(s);
+    if (rc)
+        return rc;
     const struct mw_values_config *cfg = mw_value_store_config(s->values);
     struct mw_run_settings rs;
     mw_run_settings_init(&rs);
@@ -728,7 +747,7 @@ int mw_change_store_finish(mw_change_store *s)
     uint64_t changes, bytes, not_recorded;
     mw_change_store_dropped(s, &changes, &bytes, &not_recorded);
     mw_format_values(&rs, text, sizeof text);
-    int rc = put_meta(s, "values", text);
+    rc = put_meta(s, "values", text);
     if (rc == 0 && cfg->max_size) {
         snprintf(text, sizeof text, "%" PRIu64, cfg->max_size);
         rc = put_meta(s, "max_trace_size", text);

@@ -1,12 +1,14 @@
 /* The trace writer's changes: what becomes of MW_REC_OBJECT, MW_REC_VALUE, MW_REC_CHANGE
- * and MW_REC_RANGES records, as rows of objects' element layouts, changes, ranges,
- * change_stats and (through value_store.c) chunks. writer.c owns the file and the batches;
- * this owns what a change is stored as.
+ * and MW_REC_RANGES records, as rows of objects' element layouts, change_rows, sites,
+ * ranges, change_stats and (through value_store.c) chunks. writer.c owns the file and the
+ * batches; this owns what a change is stored as.
  *
  * DESIGN
  * - A change is stored when its last frame is in (record.h's `more`), as one row of
- *   changes when it has one range (most do), with ranges rows only for the others: one
- *   insert per small change is what lets the writer keep up with a million a second.
+ *   change_rows when it has one range (most do), with ranges rows only for the others:
+ *   one row per small change, inserted many rows a statement (change_rows.h). Where it
+ *   was written from is a site (site_store.h) that its row names by id, so the row is a
+ *   few numbers and its bytes, not a file name, function and thread name again.
  * - Its bytes go where --values says (schemas/trace.sql, VALUES): in the rows when small
  *   (at most MW_INLINE_MAX bytes) under --values=full without a size limit, in chunks
  *   otherwise, nowhere under --values=summary. Frames are consumed as they come: the
@@ -55,6 +57,13 @@ int mw_change_store_ranges(mw_change_store *s, const struct mw_rec_ranges *r,
 /* Stores a change whose last frame never came (the traced process died sending it) as far
  * as it came. */
 int mw_change_store_flush(mw_change_store *s, struct mw_stored *done);
+
+/* Puts the rows still waiting (change_rows.h) in the file: before every commit. 0 or a
+ * negative status with the message in mw_change_store_errmsg. */
+int mw_change_store_flush_rows(mw_change_store *s);
+/* The writer's transaction was rolled back: what it added is gone, and so are the rows
+ * still waiting (site_store.h, change_rows.h). */
+void mw_change_store_rolled_back(mw_change_store *s);
 
 /* The i-th typed object in which a NaN or Inf appeared (see writer.h). */
 int mw_change_store_nonfinite(const mw_change_store *s, size_t i, struct mw_trace_nonfinite *out);

@@ -218,6 +218,18 @@ int mw_trace_reader_open(const char *path, mw_trace_reader **out, int *found_ver
     return open_checked(path, out, found_version, 1);
 }
 
+const char *mw_trace_change_table(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int version = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK) {
+        if (sqlite3_step(s) == SQLITE_ROW)
+            version = sqlite3_column_int(s, 0);
+        sqlite3_finalize(s);
+    }
+    return version >= 3 ? "change_rows" : "changes";
+}
+
 int mw_trace_file_is_trace(const char *path)
 {
     mw_trace_reader *r;
@@ -269,7 +281,9 @@ int mw_trace_reader_counts(mw_trace_reader *r, uint64_t *objects, uint64_t *chan
         return rc;
     *objects = v ? strtoull(v, NULL, 10) : 0;
     free(v);
-    rc = query_text(r, "SELECT count(*) FROM changes", &v);
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", mw_trace_change_table(r->db));
+    rc = query_text(r, sql, &v);
     if (rc < 0)
         return rc;
     *changes = v ? strtoull(v, NULL, 10) : 0;
@@ -690,7 +704,9 @@ int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
 {
     char sql[1024];
     /* Version 2 counts a change's ranges and changed bytes in its row (ranges may include
-     * unchanged bytes); version 1 and changes made by hand have their ranges to count. */
+     * unchanged bytes); version 1 and changes made by hand have their ranges to count.
+     * The changes are on the right of a LEFT JOIN: the view changes would be built whole
+     * first, so version 3's change_rows is read. */
     if (r->version >= 2)
         snprintf(sql, sizeof(sql),
                  "SELECT o.tag, count(DISTINCT o.id), count(c.seq),"
@@ -700,9 +716,9 @@ int mw_trace_reader_summary(mw_trace_reader *r, const struct mw_trace_filter *f,
                  "  (SELECT sum(g.length) FROM ranges AS g WHERE g.seq = c.seq))), 0),"
                  " min(c.seq), max(c.seq)"
                  " FROM objects AS o"
-                 " LEFT JOIN changes AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
+                 " LEFT JOIN %s AS c ON c.object_id = o.id AND c.seq BETWEEN ?1 AND ?2"
                  "%s GROUP BY o.tag ORDER BY min(o.id)",
-                 f && f->tag ? " WHERE o.tag = ?3" : "");
+                 mw_trace_change_table(r->db), f && f->tag ? " WHERE o.tag = ?3" : "");
     else
         snprintf(sql, sizeof(sql),
                  "SELECT o.tag, count(DISTINCT o.id), count(DISTINCT c.seq), count(g.seq),"

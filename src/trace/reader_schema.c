@@ -26,11 +26,21 @@ static int optional_column(const char *table, const char *column)
     return strcmp(table, "changes") == 0 && strcmp(column, "pid") == 0;
 }
 
-/* The schema a file of this version was made by: a version 1 trace has version 1's tables
- * and views, which later versions changed. */
+/* Views readers read (not a convenience): a file of a version that has one has it. */
+static int required_view(const char *name)
+{
+    return strcmp(name, "changes") == 0;
+}
+
+/* The schema a file of this version was made by: a version 1 or 2 trace has its version's
+ * tables and views, which later versions changed. */
 static const char *schema_of_version(int version)
 {
-    return version == mw_trace_schema_v1_version ? mw_trace_schema_v1_sql : mw_trace_schema_sql;
+    if (version == mw_trace_schema_v1_version)
+        return mw_trace_schema_v1_sql;
+    if (version == mw_trace_schema_v2_version)
+        return mw_trace_schema_v2_sql;
+    return mw_trace_schema_sql;
 }
 
 static int refuse(char *err, size_t errlen, const char *fmt, ...)
@@ -104,11 +114,11 @@ static int check_object(sqlite3 *file, sqlite3 *expected, const char *type, cons
         return -1;
     int is_table = strcmp(type, "table") == 0;
     if (rc == 0) {
-        if (!is_table || optional_table(name))
-            return MW_SCHEMA_OK;   /* a view is a convenience; readers never need one */
+        if ((!is_table && !required_view(name)) || optional_table(name))
+            return MW_SCHEMA_OK;   /* other views are a convenience readers never need */
         if (strcmp(name, "meta") == 0)
             return MW_SCHEMA_NOT_TRACE;
-        return refuse(err, errlen, "it has no table '%s'", name);
+        return refuse(err, errlen, "it has no %s '%s'", type, name);
     }
     if (!is_table) {
         /* Compared in full: a view is a query, and this one must be memwatch's. */

@@ -211,8 +211,10 @@ static int load_objects(struct report *r)
 /* Changes per object, per tag and in all: a covering scan of changes_by_object. */
 static int count_changes(struct report *r)
 {
-    sqlite3_stmt *s = mw_report_prepare(
-        r, "SELECT object_id, count(*) FROM changes GROUP BY object_id", "count the changes");
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT object_id, count(*) FROM %s GROUP BY object_id",
+             mw_trace_change_table(r->db));
+    sqlite3_stmt *s = mw_report_prepare(r, sql, "count the changes");
     if (!s)
         return r->status;
     int rc;

@@ -12,5 +12,8 @@ extern const int mw_trace_schema_version;
  * check a version 1 trace against. */
 extern const char mw_trace_schema_v1_sql[];
 extern const int mw_trace_schema_v1_version;
+/* The last schema of version 2 (schemas/trace-v2.sql, kept as it was). */
+extern const char mw_trace_schema_v2_sql[];
+extern const int mw_trace_schema_v2_version;
 
 #endif

@@ -200,6 +200,34 @@ static uint64_t global_id(const struct proc *p, uint64_t local)
     return 0;
 }
 
+/* The trace's id of an object another process announced (its memory shared with p, which
+ * watches it too: shared_watch.c), or 0. Ids are the run's (DESIGN), so any process's. */
+static uint64_t announced_anywhere(const mw_serve *s, uint64_t id)
+{
+    for (size_t i = 0; i < s->nprocs; i++) {
+        const struct proc *q = s->procs[i];
+        size_t lo = 0, hi = q->nids;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (q->ids[2 * mid] < id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < q->nids && q->ids[2 * lo] == id)
+            return q->ids[2 * lo + 1];
+    }
+    return 0;
+}
+
+/* The trace's id of an object p names: its own, its ancestors' before its fork, or one
+ * another process announced. */
+static uint64_t object_of(const mw_serve *s, const struct proc *p, uint64_t local)
+{
+    uint64_t g = global_id(p, local);
+    return g ? g : announced_anywhere(s, local);
+}
+
 static uint64_t new_object(mw_serve *s, struct proc *p, uint64_t local)
 {
     uint64_t g = local;   /* the run's own (see DESIGN) */
@@ -244,10 +272,18 @@ static int must_wait(const mw_serve *s, const struct conn *c, const struct mw_re
     uint64_t local = rec->type == MW_REC_CHANGE ? rec->u.change.object_id
                    : rec->type == MW_REC_VALUE ? rec->u.value.object_id
                    : rec->type == MW_REC_UNWATCH ? rec->u.unwatch.id : 0;
-    if (!local || !p->parent || local > p->inherited_ids || global_id(p, local))
+    if (!local || object_of(s, p, local))
         return 0;
-    for (const struct proc *q = p->parent; q; q = q->parent)
-        if (connected(s, q))
+    if (p->parent && local <= p->inherited_ids) {
+        for (const struct proc *q = p->parent; q; q = q->parent)
+            if (connected(s, q))
+                return 1;
+        return 0;
+    }
+    /* Another process's object, watched here through shared memory: its record is on
+     * that process's connection (sent before the watch was published). */
+    for (size_t i = 0; i < s->nconns; i++)
+        if (&s->conns[i] != c && s->conns[i].fd >= 0 && s->conns[i].p != p)
             return 1;
     return 0;
 }
@@ -268,12 +304,12 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         rec->u.object.id = new_object(s, p, rec->u.object.id);
         break;
     case MW_REC_UNWATCH:
-        if (!(rec->u.unwatch.id = global_id(p, rec->u.unwatch.id)))
+        if (!(rec->u.unwatch.id = object_of(s, p, rec->u.unwatch.id)))
             return 0;
         break;
     case MW_REC_CHANGE:
         rec->u.change.seq = global_seq(s, p, rec->u.change.seq);
-        if (!(rec->u.change.object_id = global_id(p, rec->u.change.object_id))) {
+        if (!(rec->u.change.object_id = object_of(s, p, rec->u.change.object_id))) {
             c->skipping = rec->u.change.more;
             mw_trace_writer_note_dropped(w);
             return 0;
@@ -287,7 +323,7 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         break;
     case MW_REC_VALUE:
         rec->u.value.seq = global_seq(s, p, rec->u.value.seq);
-        if (!(rec->u.value.object_id = global_id(p, rec->u.value.object_id)))
+        if (!(rec->u.value.object_id = object_of(s, p, rec->u.value.object_id)))
             return 0;
         c->mid_change = 1;   /* its change follows */
         break;

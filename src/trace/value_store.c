@@ -659,9 +659,9 @@ int mw_value_store_finish(mw_value_store *v)
         return 0;
     /* A change whose new bytes are no longer in chunks had them dropped. */
     if (sqlite3_exec(v->db,
-                     "UPDATE changes SET kept = 3 WHERE kept = 2 AND NOT EXISTS"
-                     " (SELECT 1 FROM chunks AS k WHERE k.object_id = changes.object_id"
-                     " AND k.seq = changes.seq AND k.role = 2)",
+                     "UPDATE change_rows SET kept = 3 WHERE kept = 2 AND NOT EXISTS"
+                     " (SELECT 1 FROM chunks AS k WHERE k.object_id = change_rows.object_id"
+                     " AND k.seq = change_rows.seq AND k.role = 2)",
                      NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(v, "cannot mark the dropped values");
     return 0;

@@ -56,7 +56,7 @@ OUT
 
 @test "diff --from --to shows the net difference; restored bytes are not changes" {
     # change 4 puts bytes 2..3 back to what they were before change 3
-    sqlite3 t.db "INSERT INTO changes (seq, time_ns, object_id) VALUES (4, 4500000, 1);
+    sqlite3 t.db "INSERT INTO change_rows (seq, time_ns, object_id) VALUES (4, 4500000, 1);
                   INSERT INTO ranges VALUES (4, 2, 2, x'ffff', x'0304', 1);"
     run_memwatch -0 diff -t t.db --from 1 --to 4 -C 0 weights
     assert_output - <<'OUT'
@@ -118,9 +118,9 @@ OUT
     sqlite3 other.db "CREATE TABLE t (x)"
     run_memwatch -2 --separate-stderr diff -t other.db w
     assert_equal "$stderr" "memwatch: 'other.db' is an SQLite database but not a memwatch trace"
-    sqlite3 t.db "PRAGMA user_version = 3; UPDATE meta SET value = '3' WHERE key = 'read_compat';"
+    sqlite3 t.db "PRAGMA user_version = 4; UPDATE meta SET value = '4' WHERE key = 'read_compat';"
     run_memwatch -2 --separate-stderr diff -t t.db bias
-    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 3, newer than this memwatch reads (2): use a newer memwatch"
+    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 4, newer than this memwatch reads (3): use a newer memwatch"
 }
 
 @test "diff without -t reads the newest memwatch-*.db here and says which" {

@@ -200,7 +200,7 @@ OUT
     # bytes of bias[1], seq 2 only its two top bytes (known from seq 1), seq 3 only the top
     # byte of bias[2], whose other bytes the trace never saw.
     make_trace t.db
-    sqlite3 t.db "INSERT INTO changes (seq, time_ns, object_id) VALUES (4, 4000000, 2), (5, 5000000, 2);
+    sqlite3 t.db "INSERT INTO change_rows (seq, time_ns, object_id) VALUES (4, 4000000, 2), (5, 5000000, 2);
                   INSERT INTO ranges VALUES (4, 6, 2, x'0040', x'2040', 1), (5, 11, 1, x'3f', x'40', 1);"
     run_memwatch -0 diff -t t.db bias
     assert_output - <<'OUT'

@@ -82,7 +82,7 @@ print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$M
 
 @test "triggers, virtual tables, computed columns, a view that is not memwatch's: refused" {
     cp t.db orig.db
-    sqlite3 t.db "CREATE TRIGGER t AFTER INSERT ON objects BEGIN DELETE FROM changes; END;"
+    sqlite3 t.db "CREATE TRIGGER t AFTER INSERT ON objects BEGIN DELETE FROM change_rows; END;"
     readers_refuse t.db "memwatch: 't.db' is not a trace memwatch can read safely: it has a trigger ('t')"
     cp orig.db t.db
     sqlite3 t.db "DROP TABLE ranges;
@@ -97,6 +97,19 @@ print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$M
                   CREATE VIEW change_ranges AS SELECT fts3_tokenizer('simple') AS seq;"
     readers_refuse t.db \
         "memwatch: 't.db' is not a trace memwatch can read safely: its view 'change_ranges' is not the one memwatch writes"
+}
+
+@test "changes, the view readers read, missing or not memwatch's: refused" {
+    cp t.db orig.db
+    sqlite3 t.db "DROP VIEW changes;"
+    readers_refuse t.db "memwatch: 't.db' is not a trace memwatch can read safely: it has no view 'changes'"
+    cp orig.db t.db
+    sqlite3 t.db "DROP VIEW changes;
+                  CREATE VIEW changes AS WITH RECURSIVE n(seq) AS
+                    (SELECT 1 UNION ALL SELECT seq + 1 FROM n)
+                  SELECT c.*, 0 AS pid FROM n JOIN change_rows AS c;"
+    readers_refuse t.db \
+        "memwatch: 't.db' is not a trace memwatch can read safely: its view 'changes' is not the one memwatch writes"
 }
 
 @test "what a later schema version may add (columns, tables, views) is still read" {

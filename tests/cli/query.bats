@@ -53,7 +53,7 @@ PY
 }
 
 @test "query --format csv has a header and quotes what needs quoting" {
-    sqlite3 t.db "UPDATE changes SET function = 'f, \"g\"' WHERE seq = 2"
+    sqlite3 t.db "UPDATE sites SET function = 'f, \"g\"' WHERE id = 2"
     run_memwatch -0 query -f csv --since 2 --until 2 t.db
     assert_output - <<'OUT'
 seq,time_ns,tag,object_id,offset,length,old_hex,new_hex,complete,file,line,function,thread,thread_id,kept,pid
@@ -99,8 +99,10 @@ OUT
 }
 
 @test "query --sql refuses a statement that would write, exit 2" {
+    run_memwatch -2 --separate-stderr query --sql "DELETE FROM change_rows" t.db
+    assert_equal "$stderr" "memwatch: refusing a statement that would modify the trace: 'DELETE FROM change_rows'"
     run_memwatch -2 --separate-stderr query --sql "DELETE FROM changes" t.db
-    assert_equal "$stderr" "memwatch: refusing a statement that would modify the trace: 'DELETE FROM changes'"
+    assert_equal "$stderr" "memwatch: bad sql statement: cannot modify changes because it is a view"
     assert_equal "$output" ""
     run_memwatch -2 query --sql "ATTACH 'x.db' AS x" t.db
     run_memwatch -0 query -f csv --sql "SELECT count(*) FROM changes" t.db
@@ -144,11 +146,11 @@ OUT
 @test "query: a trace with a newer schema, exit 2" {
     sqlite3 t.db "PRAGMA user_version = 7; UPDATE meta SET value = '7' WHERE key IN ('schema_version', 'read_compat');"
     run_memwatch -2 --separate-stderr query t.db
-    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 7, newer than this memwatch reads (2): use a newer memwatch"
+    assert_equal "$stderr" "memwatch: 't.db' was written with trace schema version 7, newer than this memwatch reads (3): use a newer memwatch"
 }
 
 @test "query: a newer schema that old readers may still read is read" {
-    sqlite3 t.db "PRAGMA user_version = 3; UPDATE meta SET value = '3' WHERE key = 'schema_version'; CREATE TABLE elements (x);"
+    sqlite3 t.db "PRAGMA user_version = 4; UPDATE meta SET value = '4' WHERE key = 'schema_version'; CREATE TABLE elements (x);"
     run_memwatch -0 query -f jsonl --tag bias t.db
     assert_output --partial '"seq": 2,'
 }
@@ -165,7 +167,7 @@ OUT
 @test "query without a trace reads the newest memwatch-*.db here and says which" {
     make_trace memwatch-old.1.db
     make_trace memwatch-new.2.db
-    sqlite3 memwatch-new.2.db "DELETE FROM ranges WHERE seq = 3; DELETE FROM changes WHERE seq = 3;"
+    sqlite3 memwatch-new.2.db "DELETE FROM ranges WHERE seq = 3; DELETE FROM change_rows WHERE seq = 3;"
     touch -d '2020-01-01' memwatch-old.1.db
     run_memwatch -0 --separate-stderr query -f jsonl
     assert_equal "$stderr" "memwatch: reading 'memwatch-new.2.db'"
@@ -200,7 +202,7 @@ OUT
 
 @test "query escapes JSON strings: quotes, control characters, invalid UTF-8" {
     sqlite3 t.db "UPDATE objects SET tag = 'a \"b\" \\ c' || char(10) || 'd' WHERE id = 2;
-                  UPDATE changes SET file = CAST(x'6669ff6c652e7079' AS TEXT) WHERE seq = 2;"
+                  UPDATE sites SET file = CAST(x'6669ff6c652e7079' AS TEXT) WHERE id = 2;"
     run_memwatch -0 query -f jsonl --since 2 --until 2 t.db
     assert_output --partial '"tag": "a \"b\" \\ c\nd"'
     /usr/bin/python3 -c 'import json, sys; r = json.loads(sys.argv[1]); assert r["file"] == "fi\ufffdle.py", r' "$output"
@@ -235,6 +237,81 @@ PY
     assert_success
     assert_output - <<'OUT'
 2 4 0000803f 00000040
-2
+3
 OUT
+}
+
+@test "a version 2 trace (changes a table) reads as the same trace of version 3" {
+    make_trace_v2 v2.db
+    [ "$(sqlite3 v2.db 'PRAGMA user_version')" = 2 ] || fail "the fixture should be version 2"
+    local cases=("query" "query -f json" "query --summary" "query --elements")
+    local c
+    for c in "${cases[@]}"; do
+        # shellcheck disable=SC2086
+        run_memwatch -0 $c t.db
+        local want=$output
+        # shellcheck disable=SC2086
+        run_memwatch -0 $c v2.db
+        assert_equal "$output" "$want"
+    done
+    local sql
+    for sql in "SELECT * FROM changes ORDER BY seq" \
+               "SELECT seq, hex(mw_old(seq, offset)), hex(mw_new(seq, offset)) FROM change_ranges" \
+               "SELECT * FROM tag_summary ORDER BY tag"; do
+        run_memwatch -0 query -f csv --sql "$sql" t.db
+        local want=$output
+        [ "${#lines[@]}" -gt 2 ] || fail "'$sql' gave too little: $output"
+        run_memwatch -0 query -f csv --sql "$sql" v2.db
+        assert_equal "$output" "$want"
+    done
+    run_memwatch -0 diff -t t.db weights
+    local want=$output
+    run_memwatch -0 diff -t v2.db weights
+    assert_equal "$output" "$want"
+    run_memwatch -0 report -o v2.html v2.db
+}
+
+@test "changes written from one line share one site; the view shows each change whole" {
+    cat > many.py <<'PY'
+import memwatch
+bufs = [bytearray(4) for _ in range(50)]
+for i, b in enumerate(bufs):
+    memwatch.watch(b, f"b{i}")
+for r in range(1, 4):
+    for b in bufs:
+        b[1] = r
+    memwatch.check()
+PY
+    run_memwatch -0 trace -q --check=manual -o m.db many.py
+    assert_equal "$(sqlite3 m.db 'SELECT count(*) FROM changes')" 150
+    assert_equal "$(sqlite3 m.db 'SELECT count(*) FROM sites')" 1
+    assert_equal "$(sqlite3 m.db "SELECT count(*) FROM changes WHERE file LIKE '%many.py'
+                                    AND line > 0 AND thread_name = 'MainThread'
+                                    AND pid = (SELECT pid FROM processes WHERE root = 1)
+                                    AND offset = 1 AND length = 1 AND hex(new) = printf('%02X', 1 + (seq - 1) / 50)
+                                    AND hex(old) = printf('%02X', (seq - 1) / 50)")" 150
+    run_memwatch -0 query -f csv --tag b7 m.db
+    assert_equal "${#lines[@]}" 4
+    assert_line --index 3 --partial ",b7,8,1,1,02,03,1,"
+}
+
+@test "changes written from more places than the writer keeps in mind keep their own lines" {
+    # 1,100 lines, each writing its own buffer, run twice: more places than the writer's
+    # cache of sites holds, so places come back after theirs was put aside.
+    cat > places.py <<'PY'
+import memwatch
+n = 1100
+bufs = [bytearray(1) for _ in range(n)]
+for i, b in enumerate(bufs):
+    memwatch.watch(b, f"b{i}")
+code = compile("\n".join(f"bufs[{i}][0] = r" for i in range(n)), "places.py", "exec")
+for r in (1, 2):
+    exec(code, {"bufs": bufs, "r": r})
+PY
+    run_memwatch -0 trace -q -o p.db places.py
+    assert_equal "$(sqlite3 p.db "SELECT count(*) FROM changes AS c JOIN objects AS o ON o.id = c.object_id
+                                   WHERE c.file = 'places.py'
+                                     AND c.line = CAST(substr(o.tag, 2) AS INTEGER) + 1
+                                     AND hex(c.new) = printf('%02X', 1 + (c.seq > 1100))")" 2200
+    (($(sqlite3 p.db "SELECT count(*) FROM sites") >= 1100)) || fail "fewer sites than places"
 }

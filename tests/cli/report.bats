@@ -208,9 +208,10 @@ INSERT INTO objects (id, tag, type_name, size, format, itemsize, ndim, shape, st
 VALUES (3, 'c2d', 'numpy.ndarray', 48, '<f', 4, 2, '[3, 4]', '[16, 4]', 0),
        (4, 'f2d', 'numpy.ndarray', 48, '<f', 4, 2, '[3, 4]', '[4, 12]', 0),
        (5, 'gaps', 'numpy.ndarray', 44, '<f', 4, 2, '[2, 3]', '[24, 8]', 0);
-INSERT INTO changes (seq, time_ns, object_id, file, line, function) VALUES
-  (4, 4000000, 3, 'm.py', 1, 'f'), (5, 4100000, 4, 'm.py', 2, 'f'),
-  (6, 4200000, 5, 'm.py', 3, 'f');
+INSERT INTO sites (id, file, line, function) VALUES
+  (4, 'm.py', 1, 'f'), (5, 'm.py', 2, 'f'), (6, 'm.py', 3, 'f');
+INSERT INTO change_rows (seq, time_ns, object_id, site_id) VALUES
+  (4, 4000000, 3, 4), (5, 4100000, 4, 5), (6, 4200000, 5, 6);
 -- element 6 in C order is [1, 2]; in Fortran order element 6 is [0, 2]; the view's
 -- offsets count bytes of its value in C order: item 4 is [1, 1].
 INSERT INTO ranges (seq, offset, length, old, new) VALUES
@@ -238,13 +239,20 @@ assert [(e["seq"], e["element"], e["kind"]) for e in data["nonfinite"]["events"]
 INSERT INTO objects (id, tag, type_name, size, format, itemsize, ndim, shape, strides, watched_ns)
 VALUES (3, 'f32', 'numpy.ndarray', 16, '<f', 4, 1, '[4]', '[4]', 0),
        (4, 'f64be', 'numpy.ndarray', 16, '>d', 8, 1, '[2]', '[8]', 0);
-INSERT INTO changes (seq, time_ns, object_id, file, line, function) VALUES
-  (4, 4000000, 3, 'nan.py', 1, 'f'),   -- element 1: 1.0 -> NaN, only its top two bytes changed
-  (5, 4100000, 3, 'nan.py', 2, 'f'),   -- element 2: 0 -> +Inf, all four bytes known
-  (6, 4200000, 3, 'nan.py', 3, 'f'),   -- element 3: only the top byte changed, 0x3f -> 0x7f
-  (7, 4300000, 3, 'nan.py', 4, 'f'),   -- element 1: NaN -> 1.0: one disappeared
-  (8, 4400000, 4, 'nan.py', 5, 'f'),   -- big-endian double element 1: 0 -> NaN
-  (9, 4500000, 3, 'nan.py', 6, 'f');   -- element 0: 1.0 -> 2.0: nothing
+INSERT INTO sites (id, file, line, function) VALUES
+  (4, 'nan.py', 1, 'f'),
+  (5, 'nan.py', 2, 'f'),
+  (6, 'nan.py', 3, 'f'),
+  (7, 'nan.py', 4, 'f'),
+  (8, 'nan.py', 5, 'f'),
+  (9, 'nan.py', 6, 'f');
+INSERT INTO change_rows (seq, time_ns, object_id, site_id) VALUES
+  (4, 4000000, 3, 4),   -- element 1: 1.0 -> NaN, only its top two bytes changed
+  (5, 4100000, 3, 5),   -- element 2: 0 -> +Inf, all four bytes known
+  (6, 4200000, 3, 6),   -- element 3: only the top byte changed, 0x3f -> 0x7f
+  (7, 4300000, 3, 7),   -- element 1: NaN -> 1.0: one disappeared
+  (8, 4400000, 4, 8),   -- big-endian double element 1: 0 -> NaN
+  (9, 4500000, 3, 9);   -- element 0: 1.0 -> 2.0: nothing
 INSERT INTO ranges (seq, offset, length, old, new) VALUES
   (4, 6, 2, x'803f', x'c07f'),
   (5, 8, 4, x'00000000', x'0000807f'),
@@ -275,9 +283,11 @@ INSERT INTO objects (id, tag, size, format, itemsize, ndim, shape, strides, watc
   (2, 'busy', 4096, 'B', 1, 1, '[4096]', '[1]', 0), (3, 'some', 4096, 'B', 1, 1, '[4096]', '[1]', 0),
   (4, 'rare', 64, 'B', 1, 1, '[64]', '[1]', 0);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2)
-INSERT INTO changes (seq, time_ns, object_id, file, line, function)
+INSERT INTO change_rows (seq, time_ns, object_id, site_id)
 SELECT i, i * 1000, CASE WHEN i % 100 = 0 THEN 4 WHEN i % 3 = 0 THEN 3 ELSE 2 END,
-       'big.py', 1 + i % 7, 'f' FROM n;
+       1 + i % 7 FROM n;
+INSERT INTO sites (id, file, line, function)
+SELECT id, 'big.py', id, 'f' FROM (SELECT DISTINCT site_id AS id FROM change_rows);
 INSERT INTO ranges (seq, offset, length, old, new)
 SELECT seq, seq % 60, 2, x'0000', x'0101' FROM changes;
 SQL
@@ -309,11 +319,16 @@ assert min(gaps) >= 60 and max(gaps) <= 110, (min(gaps), max(gaps))'
     sqlite3 t.db <<'SQL'
 INSERT INTO objects (id, tag, type_name, size, format, itemsize, ndim, shape, strides, watched_ns)
 VALUES (3, 'f32', 'numpy.ndarray', 16, '<f', 4, 1, '[4]', '[4]', 0);
-INSERT INTO changes (seq, time_ns, object_id, file, line, function) VALUES
-  (4, 4000000, 3, 's.py', 1, 'f'),   -- bytes: NaN; writer (all known): none -> none
-  (5, 4100000, 3, 's.py', 2, 'f'),   -- bytes: nothing; writer: one Inf -> Inf, element unknown
-  (6, 4200000, 3, 's.py', 3, 'f'),   -- bytes: NaN; writer could not decode -> the bytes' NaN
-  (7, 4300000, 3, 's.py', 4, 'f');   -- no change_stats row -> the bytes' NaN
+INSERT INTO sites (id, file, line, function) VALUES
+  (4, 's.py', 1, 'f'),
+  (5, 's.py', 2, 'f'),
+  (6, 's.py', 3, 'f'),
+  (7, 's.py', 4, 'f');
+INSERT INTO change_rows (seq, time_ns, object_id, site_id) VALUES
+  (4, 4000000, 3, 4),   -- bytes: NaN; writer (all known): none -> none
+  (5, 4100000, 3, 5),   -- bytes: nothing; writer: one Inf -> Inf, element unknown
+  (6, 4200000, 3, 6),   -- bytes: NaN; writer could not decode -> the bytes' NaN
+  (7, 4300000, 3, 7);   -- no change_stats row -> the bytes' NaN
 INSERT INTO ranges (seq, offset, length, old, new) VALUES
   (4, 4, 4, x'0000803f', x'0000c07f'), (5, 8, 4, x'00000000', x'0000803f'),
   (6, 6, 2, x'803f', x'c07f'), (7, 12, 4, x'00000000', x'0000c07f');

@@ -135,8 +135,10 @@ INSERT INTO objects (id, tag, size, format, itemsize, ndim, shape, strides, watc
   (2, 'weights', 40000, '<f', 4, 2, '[100, 100]', '[400, 4]', 0),
   (3, 'bias', 800, '<d', 8, 1, '[100]', '[8]', 0);
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)
-INSERT INTO changes (seq, time_ns, object_id, file, line, function)
-SELECT i, i * 10000, 2 + i % 2, 'train.py', 10 + i % 5, 'step' FROM n;
+INSERT INTO change_rows (seq, time_ns, object_id, site_id)
+SELECT i, i * 10000, 2 + i % 2, 1 + i % 5 FROM n;
+INSERT INTO sites (id, file, line, function)
+SELECT id, 'train.py', 9 + id, 'step' FROM (SELECT DISTINCT site_id AS id FROM change_rows);
 INSERT INTO ranges (seq, offset, length, old, new)
 SELECT seq, CASE WHEN seq % 2 = 0 THEN (seq * 4) % 40000 ELSE (seq * 8) % 800 END,
        CASE WHEN seq % 2 = 0 THEN 4 ELSE 8 END, zeroblob(CASE WHEN seq % 2 = 0 THEN 4 ELSE 8 END),

@@ -17,8 +17,8 @@ setup() {
     # change 3's function recolours, its thread name returns the carriage.
     sqlite3 t.db "UPDATE objects SET tag = char(27) || ']0;x' || char(7) || char(10) ||
                     'forged' WHERE id = 1;
-                  UPDATE changes SET function = 'f' || char(27) || '[31m',
-                                     thread_name = 'w' || char(13) || 'X' WHERE seq = 3;"
+                  UPDATE sites SET function = 'f' || char(27) || '[31m',
+                                   thread_name = 'w' || char(13) || 'X' WHERE id = 3;"
     BAD_TAG=$'\e]0;x\a\nforged'
     SHOWN_TAG='"\033]0;x\a\nforged"'
 }

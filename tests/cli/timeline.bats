@@ -84,6 +84,21 @@ PY
     assert_equal "$(grep -c '^1 ' <<<"$got")" "$(sqlite3 t.rank1.db 'SELECT count(*) FROM changes')"
 }
 
+@test "query, diff, report TRACE...: a version 2 trace beside a version 3 one reads the same" {
+    load trace_fixtures
+    trace_as_v2 t.rank1.db v2.rank1.db
+    [ "$(sqlite3 v2.rank1.db 'PRAGMA user_version')" = 2 ] || fail "not a version 2 trace"
+    run_memwatch -0 query -f json t.rank0.db t.rank1.db
+    local want=${output//t.rank1.db/v2.rank1.db}
+    run_memwatch -0 query -f json t.rank0.db v2.rank1.db
+    assert_equal "$output" "$want"
+    run_memwatch -0 diff -t t.rank0.db -t t.rank1.db buf
+    want=${output//t.rank1.db/v2.rank1.db}
+    run_memwatch -0 diff -t t.rank0.db -t v2.rank1.db buf
+    assert_equal "$output" "$want"
+    run_memwatch -0 report -o mixed.html t.rank0.db v2.rank1.db
+}
+
 @test "query TRACE...: the trace column names the rank; times count from the earliest start" {
     run_memwatch -0 query -f jsonl t.rank1.db t.rank0.db
     /usr/bin/python3 - "$output" t.rank0.db t.rank1.db <<'PY'

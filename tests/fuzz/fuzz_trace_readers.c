@@ -92,8 +92,9 @@ static void remove_trace(void)
 static const char seed_rows[] =
     "INSERT INTO objects (id, tag, size, format, itemsize, ndim, shape, strides, watched_ns)"
     " VALUES (1, 'a', 8, '<f', 4, 1, '[2]', '[4]', 1), (2, 'b', 4, 'B', 1, 1, '[4]', '[1]', 2);"
-    "INSERT INTO changes (seq, time_ns, object_id, file, line) VALUES (1, 5, 1, 'x.py', 3),"
-    " (2, 6, 2, 'x.py', 4);"
+    "INSERT INTO sites (id, file, line) VALUES (1, 'x.py', 3), (2, 'x.py', 4);"
+    "INSERT INTO change_rows (seq, time_ns, object_id, site_id) VALUES (1, 5, 1, 1),"
+    " (2, 6, 2, 2);"
     "INSERT INTO ranges VALUES (1, 0, 4, x'00000000', x'0000c07f', 1),"
     " (2, 1, 2, x'0000', x'0102', 1);"
     "INSERT INTO change_stats (seq, elements, nan_appeared) VALUES (1, 1, 1);";
@@ -143,7 +144,7 @@ static void each_column(char *out, size_t size, const char *cols, const char *ex
 /* One step of a "SCHEMA\n" input: what of kind takes the place of target. */
 static void schema_step(sqlite3 *db, unsigned target, unsigned kind)
 {
-    static const char *const targets[] = {"objects", "changes", "ranges", "meta", "run",
+    static const char *const targets[] = {"objects", "change_rows", "ranges", "meta", "run",
                                           "change_stats", "change_ranges", "tag_summary",
                                           "change_numbers", "tag_numbers"};
     const char *t = targets[target % (sizeof targets / sizeof *targets)];

@@ -73,15 +73,15 @@ static void test_validation(void)
 
     make_trace(scratch_path("t.db"));
     CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
-    CHECK_EQ_INT(version, 2);
-    /* a newer version that old readers may still read, then one they may not */
-    scratch_sql(scratch_path("t.db"), "PRAGMA user_version = 3");
-    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
     CHECK_EQ_INT(version, 3);
-    scratch_sql(scratch_path("t.db"), "UPDATE meta SET value = '3' WHERE key = 'read_compat'");
+    /* a newer version that old readers may still read, then one they may not */
+    scratch_sql(scratch_path("t.db"), "PRAGMA user_version = 4");
+    CHECK_EQ_INT(open_status(scratch_path("t.db"), &version), 0);
+    CHECK_EQ_INT(version, 4);
+    scratch_sql(scratch_path("t.db"), "UPDATE meta SET value = '4' WHERE key = 'read_compat'");
     mw_trace_reader *r;
     CHECK_EQ_INT(mw_trace_reader_open(scratch_path("t.db"), &r, NULL), MW_ESCHEMA);
-    CHECK(strstr(mw_trace_reader_errmsg(r), "version 3") != NULL);
+    CHECK(strstr(mw_trace_reader_errmsg(r), "version 4") != NULL);
     mw_trace_reader_close(r);
 }
 
@@ -193,11 +193,17 @@ static void test_hostile_schema(void)
                                 " (hex(zeroblob(50000000))) VIRTUAL", "'big' of table 'run'"),
                  MW_ETRACE);
     CHECK_EQ_INT(hostile_status("missing.db", "DROP VIEW change_ranges; DROP VIEW tag_numbers;"
-                                " DROP VIEW change_numbers;"
-                                " ALTER TABLE changes DROP COLUMN thread_name",
-                                "table 'changes' has no column 'thread_name'"),
+                                " DROP VIEW change_numbers; DROP VIEW changes;"
+                                " ALTER TABLE sites DROP COLUMN thread_name",
+                                "table 'sites' has no column 'thread_name'"),
                  MW_ETRACE);
     CHECK_EQ_INT(hostile_status("noruntable.db", "DROP TABLE run", "no table 'run'"), MW_ETRACE);
+    /* readers read changes (version 3): it must be there, and memwatch's */
+    CHECK_EQ_INT(hostile_status("nochanges.db", "DROP VIEW changes", "no view 'changes'"),
+                 MW_ETRACE);
+    CHECK_EQ_INT(hostile_status("otherchanges.db", "DROP VIEW changes; CREATE VIEW changes AS"
+                                " SELECT * FROM change_rows", "view 'changes'"),
+                 MW_ETRACE);
     CHECK_EQ_INT(hostile_status("myview.db", "DROP VIEW tag_summary; CREATE VIEW tag_summary AS"
                                 " SELECT 1 AS tag", "view 'tag_summary'"),
                  MW_ETRACE);
@@ -278,7 +284,7 @@ static void test_authorizer(void)
         {"ATTACH 'x.db' AS x", 0, "ATTACH"},
         {"PRAGMA cache_size = 1000000", 0, "PRAGMA cache_size = 1000000"},
         {"CREATE TEMP VIEW v AS SELECT 1", 1, "the statement would"},
-        {"DELETE FROM changes", 1, "delete rows"},
+        {"DELETE FROM change_rows", 1, "delete rows"},
     };
     for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
         sqlite3_stmt *s = NULL;

@@ -58,8 +58,8 @@ static void test_create_exists_force(void)
     CHECK_EQ_INT(mw_trace_writer_create(path, 1, &w), 0);
     CHECK(!exists(scratch_path("a.db-wal")) || scratch_int(path, "SELECT count(*) FROM objects") == 0);
     CHECK_EQ_INT(mw_trace_writer_close(w), 0);
-    CHECK_EQ_INT(scratch_int(path, "PRAGMA user_version"), 2);
-    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'schema_version'", "2"));
+    CHECK_EQ_INT(scratch_int(path, "PRAGMA user_version"), 3);
+    CHECK(scratch_text_is(path, "SELECT value FROM meta WHERE key = 'schema_version'", "3"));
     CHECK(scratch_text_is(path, "PRAGMA journal_mode", "delete"));
     CHECK(!exists(scratch_path("a.db-wal")));
     /* a path that cannot be created */
