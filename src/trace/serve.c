@@ -83,7 +83,6 @@ struct mw_serve {
     size_t nprocs, capprocs;
     uint64_t last_id, last_seq;
     uint64_t undelivered;
-    unsigned char *buf;
     pid_t root;
     int run_fd;                 /* the run's shared memory (run_settings.h); -1: none */
 };
@@ -98,10 +97,8 @@ static int64_t realtime_ns(void)
 int mw_serve_listen(mw_serve **out, char *name, size_t name_size)
 {
     mw_serve *s = calloc(1, sizeof *s);
-    if (!s || !(s->buf = malloc(READ_SIZE))) {
-        free(s);
+    if (!s)
         return -ENOMEM;
-    }
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, 0) != sizeof r)
         r = (uint64_t)realtime_ns() ^ ((uint64_t)getpid() << 32);
@@ -124,7 +121,6 @@ int mw_serve_listen(mw_serve **out, char *name, size_t name_size)
             close(s->listen_fd);
         if (s->run_fd >= 0)
             close(s->run_fd);
-        free(s->buf);
         free(s);
         return -err;
     }
@@ -155,7 +151,6 @@ void mw_serve_destroy(mw_serve *s)
         close(s->run_fd);
     free(s->conns);
     free(s->procs);
-    free(s->buf);
     free(s);
 }
 
@@ -456,7 +451,11 @@ static int hello(mw_serve *s, mw_trace_writer *w, struct conn *c, struct mw_rec_
 static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
 {
     for (;;) {
-        ssize_t got = read(c->fd, s->buf, READ_SIZE);
+        /* Straight into the decoder's buffer: the frames are decoded where they land. */
+        unsigned char *room = mw_rec_decoder_space(c->d, READ_SIZE);
+        if (!room)
+            return -ENOMEM;
+        ssize_t got = read(c->fd, room, READ_SIZE);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -465,8 +464,7 @@ static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
             *eof = 1;
             return 0;
         }
-        if (mw_rec_decoder_feed(c->d, s->buf, (size_t)got))
-            return -ENOMEM;
+        mw_rec_decoder_commit(c->d, (size_t)got);
         int rc = apply_frames(s, w, c);
         if (rc || c->blocked)
             return rc;
@@ -645,7 +643,7 @@ int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
 {
     mw_serve *s = calloc(1, sizeof *s);
     mw_rec_decoder *d = NULL;
-    if (!s || !(s->buf = malloc(READ_SIZE)) || MW_GROW(s->conns, s->capconns, 1) != 0 ||
+    if (!s || MW_GROW(s->conns, s->capconns, 1) != 0 ||
         mw_rec_decoder_create(&d)) {
         mw_serve_destroy(s);
         return mw_trace_writer_fail(w, -ENOMEM, "out of memory");
