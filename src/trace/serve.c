@@ -635,8 +635,14 @@ int mw_serve_run(mw_serve *s, mw_trace_writer *w, pid_t root, int follow, int *r
         pid_t got = waitpid(root, root_status, 0);
         root_done = got == root || (got < 0 && errno != EINTR);
     }
-    int crc = mw_trace_writer_commit(w);
-    return rc ? rc : crc;
+    if (rc) {
+        /* A record could not be stored: the batch it was in goes, so that the trace keeps
+         * a prefix of what came (a statement that failed for a full disk may leave its
+         * transaction open, and later records of the batch stored). */
+        mw_trace_writer_abandon(w);
+        return rc;
+    }
+    return mw_trace_writer_commit(w);
 }
 
 int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
