@@ -229,6 +229,11 @@ static int hand_over_locked(void)
     return queue_locked(&current, &current_pos);
 }
 
+static int nothing_queued(void)
+{
+    return !queue_head && !sending;
+}
+
 /* Moves buf (which is then empty), sent as far as pos says (NULL: not at all), to the
  * sender's queue; waits while the queue is over its limit. */
 static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
@@ -245,8 +250,16 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
         return 0;
     }
     struct chunk *c = malloc(sizeof *c);
-    if (!c)
-        return -ENOMEM;
+    if (!c) {
+        /* No memory to queue it (the script ran out): send it ourselves, after what is
+         * queued before it, rather than lose it. */
+        wait_until(nothing_queued);
+        int status = mw_link_send(buf->data, buf->len, pos, 1);
+        gave_up(status, buf, pos->sent);
+        buf->len = 0;
+        *pos = (struct mw_link_pos){0};
+        return 0;
+    }
     c->buf = *buf;
     c->pos = *pos;
     c->next = NULL;

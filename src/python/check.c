@@ -481,7 +481,8 @@ static void record_segments(struct routing *r)
     head.extent_lo = it->ranges[0].offset;
     head.extent_hi = last->offset + last->length;
     mw_rec_frames_finish(&it->frames, r->seq);
-    mw_channel_change_frames(&head, &it->frames);
+    if (mw_channel_change_frames(&head, &it->frames) == -ENOMEM)
+        lost_for_memory++;
 }
 
 /* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
