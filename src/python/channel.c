@@ -283,12 +283,24 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
     return 0;
 }
 
+/* An encoder that found no memory (the script used it all) tries again once what is
+ * queued has been sent: the sender frees those buffers, and the record fits in what they
+ * gave back, instead of being lost. Encoders leave the buffer as it was when they fail. */
+#define ENCODE_OR_WAIT(call, status)                            \
+    do {                                                        \
+        (status) = (call);                                      \
+        if ((status) == -ENOMEM && !nothing_queued()) {         \
+            wait_until(nothing_queued);                         \
+            (status) = (call);                                  \
+        }                                                       \
+    } while (0)
+
 #define ENCODE(call)                                            \
     do {                                                        \
         pthread_mutex_lock(&lock);                              \
         int status_ = 0;                                        \
         if (channel_open && !broken) {                       \
-            status_ = (call);                                   \
+            ENCODE_OR_WAIT(call, status_);                      \
             if (status_ == 0 && current.len >= FLUSH_THRESHOLD) \
                 status_ = hand_over_locked();                   \
         }                                                       \
@@ -307,7 +319,7 @@ int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_fra
     int status = 0;
     if (channel_open && !broken) {
         /* The head, then the frames as they are: what is before them goes first. */
-        status = mw_rec_encode_change_head(&current, head);
+        ENCODE_OR_WAIT(mw_rec_encode_change_head(&current, head), status);
         if (status == 0)
             status = hand_over_locked();
         if (status == 0 && channel_open && !broken) {

@@ -180,20 +180,27 @@ static struct proc *find_proc(mw_serve *s, int64_t pid)
     return NULL;
 }
 
+/* The trace's id of the object p announced as local (0: p announced none such). */
+static uint64_t announced_by(const struct proc *p, uint64_t local)
+{
+    size_t lo = 0, hi = p->nids;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->ids[2 * mid] < local)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->nids && p->ids[2 * lo] == local ? p->ids[2 * lo + 1] : 0;
+}
+
 /* The trace's id of p's object local (0: unknown). */
 static uint64_t global_id(const struct proc *p, uint64_t local)
 {
     for (; p; p = p->parent) {
-        size_t lo = 0, hi = p->nids;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (p->ids[2 * mid] < local)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < p->nids && p->ids[2 * lo] == local)
-            return p->ids[2 * lo + 1];
+        uint64_t g = announced_by(p, local);
+        if (g)
+            return g;
         if (local > p->inherited_ids)
             return 0;
     }
@@ -205,17 +212,9 @@ static uint64_t global_id(const struct proc *p, uint64_t local)
 static uint64_t announced_anywhere(const mw_serve *s, uint64_t id)
 {
     for (size_t i = 0; i < s->nprocs; i++) {
-        const struct proc *q = s->procs[i];
-        size_t lo = 0, hi = q->nids;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (q->ids[2 * mid] < id)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < q->nids && q->ids[2 * lo] == id)
-            return q->ids[2 * lo + 1];
+        uint64_t g = announced_by(s->procs[i], id);
+        if (g)
+            return g;
     }
     return 0;
 }
