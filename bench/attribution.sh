@@ -29,7 +29,7 @@ measure() {   # kind count watch check -> "median_seconds changes"
     for ((i = 0; i < runs; i++)); do
         out=$("$memwatch" trace --python "$python" -q -f --check="$4" -o "$tmp/a$i.db" \
             "$here/workloads/attribution_loops.py" "$1" "$2" "$3")
-        read -r t changes <<<"$out"
+        read -r t changes _ <<<"$out"
         times+=("$t")
     done
     echo "$(median_of "${times[@]}") $changes"
@@ -44,7 +44,7 @@ for kind in single whole; do
     printf '%-7s %-12s %12.4f %9s %10s %14s\n' "$kind" unwatched "$base" 1.00 - -
     for mode in line interval:50 manual; do
         out=$(measure "$kind" "$count" 1 "$mode")
-        read -r t n <<<"$out"
+        read -r t n _ <<<"$out"
         awk -v k="$kind" -v m="$mode" -v t="$t" -v b="$base" -v n="$n" 'BEGIN {
             printf "%-7s %-12s %12.4f %9.2f %10d %14s\n", k, m, t, t / b, n,
                    (n > 0 ? sprintf("%.2f", (t - b) / n * 1e6) : "-") }'

@@ -8,10 +8,15 @@
  * Ways: zstd of the new bytes alone; XOR with the old bytes, shuffled by lane, then zstd or
  * lz4; the lane-wise difference (zigzag), shuffled, then zstd (several levels) or lz4; and
  * the difference without the shuffle. "memwatch" marks the way the trace uses (codec.c).
- * Decoding includes undoing the transform (except for the unshuffled difference, which is
- * here for its size). */
+ * Two ways code each byte plane of the shuffled difference on its own (issue 15's ideas,
+ * measured and not kept): "planes" stores a plane whose bytes look uniform (order-0 entropy
+ * of a sample above 7.6 bits) as it is and gives the others to zstd; "packed" also packs a
+ * plane of small values 2 or 4 bits a value (larger values listed apart), whichever of the
+ * packings is smallest, before zstd. Decoding includes undoing the transform (except for
+ * the unshuffled difference and the plane ways, which are here for their size: "-"). */
 #include <errno.h>
 #include <lz4.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +26,7 @@
 #include "codec.h"
 
 enum transform { T_NONE, T_XOR, T_DELTA, T_DELTA_UNSHUFFLED };
-enum compressor { C_ZSTD, C_LZ4 };
+enum compressor { C_ZSTD, C_LZ4, C_PLANES, C_PACKED };
 
 struct way {
     const char *name;
@@ -39,6 +44,8 @@ static const struct way ways[] = {
     {"delta+shuffle zstd--3 (fast)", T_DELTA, C_ZSTD, -3},
     {"delta+shuffle lz4", T_DELTA, C_LZ4, 0},
     {"delta unshuffled zstd-1", T_DELTA_UNSHUFFLED, C_ZSTD, 1},
+    {"delta+shuffle planes, noise raw", T_DELTA, C_PLANES, 1},
+    {"delta+shuffle planes packed", T_DELTA, C_PACKED, 1},
 };
 
 static double now(void)
@@ -91,13 +98,69 @@ static void transform(enum transform w, const unsigned char *src, const unsigned
     }
 }
 
+static size_t zstd_or_raw(ZSTD_CCtx *z, const unsigned char *p, size_t n, unsigned char *out,
+                          size_t cap, int level)
+{
+    size_t r = ZSTD_compressCCtx(z, out, cap, p, n, level);
+    return ZSTD_isError(r) || r > n ? n : r;
+}
+
+/* Order-0 entropy of every 31st byte of p, in bits per byte. */
+static double sampled_entropy(const unsigned char *p, size_t n)
+{
+    size_t h[256] = {0}, m = 0;
+    for (size_t i = 0; i < n; i += 31, m++)
+        h[p[i]]++;
+    double e = 0;
+    for (int k = 0; k < 256; k++)
+        if (h[k])
+            e -= (double)h[k] / (double)m * log2((double)h[k] / (double)m);
+    return e;
+}
+
+/* One plane of values below 2^bits, packed 8/bits a byte; values at or above the top code
+ * become it and are listed apart. Returns the bytes zstd leaves of both. */
+static size_t packed_plane(ZSTD_CCtx *z, const unsigned char *p, size_t n, unsigned bits,
+                           unsigned char *tmp, unsigned char *out, size_t cap)
+{
+    unsigned per = 8 / bits, top = (1u << bits) - 1;
+    size_t m = (n + per - 1) / per, nex = 0;
+    unsigned char *ex = tmp + m;
+    for (size_t i = 0; i < m; i++) {
+        unsigned v = 0;
+        for (unsigned k = 0; k < per && i * per + k < n; k++) {
+            unsigned x = p[i * per + k];
+            if (x >= top)
+                ex[nex++] = (unsigned char)x;
+            v |= (x < top ? x : top) << (k * bits);
+        }
+        tmp[i] = (unsigned char)v;
+    }
+    size_t total = zstd_or_raw(z, tmp, m, out, cap, 1);
+    return total + (nex ? zstd_or_raw(z, ex, nex, out, cap, 1) : 0);
+}
+
 static size_t compress(const struct way *w, ZSTD_CCtx *z, const unsigned char *t, size_t n,
-                       unsigned char *out, size_t cap)
+                       unsigned lane, unsigned char *out, size_t cap)
 {
     if (w->c == C_LZ4)
         return (size_t)LZ4_compress_default((const char *)t, (char *)out, (int)n, (int)cap);
-    size_t r = ZSTD_compressCCtx(z, out, cap, t, n, w->level);
-    return ZSTD_isError(r) ? 0 : r;
+    if (w->c == C_ZSTD) {
+        size_t r = ZSTD_compressCCtx(z, out, cap, t, n, w->level);
+        return ZSTD_isError(r) ? 0 : r;
+    }
+    static unsigned char tmp[2 * MW_CODEC_PIECE];
+    size_t ni = n / lane, total = n - ni * lane;
+    for (unsigned j = 0; j < lane; j++) {
+        const unsigned char *p = t + j * ni;
+        size_t best = sampled_entropy(p, ni) > 7.6 ? ni : zstd_or_raw(z, p, ni, out, cap, 1);
+        for (unsigned bits = 2; w->c == C_PACKED && best < ni && bits <= 4; bits *= 2) {
+            size_t r = packed_plane(z, p, ni, bits, tmp, out, cap);
+            best = r < best ? r : best;
+        }
+        total += best;
+    }
+    return total;
 }
 
 /* Decompresses and undoes the transform (ref: the old bytes), into dst. */
@@ -157,9 +220,10 @@ int main(int argc, char **argv)
                 size_t m = n - at < MW_CODEC_PIECE ? n - at : MW_CODEC_PIECE;
                 double t0 = now();
                 transform(w->t, new_ + at, old + at, m, lane, t);
-                size_t len = compress(w, zc, t, m, out, cap);
+                size_t len = compress(w, zc, t, m, lane, out, cap);
                 double t1 = now();
-                decode(w, zd, out, len, t, m, old + at, lane, dst);
+                if (w->c == C_ZSTD || w->c == C_LZ4)
+                    decode(w, zd, out, len, t, m, old + at, lane, dst);
                 double t2 = now();
                 enc += t1 - t0;
                 dec += t2 - t1;
@@ -168,8 +232,11 @@ int main(int argc, char **argv)
             best_enc = enc < best_enc ? enc : best_enc;
             best_dec = dec < best_dec ? dec : best_dec;
         }
-        printf("%-34s %8.1f %12.0f %12.0f\n", w->name, 100.0 * (double)total / (double)n,
-               (double)n / best_enc / 1e6, (double)n / best_dec / 1e6);
+        char dec[32] = "-";
+        if (w->c == C_ZSTD || w->c == C_LZ4)
+            snprintf(dec, sizeof dec, "%.0f", (double)n / best_dec / 1e6);
+        printf("%-34s %8.1f %12.0f %12s\n", w->name, 100.0 * (double)total / (double)n,
+               (double)n / best_enc / 1e6, dec);
     }
     ZSTD_freeCCtx(zc);
     ZSTD_freeDCtx(zd);

@@ -7,7 +7,8 @@
 # bench/large.sh at two learning rates, `a += 1` on float64, random edits of bytes, an
 # image's `+= 1`) and codes each new snapshot against its old one with build/bench_codec,
 # every way it knows: per way, the size as a share of the raw new bytes and the encode and
-# decode speed (best of the rounds, one core).
+# decode speed (best of the rounds, one core). Then, for the SGD cases, the entropy floor
+# of the coded difference (bench/workloads/codec_entropy.py).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 runs=3
@@ -27,3 +28,4 @@ for lane_file in "$tmp"/*.lane; do
     echo "== $case ($(stat -c %s "$tmp/$case.new") bytes, lane $(cat "$lane_file"))"
     "$bin" "$tmp/$case.old" "$tmp/$case.new" "$(cat "$lane_file")" "$runs"
 done
+"$python" "$here/workloads/codec_entropy.py" "$tmp"

@@ -86,6 +86,8 @@
 --   them); byte j of integer i is stored at j * n + i. The difference of codec 2 is, per
 --   integer, d = new - old modulo 2^(8L), stored zigzag-coded: (d << 1) ^ (d >> (8L - 1))
 --   with an arithmetic shift, so -1 -> 1, 1 -> 2; decode with old + ((z >> 1) ^ -(z & 1)).
+--   These rules have not changed since the first version 2 trace (the writer computes
+--   them sixteen integers at a time where it can, to the same bytes).
 --   The old bytes of a change are its role 1 stream when it has one, else the object's
 --   value just before it: its base (role 0) with the new bytes of each of its earlier
 --   changes (in seq order) written over it.

@@ -2,7 +2,10 @@
 change) in the directory argv[1], named <case>.old / <case>.new, with the lane to code them
 with in <case>.lane. Cases:
   sgd-lr1e-2, sgd-lr1e-3  all parameters of the 6.3M-parameter MLP of bench/large.sh (float32)
-                          before and after one SGD step at that learning rate (after 3 steps)
+                          before and after one SGD step at that learning rate (after 3 steps
+                          on the same batch); in <case>.prev, the parameters a step earlier
+  sgd-batches             the same at 1e-2 with a new batch each step (as bench/large.sh)
+  sgd-momentum, adam      the same with SGD momentum 0.9, and with Adam (lr 1e-3)
   f64-plus-one            a 1 MiB float64 array before and after `a += 1` (bench/attribution.sh)
   bytes-5pct              8 MiB of random bytes with 5% of them rewritten at random places
   image-plus-one          an 8 MiB uint8 image before and after `img += 1`"""
@@ -27,28 +30,38 @@ try:
 except ImportError:
     print("bench: python3-torch is not installed: no SGD cases", file=sys.stderr)
     torch = None
+
+def train(case, make_opt, batches):
+    """Four steps of the MLP, each on the next of `batches` random batches; saves the last
+    step as case.old/.new, and the parameters a step before .old as case.prev."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(),
+                            torch.nn.Linear(2048, 2048), torch.nn.ReLU(),
+                            torch.nn.Linear(2048, 10))
+    opt = make_opt(m.parameters())
+    xs = [torch.randn(32, 1024) for _ in range(batches)]
+    ys = [torch.randint(0, 10, (32,)) for _ in range(batches)]
+
+    def flat():
+        return np.concatenate([p.detach().numpy().ravel().copy() for p in m.parameters()])
+
+    snaps = []
+    for i in range(4):
+        snaps.append(flat())
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(xs[i % batches]), ys[i % batches]).backward()
+        opt.step()
+    save(case, snaps[3], flat(), 4)
+    snaps[2].tofile(os.path.join(out, case + ".prev"))   # a step earlier: codec_entropy.py
+
+
 if torch is not None:
-    for lr in ("1e-2", "1e-3"):
-        torch.manual_seed(0)
-        m = torch.nn.Sequential(torch.nn.Linear(1024, 2048), torch.nn.ReLU(),
-                                torch.nn.Linear(2048, 2048), torch.nn.ReLU(),
-                                torch.nn.Linear(2048, 10))
-        opt = torch.optim.SGD(m.parameters(), lr=float(lr))
-        x, y = torch.randn(32, 1024), torch.randint(0, 10, (32,))
-
-        def step():
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(m(x), y).backward()
-            opt.step()
-
-        def flat():
-            return np.concatenate([p.detach().numpy().ravel().copy() for p in m.parameters()])
-
-        for _ in range(3):
-            step()
-        before = flat()
-        step()
-        save(f"sgd-lr{lr}", before, flat(), 4)
+    for lr in ("1e-2", "1e-3"):   # one batch throughout: full-batch descent
+        train(f"sgd-lr{lr}", lambda ps, lr=lr: torch.optim.SGD(ps, lr=float(lr)), 1)
+    # A new batch each step, as in bench/large.sh's model; with momentum; Adam.
+    train("sgd-batches", lambda ps: torch.optim.SGD(ps, lr=1e-2), 4)
+    train("sgd-momentum", lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9), 4)
+    train("adam", lambda ps: torch.optim.Adam(ps, lr=1e-3), 4)
 
 a = np.arange(1 << 17, dtype=np.float64)
 save("f64-plus-one", a, a + 1, 8)

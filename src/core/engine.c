@@ -250,6 +250,11 @@ int mw_engine_check_line(mw_change_fn fn, void *ctx, const struct mw_writer *lin
     return n;
 }
 
+void mw_engine_own_work(int on)
+{
+    mw_fault_path_own_work(on);
+}
+
 int mw_engine_check(mw_change_fn fn, void *ctx)
 {
     return mw_engine_check_line(fn, ctx, NULL);

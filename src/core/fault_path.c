@@ -37,7 +37,12 @@
  *   the page becomes DIRTY with the copy as its old contents, writer unknown. A page that
  *   traps MW_BUSY_TRAPS times in an epoch is busy and offered to be left open and
  *   compared instead (count_trap); past MW_NEIGHBOUR_LIMIT single-steps in an epoch, a
- *   page nobody took is left DIRTY (writer unknown), which bounds the cost.
+ *   page nobody took is left DIRTY (writer unknown), which bounds the cost. Neighbour
+ *   writes of memwatch's own work (mw_fault_path_own_work: a check building and
+ *   delivering its changes, in the thread that runs it; memwatch's own threads) are always
+ *   single-stepped and count only towards making the page busy, not towards the limit:
+ *   that work is bounded by the changes it delivers, and counting it left pages DIRTY
+ *   with their writer unknown for the program's next write (issue 13).
  * - Sweeps: a write that faults on the page right after two this thread made DIRTY is
  *   taken as a sweep (numpy's `a += 1`, a memcpy into a watched buffer) and the next
  *   SWEEP_AHEAD pages that are CLEAN and wholly watched are taken with it, as if each had
@@ -100,6 +105,9 @@ static __thread int open_sig __attribute__((tls_model("initial-exec")));
 
 static struct sigaction previous_trap_action;
 static int trap_installed;
+
+/* Nesting depth of this thread's own work (mw_fault_path_own_work). */
+static __thread unsigned own_work __attribute__((tls_model("initial-exec")));
 
 /* mw_fault_path_probe: where this thread goes back to when memory it reads turns out to
  * be unmapped. */
@@ -210,13 +218,17 @@ static void run_writer_hook(struct mw_slot_meta *m, int neighbour)
  * it open and compare its watched bytes instead (mw_engine_shadow_hot). Until then its
  * neighbour writes keep running single-stepped, up to MW_NEIGHBOUR_LIMIT in an epoch;
  * past that (nobody took the page) the page is left DIRTY, writer unknown, which bounds
- * the cost. Returns the count including this write. */
-static uint32_t count_trap(struct mw_page *e)
+ * the cost. A neighbour write of memwatch's own work (own) counts only up to
+ * MW_BUSY_TRAPS: it can make a page busy, never use up the program's budget. Returns the
+ * count including this write, or 0 for own work on a page already busy. */
+static uint32_t count_trap(struct mw_page *e, int own)
 {
     uint32_t epoch = (uint32_t)(now_ns() >> MW_TRAPS_EPOCH_SHIFT) & 0xffffu;
     uint32_t old = atomic_load_explicit(&e->traps, memory_order_relaxed), next;
     do {
         uint32_t n = (old >> 16) == epoch ? (old & 0xffffu) : 0;
+        if (own && n >= MW_BUSY_TRAPS)
+            return 0;
         next = epoch << 16 | (n < 0xffffu ? n + 1 : n);
     } while (!atomic_compare_exchange_weak_explicit(&e->traps, &old, next,
                                                     memory_order_relaxed, memory_order_relaxed));
@@ -600,7 +612,7 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
             /* Memory shared with other processes: one of them at a time has it open. */
             mw_xproc_acquire(e);
             int neighbour = !mw_page_watches(e, addr - page);
-            uint32_t traps = count_trap(e);
+            uint32_t traps = count_trap(e, neighbour && own_work);
             if (neighbour && traps <= MW_NEIGHBOUR_LIMIT &&
                 open_for_neighbour(e, page, ucontext, sig) == 0) {
                 result = 1;
@@ -663,6 +675,14 @@ static int claim(int sig, siginfo_t *info, void *ucontext)
     }
     retried_addr = 0;
     return 0;
+}
+
+void mw_fault_path_own_work(int on)
+{
+    if (on)
+        own_work++;
+    else if (own_work)
+        own_work--;
 }
 
 int mw_fault_path_probe(void (*fn)(void *ctx), void *ctx)

@@ -45,6 +45,11 @@ int mw_fault_path_probe(void (*fn)(void *ctx), void *ctx);
  * the protection could not be lifted (nothing written). */
 int mw_fault_path_write(void *dst, const void *src, size_t len);
 
+/* The calling thread's own work (memwatch's check, and what it calls) starts (on = 1) or
+ * ends (0); nests. Its neighbour writes are always single-stepped; they can make a page
+ * busy but never use up its budget (see fault_path.c: neighbours). Async-signal-safe. */
+void mw_fault_path_own_work(int on);
+
 /* The detector operations that do not depend on the mechanism (see detector.h). */
 struct mw_page *mw_fault_path_collect(void);
 void mw_fault_path_requeue(struct mw_page *e);

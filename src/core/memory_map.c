@@ -52,61 +52,7 @@ static int perms_to_prot(const char *perms)
            (perms[2] == 'x' ? PROT_EXEC : 0);
 }
 
-static int maps_scan(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
-{
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
-        return -errno;
-    char line[512];
-    int rc = MW_EUNMAPPED;
-    while (fgets(line, sizeof(line), f)) {
-        unsigned long s, e;
-        char perms[5];
-        if (sscanf(line, "%lx-%lx %4s", &s, &e, perms) != 3)
-            continue;
-        size_t l = strlen(line);
-        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), f))
-            l = strlen(line);   /* skip the rest of a long line */
-        if (addr < s)
-            break;
-        if (addr >= e)
-            continue;
-        *start = s;
-        *end = e;
-        *prot = perms_to_prot(perms);
-        rc = 0;
-        break;
-    }
-    fclose(f);
-    return rc;
-}
-
-int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
-{
-    if (maps_fd < 0 && procmap_query_ok != 0)
-        open_maps();
-    if (procmap_query_ok != 0 && maps_fd >= 0) {
-        struct procmap_query q;
-        memset(&q, 0, sizeof(q));
-        q.size = sizeof(q);
-        q.query_addr = addr;
-        if (syscall(SYS_ioctl, maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
-            procmap_query_ok = 1;
-            *start = q.vma_start;
-            *end = q.vma_end;
-            *prot = (q.vma_flags & PQ_READ ? PROT_READ : 0) |
-                    (q.vma_flags & PQ_WRITE ? PROT_WRITE : 0) |
-                    (q.vma_flags & PQ_EXEC ? PROT_EXEC : 0);
-            return 0;
-        }
-        if (errno == ENOENT)
-            return MW_EUNMAPPED;
-        procmap_query_ok = 0;   /* ENOTTY/EINVAL: an older kernel */
-    }
-    return maps_scan(addr, start, end, prot);
-}
-
-/* The maps line covering addr, parsed; the fallback of mw_vma_identify. */
+/* The maps line covering addr, parsed: where the kernel has no PROCMAP_QUERY. */
 static int maps_identify(uintptr_t addr, struct mw_vma_identity *out)
 {
     FILE *f = fopen("/proc/self/maps", "re");
@@ -127,9 +73,9 @@ static int maps_identify(uintptr_t addr, struct mw_vma_identity *out)
             continue;
         if (addr < s)
             break;
-        *out = (struct mw_vma_identity){.start = s, .end = e, .shared = perms[3] == 's',
-                                        .dev_major = major, .dev_minor = minor, .inode = ino,
-                                        .offset = off};
+        *out = (struct mw_vma_identity){.start = s, .end = e, .prot = perms_to_prot(perms),
+                                        .shared = perms[3] == 's', .dev_major = major,
+                                        .dev_minor = minor, .inode = ino, .offset = off};
         rc = 0;
         break;
     }
@@ -149,6 +95,9 @@ int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
         if (syscall(SYS_ioctl, maps_fd, PROCMAP_QUERY_IOCTL, &q) == 0) {
             procmap_query_ok = 1;
             *out = (struct mw_vma_identity){.start = q.vma_start, .end = q.vma_end,
+                                            .prot = (q.vma_flags & PQ_READ ? PROT_READ : 0) |
+                                                    (q.vma_flags & PQ_WRITE ? PROT_WRITE : 0) |
+                                                    (q.vma_flags & PQ_EXEC ? PROT_EXEC : 0),
                                             .shared = (q.vma_flags & PQ_SHARED) != 0,
                                             .dev_major = q.dev_major, .dev_minor = q.dev_minor,
                                             .inode = q.inode, .offset = q.vma_offset};
@@ -156,7 +105,19 @@ int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
         }
         if (errno == ENOENT)
             return MW_EUNMAPPED;
-        procmap_query_ok = 0;
+        procmap_query_ok = 0;   /* ENOTTY/EINVAL: an older kernel */
     }
     return maps_identify(addr, out);
+}
+
+int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)
+{
+    struct mw_vma_identity v;
+    int rc = mw_vma_identify(addr, &v);
+    if (rc == 0) {
+        *start = v.start;
+        *end = v.end;
+        *prot = v.prot;
+    }
+    return rc;
 }

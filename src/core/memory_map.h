@@ -20,12 +20,13 @@ int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot);
  * their addresses. */
 struct mw_vma_identity {
     uintptr_t start, end;
+    int prot;                    /* PROT_* bits */
     int shared;                  /* MAP_SHARED */
     uint32_t dev_major, dev_minor;
     uint64_t inode;              /* 0: no backing object (private anonymous memory) */
     uint64_t offset;             /* in the backing object, of start */
 };
-/* The identity of the mapping covering addr. 0, MW_EUNMAPPED, or -errno. */
+/* The mapping covering addr, with its identity. 0, MW_EUNMAPPED, or -errno. */
 int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out);
 
 #endif

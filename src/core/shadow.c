@@ -18,7 +18,8 @@
  * - A shadowed page is protected again after SHADOW_NS: if its neighbours are still busy
  *   it is offered again within an epoch (a few dozen single-steps), if not it stays
  *   protected and exact at no cost.
- * - A write to an open page is seen at some thread's line boundary, and named after that
+ * - A write to an open page is seen at some thread's line boundary (or at a check that
+ *   thread makes between two of its lines: src/python/check.c), and named after that
  *   thread's line: right while one thread runs the program, a guess once several do. The
  *   caller then bars shadows (mw_engine_allow_shadows): every open page is protected again
  *   at the next check, and busy pages trap (single-stepped neighbours, exact writers).

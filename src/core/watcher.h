@@ -186,6 +186,12 @@ size_t mw_engine_shadowed(void);
  * compared a last time) at the next check; 1 (the default): pages may be left open again.
  * For a caller that cannot tell which thread wrote an open page (several threads run). */
 void mw_engine_allow_shadows(int allowed);
+/* The calling thread's check and what it does with the changes (building them, the
+ * callback, the trace) start (on = 1) or end (0). Its writes next to watched bytes are
+ * memwatch's, not the program's: they can make a page busy but never use up its budget of
+ * single-stepped neighbour writes (README, Neighbours), so they never leave a page open
+ * with its writer unknown. Async-signal-safe. */
+void mw_engine_own_work(int on);
 void mw_watcher_stats(const mw_watcher *w, struct mw_watcher_stats *out);
 
 #endif

@@ -203,6 +203,9 @@ static PyMethodDef autocheck_def = {"_autocheck", autocheck_handler, METH_VARARG
 static void *poll_loop(void *arg)
 {
     (void)arg;
+    /* memwatch's own thread: what it writes beside watched bytes (its thread state, its
+     * checks) is never the program's (README, Neighbours). */
+    mw_engine_own_work(1);
     unsigned period_ms = mw_run.check_mode == MW_CHECK_INTERVAL ? mw_run.interval_ms : POLL_MS;
     uint64_t seen_faults = 0;
     unsigned unsettled_ms = 0;

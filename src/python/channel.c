@@ -27,6 +27,7 @@
 #include "mw_grow.h"
 #include "run_shared.h"
 #include "threads.h"
+#include "watcher.h"
 
 /* Hand the current buffer to the sender once it holds this much. */
 #define FLUSH_THRESHOLD (256 * 1024)
@@ -122,6 +123,9 @@ static void take_spare_locked(void)
 static void *send_loop(void *arg)
 {
     (void)arg;
+    /* memwatch's own thread: what it writes beside watched bytes (freeing what it sent) is
+     * never the program's (README, Neighbours). */
+    mw_engine_own_work(1);
     pthread_mutex_lock(&lock);
     for (;;) {
         while (!queue_head && !sender_stop)
@@ -259,6 +263,11 @@ static int hand_over_locked(void)
     return queue_locked(&current, &current_pos);
 }
 
+static int nothing_queued(void)
+{
+    return !queue_head && !sending;
+}
+
 /* Moves buf (which is then empty), sent as far as pos says (NULL: not at all), to the
  * sender's queue; waits while the queue is over its limit. */
 static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
@@ -275,8 +284,16 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
         return 0;
     }
     struct chunk *c = malloc(sizeof *c);
-    if (!c)
-        return -ENOMEM;
+    if (!c) {
+        /* No memory to queue it (the script ran out): send it ourselves, after what is
+         * queued before it, rather than lose it. */
+        wait_until(nothing_queued);
+        int status = mw_link_send(buf->data, buf->len, pos, 1);
+        gave_up(status, buf, pos->sent);
+        buf->len = 0;
+        *pos = (struct mw_link_pos){0};
+        return 0;
+    }
     c->buf = *buf;
     c->pos = *pos;
     c->next = NULL;
@@ -302,12 +319,24 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
     return 0;
 }
 
+/* An encoder that found no memory (the script used it all) tries again once what is
+ * queued has been sent: the sender frees those buffers, and the record fits in what they
+ * gave back, instead of being lost. Encoders leave the buffer as it was when they fail. */
+#define ENCODE_OR_WAIT(call, status)                            \
+    do {                                                        \
+        (status) = (call);                                      \
+        if ((status) == -ENOMEM && !nothing_queued()) {         \
+            wait_until(nothing_queued);                         \
+            (status) = (call);                                  \
+        }                                                       \
+    } while (0)
+
 #define ENCODE(call)                                            \
     do {                                                        \
         pthread_mutex_lock(&lock);                              \
         int status_ = 0;                                        \
         if (channel_open && !broken) {                       \
-            status_ = (call);                                   \
+            ENCODE_OR_WAIT(call, status_);                      \
             if (status_ == 0 && current.len >= FLUSH_THRESHOLD) \
                 status_ = hand_over_locked();                   \
         }                                                       \
@@ -326,7 +355,7 @@ int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_fra
     int status = 0;
     if (channel_open && !broken) {
         /* The head, then the frames as they are: what is before them goes first. */
-        status = mw_rec_encode_change_head(&current, head);
+        ENCODE_OR_WAIT(mw_rec_encode_change_head(&current, head), status);
         if (status == 0)
             status = hand_over_locked();
         if (status == 0 && channel_open && !broken) {

@@ -23,6 +23,12 @@
  *     to finish, with the GIL released, so that it sees every write made before it.
  * Everything here runs with the GIL held.
  *
+ * Both phases are memwatch's own work (mw_engine_own_work): their writes next to watched
+ * bytes never use up a page's neighbour budget. A check a Python thread makes between its
+ * line events (the check signal at the eval breaker, memwatch.check()) names what open
+ * pages show after the line that thread is on, as its next line boundary would
+ * (lines.c), not after nobody.
+ *
  * When memory runs out (a lowered RLIMIT_AS, a full machine) a check degrades instead of
  * failing, so that the trace is never silently stale: a change whose old bytes cannot be
  * kept is recorded with its old value unavailable; one whose whole values cannot be built
@@ -47,6 +53,7 @@
 #include "diff.h"
 #include "errors.h"
 #include "harvest.h"
+#include "lines.h"
 #include "mw_error.h"
 #include "mw_grow.h"
 #include "on_nan.h"
@@ -474,7 +481,8 @@ static void record_segments(struct routing *r)
     head.extent_lo = it->ranges[0].offset;
     head.extent_hi = last->offset + last->length;
     mw_rec_frames_finish(&it->frames, r->seq);
-    mw_channel_change_frames(&head, &it->frames);
+    if (mw_channel_change_frames(&head, &it->frames) == -ENOMEM)
+        lost_for_memory++;
 }
 
 /* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
@@ -625,6 +633,7 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
     struct harvest h;
     mw_harvest_begin(&h);
     int status;
+    mw_engine_own_work(1);
     /* The trace takes dense changes as segments (harvest.h): the engine need not cut them
      * at every unchanged byte. */
     static int gap_set;
@@ -638,11 +647,18 @@ static Py_ssize_t check_and_route(int automatic, mw_watcher *core, uint64_t regi
         if (status == MW_ENOENT)
             status = 0;
     } else {
+        /* A check in a Python thread between its line events (the check signal at the eval
+         * breaker, memwatch.check()): what open pages show was written by the line this
+         * thread is on, as its next line boundary would have found (lines.c). */
+        struct mw_writer here;
+        if (!line_writer && mw_lines_running_here(&here))
+            line_writer = &here;
         status = mw_engine_check_line(mw_harvest_collect, &h, line_writer);
     }
     Py_ssize_t found = route_all(&h);
     mw_attribution_forget_thread_names();
     mw_channel_flush();
+    mw_engine_own_work(0);
     end_check();
     short_of_memory += h.short_of_memory;
     lost_for_memory += h.lost;

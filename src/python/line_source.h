@@ -20,6 +20,11 @@ int mw_line_source_start(void);
  * a check another way. */
 int mw_line_source_arm_here(void);
 
+/* The same from inside this thread's own event (its check trapped): next is the code
+ * that runs after the event (NULL: C). The event stays on while lines.c has a check
+ * pending. Async-signal-safe. */
+int mw_line_source_arm_in_event(PyCodeObject *next);
+
 /* With the GIL: every line of every thread has an event (on), or only what arm_here and
  * watched_from_here asked for (off). */
 void mw_line_source_all_lines(int on);

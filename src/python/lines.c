@@ -25,6 +25,10 @@
  *   (autocheck.c asks mw_lines_pending), since a check harvests every page: one running in
  *   the middle of that line (the poller during a long numpy operation that paused, the main
  *   thread's eval breaker inside a call on the same line) would split it.
+ * - A trap in the middle of a line check (memwatch's own work next to watched bytes, or a
+ *   page past its neighbour budget: fault_path.c) sets check_pending again: the thread
+ *   checks at its next line too, so a write it makes there is its own change, with its own
+ *   line, never merged into a later check of another thread.
  * Needs the GIL, but for mw_lines_check_here (async-signal-safe). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -46,6 +50,8 @@ struct line_state {
     PyCodeObject *code;       /* what runs until the next event (borrowed), or NULL */
     int line;
     pid_t tid;
+    int in_event;             /* mw_lines_event is running its check */
+    PyCodeObject *next_code;  /* while it does: what runs after the event */
 };
 
 static __thread struct line_state state __attribute__((tls_model("initial-exec")));
@@ -74,6 +80,14 @@ static void last_line(struct mw_writer *w)
         mw_location_of_code(w, state.code, state.line);
 }
 
+int mw_lines_running_here(struct mw_writer *w)
+{
+    if (!compare_on || state.generation != compare_generation || !state.code)
+        return 0;
+    last_line(w);
+    return 1;
+}
+
 int mw_lines_event(PyCodeObject *code, int line)
 {
     int failed = 0;
@@ -87,7 +101,10 @@ int mw_lines_event(PyCodeObject *code, int line)
         }
         struct mw_writer w;
         last_line(&w);
+        state.in_event = 1;
+        state.next_code = code;
         failed = check_fn(&w) < 0;
+        state.in_event = 0;
     }
     if (compare_on) {
         state.code = code;
@@ -108,7 +125,10 @@ int mw_lines_init(mw_lines_check_fn fn)
 
 int mw_lines_check_here(void)
 {
-    if (!mw_line_source_arm_here())
+    /* A trap in this thread's own check at an event: the source keeps this thread's events
+     * on past it while a check is pending (see mw_lines_event). */
+    if (state.in_event ? !mw_line_source_arm_in_event(state.next_code)
+                       : !mw_line_source_arm_here())
         return 0;
     if (!state.check_pending) {
         state.check_pending = 1;

@@ -34,6 +34,11 @@ int mw_lines_comparing(void);
 /* Nanoseconds since a thread last ran a line in compare mode (UINT64_MAX: never). */
 uint64_t mw_lines_quiet_ns(void);
 
+/* With the GIL: the line this thread runs now, as compare mode remembered it at its last
+ * event (the writer a check made here names for open pages, as a line boundary would):
+ * 1, or 0 (and *w untouched) when compare mode does not know it. */
+int mw_lines_running_here(struct mw_writer *w);
+
 /* With the GIL: the calling Python code has just watched an object. */
 void mw_lines_watched_here(void);
 

@@ -327,6 +327,16 @@ int mw_line_source_arm_here(void)
     return 0;
 }
 
+int mw_line_source_arm_in_event(PyCodeObject *next)
+{
+    if (tool < 0 || !next)
+        return 0;
+    if (fires_lines(next))
+        return 1;
+    queue_to_arm(next);
+    return 0;
+}
+
 void mw_line_source_all_lines(int on)
 {
     if (tool < 0 || on == all_lines)

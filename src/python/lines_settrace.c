@@ -78,6 +78,14 @@ int mw_line_source_arm_here(void)
     return ts && !ts->tracing && install_on(ts);
 }
 
+int mw_line_source_arm_in_event(PyCodeObject *next)
+{
+    /* The trace function is the thread's: it sees whatever Python code runs next. Back to
+     * C (next NULL), the thread may never run Python again (its function returned). */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    return next && ts && ts->c_tracefunc == line_event;
+}
+
 void mw_line_source_all_lines(int on)
 {
     if (on && !all_lines)

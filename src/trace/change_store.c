@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "change_rows.h"
 #include "codec.h"
@@ -299,13 +302,28 @@ int mw_change_store_value(mw_change_store *s, const struct mw_rec_value *v)
 
 /* ---- one change, frame by frame --------------------------------------------------------- */
 
-/* How many bytes differ, eight at a time: a byte of x = a ^ b is non-zero when its low
- * seven bits carry into the top one, or the top one is set (a megabyte per whole-array
- * change made the byte loop a tenth of the writer's time). */
+/* How many bytes differ, sixteen (SSE2) or eight at a time: a byte of x = a ^ b is
+ * non-zero when its low seven bits carry into the top one, or the top one is set (a
+ * megabyte per whole-array change made the byte loop a tenth of the writer's time). */
 static uint64_t differing(const unsigned char *a, const unsigned char *b, uint64_t n)
 {
     const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
     uint64_t d = 0, i = 0;
+#if defined(__SSE2__)
+    /* Sixteen at a time on x86-64: equal bytes counted in byte lanes (255 rounds at most
+     * before a lane could wrap), then summed. */
+    while (i + 16 <= n) {
+        uint64_t rounds = (n - i) / 16 < 255 ? (n - i) / 16 : 255;
+        __m128i same = _mm_setzero_si128();
+        for (uint64_t k = 0; k < rounds; k++, i += 16)
+            same = _mm_sub_epi8(same, _mm_cmpeq_epi8(
+                                          _mm_loadu_si128((const __m128i *)(const void *)(a + i)),
+                                          _mm_loadu_si128((const __m128i *)(const void *)(b + i))));
+        __m128i sums = _mm_sad_epu8(same, _mm_setzero_si128());
+        d += 16 * rounds - (uint64_t)_mm_cvtsi128_si32(sums) -
+             (uint64_t)_mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t x, y;
         memcpy(&x, a + i, 8);

@@ -66,5 +66,10 @@ void mw_codec_unshuffle_add(const unsigned char *in, const unsigned char *ref, s
                             unsigned lane, unsigned char *dst);
 void mw_codec_xor_shuffle(const unsigned char *src, const unsigned char *ref, size_t n,
                           unsigned lane, unsigned char *out);
+/* The same without the vector loops (codec_lanes.c), for the tests to compare. */
+void mw_codec_delta_shuffle_portable(const unsigned char *src, const unsigned char *ref,
+                                     size_t n, unsigned lane, unsigned char *out);
+void mw_codec_unshuffle_add_portable(const unsigned char *in, const unsigned char *ref,
+                                     size_t n, unsigned lane, unsigned char *dst);
 
 #endif

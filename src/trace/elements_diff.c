@@ -81,7 +81,12 @@ struct walk {
     mw_elem_fn fn;
     void *ctx;
     int64_t index[MW_REC_MAX_NDIM];
-    unsigned char *ob, *nb, *ok, *nk, *touched;   /* itemsize bytes each, one allocation */
+    unsigned char *ob, *nb, *ok, *nk, *touched;   /* itemsize bytes each, in one block */
+    /* That block for the usual small items: on the checking thread's stack. A heap block
+     * can share a page with watched data, and this walk writes it for every item, each
+     * write a single-stepped neighbour write there (README, Neighbours). */
+    unsigned char small[5 * 64];
+    int heap;                                     /* the block was malloc'd */
 };
 
 /* An item wholly inside range r: its bytes are right there. */
@@ -136,7 +141,11 @@ static int pieced_item(struct walk *w, size_t i, uint64_t base, uint64_t item)
 {
     const mw_elem_layout *l = w->l;
     if (!w->ob) {
-        if (!(w->ob = malloc(5 * l->itemsize)))
+        if (5 * l->itemsize <= sizeof w->small)
+            w->ob = w->small;
+        else if ((w->ob = malloc(5 * l->itemsize)) != NULL)
+            w->heap = 1;
+        else
             return -ENOMEM;
         w->nb = w->ob + l->itemsize;
         w->ok = w->nb + l->itemsize;
@@ -193,7 +202,8 @@ int mw_elem_diff(const mw_elem_layout *l, const struct mw_rec_range *ranges, siz
         if (last + 1 > next_item)
             next_item = last + 1;
     }
-    free(w.ob);
+    if (w.heap)
+        free(w.ob);
     return rc;
 }
 

@@ -228,6 +228,10 @@ int mw_rec_decoder_create(mw_rec_decoder **out);
 void mw_rec_decoder_destroy(mw_rec_decoder *d);
 /* Feeds bytes read from the pipe. */
 int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len);
+/* The same without a copy: room for want more bytes (NULL when out of memory), to read
+ * into; then commit the bytes read. Frames returned before are no longer valid. */
+void *mw_rec_decoder_space(mw_rec_decoder *d, size_t want);
+void mw_rec_decoder_commit(mw_rec_decoder *d, size_t got);
 /* 1 and fills *out when a whole frame is available, 0 when more bytes are needed,
  * MW_EFORMAT on a malformed frame. */
 int mw_rec_decoder_next(mw_rec_decoder *d, struct mw_rec_decoded *out);

@@ -47,18 +47,31 @@ void mw_rec_decoder_destroy(mw_rec_decoder *d)
     free(d);
 }
 
-int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len)
+void *mw_rec_decoder_space(mw_rec_decoder *d, size_t want)
 {
     if (d->pos > 0) {
         memmove(d->data, d->data + d->pos, d->len - d->pos);
         d->len -= d->pos;
         d->pos = d->last = 0;
     }
-    if (MW_GROW(d->data, d->cap, d->len + len) != 0)
+    if (MW_GROW(d->data, d->cap, d->len + (want ? want : 1)) != 0)
+        return NULL;
+    return d->data + d->len;
+}
+
+void mw_rec_decoder_commit(mw_rec_decoder *d, size_t got)
+{
+    d->len += got;
+}
+
+int mw_rec_decoder_feed(mw_rec_decoder *d, const void *bytes, size_t len)
+{
+    void *room = mw_rec_decoder_space(d, len);
+    if (!room)
         return -ENOMEM;
     if (len)
-        memcpy(d->data + d->len, bytes, len);
-    d->len += len;
+        memcpy(room, bytes, len);
+    mw_rec_decoder_commit(d, len);
     return 0;
 }
 

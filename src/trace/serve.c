@@ -83,7 +83,6 @@ struct mw_serve {
     size_t nprocs, capprocs;
     uint64_t last_id, last_seq;
     uint64_t undelivered;
-    unsigned char *buf;
     pid_t root;
     int run_fd;                 /* the run's shared memory (run_settings.h); -1: none */
 };
@@ -98,10 +97,8 @@ static int64_t realtime_ns(void)
 int mw_serve_listen(mw_serve **out, char *name, size_t name_size)
 {
     mw_serve *s = calloc(1, sizeof *s);
-    if (!s || !(s->buf = malloc(READ_SIZE))) {
-        free(s);
+    if (!s)
         return -ENOMEM;
-    }
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, 0) != sizeof r)
         r = (uint64_t)realtime_ns() ^ ((uint64_t)getpid() << 32);
@@ -124,7 +121,6 @@ int mw_serve_listen(mw_serve **out, char *name, size_t name_size)
             close(s->listen_fd);
         if (s->run_fd >= 0)
             close(s->run_fd);
-        free(s->buf);
         free(s);
         return -err;
     }
@@ -155,7 +151,6 @@ void mw_serve_destroy(mw_serve *s)
         close(s->run_fd);
     free(s->conns);
     free(s->procs);
-    free(s->buf);
     free(s);
 }
 
@@ -185,20 +180,27 @@ static struct proc *find_proc(mw_serve *s, int64_t pid)
     return NULL;
 }
 
+/* The trace's id of the object p announced as local (0: p announced none such). */
+static uint64_t announced_by(const struct proc *p, uint64_t local)
+{
+    size_t lo = 0, hi = p->nids;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (p->ids[2 * mid] < local)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->nids && p->ids[2 * lo] == local ? p->ids[2 * lo + 1] : 0;
+}
+
 /* The trace's id of p's object local (0: unknown). */
 static uint64_t global_id(const struct proc *p, uint64_t local)
 {
     for (; p; p = p->parent) {
-        size_t lo = 0, hi = p->nids;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (p->ids[2 * mid] < local)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < p->nids && p->ids[2 * lo] == local)
-            return p->ids[2 * lo + 1];
+        uint64_t g = announced_by(p, local);
+        if (g)
+            return g;
         if (local > p->inherited_ids)
             return 0;
     }
@@ -210,17 +212,9 @@ static uint64_t global_id(const struct proc *p, uint64_t local)
 static uint64_t announced_anywhere(const mw_serve *s, uint64_t id)
 {
     for (size_t i = 0; i < s->nprocs; i++) {
-        const struct proc *q = s->procs[i];
-        size_t lo = 0, hi = q->nids;
-        while (lo < hi) {
-            size_t mid = (lo + hi) / 2;
-            if (q->ids[2 * mid] < id)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < q->nids && q->ids[2 * lo] == id)
-            return q->ids[2 * lo + 1];
+        uint64_t g = announced_by(s->procs[i], id);
+        if (g)
+            return g;
     }
     return 0;
 }
@@ -456,7 +450,11 @@ static int hello(mw_serve *s, mw_trace_writer *w, struct conn *c, struct mw_rec_
 static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
 {
     for (;;) {
-        ssize_t got = read(c->fd, s->buf, READ_SIZE);
+        /* Straight into the decoder's buffer: the frames are decoded where they land. */
+        unsigned char *room = mw_rec_decoder_space(c->d, READ_SIZE);
+        if (!room)
+            return -ENOMEM;
+        ssize_t got = read(c->fd, room, READ_SIZE);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -465,8 +463,7 @@ static int read_conn(mw_serve *s, mw_trace_writer *w, struct conn *c, int *eof)
             *eof = 1;
             return 0;
         }
-        if (mw_rec_decoder_feed(c->d, s->buf, (size_t)got))
-            return -ENOMEM;
+        mw_rec_decoder_commit(c->d, (size_t)got);
         int rc = apply_frames(s, w, c);
         if (rc || c->blocked)
             return rc;
@@ -637,15 +634,21 @@ int mw_serve_run(mw_serve *s, mw_trace_writer *w, pid_t root, int follow, int *r
         pid_t got = waitpid(root, root_status, 0);
         root_done = got == root || (got < 0 && errno != EINTR);
     }
-    int crc = mw_trace_writer_commit(w);
-    return rc ? rc : crc;
+    if (rc) {
+        /* A record could not be stored: the batch it was in goes, so that the trace keeps
+         * a prefix of what came (a statement that failed for a full disk may leave its
+         * transaction open, and later records of the batch stored). */
+        mw_trace_writer_abandon(w);
+        return rc;
+    }
+    return mw_trace_writer_commit(w);
 }
 
 int mw_trace_writer_consume_fd(mw_trace_writer *w, int fd)
 {
     mw_serve *s = calloc(1, sizeof *s);
     mw_rec_decoder *d = NULL;
-    if (!s || !(s->buf = malloc(READ_SIZE)) || MW_GROW(s->conns, s->capconns, 1) != 0 ||
+    if (!s || MW_GROW(s->conns, s->capconns, 1) != 0 ||
         mw_rec_decoder_create(&d)) {
         mw_serve_destroy(s);
         return mw_trace_writer_fail(w, -ENOMEM, "out of memory");

@@ -568,17 +568,24 @@ void mw_value_stream_begin(struct mw_value_stream *s, struct mw_value_object *ob
     s->ref_known = 1;
 }
 
-static int flush_piece(mw_value_store *v, struct mw_value_stream *s)
+/* Stores the stream's next piece: n bytes, coded against ref (or alone, NULL). */
+static int stream_piece(mw_value_store *v, struct mw_value_stream *s, const unsigned char *bytes,
+                        const unsigned char *ref, size_t n)
 {
-    if (s->failed || (s->fill == 0 && s->part > 0))
-        return 0;
-    int rc = put_piece(v, s->obj, s->seq, s->role, s->part,
-                       s->piece, s->delta && s->ref_known ? s->ref : NULL, s->fill);
+    int rc = put_piece(v, s->obj, s->seq, s->role, s->part, bytes, ref, n);
     if (rc == 1) {   /* no room: the stream goes, whole */
         s->failed = 1;
         return delete_stream(v, s->obj->id, s->seq, s->role);
     }
     s->part++;
+    return rc;
+}
+
+static int flush_piece(mw_value_store *v, struct mw_value_stream *s)
+{
+    if (s->failed || (s->fill == 0 && s->part > 0))
+        return 0;
+    int rc = stream_piece(v, s, s->piece, s->delta && s->ref_known ? s->ref : NULL, s->fill);
     s->fill = 0;
     s->ref_known = 1;
     return rc;
@@ -588,6 +595,17 @@ int mw_value_stream_add(mw_value_store *v, struct mw_value_stream *s, const unsi
                         const unsigned char *old, size_t n)
 {
     while (n > 0 && !s->failed) {
+        if (s->fill == 0 && n >= MW_CODEC_PIECE) {
+            /* A whole piece in the caller's bytes: coded from there, not copied first. */
+            int rc = stream_piece(v, s, bytes, s->delta && old ? old : NULL, MW_CODEC_PIECE);
+            if (rc)
+                return rc;
+            bytes += MW_CODEC_PIECE;
+            if (old)
+                old += MW_CODEC_PIECE;
+            n -= MW_CODEC_PIECE;
+            continue;
+        }
         size_t m = MW_CODEC_PIECE - s->fill < n ? MW_CODEC_PIECE - s->fill : n;
         memcpy(s->piece + s->fill, bytes, m);
         if (s->delta && old)

@@ -386,6 +386,17 @@ int mw_trace_writer_commit(mw_trace_writer *w)
     return rc;
 }
 
+void mw_trace_writer_abandon(mw_trace_writer *w)
+{
+    if (!w->in_txn)
+        return;
+    sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+    mw_change_store_rolled_back(w->store);
+    memset(&w->pending, 0, sizeof w->pending);
+    w->in_txn = 0;
+    w->batch_records = 0;
+}
+
 static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
 {
     sqlite3_stmt *s = w->stmt[ST_OBJECT];

@@ -56,6 +56,10 @@ int mw_trace_writer_begin_run(mw_trace_writer *w, const struct mw_run_info *run)
 int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec);
 /* Commits the current batch (no-op when empty). */
 int mw_trace_writer_commit(mw_trace_writer *w);
+/* Drops the open batch, after a record could not be stored (a full disk): what the trace
+ * keeps is then what earlier commits saved, the records in the order they came up to a
+ * point, never a later record without an earlier one. */
+void mw_trace_writer_abandon(mw_trace_writer *w);
 /* Commits the batch when it is due (100 ms old, or a few thousand records); *timeout_ms
  * is then how long until the open batch is due (-1: none open). serve.h reads the
  * records and calls this between them. */

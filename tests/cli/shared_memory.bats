@@ -57,9 +57,10 @@ if __name__ == "__main__":
 PY
 }
 
-@test "fork: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
+# workers_write_by_name METHOD: the interleaved script under the start method METHOD.
+workers_write_by_name() {
     interleaved_script
-    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" fork "$final"
+    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" "$1" "$final"
     read -r even odd <<<"$output"
     assert_equal "$(q "SELECT count(*) FROM changes")" 3000
     # Each write is its own one-byte change, at the worker's line, by the worker that made it.
@@ -67,30 +68,18 @@ PY
                        AND pid = CASE offset % 2 WHEN 0 THEN $even ELSE $odd END
                        AND hex(new) = printf('%02X', offset % 250 + 1) AND hex(old) = '00'")" 3000
     assert_equal "$(replayed)" "$(od -An -v -tx1 "$final" | tr -d ' \n' | tr a-f A-F)"
+}
+
+@test "fork: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
+    workers_write_by_name fork
 }
 
 @test "spawn: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
-    interleaved_script
-    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" spawn "$final"
-    read -r even odd <<<"$output"
-    assert_equal "$(q "SELECT count(*) FROM changes")" 3000
-    # Each write is its own one-byte change, at the worker's line, by the worker that made it.
-    assert_equal "$(q "SELECT count(*) FROM changes WHERE length = 1 AND line = 12 AND function = 'worker'
-                       AND pid = CASE offset % 2 WHEN 0 THEN $even ELSE $odd END
-                       AND hex(new) = printf('%02X', offset % 250 + 1) AND hex(old) = '00'")" 3000
-    assert_equal "$(replayed)" "$(od -An -v -tx1 "$final" | tr -d ' \n' | tr a-f A-F)"
+    workers_write_by_name spawn
 }
 
 @test "forkserver: two pool workers attach a watched block by name and write the same pages: every write once, named after its process" {
-    interleaved_script
-    run_memwatch -0 --separate-stderr trace -f -o "$db" "$script" forkserver "$final"
-    read -r even odd <<<"$output"
-    assert_equal "$(q "SELECT count(*) FROM changes")" 3000
-    # Each write is its own one-byte change, at the worker's line, by the worker that made it.
-    assert_equal "$(q "SELECT count(*) FROM changes WHERE length = 1 AND line = 12 AND function = 'worker'
-                       AND pid = CASE offset % 2 WHEN 0 THEN $even ELSE $odd END
-                       AND hex(new) = printf('%02X', offset % 250 + 1) AND hex(old) = '00'")" 3000
-    assert_equal "$(replayed)" "$(od -An -v -tx1 "$final" | tr -d ' \n' | tr a-f A-F)"
+    workers_write_by_name forkserver
 }
 
 @test "a worker that mapped the block before the parent watched it starts watching it" {

@@ -97,6 +97,39 @@ static void damage_is_refused(void)
                  MW_EINVAL);
 }
 
+/* The vector loops write and read the same bytes as the portable ones (which are the
+ * format of the traces already written), for every lane, with and without a reference,
+ * at sizes around the blocks of sixteen items. */
+static void vectors_match_portable(void)
+{
+    static const size_t sizes[] = {0, 5, 16, 31, 32, 33, 127, 128, 129, 1000, 4096, 65541};
+    size_t cap = 65541;
+    unsigned char *a = malloc(cap), *b = malloc(cap), *v = malloc(cap), *p = malloc(cap);
+    for (size_t i = 0; i < cap; i++) {
+        a[i] = (unsigned char)next_rand();
+        b[i] = (unsigned char)(i % 5 ? a[i] + (next_rand() & 3) : next_rand());
+    }
+    for (unsigned lane = 1; lane <= 8; lane *= 2)
+        for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+            size_t n = sizes[k];
+            for (int with_ref = 0; with_ref < 2; with_ref++) {
+                const unsigned char *ref = with_ref ? a : NULL;
+                mw_codec_delta_shuffle(b, ref, n, lane, v);
+                mw_codec_delta_shuffle_portable(b, ref, n, lane, p);
+                CHECK(memcmp(v, p, n) == 0);
+                memset(v, 0x5a, n);
+                memset(p, 0xa5, n);
+                mw_codec_unshuffle_add(b, ref, n, lane, v);
+                mw_codec_unshuffle_add_portable(b, ref, n, lane, p);
+                CHECK(memcmp(v, p, n) == 0);
+            }
+        }
+    free(a);
+    free(b);
+    free(v);
+    free(p);
+}
+
 static void lanes(void)
 {
     CHECK_EQ_INT(mw_codec_lane(4, 4), 4);      /* float32 */
@@ -116,6 +149,7 @@ int main(void)
     RUN(every_lane_round_trips);
     RUN(float_updates_shrink);
     RUN(damage_is_refused);
+    RUN(vectors_match_portable);
     RUN(lanes);
     free(out);
     free(back);

@@ -99,6 +99,52 @@ static void every_kind(void)
     compare("T{<i:x:<d:y:}", 16, 300);
 }
 
+/* A training step's shape: many floats, each moved a little, some not at all, a NaN and
+ * an Inf among them; long enough for the vector loops, with a tail. */
+static void smooth_updates(const char *fmt, size_t itemsize, size_t n)
+{
+    struct mw_elem_desc d = {.format = fmt, .itemsize = (int64_t)itemsize, .ndim = -1,
+                             .size = n * itemsize, .contiguous = 1};
+    mw_elem_layout *l;
+    CHECK_EQ_INT(mw_elem_layout_create(&d, &l), 0);
+    unsigned char *old = malloc(n * itemsize), *new_ = malloc(n * itemsize);
+    for (size_t i = 0; i < n; i++) {
+        double w = ((double)next_rand() / 16777216.0 - 0.5) * 0.1;
+        double w2 = i % 5 == 0 ? w : w - 1e-3 * ((double)next_rand() / 16777216.0 - 0.5);
+        if (i == n / 3)
+            w2 = NAN;
+        if (i == n / 2)
+            w = INFINITY;
+        if (itemsize == 4) {
+            float f = (float)w, f2 = (float)w2;
+            memcpy(old + 4 * i, &f, 4);
+            memcpy(new_ + 4 * i, &f2, 4);
+        } else {
+            memcpy(old + 8 * i, &w, 8);
+            memcpy(new_ + 8 * i, &w2, 8);
+        }
+    }
+    struct mw_rec_range r = {0, n * itemsize, old, new_};
+    struct mw_elem_stats fast, slow;
+    mw_elem_stats_init(&fast);
+    mw_elem_stats_init(&slow);
+    CHECK_EQ_INT(mw_value_stats_add(l, &r, 1, &fast), 0);
+    CHECK_EQ_INT(mw_elem_diff(l, &r, 1, NULL, NULL, 0, by_elements, &slow), 0);
+    CHECK(same_stats(&fast, &slow));
+    CHECK_EQ_INT(fast.nan_appeared, 1);
+    CHECK_EQ_INT(fast.inf_gone, 1);
+    CHECK(fast.deltas > n / 2);
+    free(old);
+    free(new_);
+    mw_elem_layout_destroy(l);
+}
+
+static void long_float_runs(void)
+{
+    smooth_updates("f", 4, 100003);
+    smooth_updates("d", 8, 50001);
+}
+
 static void ranges_cutting_items(void)
 {
     struct mw_elem_desc d = {.format = "f", .itemsize = 4, .ndim = -1, .size = 40,
@@ -121,6 +167,7 @@ static void ranges_cutting_items(void)
 int main(void)
 {
     RUN(every_kind);
+    RUN(long_float_runs);
     RUN(ranges_cutting_items);
     return UNIT_DONE();
 }
