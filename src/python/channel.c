@@ -320,13 +320,16 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
 }
 
 /* An encoder that found no memory (the script used it all) tries again once what is
- * queued has been sent: the sender frees those buffers, and the record fits in what they
- * gave back, instead of being lost. Encoders leave the buffer as it was when they fail. */
+ * queued has been sent: the sender frees those buffers or keeps them as spares, and the
+ * record fits in one of them, instead of being lost. Encoders leave the buffer as it was
+ * when they fail. */
 #define ENCODE_OR_WAIT(call, status)                            \
     do {                                                        \
         (status) = (call);                                      \
         if ((status) == -ENOMEM && !nothing_queued()) {         \
             wait_until(nothing_queued);                         \
+            if (!current.cap)                                   \
+                take_spare_locked();                            \
             (status) = (call);                                  \
         }                                                       \
     } while (0)
