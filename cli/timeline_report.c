@@ -48,20 +48,19 @@ static void put_text(FILE *f, const char *s)
     put_html(f, s, strlen(s));
 }
 
-/* Trace i's changes counted per bin of the timeline [0, span]. 0, or negative after the
- * message. */
-static int count_bins(const struct mw_timeline *tl, size_t i, uint64_t span, uint64_t *bins,
-                      uint64_t *total)
+/* Calls fn with the timeline time of each value of `column` (a change's time_ns, or an
+ * aggregate of it) in trace i's changes. 0, or negative after the message. */
+static int each_time(const struct mw_timeline *tl, size_t i, const char *column,
+                     void (*fn)(uint64_t t, void *ctx), void *ctx)
 {
     sqlite3 *db = mw_trace_reader_db(tl->t[i].r);
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s", column, mw_trace_change_table(db));
     sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT time_ns FROM changes", -1, &s, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t v = sqlite3_column_int64(s, 0);
-        uint64_t t = mw_timeline_time(tl, i, v > 0 ? (uint64_t)v : 0);
-        uint64_t b = span ? (uint64_t)((long double)t / (long double)span * LANE_BINS) : 0;
-        bins[b >= LANE_BINS ? LANE_BINS - 1 : b]++;
-        (*total)++;
+        fn(mw_timeline_time(tl, i, v > 0 ? (uint64_t)v : 0), ctx);
         rc = SQLITE_OK;
     }
     sqlite3_finalize(s);
@@ -74,26 +73,31 @@ static int count_bins(const struct mw_timeline *tl, size_t i, uint64_t span, uin
     return 0;
 }
 
+struct bins {
+    uint64_t span, *bins, total;
+};
+
+static void count_in_bin(uint64_t t, void *ctx)
+{
+    struct bins *b = ctx;
+    uint64_t at = b->span ? (uint64_t)((long double)t / (long double)b->span * LANE_BINS) : 0;
+    b->bins[at >= LANE_BINS ? LANE_BINS - 1 : at]++;
+    b->total++;
+}
+
+static void keep_latest(uint64_t t, void *ctx)
+{
+    uint64_t *latest = ctx;
+    *latest = t > *latest ? t : *latest;
+}
+
 /* The timeline's length: the latest change of any trace. 0 or negative (message). */
 static int timeline_span(const struct mw_timeline *tl, uint64_t *span)
 {
     *span = 0;
-    for (size_t i = 0; i < tl->n; i++) {
-        sqlite3 *db = mw_trace_reader_db(tl->t[i].r);
-        sqlite3_stmt *s = NULL;
-        int rc = sqlite3_prepare_v2(db, "SELECT max(time_ns) FROM changes", -1, &s, NULL);
-        if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t v = sqlite3_column_int64(s, 0);
-            uint64_t t = mw_timeline_time(tl, i, v > 0 ? (uint64_t)v : 0);
-            *span = t > *span ? t : *span;
-            rc = SQLITE_DONE;
-        }
-        sqlite3_finalize(s);
-        if (rc != SQLITE_DONE) {
-            mw_cli_error("cannot read %s: %s", mw_show_name(tl->t[i].path), sqlite3_errmsg(db));
+    for (size_t i = 0; i < tl->n; i++)
+        if (each_time(tl, i, "max(time_ns)", keep_latest, span) < 0)
             return -1;
-        }
-    }
     return 0;
 }
 
@@ -101,9 +105,11 @@ static int timeline_span(const struct mw_timeline *tl, uint64_t *span)
  * busiest bin. */
 static int write_lane(FILE *f, const struct mw_timeline *tl, size_t i, uint64_t span)
 {
-    uint64_t bins[LANE_BINS] = {0}, total = 0, most = 0;
-    if (count_bins(tl, i, span, bins, &total) < 0)
+    uint64_t bins[LANE_BINS] = {0}, most = 0;
+    struct bins counted = {span, bins, 0};
+    if (each_time(tl, i, "time_ns", count_in_bin, &counted) < 0)
         return -1;
+    uint64_t total = counted.total;
     for (int b = 0; b < LANE_BINS; b++)
         most = bins[b] > most ? bins[b] : most;
     double y = (double)i * (LANE_H + 6);

@@ -26,6 +26,9 @@ struct procmap_query {
 #define PQ_EXEC 0x4
 #define PQ_SHARED 0x8
 
+/* The engine (its lock held) and the Python layer (shared_watch.c, fork.c: the GIL) both
+ * query: this leaf lock guards the descriptor and what is known of the kernel. */
+static pthread_mutex_t query_lock = PTHREAD_MUTEX_INITIALIZER;
 static int maps_fd = -1;
 static int procmap_query_ok = -1;   /* -1 unknown, 0 no, 1 yes */
 
@@ -33,6 +36,8 @@ static int procmap_query_ok = -1;   /* -1 unknown, 0 no, 1 yes */
  * its own. */
 static void forget_maps_in_child(void)
 {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    query_lock = fresh;   /* another thread may have held it at the fork */
     if (maps_fd >= 0)
         close(maps_fd);
     maps_fd = -1;
@@ -52,38 +57,48 @@ static int perms_to_prot(const char *perms)
            (perms[2] == 'x' ? PROT_EXEC : 0);
 }
 
-/* The maps line covering addr, parsed: where the kernel has no PROCMAP_QUERY. */
-static int maps_identify(uintptr_t addr, struct mw_vma_identity *out)
+int mw_maps_next(FILE *maps, struct mw_vma_identity *out)
 {
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
-        return -errno;
     char line[512];
-    int rc = MW_EUNMAPPED;
-    while (fgets(line, sizeof(line), f)) {
+    while (fgets(line, sizeof(line), maps)) {
         unsigned long s, e, off, ino;
         unsigned major, minor;
         char perms[5];
         int n = sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &s, &e, perms, &off, &major, &minor,
                        &ino);
         size_t l = strlen(line);
-        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), f))
-            l = strlen(line);
-        if (n != 7 || addr >= e)
+        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof(line), maps))
+            l = strlen(line);   /* skip the rest of a long line */
+        if (n != 7)
             continue;
-        if (addr < s)
-            break;
         *out = (struct mw_vma_identity){.start = s, .end = e, .prot = perms_to_prot(perms),
                                         .shared = perms[3] == 's', .dev_major = major,
                                         .dev_minor = minor, .inode = ino, .offset = off};
-        rc = 0;
-        break;
+        return 1;
+    }
+    return 0;
+}
+
+/* The maps line covering addr: where the kernel has no PROCMAP_QUERY. */
+static int maps_identify(uintptr_t addr, struct mw_vma_identity *out)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return -errno;
+    struct mw_vma_identity v;
+    int rc = MW_EUNMAPPED;
+    while (mw_maps_next(f, &v) && addr >= v.start) {
+        if (addr < v.end) {
+            *out = v;
+            rc = 0;
+            break;
+        }
     }
     fclose(f);
     return rc;
 }
 
-int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
+static int identify_locked(uintptr_t addr, struct mw_vma_identity *out)
 {
     if (maps_fd < 0 && procmap_query_ok != 0)
         open_maps();
@@ -108,6 +123,14 @@ int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
         procmap_query_ok = 0;   /* ENOTTY/EINVAL: an older kernel */
     }
     return maps_identify(addr, out);
+}
+
+int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out)
+{
+    pthread_mutex_lock(&query_lock);
+    int rc = identify_locked(addr, out);
+    pthread_mutex_unlock(&query_lock);
+    return rc;
 }
 
 int mw_vma_query(uintptr_t addr, uintptr_t *start, uintptr_t *end, int *prot)

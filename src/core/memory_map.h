@@ -2,12 +2,13 @@
  * and its protection. Used when a range is watched (is it mapped, readable, writable?)
  * and by the userfaultfd detector (registration is per whole VMA).
  *
- * Not async-signal-safe (it may read /proc/self/maps with stdio). Callers serialize
- * (the engine lock). */
+ * Not async-signal-safe (it may read /proc/self/maps with stdio). Thread-safe: the engine
+ * asks with its lock held, the Python layer with the GIL. */
 #ifndef MW_MEMORY_MAP_H
 #define MW_MEMORY_MAP_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* The mapping covering addr: [*start, *end) and its PROT_* bits. 0, MW_EUNMAPPED when no
  * mapping covers addr, or -errno. */
@@ -28,5 +29,7 @@ struct mw_vma_identity {
 };
 /* The mapping covering addr, with its identity. 0, MW_EUNMAPPED, or -errno. */
 int mw_vma_identify(uintptr_t addr, struct mw_vma_identity *out);
+/* The next mapping of an open /proc/self/maps stream, parsed: 1, or 0 at its end. */
+int mw_maps_next(FILE *maps, struct mw_vma_identity *out);
 
 #endif

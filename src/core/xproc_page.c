@@ -90,6 +90,8 @@ void mw_xproc_release(struct mw_page *e)
     if (!w)
         return;
     _Atomic uint32_t *word = &w->owner;   /* given back even if sharers grew meanwhile */
+    if (!atomic_load_explicit(word, memory_order_relaxed))
+        return;   /* a page no second process binds is never owned: no system call */
     uint32_t me = self_pid();
     if (atomic_compare_exchange_strong(word, &me, 0)) {
         int saved_errno = errno;

@@ -13,37 +13,22 @@
  * object ids, which the trace maps to the parent's objects (serve.c). */
 #include "fork.h"
 
-#include <inttypes.h>
-#include <stdio.h>
-#include <string.h>
+#include <stdint.h>
 
+#include "memory_map.h"
 #include "watcher.h"
 
 /* Whether every byte of [start, start + len) lies in mappings the kernel marks shared. */
 static int range_is_shared(const void *start, size_t len)
 {
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
-        return 0;
     uintptr_t at = (uintptr_t)start, end = at + len;
-    char line[512];
-    int shared = 0;
-    while (at < end && fgets(line, sizeof line, f)) {
-        uintptr_t lo, hi;
-        char perms[8];
-        if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s", &lo, &hi, perms) != 3)
-            continue;
-        if (hi <= at)
-            continue;
-        if (lo > at || perms[3] != 's') {
-            shared = 0;
-            break;
-        }
-        shared = 1;
-        at = hi;
+    while (at < end) {
+        struct mw_vma_identity v;
+        if (mw_vma_identify(at, &v) != 0 || !v.shared)
+            return 0;
+        at = v.end;
     }
-    fclose(f);
-    return shared && at >= end;
+    return 1;
 }
 
 void mw_fork_rewatch(struct mw_owner *o, const struct mw_watcher_config *config)

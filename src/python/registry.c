@@ -61,7 +61,6 @@ size_t mw_registry_budget(struct mw_owner *o)
 {
     struct mw_relocate_stats moved;
     mw_relocate_stats(&moved);
-    if (getenv("MW_NO_MOVE")) return 0;
     if (mw_engine_backend() == MW_BACKEND_MPROTECT && moved.pages >= MPROTECT_MOVED_MAX)
         return 0;
     struct mw_watcher_stats s;

@@ -2,9 +2,10 @@
  *
  * DESIGN
  * - The table: MW_SHARED_SLOTS fixed entries in the run's shared memory (run_shared.h:
- *   every traced process of the run maps it, exec'd children too), each (identity of the watched bytes, length, object id, publishing pid,
- *   name), and a generation that every publish and retract moves on. A process compares
- *   the generation with the one it last saw (one load) before doing any work.
+ *   every traced process of the run maps it, exec'd children too), each (identity of the
+ *   watched bytes, length, object id, publishing pid, name), and a generation that every
+ *   publish and retract moves on. A process compares the generation with the one it last
+ *   saw (one load) before doing any work.
  * - Slots are claimed and given up with a 64-bit stamp, (version << 2 | state), changed by
  *   compare-and-swap only: FREE or GONE -> FILLING (the claimer writes the fields) -> LIVE
  *   (with a new version) -> GONE. A reader copies a LIVE slot and keeps the copy only if
@@ -261,34 +262,6 @@ static int retracted(const struct mw_watched *w)
                w->shared_stamp;
 }
 
-/* One mapping of the process, as much of /proc/self/maps as adopting needs; consecutive
- * lines of one backing object (a mapping split by protection) are joined. */
-struct mapping {
-    uintptr_t start, end;
-    uint32_t dev_major, dev_minor;
-    uint64_t inode, offset;
-};
-
-static int next_mapping(FILE *f, struct mapping *m)
-{
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        size_t l = strlen(line);
-        unsigned long s, e, off, ino;
-        unsigned major, minor;
-        char perms[5];
-        int n = sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &s, &e, perms, &off, &major, &minor,
-                       &ino);
-        while (l > 0 && line[l - 1] != '\n' && fgets(line, sizeof line, f))
-            l = strlen(line);
-        if (n != 7 || perms[3] != 's' || ino == 0)
-            continue;
-        *m = (struct mapping){s, e, major, minor, ino, off};
-        return 1;
-    }
-    return 0;
-}
-
 /* Where this process maps all of f's bytes that is not watched yet (published here,
  * inherited through fork, adopted): up to max addresses into at; how many. */
 static size_t unwatched_views(const struct slot_fields *f, uintptr_t *at, size_t max)
@@ -296,15 +269,17 @@ static size_t unwatched_views(const struct slot_fields *f, uintptr_t *at, size_t
     FILE *maps = fopen("/proc/self/maps", "re");
     if (!maps)
         return 0;
-    struct mapping run = {0}, m;
+    struct mw_vma_identity run = {0}, m;
     size_t n = 0;
-    while (n < max && next_mapping(maps, &m)) {
-        if (m.inode != f->inode || m.dev_major != f->dev_major || m.dev_minor != f->dev_minor) {
+    while (n < max && mw_maps_next(maps, &m)) {
+        if (!m.shared || m.inode != f->inode || m.dev_major != f->dev_major ||
+            m.dev_minor != f->dev_minor) {
             run.end = 0;
             continue;
         }
+        /* Consecutive lines of one backing object: one mapping split by protection. */
         if (run.end == m.start && run.offset + (run.end - run.start) == m.offset)
-            run.end = m.end;   /* the same mapping, split */
+            run.end = m.end;
         else
             run = m;
         if (run.offset <= f->offset &&

@@ -112,6 +112,18 @@ static inline int same_item(const unsigned char *a, const unsigned char *b, size
     }
 }
 
+/* Adds each of the items of old/new_ (is bytes each) that changed; without old, every one. */
+static inline void add_changed_items(struct mw_elem_stats *st, const struct mw_elem_scalar *s,
+                                     const unsigned char *old, const unsigned char *new_,
+                                     size_t items, size_t is)
+{
+    for (size_t k = 0; k < items; k++) {
+        if (old && same_item(old + k * is, new_ + k * is, is))
+            continue;   /* a bystander of a coalesced range, or rewritten the same */
+        add_item(st, s, old ? old + k * is : NULL, new_ + k * is);
+    }
+}
+
 #if defined(__SSE2__)
 
 /* Floats, two or four items at a time (SSE2 is part of x86-64): the summary of a training
@@ -179,9 +191,7 @@ static size_t floats_vec(const struct mw_elem_scalar *s, const unsigned char *ol
             __m128i eq = _mm_cmpeq_epi32(_mm_castpd_si128(ov), _mm_castpd_si128(nv));
             eq = _mm_and_si128(eq, _mm_shuffle_epi32(eq, _MM_SHUFFLE(2, 3, 0, 1)));
             if (_mm_movemask_pd(fin) != 3) {
-                for (size_t k = i; k < i + 2; k++)
-                    if (!same_item(old + 8 * k, new_ + 8 * k, 8))
-                        add_item(st, s, old + 8 * k, new_ + 8 * k);
+                add_changed_items(st, s, o, n, 2, 8);
                 continue;
             }
             acc_add(&a, _mm_sub_pd(nv, ov), _mm_xor_si128(eq, ones));
@@ -194,9 +204,7 @@ static size_t floats_vec(const struct mw_elem_scalar *s, const unsigned char *ol
             __m128 fin = _mm_and_ps(_mm_cmpeq_ps(_mm_sub_ps(ov, ov), _mm_setzero_ps()),
                                     _mm_cmpeq_ps(_mm_sub_ps(nv, nv), _mm_setzero_ps()));
             if (_mm_movemask_ps(fin) != 15) {
-                for (size_t k = i; k < i + 4; k++)
-                    if (!same_item(old + 4 * k, new_ + 4 * k, 4))
-                        add_item(st, s, old + 4 * k, new_ + 4 * k);
+                add_changed_items(st, s, o, n, 4, 4);
                 continue;
             }
             __m128i changed = _mm_xor_si128(
@@ -252,11 +260,8 @@ int mw_value_stats_add(const mw_elem_layout *l, const struct mw_rec_range *range
         uint64_t at = 0;
         if (r->old && s->kind == MW_ELEM_FLOAT)
             at = floats_vec(s, r->old, r->new_, (size_t)(r->length / is), st) * is;
-        for (; at < r->length; at += is) {
-            if (r->old && same_item(r->old + at, r->new_ + at, is))
-                continue;   /* a bystander of a coalesced range, or rewritten the same */
-            add_item(st, s, r->old ? r->old + at : NULL, r->new_ + at);
-        }
+        add_changed_items(st, s, r->old ? r->old + at : NULL, r->new_ + at,
+                          (size_t)((r->length - at) / is), is);
     }
     return 0;
 }

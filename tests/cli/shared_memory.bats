@@ -92,6 +92,7 @@ def worker(name, mapped, watched):
     shm = shared_memory.SharedMemory(name=name)
     mapped.set()
     watched.wait()
+    memwatch.check()                  # a process adopts new watches before each check
     shm.buf[5] = 55                   # worker write
     shm.close()
 
@@ -103,7 +104,6 @@ if __name__ == "__main__":
     p.start()
     mapped.wait()
     memwatch.watch(shm.buf, "late")
-    import time; time.sleep(0.2)      # the worker's check thread adopts within its period
     watched.set()
     p.join()
     memwatch.check()
@@ -113,12 +113,12 @@ if __name__ == "__main__":
     shm.unlink()
 PY
     run_memwatch -0 --separate-stderr trace -f -o "$db" "$script"
-    assert_equal "$(q "SELECT pid || ':' || line || ':' || offset || ':' || hex(new) FROM changes")" "$output:9:5:37"
+    assert_equal "$(q "SELECT pid || ':' || line || ':' || offset || ':' || hex(new) FROM changes")" "$output:10:5:37"
 }
 
 @test "the parent's unwatch ends the watch everywhere, in adopters and fork children alike; a worker's exit ends nothing" {
     cat > "$script" <<'PY'
-import multiprocessing as mp, time
+import multiprocessing as mp
 from multiprocessing import shared_memory
 import memwatch
 
@@ -129,7 +129,7 @@ def write(name, at, value):
 
 def write_later(buf, unwatched, at, value):
     unwatched.wait()
-    time.sleep(0.2)                   # its check thread lets the watch go within its period
+    memwatch.check()                  # a process lets retracted watches go before each check
     buf[at] = value
 
 if __name__ == "__main__":
