@@ -145,9 +145,17 @@ int page_refs_add(struct mw_page *e, struct mw_region *r, unsigned char *baselin
 unsigned char *page_refs_remove(struct mw_page *e, struct mw_region *r);
 /* Forgets every region of the page (an entry that could not be indexed). */
 void page_refs_clear(struct mw_page *e);
-/* The part of region r on the page at page: [window_lo, window_hi) in addresses. */
-uintptr_t region_window_lo(const struct mw_region *r, uintptr_t page);
-uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page);
+/* The part of region r on the page at page: [window_lo, window_hi) in addresses. Inline:
+ * a check asks for every region of every page it compares. */
+static inline uintptr_t region_window_lo(const struct mw_region *r, uintptr_t page)
+{
+    return r->addr > page ? r->addr : page;
+}
+static inline uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page)
+{
+    uintptr_t re = r->addr + r->size, pe = page + engine.page_size;
+    return re < pe ? re : pe;
+}
 
 /* watch.c: engine lock held. */
 void compact_regions_locked(void);

@@ -42,17 +42,6 @@ struct mw_ref *page_refs(struct mw_page *e, struct mw_ref *tmp)
     return tmp;
 }
 
-uintptr_t region_window_lo(const struct mw_region *r, uintptr_t page)
-{
-    return r->addr > page ? r->addr : page;
-}
-
-uintptr_t region_window_hi(const struct mw_region *r, uintptr_t page)
-{
-    uintptr_t re = r->addr + r->size, pe = page + engine.page_size;
-    return re < pe ? re : pe;
-}
-
 static int cmp_span(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;

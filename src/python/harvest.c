@@ -544,7 +544,11 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
     it->watched = w;
     mw_registry_hold(w);
     it->writer = *c->writer;
-    it->time_ns = mw_channel_now_ns();
+    if (!h->time_ns)
+        h->time_ns = mw_channel_now_ns();
+    it->time_ns = h->time_ns;
+    if (it->framed)
+        h->time_ns = 0;
     h->n++;
 }
 

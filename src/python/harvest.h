@@ -61,6 +61,9 @@ struct harvest {
     /* Memory ran out (check.c, DESIGN): changes harvested with less than usual (no old
      * bytes, or no exact runs for a callback) and changes lost. */
     uint64_t short_of_memory, lost;
+    /* When the check found its changes: read once for a run of small ones, again after a
+     * large one (whose copy takes a while). 0: not yet read. */
+    uint64_t time_ns;
 };
 
 /* A check's harvest, empty, with the item array the last check left (checks run one at a

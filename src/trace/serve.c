@@ -61,6 +61,7 @@ struct proc {
     uint64_t inherited_ids;
     uint64_t *ids;              /* (local, global) pairs, local increasing */
     size_t nids, capids;
+    size_t last_found;          /* where announced_by found the last id it was asked */
     int64_t status;             /* from its MW_REC_END; -1 unknown */
     int untraced;               /* known from a note (MW_HELLO_UNTRACED): it sends nothing */
 };
@@ -181,8 +182,15 @@ static struct proc *find_proc(mw_serve *s, int64_t pid)
 }
 
 /* The trace's id of the object p announced as local (0: p announced none such). */
-static uint64_t announced_by(const struct proc *p, uint64_t local)
+static uint64_t announced_by(struct proc *p, uint64_t local)
 {
+    /* A check's changes come in the order of their objects' memory, which is mostly the
+     * order they were watched in: the next id after the last one found, or that one. */
+    for (size_t at = p->last_found; at < p->nids && at <= p->last_found + 1; at++)
+        if (p->ids[2 * at] == local) {
+            p->last_found = at;
+            return p->ids[2 * at + 1];
+        }
     size_t lo = 0, hi = p->nids;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -191,11 +199,15 @@ static uint64_t announced_by(const struct proc *p, uint64_t local)
         else
             hi = mid;
     }
-    return lo < p->nids && p->ids[2 * lo] == local ? p->ids[2 * lo + 1] : 0;
+    if (lo < p->nids && p->ids[2 * lo] == local) {
+        p->last_found = lo;
+        return p->ids[2 * lo + 1];
+    }
+    return 0;
 }
 
 /* The trace's id of p's object local (0: unknown). */
-static uint64_t global_id(const struct proc *p, uint64_t local)
+static uint64_t global_id(struct proc *p, uint64_t local)
 {
     for (; p; p = p->parent) {
         uint64_t g = announced_by(p, local);
@@ -221,7 +233,7 @@ static uint64_t announced_anywhere(const mw_serve *s, uint64_t id)
 
 /* The trace's id of an object p names: its own, its ancestors' before its fork, or one
  * another process announced. */
-static uint64_t object_of(const mw_serve *s, const struct proc *p, uint64_t local)
+static uint64_t object_of(const mw_serve *s, struct proc *p, uint64_t local)
 {
     uint64_t g = global_id(p, local);
     return g ? g : announced_anywhere(s, local);
@@ -267,7 +279,7 @@ static int connected(const mw_serve *s, const struct proc *p)
  * first): the connection waits for it while the parent is connected. */
 static int must_wait(const mw_serve *s, const struct conn *c, const struct mw_rec_decoded *rec)
 {
-    const struct proc *p = c->p;
+    struct proc *p = c->p;
     uint64_t local = rec->type == MW_REC_CHANGE ? rec->u.change.object_id
                    : rec->type == MW_REC_VALUE ? rec->u.value.object_id
                    : rec->type == MW_REC_UNWATCH ? rec->u.unwatch.id : 0;

@@ -249,7 +249,10 @@ int mw_trace_writer_open(const char *path, int force, mw_trace_writer **out, cha
         goto fail;
     }
     sqlite3_extended_result_codes(w->db, 1);
-    if ((rc = exec(w, "PRAGMA journal_mode = WAL")) ||
+    /* Pages of 16 KiB: a small change's row costs the B-tree a fifth less than in 4 KiB
+     * pages (fewer splits and page writes); set before the first table. */
+    if ((rc = exec(w, "PRAGMA page_size = 16384")) ||
+        (rc = exec(w, "PRAGMA journal_mode = WAL")) ||
         (rc = exec(w, "PRAGMA synchronous = NORMAL")) ||
         /* Index pages stay in memory instead of being read back for each batch, and the WAL
          * is folded into the file less often (it is truncated at close anyway). */
