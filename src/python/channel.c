@@ -113,11 +113,11 @@ static void keep_or_free(struct mw_rec_buf *b)
     mw_rec_buf_free(b);
 }
 
-/* An empty `current` (just handed over) becomes a kept spare, if there is one. */
+/* `current`, just handed over (its buffer is the queue's now), starts again from a kept
+ * spare, or empty: never still pointing at the buffer it gave away. */
 static void take_spare_locked(void)
 {
-    if (nspare)
-        current = spare[--nspare];
+    current = nspare ? spare[--nspare] : (struct mw_rec_buf){0};
 }
 
 static void *send_loop(void *arg)

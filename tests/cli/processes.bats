@@ -176,6 +176,38 @@ PY
     done
 }
 
+@test "a fork while the sender is busy: the records the parent encodes around it all reach the trace" {
+    # A large change keeps the sender busy; a new watch's record waits in the channel's
+    # buffer when the script forks, and goes to the queue then. The buffer the parent
+    # encodes into next must be a new one (a freed one reused made a double free).
+    cat > "$script" <<'PY'
+import os, memwatch
+big = bytearray(16 << 20)
+memwatch.watch(big, "big")
+kept = []
+for k in range(1, 21):
+    big[:] = bytes([k]) * len(big)
+    memwatch.check()
+    b = bytearray(64)
+    memwatch.watch(b, f"small{k}")
+    kept.append(b)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    b[1] = k
+    memwatch.check()
+    os.waitpid(pid, 0)
+print("done")
+PY
+    run_memwatch -0 --separate-stderr trace -q --check=manual -f -o "$db" "$script"
+    assert_output "done"
+    [[ $stderr != *memwatch:* ]] || { echo "$stderr"; false; }
+    assert_equal "$(q "SELECT count(*) FROM changes")" 40
+    assert_equal "$(q "SELECT count(*) FROM objects")" 21
+    # the process's own statistics, its last record, came too
+    assert_equal "$(q "SELECT checks IS NOT NULL FROM run")" 1
+}
+
 @test "a fork child resizes and frees a bytearray the parent watched, as under python3" {
     cat > "$script" <<'PY'
 import os, memwatch
