@@ -333,9 +333,9 @@ int mw_autocheck_start(PyObject *module)
     return start_poller();
 }
 
-void mw_autocheck_stop(void)
+/* Stops the check thread (GIL held; let go while it ends). */
+static void stop_poller(void)
 {
-    check_signal = 0;
     if (!poller_running)
         return;
     pthread_mutex_lock(&poller_lock);
@@ -347,6 +347,43 @@ void mw_autocheck_stop(void)
     pthread_join(poller, NULL);
     Py_END_ALLOW_THREADS
     poller_running = 0;
+}
+
+void mw_autocheck_stop(void)
+{
+    check_signal = 0;
+    stop_poller();
+}
+
+/* os.fork() calls under way in this process, and whether the check thread stopped for
+ * them (mw_autocheck_fork_hook). */
+static int forks_under_way, poller_paused;
+
+/* The check thread again after a fork, from the eval loop (Py_AddPendingCall): Python 3.13
+ * looks at the process's threads after os.register_at_fork's after_in_parent functions,
+ * 3.12 before them. */
+static int resume_poller(void *arg)
+{
+    (void)arg;
+    if (forks_under_way > 0 || !poller_paused || poller_running)
+        return 0;
+    poller_paused = 0;
+    return start_poller();
+}
+
+int mw_autocheck_fork_hook(int before)
+{
+    if (before) {
+        if (forks_under_way++ == 0 && poller_running) {
+            stop_poller();
+            poller_paused = 1;
+        }
+        return 0;
+    }
+    if (forks_under_way > 0 && --forks_under_way == 0 && poller_paused &&
+        Py_AddPendingCall(resume_poller, NULL) != 0)
+        return resume_poller(NULL);   /* no room to wait: at once, and a warning maybe */
+    return 0;
 }
 
 void mw_autocheck_after_watch(void)
@@ -383,6 +420,7 @@ void mw_autocheck_after_fork(void)
     poller_lock = fresh;
     poller_wake = fresh_wake;
     poller_running = 0;
+    forks_under_way = poller_paused = 0;
     check_signal = 0;
     mw_lines_after_fork();
 }

@@ -24,6 +24,7 @@
 
 #include "channel.h"
 #include "channel_link.h"
+#include "map_cache.h"
 #include "mw_grow.h"
 #include "run_shared.h"
 #include "threads.h"
@@ -417,42 +418,47 @@ int mw_channel_drain(void)
     return status;
 }
 
+/* Stops the sender thread once it has sent everything queued (it starts again when next
+ * needed: start_sender_locked). Called with `lock` held, which it lets go meanwhile. */
+static void stop_sender_locked(void)
+{
+    if (!sender_running)
+        return;
+    sender_stop = 1;
+    pthread_cond_signal(&work_ready);
+    pthread_mutex_unlock(&lock);
+    pthread_join(sender, NULL);
+    pthread_mutex_lock(&lock);
+    sender_running = 0;
+    sender_stop = 0;
+}
+
 /* The parent's records go before the fork, and `lock` is held across it (released by
- * mw_channel_after_fork_parent, re-made in the child): the sender thread frees what it sent
- * only under `lock`, so no thread of memwatch's is inside the allocator when the process
- * is copied. No thread is started here either: one starting while the process forks holds
- * an allocator lock of its own that the child would inherit taken (AddressSanitizer's
- * allocator has no fork handlers: a fork child hung in its first thread). */
+ * mw_channel_after_fork_parent, re-made in the child), then the map cache's lock: no
+ * thread of memwatch's is inside the allocator when the process is copied. The sender
+ * thread finishes what is queued and stops: with a thread of memwatch's running,
+ * os.fork() in Python 3.12+ warns that the process is multi-threaded, which under python3
+ * it is not; the sender starts again at the next record that needs it. No thread is
+ * started here either: one starting while the process forks holds an allocator lock of
+ * its own that the child would inherit taken (AddressSanitizer's allocator has no fork
+ * handlers: a fork child hung in its first thread). */
 void mw_channel_before_fork(void)
 {
     pthread_mutex_lock(&lock);
-    if (!channel_open || broken || !current.len)
-        return;
-    struct chunk *c = (queue_head || sending) ? malloc(sizeof *c) : NULL;
-    if (c) {
-        /* Behind what the running sender has yet to send, without waiting for room: the
-         * forking thread holds the GIL. */
-        *c = (struct chunk){.buf = current, .pos = current_pos, .queued = current.len};
-        take_spare_locked();
+    stop_sender_locked();
+    if (channel_open && !broken && current.len) {
+        /* Written now, from this thread, after everything before it. */
+        int status = mw_link_send(current.data, current.len, &current_pos, 1);
+        gave_up(status, &current, current_pos.sent);
+        current.len = 0;
         current_pos = (struct mw_link_pos){0};
-        if (queue_tail)
-            queue_tail->next = c;
-        else
-            queue_head = c;
-        queue_tail = c;
-        queued_bytes += c->queued;
-        pthread_cond_signal(&work_ready);
-        return;
     }
-    /* Nothing queued: written now, from this thread. */
-    int status = mw_link_send(current.data, current.len, &current_pos, 1);
-    gave_up(status, &current, current_pos.sent);
-    current.len = 0;
-    current_pos = (struct mw_link_pos){0};
+    mw_map_cache_lock_for_fork();
 }
 
 void mw_channel_after_fork_parent(void)
 {
+    mw_map_cache_unlock_after_fork();
     pthread_mutex_unlock(&lock);
 }
 
@@ -462,6 +468,7 @@ void mw_channel_after_fork(void)
      * held by a thread that is gone: start over rather than take it. The parent's
      * records not yet sent are the parent's to send; the child's connection is its own
      * (channel_link.c), and says which object ids and seqs came from the parent. */
+    mw_map_cache_unlock_after_fork();   /* taken by this very thread before the fork */
     pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t fresh_ready = PTHREAD_COND_INITIALIZER, fresh_done = PTHREAD_COND_INITIALIZER;
     lock = fresh_lock;
@@ -498,14 +505,7 @@ void mw_channel_close(void)
 {
     mw_channel_drain();
     pthread_mutex_lock(&lock);
-    int joined = sender_running;
-    sender_stop = 1;
-    pthread_cond_signal(&work_ready);
-    pthread_mutex_unlock(&lock);
-    if (joined)
-        pthread_join(sender, NULL);
-    pthread_mutex_lock(&lock);
-    sender_running = 0;
+    stop_sender_locked();
     mw_link_close();
     channel_open = 0;
     mw_rec_buf_free(&current);

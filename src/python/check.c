@@ -574,29 +574,43 @@ static unsigned long checking_thread;
 static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t check_done = PTHREAD_COND_INITIALIZER;
 
-/* 1 when this thread may check now (see DESIGN), 0 when it must not. */
+/* 1 when this thread may check now (see DESIGN), 0 when it must not. checking_thread is
+ * set with the GIL held and cleared under check_lock too, where a waiter reads it before
+ * each wait: no end of a check is missed. */
 static int begin_check(int automatic)
 {
     unsigned long me = PyThread_get_thread_ident();
-    if (checking_thread == me || (checking_thread && automatic))
+    unsigned long now = __atomic_load_n(&checking_thread, __ATOMIC_ACQUIRE);
+    if (now == me || (now && automatic))
         return 0;
-    while (checking_thread) {
+    while (__atomic_load_n(&checking_thread, __ATOMIC_ACQUIRE)) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&check_lock);
-        pthread_cond_wait(&check_done, &check_lock);
+        while (__atomic_load_n(&checking_thread, __ATOMIC_ACQUIRE))
+            pthread_cond_wait(&check_done, &check_lock);
         pthread_mutex_unlock(&check_lock);
         Py_END_ALLOW_THREADS
     }
-    checking_thread = me;
+    __atomic_store_n(&checking_thread, me, __ATOMIC_RELEASE);
     return 1;
 }
 
 static void end_check(void)
 {
     pthread_mutex_lock(&check_lock);
-    checking_thread = 0;
+    __atomic_store_n(&checking_thread, 0, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&check_done);
     pthread_mutex_unlock(&check_lock);
+}
+
+void mw_check_after_fork(void)
+{
+    /* The check another thread was running at the fork is not running here. */
+    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_done = PTHREAD_COND_INITIALIZER;
+    check_lock = fresh_lock;
+    check_done = fresh_done;
+    checking_thread = 0;
 }
 
 /* Routes what was harvested, in order, and frees it. Returns the number of changes routed,

@@ -27,5 +27,8 @@ Py_ssize_t mw_check_line(const struct mw_writer *line_writer);
  * check; *unwatch_status gets the engine's status for the unwatch itself (MW_ENOENT when
  * the region was already gone). Returns like mw_check_all. */
 Py_ssize_t mw_check_unwatch(mw_watcher *core, uint64_t region_id, int *unwatch_status);
+/* In a fork child (pthread_atfork: async-signal-safe): no check is under way, whichever
+ * thread of the parent was checking when it forked. */
+void mw_check_after_fork(void);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "autocheck.h"
 #include "channel.h"
+#include "check.h"
 #include "shared_watch.h"
 #include "children.h"
 #include "config.h"
@@ -41,6 +42,7 @@ static pid_t traced_pid;   /* the process memwatch traces; not its forked childr
 static void after_fork_in_child(void)
 {
     mw_engine_reset_after_fork();
+    mw_check_after_fork();
     mw_channel_after_fork();
     mw_autocheck_after_fork();
     mw_fork_happened();

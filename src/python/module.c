@@ -138,10 +138,24 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
     Py_RETURN_NONE;
 }
 
+/* os.register_at_fork's before and after_in_parent: called twice per os.fork(), first
+ * before it, then in the parent after it, even when the fork fails (mw_autocheck_fork_hook).
+ * The calls of one os.fork() come one after the other: it holds the GIL from the first to
+ * the second. */
+static int fork_hook_calls;
+static PyObject *mod_fork(PyObject *self, PyObject *Py_UNUSED(args))
+{
+    (void)self;
+    if (mw_autocheck_fork_hook(fork_hook_calls++ % 2 == 0) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 #define SHORTCUT_METHOD(name, method, flags, doc) {#name, mod_##name, flags, doc},
 static PyMethodDef module_methods[] = {
     SHORTCUTS(SHORTCUT_METHOD)
     {"_finish", mod_finish, METH_NOARGS, NULL},
+    {"_fork", mod_fork, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -181,16 +195,21 @@ static int register_finish(PyObject *module)
     if (!r)
         return -1;
     Py_DECREF(r);
-    /* Fork children (fork.c): after CPython's own after-fork work, with the GIL. */
+    /* Fork children (fork.c): after CPython's own after-fork work, with the GIL; and the
+     * parent's check thread paused around the fork (mod_fork). */
     PyObject *os = PyImport_ImportModule("os");
     PyObject *hook = os ? PyObject_GetAttrString(module, "_finish") : NULL;
+    PyObject *fork_hook = hook ? PyObject_GetAttrString(module, "_fork") : NULL;
     PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
-    PyObject *kw = hook ? Py_BuildValue("{s:O}", "after_in_child", hook) : NULL;
+    PyObject *kw = fork_hook ? Py_BuildValue("{s:O,s:O,s:O}", "after_in_child", hook, "before",
+                                             fork_hook, "after_in_parent", fork_hook)
+                             : NULL;
     PyObject *empty = PyTuple_New(0);
     r = reg && kw && empty ? PyObject_Call(reg, empty, kw) : NULL;
     Py_XDECREF(empty);
     Py_XDECREF(kw);
     Py_XDECREF(reg);
+    Py_XDECREF(fork_hook);
     Py_XDECREF(hook);
     Py_XDECREF(os);
     if (!r)

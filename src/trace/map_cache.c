@@ -13,15 +13,8 @@ static struct {
 static size_t cached_bytes;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Held across fork(), so that a child (where the thread that held it is gone) never
- * inherits it taken: the sender thread gives buffers back while the script forks. */
-static void lock_before_fork(void) { pthread_mutex_lock(&lock); }
-static void unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
-
-__attribute__((constructor)) static void map_cache_init(void)
-{
-    pthread_atfork(lock_before_fork, unlock_after_fork, unlock_after_fork);
-}
+void mw_map_cache_lock_for_fork(void) { pthread_mutex_lock(&lock); }
+void mw_map_cache_unlock_after_fork(void) { pthread_mutex_unlock(&lock); }
 
 void *mw_map_take(size_t len, size_t *cap)
 {

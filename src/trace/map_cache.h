@@ -19,5 +19,11 @@
 void *mw_map_take(size_t len, size_t *cap);
 /* Gives a mapping of cap bytes back: cached when it fits, else unmapped. */
 void mw_map_give(void *p, size_t cap);
+/* Held across fork() by the traced process's channel (channel.c), after it has stopped
+ * the sender thread that gives buffers back: a child never inherits the lock taken, and
+ * the lock is always taken after the channel's (as the sender takes them), whatever
+ * order fork handlers would have run in. */
+void mw_map_cache_lock_for_fork(void);
+void mw_map_cache_unlock_after_fork(void);
 
 #endif
