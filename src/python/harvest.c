@@ -6,6 +6,7 @@
 
 #include "channel.h"
 #include "diff.h"
+#include "held.h"
 #include "map_cache.h"
 #include "mw_grow.h"
 
@@ -461,6 +462,14 @@ static int harvest_exact(const struct mw_change *c, struct harvested *it)
 static int harvest_contiguous(const struct mw_change *c, struct mw_watched *w,
                               struct harvested *it)
 {
+    int has_callback = w->owner && mw_owner_has_callback(w->owner);
+    if (mw_held_by_writer(w) && !has_callback) {
+        /* The writer has the old bytes: they stay here. */
+        if (harvest_segments(c, w, it, 1) != 0)
+            return -1;
+        it->old_held = 1;
+        return 0;
+    }
     int rc = harvest_segments(c, w, it, 0), short_of_memory = 0;
     if (rc != 0) {
         mw_harvest_free_item(it);
@@ -469,7 +478,7 @@ static int harvest_contiguous(const struct mw_change *c, struct mw_watched *w,
             return -1;
         short_of_memory = 1;
     }
-    if (w->owner && mw_owner_has_callback(w->owner) && exact_runs_of_segments(it) != 0) {
+    if (has_callback && exact_runs_of_segments(it) != 0) {
         it->exact = NULL;
         it->nexact = 0;
         short_of_memory = 1;
@@ -528,6 +537,7 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
     struct harvest *h = ctx;
     if (items_room(h) != 0) {
         h->lost++;
+        mw_held_end(c->region_user);
         return;
     }
     struct harvested *it = &h->items[h->n];
@@ -538,6 +548,7 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
         mw_harvest_free_item(it);
         memset(it, 0, sizeof *it);
         h->lost++;
+        mw_held_end(w);   /* the writer's copy would miss this change */
         return;
     }
     h->short_of_memory += (uint64_t)rc;
