@@ -6,7 +6,8 @@
  * writers the writer's copy would miss), of at least MW_HELD_MIN bytes, under
  * --values=full without --on-nan (which compares each change with its old bytes here),
  * while the process's copies stay within MW_HELD_PROCESS_MAX. Its changes are numbered from
- * then on; from the second, whose old bytes the writer has, they go without them. A change
+ * then on; from the second, whose old bytes the writer has, the large ones (harvest.c)
+ * go without them. A change
  * that is not sent (memory ran out) ends the object's copy: its next changes carry their
  * old bytes again, unnumbered. All calls hold the GIL (checks run one at a time). */
 #ifndef MW_PYTHON_HELD_H
