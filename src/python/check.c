@@ -53,6 +53,7 @@
 #include "diff.h"
 #include "errors.h"
 #include "harvest.h"
+#include "held.h"
 #include "lines.h"
 #include "mw_error.h"
 #include "mw_grow.h"
@@ -211,6 +212,7 @@ struct routing {
     struct mw_native_writer native;
     int has_native;
     uint64_t seq;
+    uint64_t ordinal;              /* its number among the object's changes (held.h) */
 };
 
 static void routing_free(struct routing *r)
@@ -348,12 +350,12 @@ static int copy_mapped(void *dst, const void *src, size_t n)
 
 /* Sends the object's whole value before change seq (size bytes in its own coordinates).
  * exact: every byte is what the check saw (see send_base_of_segments). */
-static void send_base(const struct mw_watched *w, uint64_t seq, const unsigned char *value,
-                      size_t size, int exact)
+static int send_base(const struct mw_watched *w, uint64_t seq, const unsigned char *value,
+                     size_t size, int exact)
 {
     struct mw_rec_value v = {.object_id = w->object_id, .seq = seq, .exact = exact,
                              .size = size, .bytes = value};
-    mw_channel_value(&v);
+    return mw_channel_value(&v);
 }
 
 /* The base of a contiguous object at its first change, from what the harvest knows: the
@@ -363,26 +365,40 @@ static void send_base(const struct mw_watched *w, uint64_t seq, const unsigned c
  * stop numpy's threads): when the engine says no page was written since the check, even
  * after the copy, the base is exact, and the trace codes later changes against all of it;
  * else only against what changes brought. */
-static void send_base_of_segments(const struct harvested *it, uint64_t seq)
+static int send_base_of_segments(const struct harvested *it, uint64_t seq)
 {
     const struct mw_watched *w = it->watched;
     for (size_t i = 0; i < it->nranges; i++)
         if (!it->ranges[i].old)
-            return;
+            return 0;
     unsigned char *value = span_alloc(w->buf.span);
     if (!value)
-        return;
+        return 0;
     if (w->shadow || w->buf.object) {
         memcpy(value, w->shadow ? w->shadow : w->buf.start, w->buf.span);
     } else if (copy_mapped(value, w->buf.start, w->buf.span) != 0) {
         span_free(value, w->buf.span);   /* part of a raw range is gone: no base */
-        return;
+        return 0;
     }
     int exact = w->shadow != NULL || mw_engine_unwritten(w->buf.start, w->buf.span);
     for (size_t i = 0; i < it->nranges; i++)
         memcpy(value + it->ranges[i].offset, it->ranges[i].old, it->ranges[i].length);
-    send_base(w, seq, value, w->buf.span, exact);
+    int sent = send_base(w, seq, value, w->buf.span, exact) == 0;
     span_free(value, w->buf.span);
+    return exact && sent;
+}
+
+/* 1 when the ranges are the whole object, in order and apart: the writer then knows every
+ * byte of its value after the change (held_values.h). */
+static int covers_in_order(const struct mw_rec_range *ranges, size_t n, size_t size)
+{
+    uint64_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ranges[i].offset != end)
+            return 0;
+        end += ranges[i].length;
+    }
+    return end == size;
 }
 
 /* Who wrote the change, and its sequence number. -1 with an exception when the thread's
@@ -409,6 +425,8 @@ static struct mw_rec_change change_head(const struct routing *r)
     const struct mw_writer *wr = &r->it->writer;
     return (struct mw_rec_change){
         .seq = r->seq,
+        .ordinal = r->ordinal,
+        .old_held = r->it->old_held,
         .time_ns = r->it->time_ns,
         .object_id = r->w->object_id,
         .thread_id = wr->tid,
@@ -421,14 +439,16 @@ static struct mw_rec_change change_head(const struct routing *r)
     };
 }
 
-/* Puts the change in the trace with ranges[0..n). */
-static void record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
+/* Puts the change in the trace with ranges[0..n). 1 when it went, else 0. */
+static int record(const struct routing *r, const struct mw_rec_range *ranges, size_t n)
 {
     struct mw_rec_change rec = change_head(r);
     rec.nranges = (uint32_t)n;
     rec.ranges = ranges;
-    if (mw_channel_change(&rec) == -ENOMEM)
+    int rc = mw_channel_change(&rec);
+    if (rc == -ENOMEM)
         lost_for_memory++;
+    return rc == 0;
 }
 
 static struct mw_change_info change_info(const struct routing *r)
@@ -469,20 +489,20 @@ static int queue_for_owner(const struct routing *r, const struct mw_change_info 
 
 /* Puts a contiguous object's change in the trace: its segments, or its frames as they
  * are when the harvest built them (the channel takes them: their bytes are gone after). */
-static void record_segments(struct routing *r)
+static int record_segments(struct routing *r)
 {
     struct harvested *it = r->it;
-    if (!it->framed) {
-        record(r, it->ranges, it->nranges);
-        return;
-    }
+    if (!it->framed)
+        return record(r, it->ranges, it->nranges);
     const struct mw_rec_range *last = &it->ranges[it->nranges - 1];
     struct mw_rec_change head = change_head(r);
     head.extent_lo = it->ranges[0].offset;
     head.extent_hi = last->offset + last->length;
     mw_rec_frames_finish(&it->frames, r->seq);
-    if (mw_channel_change_frames(&head, &it->frames) == -ENOMEM)
+    int rc = mw_channel_change_frames(&head, &it->frames);
+    if (rc == -ENOMEM)
         lost_for_memory++;
+    return rc == 0;
 }
 
 /* A contiguous object's change: its segments go to the trace as they are (harvest.h), and
@@ -495,8 +515,12 @@ static int route_segments(struct routing *r)
     struct mw_watched *w = r->w;
     if (attribute(r) < 0)
         return -1;
+    r->ordinal = mw_held_count_change(w);
+    int established;
     if (base_due(w->object_id) && !covers_all(it->ranges, it->nranges, w->buf.span))
-        send_base_of_segments(it, r->seq);
+        established = send_base_of_segments(it, r->seq);
+    else
+        established = covers_in_order(it->ranges, it->nranges, w->buf.span);
     int status = 1;
     if (w->owner && mw_owner_has_callback(w->owner)) {
         if (!it->exact || make_values(r) < 0 || make_ranges(r) < 0) {
@@ -523,7 +547,7 @@ static int route_segments(struct routing *r)
         if (w->owner)
             w->owner->found++;
     }
-    record_segments(r);
+    mw_held_sent(w, r->ordinal, record_segments(r), established);
     return status;
 }
 
@@ -622,10 +646,14 @@ static Py_ssize_t route_all(struct harvest *h)
     for (size_t i = 0; i < h->n; i++) {
         if (!failed) {
             int r = route(&h->items[i]);
-            if (r < 0)
+            if (r < 0) {
                 failed = 1;
-            else
+                mw_held_end(h->items[i].watched);   /* it may not have been sent */
+            } else {
                 found += r;
+            }
+        } else {
+            mw_held_end(h->items[i].watched);   /* not sent: the writer's copy would miss it */
         }
         mw_harvest_free_item(&h->items[i]);
     }

@@ -6,6 +6,7 @@
 
 #include "channel.h"
 #include "diff.h"
+#include "held.h"
 #include "map_cache.h"
 #include "mw_grow.h"
 
@@ -330,7 +331,7 @@ static int harvest_into_bytes(const struct mw_change *c, const struct seg *segs,
  * the few around them a widening to whole elements needs from memory. 0, or -1 with
  * nothing allocated. */
 static int harvest_segments(const struct mw_change *c, struct mw_watched *w, struct harvested *it,
-                            int without_old)
+                            int without_old, int held)
 {
     const struct mw_buffer *b = &w->buf;
     size_t is = b->has_view && b->view.itemsize > 1 ? (size_t)b->view.itemsize : 1;
@@ -342,6 +343,16 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
     /* Ranges are joined only where they touch: the bytes between others would have to be
      * read from memory (see harvest.h). */
     size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
+    /* A large change of an object whose value the writer holds goes without its old bytes
+     * (held.h); a small one keeps them, to split its segments back into the items that
+     * changed (exact_small_segments). */
+    for (size_t k = 0; held && !without_old && k < n; k++)
+        bytes += segs[k].hi - segs[k].lo;
+    if (held && (without_old || bytes >= FRAMES_MIN)) {
+        without_old = 1;
+        it->old_held = 1;
+    }
+    bytes = 0;
     for (size_t k = 0; without_old && k < n; k++)
         segs[k].old_known = 0;
     for (size_t k = 0; k < n; k++)
@@ -461,15 +472,17 @@ static int harvest_exact(const struct mw_change *c, struct harvested *it)
 static int harvest_contiguous(const struct mw_change *c, struct mw_watched *w,
                               struct harvested *it)
 {
-    int rc = harvest_segments(c, w, it, 0), short_of_memory = 0;
+    int has_callback = w->owner && mw_owner_has_callback(w->owner);
+    int held = mw_held_by_writer(w) && !has_callback;
+    int rc = harvest_segments(c, w, it, 0, held), short_of_memory = 0;
     if (rc != 0) {
         mw_harvest_free_item(it);
         memset(it, 0, sizeof *it);
-        if (harvest_segments(c, w, it, 1) != 0)
+        if (harvest_segments(c, w, it, 1, held) != 0)
             return -1;
-        short_of_memory = 1;
+        short_of_memory = !it->old_held;   /* the writer has them, or nobody does */
     }
-    if (w->owner && mw_owner_has_callback(w->owner) && exact_runs_of_segments(it) != 0) {
+    if (has_callback && exact_runs_of_segments(it) != 0) {
         it->exact = NULL;
         it->nexact = 0;
         short_of_memory = 1;
@@ -528,6 +541,7 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
     struct harvest *h = ctx;
     if (items_room(h) != 0) {
         h->lost++;
+        mw_held_end(c->region_user);
         return;
     }
     struct harvested *it = &h->items[h->n];
@@ -538,6 +552,7 @@ void mw_harvest_collect(const struct mw_change *c, void *ctx)
         mw_harvest_free_item(it);
         memset(it, 0, sizeof *it);
         h->lost++;
+        mw_held_end(w);   /* the writer's copy would miss this change */
         return;
     }
     h->short_of_memory += (uint64_t)rc;

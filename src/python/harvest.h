@@ -53,6 +53,8 @@ struct harvested {
      * pieces of at most a frame (whole elements), their bytes in frames.buf */
     int framed;
     struct mw_rec_frames frames;
+    /* Its old bytes were left out: the trace writer holds the object's value (held.h). */
+    int old_held;
 };
 
 struct harvest {

@@ -16,6 +16,7 @@
 
 #include "channel.h"
 #include "errors.h"
+#include "held.h"
 #include "shared_watch.h"
 
 /* Objects watched now and at most, over every watcher: for the trace's statistics. */
@@ -305,6 +306,7 @@ static void unlink_entry(struct mw_owner *o, struct mw_watched *w)
 void mw_registry_detach(struct mw_owner *o, struct mw_watched *w)
 {
     unlink_entry(o, w);
+    mw_held_end(w);
     if (!w->borrowed) {
         mw_channel_unwatch(w->object_id);
         mw_shared_watch_retract(w);
@@ -325,6 +327,7 @@ int mw_registry_rewatch_in_child(struct mw_owner *o, struct mw_watched *w)
     /* The parent's object: its unwatch, not the child's, ends it (and, when the parent
      * published it, ends it here too: shared_watch.c). */
     w->borrowed = 1;
+    w->hold = MW_HOLD_NEVER;   /* the writer's copy is the parent's */
     int status = mw_watcher_watch(o->core, w->buf.start, w->buf.span, w, &w->region_id);
     if (status >= 0)
         mw_shared_watch_rebind(w);

@@ -55,6 +55,9 @@ struct mw_watched {
     int borrowed;
     int shared_slot;         /* its entry in the run's shared-watch table, or -1 */
     uint64_t shared_stamp;   /* that entry's stamp when it was published or adopted */
+    /* Whether the trace writer holds its value (held.h), and its changes sent, numbered. */
+    enum mw_hold { MW_HOLD_UNDECIDED, MW_HOLD_NEVER, MW_HOLD_COUNTED, MW_HOLD_HELD } hold;
+    uint64_t ordinal;
     struct mw_watched *next; /* in the owner's list */
 };
 

@@ -1,6 +1,8 @@
 /* The trace writer's changes (see change_store.h). */
 #include "change_store.h"
 
+#include "held_values.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
@@ -68,6 +70,8 @@ struct pending {
     unsigned char *ibuf;
     size_t ilen, icap;
     int with_old;                 /* its old bytes are stored too (role 1) */
+    struct mw_held *held;         /* the writer's copy of the object it reads and moves on */
+    int last_in;                  /* its last frame came (else it was cut short) */
     struct mw_value_stream snew, sold;
     struct mw_elem_stats stats;
     uint64_t changed_bytes, decoded;
@@ -79,6 +83,7 @@ struct mw_change_store {
     mw_value_store *values;
     mw_site_store *sites;         /* who wrote (site_store.h) */
     mw_change_rows *rows;         /* the rows of change_rows (change_rows.h) */
+    mw_held_values *held;         /* objects' values, for changes sent without old bytes */
     struct typed_object *typed;   /* in id order */
     size_t ntyped, captyped;
     struct pending p;
@@ -146,6 +151,8 @@ int mw_change_store_create(sqlite3 *db, const struct mw_values_config *cfg,
                                    &s->rows);
     if (rc == 0)
         rc = mw_value_store_create(db, cfg, &s->values);
+    if (rc == 0)
+        rc = mw_held_create(&s->held);
     if (rc) {
         mw_change_store_destroy(s);
         return rc;
@@ -184,6 +191,7 @@ void mw_change_store_destroy(mw_change_store *s)
     mw_value_store_destroy(s->values);
     mw_site_store_destroy(s->sites);
     mw_change_rows_destroy(s->rows);
+    mw_held_destroy(s->held);
     for (size_t i = 0; i < s->ntyped; i++) {
         mw_elem_layout_destroy(s->typed[i].layout);
         free(s->typed[i].tag);
@@ -296,6 +304,7 @@ int mw_change_store_value(mw_change_store *s, const struct mw_rec_value *v)
     if (v->size != o->size)
         return fail(s, MW_EFORMAT, "a value of object %" PRIu64 " has %" PRIu64 " bytes, not %"
                     PRIu64, v->object_id, v->size, o->size);
+    mw_held_base(s->held, v->pid, v);
     int rc = mw_value_store_base(s->values, o, v->seq, v->offset, v->bytes, v->length, v->exact);
     return rc ? values_fail(s, rc) : 0;
 }
@@ -430,12 +439,10 @@ static int keep_inline(struct pending *p, const struct mw_rec_range *g)
     return 0;
 }
 
-/* One frame's ranges of the change. */
-static int add_ranges(mw_change_store *s, const struct mw_rec_range *r, uint32_t n)
+/* One frame's ranges of the change, as the store takes them. */
+static int store_ranges(mw_change_store *s, const struct mw_rec_range *r, uint32_t n)
 {
     struct pending *p = &s->p;
-    if (p->not_recorded)
-        return 0;
     static const unsigned char zeros[4096];
     for (uint32_t i = 0; i < n; i++) {
         const struct mw_rec_range *g = &r[i];
@@ -461,6 +468,20 @@ static int add_ranges(mw_change_store *s, const struct mw_rec_range *r, uint32_t
     return 0;
 }
 
+/* One frame's ranges: old bytes the traced process left to the writer's copy of the object
+ * are taken from it (held_values.h), and the copy moves on even when the change is not
+ * recorded, since the process's next change counts on it. */
+static int add_ranges(mw_change_store *s, const struct mw_rec_range *r, uint32_t n)
+{
+    struct pending *p = &s->p;
+    const struct mw_rec_range *full = r;
+    if (mw_held_old_bytes(s->held, p->held, p->meta.old_held, r, n, &full) != 0)
+        return fail(s, -ENOMEM, "out of memory");
+    int rc = p->not_recorded ? 0 : store_ranges(s, full, n);
+    mw_held_apply(s->held, p->held, r, n);
+    return rc;
+}
+
 /* The change's first frame. */
 static int begin_change(mw_change_store *s, const struct mw_rec_change *c)
 {
@@ -480,6 +501,8 @@ static int begin_change(mw_change_store *s, const struct mw_rec_change *c)
     if (!p->obj)
         return fail(s, -ENOMEM, "out of memory");
     p->typed = s->ntyped ? find_typed(s, c->object_id) : NULL;
+    p->held = mw_held_begin_change(s->held, c->pid, c->object_id, p->obj->size, c->ordinal);
+    p->last_in = 0;
     /* Room for its row first: a change that cannot be recorded at all is not. */
     int room = mw_value_store_room_for_row(s->values, 160, p->obj);
     if (room < 0)
@@ -487,7 +510,7 @@ static int begin_change(mw_change_store *s, const struct mw_rec_change *c)
     if (room) {
         p->not_recorded = 1;
         s->not_recorded++;
-        return 0;
+        return add_ranges(s, c->ranges, c->nranges);
     }
     int rc = choose_kept(s, c);
     if (rc)
@@ -613,6 +636,8 @@ static int finish_change(mw_change_store *s, struct mw_stored *done)
     int rc = 0;
     if (!p->active)
         return 0;
+    mw_held_end_change(s->held, p->held, p->meta.ordinal, p->last_in);
+    p->held = NULL;
     if (p->not_recorded) {
         pending_reset(p);
         return 0;
@@ -660,8 +685,10 @@ int mw_change_store_change(mw_change_store *s, const struct mw_rec_change *c,
     int rc = mw_change_store_flush(s, done);   /* one whose last frame never came */
     if (rc == 0)
         rc = begin_change(s, c);
-    if (rc == 0 && !c->more)
+    if (rc == 0 && !c->more) {
+        s->p.last_in = 1;
         rc = finish_change(s, done);
+    }
     return rc;
 }
 
@@ -672,8 +699,10 @@ int mw_change_store_ranges(mw_change_store *s, const struct mw_rec_ranges *r,
         return fail(s, MW_EFORMAT, "ranges of change %" PRIu64 " arrived after another change",
                     r->seq);
     int rc = add_ranges(s, r->ranges, r->nranges);
-    if (rc == 0 && !r->more)
+    if (rc == 0 && !r->more) {
+        s->p.last_in = 1;
         rc = finish_change(s, done);
+    }
     return rc;
 }
 
@@ -686,6 +715,18 @@ void mw_change_store_rolled_back(mw_change_store *s)
 {
     mw_site_store_forget(s->sites);
     mw_change_rows_forget(s->rows);
+    /* Later changes are coded against what the file holds, which lost the batch. */
+    mw_held_drop_all(s->held);
+}
+
+void mw_change_store_unwatch(mw_change_store *s, uint64_t object_id)
+{
+    mw_held_drop_object(s->held, object_id);
+}
+
+void mw_change_store_process_end(mw_change_store *s, int64_t pid)
+{
+    mw_held_drop_process(s->held, pid);
 }
 
 int mw_change_store_flush_rows(mw_change_store *s)

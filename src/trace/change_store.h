@@ -65,6 +65,11 @@ int mw_change_store_flush_rows(mw_change_store *s);
  * still waiting (site_store.h, change_rows.h). */
 void mw_change_store_rolled_back(mw_change_store *s);
 
+/* The object is no longer watched, or the process ended: the writer's copies of their
+ * values go (held_values.h). */
+void mw_change_store_unwatch(mw_change_store *s, uint64_t object_id);
+void mw_change_store_process_end(mw_change_store *s, int64_t pid);
+
 /* The i-th typed object in which a NaN or Inf appeared (see writer.h). */
 int mw_change_store_nonfinite(const mw_change_store *s, size_t i, struct mw_trace_nonfinite *out);
 /* What --values and --max-trace-size left out: changes whose values were dropped, their

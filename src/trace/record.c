@@ -320,7 +320,7 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             return MW_EINVAL;
     size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
                   str_size(r->function) + str_size(r->native_symbol) +
-                  str_size(r->native_library) + 4;
+                  str_size(r->native_library) + 9 + 4;
     if (head > FRAME_HEADER_MAX)
         return MW_EINVAL;
     /* Bytes of range data still to encode: a frame reserves what it may hold of them, not
@@ -367,6 +367,8 @@ int mw_rec_encode_change(struct mw_rec_buf *b, const struct mw_rec_change *r)
             }
             put_u64(b, r->nranges ? lo : 0);
             put_u64(b, hi);
+            put_u64(b, r->ordinal);
+            put_u8(b, r->old_held ? 1 : 0);
         } else {
             at = frame_begin(b, MW_REC_RANGES);
             put_u64(b, r->seq);
@@ -391,7 +393,7 @@ int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *
 {
     size_t head = 5 + 32 + 16 + str_size(r->thread_name) + str_size(r->file) + 4 +
                   str_size(r->function) + str_size(r->native_symbol) +
-                  str_size(r->native_library) + 1 + 4;
+                  str_size(r->native_library) + 9 + 1 + 4;
     size_t at;
     int rc = frame_open(b, MW_REC_CHANGE, head, &at);
     if (rc)
@@ -408,6 +410,8 @@ int mw_rec_encode_change_head(struct mw_rec_buf *b, const struct mw_rec_change *
     put_str(b, r->native_library);
     put_u64(b, r->extent_lo);
     put_u64(b, r->extent_hi);
+    put_u64(b, r->ordinal);
+    put_u8(b, r->old_held ? 1 : 0);
     put_u8(b, 1);   /* more follows */
     put_u32(b, 0);
     frame_end(b, at);

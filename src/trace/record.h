@@ -114,6 +114,12 @@ struct mw_rec_change {
     const char *native_library;   /* may be NULL */
     uint32_t nranges;
     const struct mw_rec_range *ranges;
+    /* The object's value as the writer holds it (change_store.h, held values): ordinal is
+     * this change's number among the object's changes sent by this process (1, 2, ...;
+     * 0: not counted), and old_held says that the ranges without old bytes take theirs
+     * from the writer's copy, which holds the value after change ordinal - 1. */
+    uint64_t ordinal;
+    int old_held;
     int more;                     /* decoded: MW_REC_RANGES frames of this change follow */
     /* Decoded: from the first changed byte to the end of the last, over all its frames
      * (the encoder computes them from ranges). */
@@ -141,6 +147,8 @@ struct mw_rec_value {
     uint64_t offset;
     uint64_t length;
     const unsigned char *bytes;
+    /* Not on the wire: the sending process, set by the trace writer (serve.c). */
+    int64_t pid;
 };
 
 struct mw_rec_stats {

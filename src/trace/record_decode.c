@@ -287,6 +287,8 @@ static int decode_change(struct cursor *c, struct mw_rec_change *ch)
     ch->extent_hi = get_u64(c);
     if (ch->extent_lo > ch->extent_hi)
         c->bad = 1;
+    ch->ordinal = get_u64(c);
+    ch->old_held = get_more(c);   /* a 0/1 byte, like "more" */
     ch->more = get_more(c);
     return c->bad ? 0 : get_ranges(c, &ch->nranges, &ch->ranges);
 }

@@ -336,6 +336,7 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         rec->u.value.seq = global_seq(s, p, rec->u.value.seq);
         if (!(rec->u.value.object_id = object_of(s, p, rec->u.value.object_id)))
             return 0;
+        rec->u.value.pid = p->pid;
         c->mid_change = 1;   /* its change follows */
         break;
     case MW_REC_LOST:
@@ -343,6 +344,7 @@ static int apply_translated(mw_serve *s, mw_trace_writer *w, struct conn *c,
         return 0;
     case MW_REC_END:
         p->status = rec->u.end.status;
+        mw_trace_writer_process_exiting(w, p->pid);
         return 0;
     case MW_REC_STATS:
         if (p->parent)

@@ -513,6 +513,7 @@ int mw_trace_writer_apply(mw_trace_writer *w, const struct mw_rec_decoded *rec)
     case MW_REC_OBJECT:
         return apply_object(w, &rec->u.object);
     case MW_REC_UNWATCH:
+        mw_change_store_unwatch(w->store, rec->u.unwatch.id);
         s = w->stmt[ST_UNWATCH];
         sqlite3_bind_int64(s, 1, (int64_t)rec->u.unwatch.time_ns);
         sqlite3_bind_int64(s, 2, (int64_t)rec->u.unwatch.id);
@@ -622,6 +623,11 @@ int mw_trace_writer_process(mw_trace_writer *w, const struct mw_trace_process *p
         rc = db_err(w, "cannot record a process");
     sqlite3_finalize(s);
     return rc;
+}
+
+void mw_trace_writer_process_exiting(mw_trace_writer *w, int64_t pid)
+{
+    mw_change_store_process_end(w->store, pid);
 }
 
 int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_unix_ns,

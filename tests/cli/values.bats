@@ -5,7 +5,7 @@
 # parameters through real optimizer steps; the readers working under every policy.
 #
 # Fixtures: tests/fixtures/values.py (objects of float, int and byte data, large and
-# small), check_values.py (the comparison), long_run.py, torch_train.py.
+# small), check_values.py (the comparison), long_run.py, torch_train.py, held_values.py.
 # Environment (set by ctest): MEMWATCH, MEMWATCH_SOURCE_DIR.
 
 bats_require_minimum_version 1.5.0
@@ -104,6 +104,15 @@ readers_work() {
     run_memwatch -0 query -s t.db
     run_memwatch -0 diff -t t.db counter
     run_memwatch -0 report -o t.html t.db
+}
+
+@test "large objects whose old bytes the writer holds: every change's old and new bytes are the object's" {
+    # A callback's object, one unwatched and watched again, a fork child's own object, a
+    # shared block both processes write: each process's changes against its saved values.
+    mkdir out
+    run -0 "$MEMWATCH" trace -q -f --check=manual -o t.db "$fixtures/held_values.py" run out
+    run -0 /usr/bin/python3 "$fixtures/held_values.py" check "$MEMWATCH" t.db out
+    assert_output "ok 14 changes"
 }
 
 @test "a torch model's parameters through real SGD steps: attributed to the optimizer, values right" {
