@@ -144,3 +144,24 @@ PY
     run_memwatch -0 query -e -f jsonl --tag 2.bias t.db
     assert_output --partial '"element": "2.bias[0]"'
 }
+
+@test "query --sql: mw_old and mw_new of every range of a long history, within the reader's bounds" {
+    # 40 changes of every fifth int64, each its own range: 5,600 ranges of 8 bytes, kept in
+    # chunks. Each range's bytes are asked for twice, old and new; neither may start the
+    # object's history over (that made the statement's work grow with the square of the
+    # changes, and the reader's bound refused a trace of 300 KiB).
+    cat > steps.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(700, dtype=np.int64)
+memwatch.watch(a, "a")
+for step in range(40):
+    a[::5] += 1
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -q -f --check=manual -o t.db steps.py
+    run_memwatch -0 query -f csv --sql "SELECT count(*) AS ranges,
+        sum(hex(mw_old(seq, offset)) = printf('%02X00000000000000', seq - 1)) AS old_right,
+        sum(hex(mw_new(seq, offset)) = printf('%02X00000000000000', seq)) AS new_right
+        FROM change_ranges" t.db
+    assert_output $'ranges,old_right,new_right\n5600,5600,5600'
+}
