@@ -165,3 +165,35 @@ PY
         FROM change_ranges" t.db
     assert_output $'ranges,old_right,new_right\n5600,5600,5600'
 }
+
+@test "diff --from --to where the trace did not keep values: says how many it cannot tell, never that they do not differ" {
+    cat > steps.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(8)
+memwatch.watch(a, "a")
+for i in range(6):
+    a[i % 3] = i + 1.0       # elements 0, 1 and 2, twice each
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -q -f --check=manual --values=summary -o s.db steps.py
+    run_memwatch -0 diff -t s.db --from 0 --to 6 a
+    assert_output "a  from seq 0 to seq 6  6 changes (seq 1..6), 0 elements differ, 3 more written whose values the trace did not keep"
+    run_memwatch -0 diff -t s.db --bytes --from 0 --to 6 a
+    assert_line --index 0 "a  from seq 0 to seq 6  6 changes (seq 1..6), 0 bytes differ, 24 written whose values the trace did not keep"
+    # last:1 keeps the newest change (a[2] = 6.0), whose old bytes went with the others.
+    run -0 "$MEMWATCH" trace -q -f --check=manual --values=last:1 -o l.db steps.py
+    run_memwatch -0 diff -t l.db --from 0 --to 6 a
+    assert_output - <<'OUT'
+a  from seq 0 to seq 6  6 changes (seq 1..6), 1 element differs, 2 more written whose values the trace did not keep
+  a[2]: ? -> 6.0
+OUT
+    # Under --values=full every value is known: nothing is left untold.
+    run -0 "$MEMWATCH" trace -q -f --check=manual -o f.db steps.py
+    run_memwatch -0 diff -t f.db --from 0 --to 6 a
+    assert_output - <<'OUT'
+a  from seq 0 to seq 6  6 changes (seq 1..6), 3 elements differ
+  a[0]: 0.0 -> 4.0
+  a[1]: 0.0 -> 5.0
+  a[2]: 0.0 -> 6.0
+OUT
+}
