@@ -606,34 +606,13 @@ static int print_python(mw_trace_reader *r)
     return 0;
 }
 
-/* A line when memory ran out in the traced process (src/python/check.c): its changes are
- * there with less than usual, or lost, and the table must not look complete. */
-static void print_shortfall(mw_trace_reader *r)
-{
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(mw_trace_reader_db(r),
-                           "SELECT (SELECT CAST(value AS INTEGER) FROM meta "
-                           "WHERE key = 'changes_short_of_memory'), "
-                           "(SELECT changes_dropped FROM run WHERE id = 1)", -1, &s, NULL) != SQLITE_OK) {
-        sqlite3_finalize(s);
-        return;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        long long short_of = sqlite3_column_int64(s, 0), lost = sqlite3_column_int64(s, 1);
-        if (short_of > 0 || lost > 0)
-            printf("incomplete: %lld change%s recorded with less than usual for lack of memory, "
-                   "%lld lost\n", short_of, short_of == 1 ? "" : "s", lost);
-    }
-    sqlite3_finalize(s);
-}
-
 static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
                      enum mw_format format)
 {
     if (format == MW_FORMAT_TABLE && print_python(r) < 0)
         return MW_EXIT_FAILURE;
     if (format == MW_FORMAT_TABLE) {
-        print_shortfall(r);
+        mw_query_print_incomplete(mw_trace_reader_db(r));
         mw_query_print_processes(mw_trace_reader_db(r));
     }
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",

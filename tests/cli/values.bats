@@ -197,3 +197,23 @@ a  from seq 0 to seq 6  6 changes (seq 1..6), 3 elements differ
   a[2]: 0.0 -> 6.0
 OUT
 }
+
+@test "--max-trace-size reached by change rows: the end of the run, meta and query --summary say how many were not recorded" {
+    cat > many.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(4096, dtype=np.uint8)
+memwatch.watch(a, "a")
+for i in range(60000):
+    a[(i * 7) % 4096] += 1
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -f --check=manual --max-trace-size 1M -o t.db many.py
+    lost=$(printf '%s\n' "$output" | sed -n 's/^memwatch: \([0-9]*\) changes were not recorded: the trace reached --max-trace-size 1MiB$/\1/p')
+    [ -n "$lost" ] && [ "$lost" -gt 0 ]
+    [ "$(stat -c %s t.db)" -le $((1024 * 1024)) ]
+    run sqlite3 t.db "SELECT value FROM meta WHERE key = 'changes_not_recorded';
+                      SELECT count(*) + $lost FROM changes"
+    assert_output "$lost"$'\n'"60000"
+    run_memwatch -0 query -s t.db
+    assert_line "incomplete: $lost changes were not recorded: the trace reached --max-trace-size 1MiB"
+}
