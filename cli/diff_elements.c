@@ -27,6 +27,14 @@ static int all_set(const unsigned char *m, size_t n)
     return 1;
 }
 
+static int any_set(const unsigned char *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i])
+            return 1;
+    return 0;
+}
+
 int mw_diff_format_element(char **line, const char *tag, const struct mw_elem_change *c,
                            const unsigned char *old, const unsigned char *new_, unsigned flags,
                            int color, int *cut)
@@ -71,8 +79,8 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
     size_t at = (size_t)(c->offset - e->wr[k].offset), size = c->scalar->size;
     const unsigned char *old = all_set(e->old_known[k] + at, size) ? c->old : NULL;
     const unsigned char *new_ = all_set(e->new_known[k] + at, size) ? c->new_ : NULL;
-    if (!old && !new_) {
-        e->unknown++;   /* neither value known: counted, not listed as "? -> ?" */
+    if (!any_set(e->old_known[k] + at, size) && !any_set(e->new_known[k] + at, size)) {
+        e->unknown++;   /* no byte of it known: counted, not listed as "? -> ?" */
         return 0;
     }
     unsigned flags = c->flags;
