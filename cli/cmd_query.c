@@ -361,9 +361,12 @@ static void element_data_cells(struct mw_cell *c, const struct pending *p,
         text_cell(&c[8], t->old);
     if (e->new_)
         text_cell(&c[9], t->new_);
-    if (e->old && !isnan(e->old_num))
+    /* Numbers only where the element is one real, finite number: a complex value's real
+     * part alone would pass for its value. */
+    int real = e->scalar->kind != MW_ELEM_COMPLEX;
+    if (e->old && real && isfinite(e->old_num))
         c[10].type = MW_CELL_REAL, c[10].r = e->old_num;
-    if (e->new_ && !isnan(e->new_num))
+    if (e->new_ && real && isfinite(e->new_num))
         c[11].type = MW_CELL_REAL, c[11].r = e->new_num;
     if (has_delta)
         c[12].type = MW_CELL_REAL, c[12].r = delta;
