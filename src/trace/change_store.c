@@ -688,6 +688,16 @@ void mw_change_store_rolled_back(mw_change_store *s)
     mw_change_rows_forget(s->rows);
 }
 
+void mw_change_store_set_committer(mw_change_store *s, int (*commit)(void *ctx), void *ctx)
+{
+    mw_value_store_set_committer(s->values, commit, ctx);
+}
+
+void mw_change_store_batch_ended(mw_change_store *s)
+{
+    mw_value_store_batch_ended(s->values);
+}
+
 int mw_change_store_flush_rows(mw_change_store *s)
 {
     int rc = mw_change_rows_flush(s->rows);
