@@ -36,8 +36,10 @@ void mw_query_print_processes(sqlite3 *db)
     sqlite3_finalize(s);
 }
 
-/* A line when memory ran out in the traced process (src/python/check.c): its changes are
- * there with less than usual, or lost, and the table must not look complete. */
+/* A line when memory ran out in the traced process (src/python/check.c), whose changes are
+ * there with less than usual, and one when changes were lost (run.changes_dropped: for
+ * lack of memory, or cut off by the death of the process sending them, which the trace
+ * does not tell apart): the table must not look complete. */
 static void print_shortfall(sqlite3 *db)
 {
     sqlite3_stmt *s = NULL;
@@ -50,9 +52,12 @@ static void print_shortfall(sqlite3 *db)
     }
     if (sqlite3_step(s) == SQLITE_ROW) {
         long long short_of = sqlite3_column_int64(s, 0), lost = sqlite3_column_int64(s, 1);
-        if (short_of > 0 || lost > 0)
-            printf("incomplete: %lld change%s recorded with less than usual for lack of memory, "
-                   "%lld lost\n", short_of, short_of == 1 ? "" : "s", lost);
+        if (short_of > 0)
+            printf("incomplete: %lld change%s recorded with less than usual for lack of memory\n",
+                   short_of, short_of == 1 ? "" : "s");
+        if (lost > 0)
+            printf("incomplete: %lld change%s lost, for lack of memory or cut off by the end of "
+                   "the process sending %s\n", lost, lost == 1 ? "" : "s", lost == 1 ? "it" : "them");
     }
     sqlite3_finalize(s);
 }
