@@ -688,7 +688,8 @@ void mw_change_store_rolled_back(mw_change_store *s)
     mw_change_rows_forget(s->rows);
 }
 
-void mw_change_store_set_committer(mw_change_store *s, int (*commit)(void *ctx), void *ctx)
+void mw_change_store_set_committer(mw_change_store *s,
+                                   int (*commit)(void *ctx, char *err, size_t size), void *ctx)
 {
     mw_value_store_set_committer(s->values, commit, ctx);
 }

@@ -67,7 +67,8 @@ void mw_change_store_rolled_back(mw_change_store *s);
 /* Under --max-trace-size: how the writer's transaction is committed in the middle of a
  * record, to keep the -wal file small; batch_ended: it was committed or rolled back
  * (value_store.h). */
-void mw_change_store_set_committer(mw_change_store *s, int (*commit)(void *ctx), void *ctx);
+void mw_change_store_set_committer(mw_change_store *s,
+                                   int (*commit)(void *ctx, char *err, size_t size), void *ctx);
 void mw_change_store_batch_ended(mw_change_store *s);
 
 /* The i-th typed object in which a NaN or Inf appeared (see writer.h). */

@@ -44,7 +44,7 @@ struct mw_value_store {
     /* --max-trace-size */
     uint64_t page_size, used, since_look, rows;
     uint64_t batch_share, batch_bytes;   /* what a transaction may store; what it did */
-    int (*commit)(void *ctx);            /* commits the writer's transaction, opens one */
+    int (*commit)(void *ctx, char *err, size_t size);   /* the writer's: commits, opens */
     void *commit_ctx;
     struct closed_group *fifo;        /* closed groups, oldest first from fifo_head */
     size_t fifo_head, fifo_n, fifo_cap;
@@ -320,9 +320,9 @@ static int ensure_room(mw_value_store *v, uint64_t incoming, const struct mw_val
     if (!v->cfg.max_size)
         return 0;
     if (v->commit && v->batch_bytes && v->batch_bytes + incoming > v->batch_share) {
-        int rc = v->commit(v->commit_ctx);   /* which ends the batch (batch_ended) */
+        int rc = v->commit(v->commit_ctx, v->err, sizeof v->err);   /* ends the batch */
         if (rc)
-            return rc < 0 ? rc : MW_ETRACE;
+            return rc < 0 ? rc : MW_ETRACE;   /* its message in v->err */
     }
     uint64_t reserve = v->rows * INDEX_BYTES_PER_ROW + MARGIN_BYTES;
     for (;;) {
@@ -354,7 +354,8 @@ int mw_value_store_room_for_row(mw_value_store *v, uint64_t bytes,
     return rc;
 }
 
-void mw_value_store_set_committer(mw_value_store *v, int (*commit)(void *ctx), void *ctx)
+void mw_value_store_set_committer(mw_value_store *v,
+                                  int (*commit)(void *ctx, char *err, size_t size), void *ctx)
 {
     v->commit = commit;
     v->commit_ctx = ctx;

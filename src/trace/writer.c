@@ -713,11 +713,15 @@ void mw_trace_writer_dropped(const mw_trace_writer *w, uint64_t *values_changes,
 
 /* The value store's committer (value_store.h): the batch so far is committed and the
  * record being stored goes on in a new one. */
-static int commit_and_go_on(void *ctx)
+static int commit_and_go_on(void *ctx, char *err, size_t size)
 {
     mw_trace_writer *w = ctx;
     int rc = mw_trace_writer_commit(w);
-    return rc ? rc : begin_batch(w);
+    if (rc == 0)
+        rc = begin_batch(w);
+    if (rc)
+        snprintf(err, size, "%s", mw_trace_writer_errmsg(w));
+    return rc;
 }
 
 int mw_trace_writer_set_values(mw_trace_writer *w, const struct mw_values_config *cfg)
