@@ -240,8 +240,8 @@ static void describe_net(void *vctx, uint64_t b, struct mw_diff_byte *out)
     size_t at = (size_t)(b - o->lo);
     out->before_known = x->before_state[at] == MW_DIFF_KNOWN;
     out->before = x->before_val[at];
-    if (x->touched[at])
-        out->changed = !out->before_known || out->before != out->after;
+    if (x->touched[at])   /* a byte a side does not know may differ */
+        out->changed = !out->before_known || !out->after_known || out->before != out->after;
 }
 
 /* The net heading: "tag  from seq 1 to seq 9  3 changes (seq 2..7), <what>". */
@@ -294,9 +294,13 @@ static int net_elements(const struct mw_diff_history *h, struct net_ctx *x,
     int erc = runs ? mw_diff_collect_elements(x->o, runs, nruns, describe_net, x, &e) : -1;
     free(runs);
     if (erc == 0) {
-        char what[64];
-        snprintf(what, sizeof what, "%zu element%s differ%s", e.n, e.n == 1 ? "" : "s",
-                 e.n == 1 ? "s" : "");
+        char what[128];
+        int len = snprintf(what, sizeof what, "%zu element%s differ%s", e.n, e.n == 1 ? "" : "s",
+                           e.n == 1 ? "s" : "");
+        if (e.unknown)
+            snprintf(what + len, sizeof what - (size_t)len,
+                     ", %" PRIu64 " more written whose values the trace did not keep",
+                     e.unknown);
         net_heading(h, x, tag, what, color, printed);
         mw_diff_print_lines(&e, color);
     } else if (erc == -2) {
@@ -313,19 +317,25 @@ static void net_bytes(const struct mw_diff_history *h, struct net_ctx *x,
                       const struct diff_tag *tag, unsigned ctx, int color, int *printed)
 {
     struct mw_diff_view v = {.size = x->o->size};
-    uint64_t differing = 0;
+    uint64_t differing = 0, unknown = 0;
     for (size_t b = 0; b < x->n; b++) {
         struct mw_diff_byte ba;
         describe_net(x, x->o->lo + b, &ba);
         if (ba.changed) {
-            differing++;
+            if (ba.before_known || ba.after_known)
+                differing++;   /* shown with "??" on the side not known */
+            else
+                unknown++;
             uint64_t row = (x->o->lo + b) / MW_DIFF_ROW;
             mw_diff_view_add_rows(&v, row, row, ctx);
         }
     }
-    char what[64];
-    snprintf(what, sizeof what, "%" PRIu64 " byte%s differ%s", differing,
-             differing == 1 ? "" : "s", differing == 1 ? "s" : "");
+    char what[128];
+    int len = snprintf(what, sizeof what, "%" PRIu64 " byte%s differ%s", differing,
+                       differing == 1 ? "" : "s", differing == 1 ? "s" : "");
+    if (unknown)
+        snprintf(what + len, sizeof what - (size_t)len,
+                 ", %" PRIu64 " written whose values the trace did not keep", unknown);
     net_heading(h, x, tag, what, color, printed);
     mw_diff_print_rows(&v, describe_net, x, color);
     free(v.rows);

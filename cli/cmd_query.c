@@ -361,9 +361,12 @@ static void element_data_cells(struct mw_cell *c, const struct pending *p,
         text_cell(&c[8], t->old);
     if (e->new_)
         text_cell(&c[9], t->new_);
-    if (e->old && !isnan(e->old_num))
+    /* Numbers only where the element is one real, finite number: a complex value's real
+     * part alone would pass for its value. */
+    int real = e->scalar->kind != MW_ELEM_COMPLEX;
+    if (e->old && real && isfinite(e->old_num))
         c[10].type = MW_CELL_REAL, c[10].r = e->old_num;
-    if (e->new_ && !isnan(e->new_num))
+    if (e->new_ && real && isfinite(e->new_num))
         c[11].type = MW_CELL_REAL, c[11].r = e->new_num;
     if (has_delta)
         c[12].type = MW_CELL_REAL, c[12].r = delta;
@@ -606,34 +609,13 @@ static int print_python(mw_trace_reader *r)
     return 0;
 }
 
-/* A line when memory ran out in the traced process (src/python/check.c): its changes are
- * there with less than usual, or lost, and the table must not look complete. */
-static void print_shortfall(mw_trace_reader *r)
-{
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(mw_trace_reader_db(r),
-                           "SELECT (SELECT CAST(value AS INTEGER) FROM meta "
-                           "WHERE key = 'changes_short_of_memory'), "
-                           "(SELECT changes_dropped FROM run WHERE id = 1)", -1, &s, NULL) != SQLITE_OK) {
-        sqlite3_finalize(s);
-        return;
-    }
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        long long short_of = sqlite3_column_int64(s, 0), lost = sqlite3_column_int64(s, 1);
-        if (short_of > 0 || lost > 0)
-            printf("incomplete: %lld change%s recorded with less than usual for lack of memory, "
-                   "%lld lost\n", short_of, short_of == 1 ? "" : "s", lost);
-    }
-    sqlite3_finalize(s);
-}
-
 static int summarize(mw_trace_reader *r, const char *path, const struct mw_trace_filter *f,
                      enum mw_format format)
 {
     if (format == MW_FORMAT_TABLE && print_python(r) < 0)
         return MW_EXIT_FAILURE;
     if (format == MW_FORMAT_TABLE) {
-        print_shortfall(r);
+        mw_query_print_incomplete(mw_trace_reader_db(r));
         mw_query_print_processes(mw_trace_reader_db(r));
     }
     static const char *const cols[] = {"tag", "objects", "changes", "ranges", "bytes_changed",

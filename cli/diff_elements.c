@@ -27,6 +27,14 @@ static int all_set(const unsigned char *m, size_t n)
     return 1;
 }
 
+static int any_set(const unsigned char *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i])
+            return 1;
+    return 0;
+}
+
 int mw_diff_format_element(char **line, const char *tag, const struct mw_elem_change *c,
                            const unsigned char *old, const unsigned char *new_, unsigned flags,
                            int color, int *cut)
@@ -71,6 +79,10 @@ static int elem_line(const struct mw_elem_change *c, void *vctx)
     size_t at = (size_t)(c->offset - e->wr[k].offset), size = c->scalar->size;
     const unsigned char *old = all_set(e->old_known[k] + at, size) ? c->old : NULL;
     const unsigned char *new_ = all_set(e->new_known[k] + at, size) ? c->new_ : NULL;
+    if (!any_set(e->old_known[k] + at, size) && !any_set(e->new_known[k] + at, size)) {
+        e->unknown++;   /* no byte of it known: counted, not listed as "? -> ?" */
+        return 0;
+    }
     unsigned flags = c->flags;
     if (!new_)
         flags = 0;
@@ -127,8 +139,15 @@ static int describe_range(struct mw_rec_range *g, unsigned char **ok, unsigned c
     for (size_t b = 0; b < len; b++) {
         struct mw_diff_byte ba;
         describe(dctx, g->offset + b, &ba);
-        ob[b] = ba.before_known ? ba.before : 0;
-        nb[b] = ba.after_known ? ba.after : 0;
+        /* A byte one side does not know may differ: its stand-in differs from the other
+         * side, so that its element is listed (with "?"), never taken as unchanged. */
+        unsigned char before = ba.before, after = ba.after;
+        if (!ba.before_known)
+            before = ba.after_known ? (unsigned char)~after : 0;
+        if (!ba.after_known)
+            after = (unsigned char)~before;
+        ob[b] = before;
+        nb[b] = after;
         (*ok)[b] = (unsigned char)ba.before_known;
         (*nk)[b] = (unsigned char)ba.after_known;
     }

@@ -17,6 +17,7 @@ struct mw_diff_lines {
     char **line;
     size_t n, cap;
     uint64_t nan, inf;
+    uint64_t unknown;         /* elements of which the trace knows no byte, before or after */
     int oom;
     int cut;                  /* a name or value was shortened (show.h) */
     /* the widened ranges' known-byte masks, to tell decoded values from guesses */

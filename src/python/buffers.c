@@ -30,6 +30,33 @@ static char *type_name_of(PyObject *obj)
     return name;
 }
 
+/* torch's TypeError when numpy has no type for the tensor's (bfloat16, float8 types), in
+ * words that say what to do: the same memory watched as integers of the same width. */
+static void say_no_numpy_type(PyObject *tensor)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *dtype = PyObject_GetAttrString(tensor, "dtype");
+    PyObject *size = PyObject_CallMethod(tensor, "element_size", NULL);
+    long bits = size && PyLong_Check(size) ? PyLong_AsLong(size) * 8 : 0;
+    PyErr_Clear();
+    if (!dtype || (bits != 8 && bits != 16 && bits != 32 && bits != 64)) {
+        Py_XDECREF(dtype);
+        Py_XDECREF(size);
+        PyErr_Restore(type, value, traceback);   /* torch's own error stays */
+        return;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    PyErr_Format(PyExc_TypeError,
+                 "cannot watch a tensor of %R: numpy, through which memwatch reads a tensor's "
+                 "memory and layout, has no such type (watch tensor.view(torch.int%ld): the same "
+                 "memory, its elements read as %ld-bit integers)", dtype, bits, bits);
+    Py_DECREF(dtype);
+    Py_DECREF(size);
+}
+
 /* A torch tensor has no buffer protocol; tensor.detach().numpy() is an ndarray sharing its
  * memory (CPU tensors only), which carries the layout as well. */
 static PyObject *torch_as_numpy(PyObject *obj)
@@ -58,6 +85,8 @@ static PyObject *torch_as_numpy(PyObject *obj)
     Py_DECREF(device_type);
     PyObject *detached = PyObject_CallMethod(obj, "detach", NULL);
     PyObject *array = detached ? PyObject_CallMethod(detached, "numpy", NULL) : NULL;
+    if (!array && detached && PyErr_ExceptionMatches(PyExc_TypeError))
+        say_no_numpy_type(detached);
     Py_XDECREF(detached);
     return array;
 }

@@ -729,6 +729,17 @@ void mw_change_store_process_end(mw_change_store *s, int64_t pid)
     mw_held_drop_process(s->held, pid);
 }
 
+void mw_change_store_set_committer(mw_change_store *s,
+                                   int (*commit)(void *ctx, char *err, size_t size), void *ctx)
+{
+    mw_value_store_set_committer(s->values, commit, ctx);
+}
+
+void mw_change_store_batch_ended(mw_change_store *s)
+{
+    mw_value_store_batch_ended(s->values);
+}
+
 int mw_change_store_flush_rows(mw_change_store *s)
 {
     int rc = mw_change_rows_flush(s->rows);

@@ -64,6 +64,12 @@ int mw_change_store_flush_rows(mw_change_store *s);
 /* The writer's transaction was rolled back: what it added is gone, and so are the rows
  * still waiting (site_store.h, change_rows.h). */
 void mw_change_store_rolled_back(mw_change_store *s);
+/* Under --max-trace-size: how the writer's transaction is committed in the middle of a
+ * record, to keep the -wal file small; batch_ended: it was committed or rolled back
+ * (value_store.h). */
+void mw_change_store_set_committer(mw_change_store *s,
+                                   int (*commit)(void *ctx, char *err, size_t size), void *ctx);
+void mw_change_store_batch_ended(mw_change_store *s);
 
 /* The object is no longer watched, or the process ended: the writer's copies of their
  * values go (held_values.h). */

@@ -196,6 +196,8 @@ int mw_outfile_claim(struct mw_outfile *o, const char *path, int force,
         int exists = lstat(path, &lst) == 0;
         if (!exists && errno != ENOENT)
             rc = cannot_write(o, errno);
+        else if (exists && S_ISDIR(lst.st_mode))
+            rc = cannot_write(o, EISDIR);   /* not a file -f could replace */
         else if (exists && !force)
             rc = -EEXIST;
         else if (exists)

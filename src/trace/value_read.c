@@ -36,6 +36,7 @@ struct mw_value_reader {
     /* the change being decoded: its ranges, and its old and new bytes one range after
      * another (the streams of schemas/trace.sql) */
     struct mw_value_change cur;
+    uint64_t decoded;             /* cur is change `decoded`, decoded in full; 0: none */
     struct mw_value_range *ranges;
     size_t capranges;
     unsigned char *olds, *news;
@@ -299,6 +300,7 @@ static int load_change(mw_value_reader *v, uint64_t seq)
     sqlite3_stmt *q = v->q[Q_CHANGE];
     sqlite3_bind_int64(q, 1, (int64_t)seq);
     int rc = sqlite3_step(q);
+    v->decoded = 0;
     v->cur = (struct mw_value_change){.seq = seq};
     uint64_t byte_at = 0;
     if (rc == SQLITE_ROW) {
@@ -556,6 +558,17 @@ static int catch_up(mw_value_reader *v, struct ostate *st, uint64_t seq)
 static int decode(mw_value_reader *v, uint64_t seq, int want_state, struct ostate **stp)
 {
     *stp = NULL;
+    /* The change decoded last, asked for again (mw_old then mw_new of one range, each range
+     * of a change in turn): its state stands just after it, and starting the object's
+     * history over to decode it again would make a statement's work grow with the square
+     * of the changes. */
+    if (seq != 0 && v->decoded == seq) {
+        struct ostate *st = find_state(v, v->cur.object_id);
+        if (!want_state || (st && st->at == seq)) {
+            *stp = st;
+            return 1;
+        }
+    }
     int rc = load_change(v, seq);
     if (rc <= 0)
         return rc;
@@ -575,6 +588,7 @@ static int decode(mw_value_reader *v, uint64_t seq, int want_state, struct ostat
     }
     if ((rc = apply_change(v, st)) != 0)
         return rc;
+    v->decoded = seq;
     *stp = st;
     return 1;
 }

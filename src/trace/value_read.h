@@ -8,7 +8,9 @@
  * bytes are known, and the seq it stands at. Asked for change S of an object, it first
  * applies that object's changes between where it stands and S (none when changes are read
  * in order, as query and diff read them), or starts over from the object's first change
- * when S is behind it. Objects whose changes are all in their rows need no such value.
+ * when S is behind it; asked again for the change it decoded last (mw_old, then mw_new, of
+ * each of its ranges), it gives that one as decoded. Objects whose changes are all in
+ * their rows need no such value.
  * Memory: about 1.2 times the size of each object whose chunks it decoded, plus the bytes
  * of the change being decoded. Nothing here guesses: a byte the history does not tell is
  * unknown, and a range whose old or new bytes are not all known gets NULL for them. */

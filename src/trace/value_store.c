@@ -43,6 +43,9 @@ struct mw_value_store {
     size_t nobj, capobj;
     /* --max-trace-size */
     uint64_t page_size, used, since_look, rows;
+    uint64_t batch_share, batch_bytes;   /* what a transaction may store; what it did */
+    int (*commit)(void *ctx, char *err, size_t size);   /* the writer's: commits, opens */
+    void *commit_ctx;
     struct closed_group *fifo;        /* closed groups, oldest first from fifo_head */
     size_t fifo_head, fifo_n, fifo_cap;
     size_t fifo_live;                 /* entries not marked dropped */
@@ -109,8 +112,18 @@ static int setup_limit(mw_value_store *v)
         return db_fail(v, "cannot limit the trace's size");
     snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %" PRIu64, wal);
     sqlite3_exec(v->db, sql, NULL, NULL, NULL);
-    snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %" PRIu64, wal / v->page_size / 2 + 1);
+    snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %" PRIu64, wal / v->page_size / 4 + 1);
     sqlite3_exec(v->db, sql, NULL, NULL, NULL);
+    /* Values dropped to make room are not overwritten with zeros where that costs writes
+     * (SQLite's secure_delete, on in Debian's build, would put every freed page of them
+     * through the -wal file: as many bytes as were dropped). */
+    sqlite3_exec(v->db, "PRAGMA secure_delete = FAST", NULL, NULL, NULL);
+    /* A transaction's pages reach the -wal file all at its commit, however large: it is
+     * committed before it would store more than a quarter of the file's room, between two
+     * pieces of one change if need be; a quarter is left to the pages not yet checkpointed
+     * (above), the rest to the b-tree pages the bytes dirty on their way. A piece larger
+     * than a quarter (1 MiB at most) is a transaction of its own. */
+    v->batch_share = wal / 4;
     return 0;
 }
 
@@ -306,6 +319,11 @@ static int ensure_room(mw_value_store *v, uint64_t incoming, const struct mw_val
 {
     if (!v->cfg.max_size)
         return 0;
+    if (v->commit && v->batch_bytes && v->batch_bytes + incoming > v->batch_share) {
+        int rc = v->commit(v->commit_ctx, v->err, sizeof v->err);   /* ends the batch */
+        if (rc)
+            return rc < 0 ? rc : MW_ETRACE;   /* its message in v->err */
+    }
     uint64_t reserve = v->rows * INDEX_BYTES_PER_ROW + MARGIN_BYTES;
     for (;;) {
         int near = v->used + incoming + reserve + RECHECK_BYTES > v->cfg.max_size;
@@ -317,6 +335,7 @@ static int ensure_room(mw_value_store *v, uint64_t incoming, const struct mw_val
         if (v->used + incoming + reserve <= v->cfg.max_size) {
             v->used += incoming;
             v->since_look += incoming;
+            v->batch_bytes += incoming;
             return 0;
         }
         int rc = drop_oldest(v, busy);
@@ -333,6 +352,18 @@ int mw_value_store_room_for_row(mw_value_store *v, uint64_t bytes,
     if (rc == 0)
         v->rows++;
     return rc;
+}
+
+void mw_value_store_set_committer(mw_value_store *v,
+                                  int (*commit)(void *ctx, char *err, size_t size), void *ctx)
+{
+    v->commit = commit;
+    v->commit_ctx = ctx;
+}
+
+void mw_value_store_batch_ended(mw_value_store *v)
+{
+    v->batch_bytes = 0;
 }
 
 /* ---- chunks --------------------------------------------------------------------------- */

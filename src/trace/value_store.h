@@ -129,6 +129,14 @@ int mw_value_store_change_done(mw_value_store *v, struct mw_value_object *obj, u
 int mw_value_store_room_for_row(mw_value_store *v, uint64_t bytes,
                                 const struct mw_value_object *busy);
 
+/* Under --max-trace-size the -wal file stays within an eighth of the limit: before the
+ * writer's open transaction would store more than its share of that room, commit(ctx, err,
+ * size) is called to commit it and open the next (0, or a negative status with why in err);
+ * batch_ended: the writer committed or rolled back its transaction. */
+void mw_value_store_set_committer(mw_value_store *v,
+                                  int (*commit)(void *ctx, char *err, size_t size), void *ctx);
+void mw_value_store_batch_ended(mw_value_store *v);
+
 /* A change whose values could not be stored at all (no room): counted as dropped. */
 void mw_value_store_note_dropped(mw_value_store *v, uint64_t bytes);
 /* What was dropped: changes whose values were, and their decoded bytes. */

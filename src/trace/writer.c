@@ -386,6 +386,7 @@ int mw_trace_writer_commit(mw_trace_writer *w)
     memset(&w->pending, 0, sizeof w->pending);
     w->in_txn = 0;
     w->batch_records = 0;
+    mw_change_store_batch_ended(w->store);
     return rc;
 }
 
@@ -398,6 +399,7 @@ void mw_trace_writer_abandon(mw_trace_writer *w)
     memset(&w->pending, 0, sizeof w->pending);
     w->in_txn = 0;
     w->batch_records = 0;
+    mw_change_store_batch_ended(w->store);
 }
 
 static int apply_object(mw_trace_writer *w, const struct mw_rec_object *o)
@@ -718,6 +720,19 @@ void mw_trace_writer_dropped(const mw_trace_writer *w, uint64_t *values_changes,
     mw_change_store_dropped(w->store, values_changes, values_bytes, not_recorded);
 }
 
+/* The value store's committer (value_store.h): the batch so far is committed and the
+ * record being stored goes on in a new one. */
+static int commit_and_go_on(void *ctx, char *err, size_t size)
+{
+    mw_trace_writer *w = ctx;
+    int rc = mw_trace_writer_commit(w);
+    if (rc == 0)
+        rc = begin_batch(w);
+    if (rc)
+        snprintf(err, size, "%s", mw_trace_writer_errmsg(w));
+    return rc;
+}
+
 int mw_trace_writer_set_values(mw_trace_writer *w, const struct mw_values_config *cfg)
 {
     mw_change_store *s;
@@ -727,6 +742,7 @@ int mw_trace_writer_set_values(mw_trace_writer *w, const struct mw_values_config
                                                   : "cannot set up the trace's values");
     mw_change_store_destroy(w->store);
     w->store = s;
+    mw_change_store_set_committer(s, commit_and_go_on, w);
     return 0;
 }
 

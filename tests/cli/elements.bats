@@ -144,6 +144,16 @@ rows = [json.loads(l) for l in sys.argv[1].splitlines()]
 nan = [r for r in rows if r["note"] == "NaN appeared"][0]
 assert nan["new"] == "nan" and nan["new_value"] is None and nan["delta"] is None, nan
 assert abs(rows[1]["delta"] - 0.01) < 1e-6, rows[1]' "$output"
+    # A complex element is not one number: its real part alone is not its value.
+    run_memwatch -0 query -e -f jsonl --tag c64 np.db
+    /usr/bin/python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+assert (r["old"], r["new"], r["old_value"], r["new_value"], r["delta"]) == \
+    ("(0+0j)", "(1.5-2j)", None, None, None), r' "$output"
+    # Nor is Inf a finite number, in CSV as in JSON.
+    run_memwatch -0 query -e -f csv --tag f32 --since 14 --until 14 -n 1 np.db
+    assert_line --index 1 --regexp '^14,[0-9]+,f32,[0-9]+,"?f32\[0, 0\]"?,"?\[0, 0\]"?,,0,0.0,inf,0,,,Inf appeared,'
 }
 
 @test "query -s adds the numeric summary per tag" {

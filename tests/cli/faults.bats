@@ -120,6 +120,35 @@ PY
     assert_output --partial "data"
 }
 
+@test "the disk fills up under a --max-trace-size larger than it: the message says why, the trace stays valid" {
+    mnt="$BATS_TEST_TMPDIR/small"
+    mkdir -p "$mnt"
+    if ! mount -t tmpfs -o size=2m tmpfs "$mnt" 2>/dev/null; then
+        mnt=""
+        skip "mounting a 2 MiB tmpfs is not permitted here (needs root); disk-full case not run"
+    fi
+    db="$mnt/t.db"
+    # Under a size limit the writer commits in the middle of a change to keep its -wal file
+    # small: a commit the full disk refuses there is said as any other.
+    cat > "$script" <<'PY'
+import os, memwatch
+data = bytearray(128 * 1024)
+memwatch.watch(data, "data")
+for i in range(100):
+    data[:] = os.urandom(len(data))
+    memwatch.check()
+print("script finished", flush=True)
+PY
+    run -0 "$MEMWATCH" trace --max-trace-size 8M -o "$db" "$script"
+    assert_output --partial "script finished"
+    assert_output --regexp "memwatch: trace '.*t.db' is incomplete: .*(full|space)"
+    refute_output --partial "no error"
+    run q "PRAGMA integrity_check"
+    assert_output "ok"
+    run q "SELECT count(*) > 0, count(*) = max(seq), min(seq) FROM changes"
+    assert_output "1|1|1"
+}
+
 @test "the output directory disappears mid-run: the script finishes, memwatch says the trace is gone" {
     dir="$BATS_TEST_TMPDIR/out"
     mkdir "$dir"

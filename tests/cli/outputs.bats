@@ -87,6 +87,15 @@ PY
     [ -L link.db ] && [ ! -e ran ]
 }
 
+@test "-o naming a directory says so, with or without -f, and the script does not run" {
+    mkdir dir
+    refused "memwatch: cannot write trace 'dir': Is a directory" trace -o dir "$MARKER" ran
+    refused "memwatch: cannot write trace 'dir': Is a directory" trace -f -o dir "$MARKER" ran
+    [ ! -e ran ]
+    refused "memwatch: cannot write 'dir': Is a directory" report -o dir t.db
+    [ -d dir ] && [ -z "$(ls -A dir)" ]
+}
+
 @test "a trace never replaces the script it runs, by any name" {
     cp "$MARKER" s.py
     cp s.py orig.py

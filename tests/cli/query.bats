@@ -87,6 +87,20 @@ OUT
     assert_line --index 1 "bias,1,1,1,4,2,2,,,,,,,,,"
 }
 
+@test "query --summary says what the run left out, and blames memory only for what memory did" {
+    # A change cut off by its process's death is counted in run.changes_dropped, as one
+    # lost for memory is; only changes_short_of_memory is memory's alone.
+    sqlite3 t.db "UPDATE run SET changes_dropped = 1"
+    run_memwatch -0 query --summary t.db
+    assert_line --index 0 "incomplete: 1 change lost, for lack of memory or cut off by the end of the process sending it"
+    refute_output --partial "recorded with less than usual"
+    sqlite3 t.db "INSERT INTO meta VALUES ('changes_short_of_memory', '3'), ('changes_not_recorded', '7'), ('max_trace_size', '1048576')"
+    run_memwatch -0 query --summary t.db
+    assert_line --index 0 "incomplete: 3 changes recorded with less than usual for lack of memory"
+    assert_line --index 1 "incomplete: 1 change lost, for lack of memory or cut off by the end of the process sending it"
+    assert_line --index 2 "incomplete: 7 changes were not recorded: the trace reached --max-trace-size 1MiB"
+}
+
 @test "query --sql runs a read-only statement in any format" {
     run_memwatch -0 query --sql "SELECT tag, count(*) AS n FROM change_ranges GROUP BY tag ORDER BY tag" t.db
     assert_output - <<'OUT'

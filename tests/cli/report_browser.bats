@@ -145,10 +145,14 @@ SELECT seq, CASE WHEN seq % 2 = 0 THEN (seq * 4) % 40000 ELSE (seq * 8) % 800 EN
        CASE WHEN seq = 20000 THEN x'0000c07f' WHEN seq % 2 = 0 THEN x'0000803f'
             ELSE x'000000000000f03f' END
   FROM changes;
+INSERT INTO meta (key, value) VALUES ('max_trace_size', '1048576'), ('changes_not_recorded', '4200');
 SQL
     run_memwatch -0 report big.db
     load_page big.html
     assert_equal "$(attr_of body data-aggregated)" true
+    # The changes --max-trace-size left out are named with the run, not only in meta.
+    [[ $dom == *"<dt>changes not recorded</dt><dd>4,200 (the trace reached --max-trace-size, 1.00 MiB)</dd>"* ]] ||
+        fail "the page does not say that changes were not recorded"
     [[ $dom == *"This trace has 30,000 changes. The timeline draws 20,001 of them"* ]] ||
         fail "the page does not say what was aggregated"
     # 10,000 marks each, plus the NaN event, which is always drawn.

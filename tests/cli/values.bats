@@ -86,6 +86,10 @@ readers_work() {
     assert_output --partial "were dropped to keep --max-trace-size 4MiB"
     largest=$(printf '%s\n' "$output" | sed -n 's/^largest //p')
     [ "$largest" -le "$limit" ]
+    # ... and its -wal file within an eighth of it while the script ran (each transaction
+    # had put its pages there at once, and dropped values were overwritten through it).
+    largest_wal=$(printf '%s\n' "$output" | sed -n 's/^largest_wal //p')
+    [ "$largest_wal" -gt 0 ] && [ "$largest_wal" -le $((limit / 8)) ]
     [ "$(stat -c %s t.db)" -le "$limit" ]
     run sqlite3 t.db "PRAGMA integrity_check"
     assert_output "ok"
@@ -152,4 +156,77 @@ PY
     # query --elements decodes the same values.
     run_memwatch -0 query -e -f jsonl --tag 2.bias t.db
     assert_output --partial '"element": "2.bias[0]"'
+}
+
+@test "query --sql: mw_old and mw_new of every range of a long history, within the reader's bounds" {
+    # 40 changes of every fifth int64, each its own range: 5,600 ranges of 8 bytes, kept in
+    # chunks. Each range's bytes are asked for twice, old and new; neither may start the
+    # object's history over (that made the statement's work grow with the square of the
+    # changes, and the reader's bound refused a trace of 300 KiB).
+    cat > steps.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(700, dtype=np.int64)
+memwatch.watch(a, "a")
+for step in range(40):
+    a[::5] += 1
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -q -f --check=manual -o t.db steps.py
+    run_memwatch -0 query -f csv --sql "SELECT count(*) AS ranges,
+        sum(hex(mw_old(seq, offset)) = printf('%02X00000000000000', seq - 1)) AS old_right,
+        sum(hex(mw_new(seq, offset)) = printf('%02X00000000000000', seq)) AS new_right
+        FROM change_ranges" t.db
+    assert_output $'ranges,old_right,new_right\n5600,5600,5600'
+}
+
+@test "diff --from --to where the trace did not keep values: says how many it cannot tell, never that they do not differ" {
+    cat > steps.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(8)
+memwatch.watch(a, "a")
+for i in range(6):
+    a[i % 3] = i + 1.0       # elements 0, 1 and 2, twice each
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -q -f --check=manual --values=summary -o s.db steps.py
+    run_memwatch -0 diff -t s.db --from 0 --to 6 a
+    assert_output "a  from seq 0 to seq 6  6 changes (seq 1..6), 0 elements differ, 3 more written whose values the trace did not keep"
+    run_memwatch -0 diff -t s.db --bytes --from 0 --to 6 a
+    assert_line --index 0 "a  from seq 0 to seq 6  6 changes (seq 1..6), 0 bytes differ, 24 written whose values the trace did not keep"
+    # last:1 keeps the newest change (a[2] = 6.0), whose old bytes went with the others.
+    run -0 "$MEMWATCH" trace -q -f --check=manual --values=last:1 -o l.db steps.py
+    run_memwatch -0 diff -t l.db --from 0 --to 6 a
+    assert_output - <<'OUT'
+a  from seq 0 to seq 6  6 changes (seq 1..6), 1 element differs, 2 more written whose values the trace did not keep
+  a[2]: ? -> 6.0
+OUT
+    # Under --values=full every value is known: nothing is left untold.
+    run -0 "$MEMWATCH" trace -q -f --check=manual -o f.db steps.py
+    run_memwatch -0 diff -t f.db --from 0 --to 6 a
+    assert_output - <<'OUT'
+a  from seq 0 to seq 6  6 changes (seq 1..6), 3 elements differ
+  a[0]: 0.0 -> 4.0
+  a[1]: 0.0 -> 5.0
+  a[2]: 0.0 -> 6.0
+OUT
+}
+
+@test "--max-trace-size reached by change rows: the end of the run, meta and query --summary say how many were not recorded" {
+    cat > many.py <<'PY'
+import numpy as np, memwatch
+a = np.zeros(4096, dtype=np.uint8)
+memwatch.watch(a, "a")
+for i in range(60000):
+    a[(i * 7) % 4096] += 1
+    memwatch.check()
+PY
+    run -0 "$MEMWATCH" trace -f --check=manual --max-trace-size 1M -o t.db many.py
+    lost=$(printf '%s\n' "$output" | sed -n 's/^memwatch: \([0-9]*\) changes were not recorded: the trace reached --max-trace-size 1MiB$/\1/p')
+    [ -n "$lost" ] && [ "$lost" -gt 0 ]
+    [ "$(stat -c %s t.db)" -le $((1024 * 1024)) ]
+    run sqlite3 t.db "SELECT value FROM meta WHERE key = 'changes_not_recorded';
+                      SELECT count(*) + $lost FROM changes"
+    assert_output "$lost"$'\n'"60000"
+    run_memwatch -0 query -s t.db
+    assert_line "incomplete: $lost changes were not recorded: the trace reached --max-trace-size 1MiB"
 }

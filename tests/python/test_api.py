@@ -81,6 +81,20 @@ def test_non_buffer_raises_type_error_naming_the_type(watcher):
         watcher.watch_object(5, "i")
 
 
+
+def test_torch_tensor_of_a_type_numpy_lacks_says_what_to_do(watcher):
+    torch = pytest.importorskip("torch")
+    weights = torch.zeros(64, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match=r"torch\.bfloat16.*tensor\.view\(torch\.int16\)"):
+        watcher.watch_object(weights, "bf16")
+    # What it says to do works: the same memory, watched as 16-bit integers.
+    watcher.watch_object(weights.view(torch.int16), "bf16")
+    weights[3] = 1.0
+    assert watcher.check_changes() == 1
+    [change] = watcher.changes
+    assert change.elements == [((3,), 0, weights.view(torch.int16)[3].item())]
+
+
 def test_tag_already_watched(watcher):
     a, b = bytearray(8), bytearray(8)
     watcher.watch_object(a, "x")
