@@ -21,7 +21,7 @@ static int private_memory(uintptr_t start, size_t len)
 static int may_hold(const struct mw_watched *w)
 {
     size_t span = w->buf.span;
-    return mw_run.traced && mw_run.values == MW_VALUES_FULL && mw_run.on_nan == MW_ON_NAN_OFF &&
+        return mw_run.traced && mw_run.on_nan == MW_ON_NAN_OFF &&
            w->buf.contiguous && !w->borrowed && w->shared_slot < 0 && span >= MW_HELD_MIN &&
            span <= MW_HELD_PROCESS_MAX - held_bytes &&
            private_memory((uintptr_t)w->buf.start, span);

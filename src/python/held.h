@@ -3,8 +3,9 @@
  *
  * The traced process decides at an object's first change: a contiguous object of its own
  * (not inherited through fork, not memory shared with other processes, whose other
- * writers the writer's copy would miss), of at least MW_HELD_MIN bytes, under
- * --values=full without --on-nan (which compares each change with its old bytes here),
+ * writers the writer's copy would miss), of at least MW_HELD_MIN bytes, without --on-nan
+ * (which compares each change with its old bytes here), under any --values policy (the
+ * writer's summaries need the old bytes as much as its coded values do),
  * while the process's copies stay within MW_HELD_PROCESS_MAX. Its changes are numbered from
  * then on; from the second, whose old bytes the writer has, the large ones (harvest.c)
  * go without them. A change
