@@ -112,7 +112,17 @@ static void default_output(char *out, size_t size, const struct mw_launch *l)
         snprintf(buf, sizeof buf, "%s", l->target);
         stem = buf;
     }
-    snprintf(out, size, "memwatch-%s.%ld.db", stem, (long)getpid());
+    /* A script's file name may take all of NAME_MAX: the trace's name, and SQLite's
+     * "-journal" beside it, must still fit, so a long stem is cut (at a character's start,
+     * so that a UTF-8 name stays UTF-8). */
+    size_t room = NAME_MAX - strlen("memwatch-") - strlen(".4194304.db") - strlen("-journal");
+    size_t keep = strlen(stem);
+    if (keep > room) {
+        keep = room;
+        while (keep > 0 && ((unsigned char)stem[keep] & 0xc0) == 0x80)
+            keep--;
+    }
+    snprintf(out, size, "memwatch-%.*s.%ld.db", (int)keep, stem, (long)getpid());
 }
 
 /* Ends this process the way the child ended: same exit status, or the same signal. */

@@ -183,6 +183,20 @@ TRACE_USAGE_START="usage: memwatch trace "
     ls memwatch-command.*.db
 }
 
+@test "a script whose name takes all of NAME_MAX runs: the default trace's name is cut to fit" {
+    # 252 bytes of UTF-8 (two-byte characters) plus ".py": python3 runs it, so memwatch must.
+    local stem
+    stem=$(printf 'é%.0s' $(seq 1 126))
+    cp "$FIXTURES/marker.py" "$stem.py"
+    run_memwatch -0 --separate-stderr trace "$stem.py" m
+    [ -e m ] || fail "the script did not run: $stderr"
+    local db
+    db=$(ls memwatch-*.db)
+    [[ $db =~ ^memwatch-(é)+\.[0-9]+\.db$ ]] || fail "unexpected name: $db"
+    (( ${#db} > 100 )) || fail "the name was cut more than needed: $db"
+    run -0 "$MEMWATCH" query -s "$db"
+}
+
 @test "the end-of-run line on stderr names the trace and memwatch query; -q silences it" {
     run_memwatch -0 --separate-stderr trace -o t.db "$FIXTURES/marker.py" m
     assert_equal "$output" ""
