@@ -180,7 +180,9 @@ static void print_summary(const char *path, const mw_trace_writer *w,
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
-    char *bare = mw_show(path, strlen(path), 0, NULL);
+    /* A command to paste: the path as one word of the shell's (a name with a space or a
+     * ';' in it as it is would run something else). */
+    char *bare = mw_show_shell_word(path);
     fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in %s; see: memwatch query %s\n",
             (unsigned long long)t.objects, t.objects == 1 ? "" : "s",
             (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),

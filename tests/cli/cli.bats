@@ -207,6 +207,25 @@ TRACE_USAGE_START="usage: memwatch trace "
     assert_equal "$stderr" ""
 }
 
+@test "the end-of-run line's command reads the trace when pasted into a shell, whatever its name" {
+    local name suggested
+    for name in "a b.db" "it's \$HOME.db" 'x*;touch pwned.db' '-t.db' '-"q.db' 'back\sl ash.db' \
+                "é.db"; do
+        run_memwatch -0 --separate-stderr trace -q -f -o "$name" "$FIXTURES/marker.py" m
+        run_memwatch -0 --separate-stderr trace -f -o "$name" "$FIXTURES/marker.py" m
+        suggested=${stderr##*; see: memwatch query }
+        [[ $stderr == *"; see: memwatch query "* ]] || fail "no command in: $stderr"
+        run -0 eval "\"\$MEMWATCH\" query -s $suggested"
+        assert_line --partial "process "
+    done
+    # A name that cannot be pasted exactly (a newline) still runs nothing when pasted.
+    name=$'n\n$(touch pwned)`touch pwned`.db'
+    run_memwatch -0 --separate-stderr trace -f -o "$name" "$FIXTURES/marker.py" m
+    suggested=${stderr##*; see: memwatch query }
+    run -2 eval "\"\$MEMWATCH\" query -s $suggested"
+    [ ! -e pwned ] || fail "pasting '$suggested' ran a command"
+}
+
 @test "memwatch trace exits with the script's status, and still prints the end-of-run line" {
     run_memwatch -3 --separate-stderr trace -o t.db -c 'import sys; sys.exit(3)'
     [[ $stderr == *"memwatch query t.db" ]] || fail "got: $stderr"
