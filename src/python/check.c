@@ -569,7 +569,10 @@ static int route(struct harvested *it)
 
 /* ---- one check at a time ---------------------------------------------------------- */
 
-/* The thread whose check is running (protected by the GIL); check_done signals its end. */
+/* The thread whose check is running; check_done signals its end. Written under check_lock
+ * with the GIL held; read with either. A check lets go of the GIL while it waits for the
+ * channel, so its end may come between another thread's look at checking_thread and its
+ * wait: the wait looks again under check_lock, or that end's signal would be missed. */
 static unsigned long checking_thread;
 static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t check_done = PTHREAD_COND_INITIALIZER;
@@ -583,12 +586,27 @@ static int begin_check(int automatic)
     while (checking_thread) {
         Py_BEGIN_ALLOW_THREADS
         pthread_mutex_lock(&check_lock);
-        pthread_cond_wait(&check_done, &check_lock);
+        while (checking_thread)
+            pthread_cond_wait(&check_done, &check_lock);
         pthread_mutex_unlock(&check_lock);
         Py_END_ALLOW_THREADS
     }
+    pthread_mutex_lock(&check_lock);
     checking_thread = me;
+    pthread_mutex_unlock(&check_lock);
     return 1;
+}
+
+void mw_check_after_fork(void)
+{
+    /* The check another thread had under way when this process forked (its GIL let go
+     * while it waited for the channel) is not this child's: that thread is not here to end
+     * it, and every check of the child would wait for it forever. */
+    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_done = PTHREAD_COND_INITIALIZER;
+    check_lock = fresh_lock;
+    check_done = fresh_done;
+    checking_thread = 0;
 }
 
 static void end_check(void)

@@ -27,6 +27,7 @@
 #include "channel.h"
 #include "shared_watch.h"
 #include "children.h"
+#include "check.h"
 #include "config.h"
 #include "fork.h"
 #include "module.h"
@@ -41,6 +42,7 @@ static pid_t traced_pid;   /* the process memwatch traces; not its forked childr
 static void after_fork_in_child(void)
 {
     mw_engine_reset_after_fork();
+    mw_check_after_fork();
     mw_channel_after_fork();
     mw_autocheck_after_fork();
     mw_fork_happened();
