@@ -803,12 +803,11 @@ static int query_option(void *args, int opt)
         break;
     case OPT_PID: {
         uint64_t pid;
-        int has;
-        int rc = mw_cli_seq_option(&mw_cmd_query, "--pid", optarg, &pid, &has);
-        if (rc == MW_CLI_GO_ON && (pid == 0 || pid > INT32_MAX))
-            return mw_cli_usage_error(&mw_cmd_query, "invalid --pid '%s'", optarg);
+        if (mw_cli_parse_u64(optarg, &pid) || pid == 0 || pid > INT32_MAX)
+            return mw_cli_usage_error(&mw_cmd_query, "'--pid' needs a process id, not '%s'",
+                                      optarg);
         a->f.pid = (int64_t)pid;
-        return rc;
+        break;
     }
     }
     return MW_CLI_GO_ON;

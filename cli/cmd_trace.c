@@ -112,7 +112,17 @@ static void default_output(char *out, size_t size, const struct mw_launch *l)
         snprintf(buf, sizeof buf, "%s", l->target);
         stem = buf;
     }
-    snprintf(out, size, "memwatch-%s.%ld.db", stem, (long)getpid());
+    /* A script's file name may take all of NAME_MAX: the trace's name, and SQLite's
+     * "-journal" beside it, must still fit, so a long stem is cut (at a character's start,
+     * so that a UTF-8 name stays UTF-8). */
+    size_t room = NAME_MAX - strlen("memwatch-") - strlen(".4194304.db") - strlen("-journal");
+    size_t keep = strlen(stem);
+    if (keep > room) {
+        keep = room;
+        while (keep > 0 && ((unsigned char)stem[keep] & 0xc0) == 0x80)
+            keep--;
+    }
+    snprintf(out, size, "memwatch-%.*s.%ld.db", (int)keep, stem, (long)getpid());
 }
 
 /* Ends this process the way the child ended: same exit status, or the same signal. */
@@ -170,7 +180,9 @@ static void print_summary(const char *path, const mw_trace_writer *w,
 {
     struct mw_trace_totals t;
     mw_trace_writer_totals(w, &t);
-    char *bare = mw_show(path, strlen(path), 0, NULL);
+    /* A command to paste: the path as one word of the shell's (a name with a space or a
+     * ';' in it as it is would run something else). */
+    char *bare = mw_show_shell_word(path);
     fprintf(stderr, "memwatch: %llu object%s watched, %llu change%s recorded in %s; see: memwatch query %s\n",
             (unsigned long long)t.objects, t.objects == 1 ? "" : "s",
             (unsigned long long)t.changes, t.changes == 1 ? "" : "s", mw_show_name(path),

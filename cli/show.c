@@ -246,3 +246,57 @@ size_t mw_show_width(const char *s)
         w += (*p & 0xc0) != 0x80;
     return w;
 }
+
+/* Bytes that no POSIX shell acts on anywhere in a word (and UTF-8 beyond ASCII). */
+static int shell_plain(unsigned char c)
+{
+    return c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || strchr("._/+-,:@%=", c);
+}
+
+char *mw_show_shell_word(const char *path)
+{
+    char *shown = mw_show(path, strlen(path), 0, NULL);
+    if (!shown)
+        return NULL;
+    const char *lead = path[0] == '-' ? "./" : "";
+    int plain = shown[0] != '"', has_quote = 0, all_plain = 1;
+    for (const unsigned char *p = (const unsigned char *)shown; *p; p++) {
+        has_quote |= *p == '\'';
+        all_plain &= shell_plain(*p) != 0;
+    }
+    /* Quoted by mw_show ("..." with C escapes): only its $, ` and \ left to escape; a
+     * plain text is quoted here, its bytes as they are. */
+    const char *body = plain ? shown : shown + 1;
+    size_t n = strlen(body) - (plain ? 0 : 1);
+    char *out = malloc(2 * n + 8);
+    if (out) {
+        char *o = out + sprintf(out, "%s", plain && all_plain ? lead : "");
+        if (plain && all_plain) {
+            memcpy(o, body, n);
+            o += n;
+        } else if (plain && !has_quote) {
+            o += sprintf(o, "'%s", lead);
+            memcpy(o, body, n);
+            o += n;
+            *o++ = '\'';
+        } else {
+            o += sprintf(o, "\"%s", lead);
+            for (size_t i = 0; i < n; i++) {
+                /* mw_show's own escapes (\n, \\, \") pass as they are. */
+                if (!plain && body[i] == '\\' && i + 1 < n) {
+                    *o++ = body[i++];
+                    *o++ = body[i];
+                    continue;
+                }
+                if (strchr("$`\\\"", body[i]))
+                    *o++ = '\\';
+                *o++ = body[i];
+            }
+            *o++ = '"';
+        }
+        *o = '\0';
+    }
+    free(shown);
+    return out;
+}

@@ -43,6 +43,13 @@ const char *mw_show_name(const char *s);
  * act on escaped as above, and nothing added or quoted: the last line of defence of every
  * "memwatch: ..." line. */
 void mw_show_message(FILE *f, const char *s);
+/* A path as one word of a command line to paste into a POSIX shell: plain when it holds
+ * only characters no shell acts on, else in single quotes, or, when it holds a single
+ * quote or must be escaped as above, in double quotes with $, ` and \ escaped too (no
+ * expansion runs when it is pasted); "./" before a name that starts with '-', so that it
+ * is not taken for an option. malloc'd (the caller frees it), or NULL when out of
+ * memory. */
+char *mw_show_shell_word(const char *path);
 /* The characters of a text that mw_show made (plain ASCII or valid UTF-8): its width in
  * a table. */
 size_t mw_show_width(const char *s);

@@ -4,14 +4,25 @@
  * instead of to the C library, which never handed it out. Every other pointer goes to the
  * C library unchanged, after a compare against the arena's bounds.
  *
+ * A block the C library gave its own mapping (a large one: numpy's data) is unmapped or
+ * moved by the C library itself when it is freed or resized, with its internal munmap and
+ * mremap, which unmap_interpose.c never sees. When watched bytes lie in such a block,
+ * memwatch is told first (mw_engine_before_unmap), as for the program's own munmap:
+ * what was written is found and those watches end. Otherwise mremap would carry the
+ * protected pages to their new place, unknown to memwatch, and the C library's next write
+ * there (the block's header) would be a fault nobody owns: a crash under --backend
+ * mprotect (numpy's resize(refcheck=False) of a watched array).
+ *
  * The C library's own entry points (__libc_free and friends) are called directly: dlsym
  * may itself allocate and free, which would come back here before it had an answer.
  * Linked only into the LD_PRELOAD library (mw_sigchain). */
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "arena.h"
+#include "watcher.h"
 
 extern void __libc_free(void *p);
 extern void *__libc_malloc(size_t n);
@@ -19,6 +30,16 @@ extern void *__libc_realloc(void *p, size_t n);
 
 /* Set while the constructor asks which free() and realloc() calls reach (see below). */
 static int probing, probe_reached;
+
+/* glibc marks a block that has a mapping of its own with this bit of the size word just
+ * before it (malloc.c, IS_MMAPPED): such a block is unmapped or mremap'd when it goes. */
+#define GLIBC_CHUNK_MMAPPED 0x2
+
+static void before_c_library_unmaps(void *p)
+{
+    if (((const size_t *)p)[-1] & GLIBC_CHUNK_MMAPPED)
+        mw_engine_before_unmap(p, malloc_usable_size(p));
+}
 
 static void arena_aware_free(void *p)
 {
@@ -28,6 +49,8 @@ static void arena_aware_free(void *p)
         mw_arena_free(p);
         return;
     }
+    if (p)
+        before_c_library_unmaps(p);
     __libc_free(p);
 }
 
@@ -35,6 +58,8 @@ static void *arena_aware_realloc(void *p, size_t n)
 {
     if (probing)
         probe_reached |= 2;
+    if (p && !mw_arena_owns(p))
+        before_c_library_unmaps(p);
     if (!p || !mw_arena_owns(p))
         return __libc_realloc(p, n);
     if (n == 0) {              /* as the C library does: freed, and NULL */

@@ -593,14 +593,16 @@ static int route(struct harvested *it)
 
 /* ---- one check at a time ---------------------------------------------------------- */
 
-/* The thread whose check is running (protected by the GIL); check_done signals its end. */
+/* The thread whose check is running; check_done signals its end. Set with the GIL held,
+ * cleared with it and check_lock, read with either (atomically). A check lets go of the
+ * GIL while it waits for the channel, so its end may come between another thread's look at
+ * checking_thread and its wait: the wait looks again under check_lock, or that end's
+ * signal would be missed. */
 static unsigned long checking_thread;
 static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t check_done = PTHREAD_COND_INITIALIZER;
 
-/* 1 when this thread may check now (see DESIGN), 0 when it must not. checking_thread is
- * set with the GIL held and cleared under check_lock too, where a waiter reads it before
- * each wait: no end of a check is missed. */
+/* 1 when this thread may check now (see DESIGN), 0 when it must not. */
 static int begin_check(int automatic)
 {
     unsigned long me = PyThread_get_thread_ident();
@@ -619,22 +621,24 @@ static int begin_check(int automatic)
     return 1;
 }
 
+void mw_check_after_fork(void)
+{
+    /* The check another thread had under way when this process forked (its GIL let go
+     * while it waited for the channel) is not this child's: that thread is not here to end
+     * it, and every check of the child would wait for it forever. */
+    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_done = PTHREAD_COND_INITIALIZER;
+    check_lock = fresh_lock;
+    check_done = fresh_done;
+    checking_thread = 0;
+}
+
 static void end_check(void)
 {
     pthread_mutex_lock(&check_lock);
     __atomic_store_n(&checking_thread, 0, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&check_done);
     pthread_mutex_unlock(&check_lock);
-}
-
-void mw_check_after_fork(void)
-{
-    /* The check another thread was running at the fork is not running here. */
-    pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
-    pthread_cond_t fresh_done = PTHREAD_COND_INITIALIZER;
-    check_lock = fresh_lock;
-    check_done = fresh_done;
-    checking_thread = 0;
 }
 
 /* Routes what was harvested, in order, and frees it. Returns the number of changes routed,

@@ -12,6 +12,9 @@
 /* One check of every watched page, waiting for a check another thread is running. Returns
  * the number of changes found, or -1 with an exception. */
 Py_ssize_t mw_check_all(void);
+/* In a fork child, from the pthread_atfork handler: no check is under way (the thread that
+ * had one at the fork is not in the child). Async-signal-safe. */
+void mw_check_after_fork(void);
 /* How often memory ran out in checks: changes recorded with less than usual (their old
  * value unavailable, or their ranges only) or checks that left pages for the next one, and
  * changes lost (check.c, DESIGN). For the trace's statistics. */
@@ -27,8 +30,5 @@ Py_ssize_t mw_check_line(const struct mw_writer *line_writer);
  * check; *unwatch_status gets the engine's status for the unwatch itself (MW_ENOENT when
  * the region was already gone). Returns like mw_check_all. */
 Py_ssize_t mw_check_unwatch(mw_watcher *core, uint64_t region_id, int *unwatch_status);
-/* In a fork child (pthread_atfork: async-signal-safe): no check is under way, whichever
- * thread of the parent was checking when it forked. */
-void mw_check_after_fork(void);
 
 #endif

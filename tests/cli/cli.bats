@@ -183,6 +183,20 @@ TRACE_USAGE_START="usage: memwatch trace "
     ls memwatch-command.*.db
 }
 
+@test "a script whose name takes all of NAME_MAX runs: the default trace's name is cut to fit" {
+    # 252 bytes of UTF-8 (two-byte characters) plus ".py": python3 runs it, so memwatch must.
+    local stem
+    stem=$(printf 'é%.0s' $(seq 1 126))
+    cp "$FIXTURES/marker.py" "$stem.py"
+    run_memwatch -0 --separate-stderr trace "$stem.py" m
+    [ -e m ] || fail "the script did not run: $stderr"
+    local db
+    db=$(ls memwatch-*.db)
+    [[ $db =~ ^memwatch-(é)+\.[0-9]+\.db$ ]] || fail "unexpected name: $db"
+    (( ${#db} > 100 )) || fail "the name was cut more than needed: $db"
+    run -0 "$MEMWATCH" query -s "$db"
+}
+
 @test "the end-of-run line on stderr names the trace and memwatch query; -q silences it" {
     run_memwatch -0 --separate-stderr trace -o t.db "$FIXTURES/marker.py" m
     assert_equal "$output" ""
@@ -191,6 +205,25 @@ TRACE_USAGE_START="usage: memwatch trace "
     run_memwatch -0 --separate-stderr trace -q -f -o t.db "$FIXTURES/marker.py" m
     assert_equal "$output" ""
     assert_equal "$stderr" ""
+}
+
+@test "the end-of-run line's command reads the trace when pasted into a shell, whatever its name" {
+    local name suggested
+    for name in "a b.db" "it's \$HOME.db" 'x*;touch pwned.db' '-t.db' '-"q.db' 'back\sl ash.db' \
+                "é.db"; do
+        run_memwatch -0 --separate-stderr trace -q -f -o "$name" "$FIXTURES/marker.py" m
+        run_memwatch -0 --separate-stderr trace -f -o "$name" "$FIXTURES/marker.py" m
+        suggested=${stderr##*; see: memwatch query }
+        [[ $stderr == *"; see: memwatch query "* ]] || fail "no command in: $stderr"
+        run -0 eval "\"\$MEMWATCH\" query -s $suggested"
+        assert_line --partial "process "
+    done
+    # A name that cannot be pasted exactly (a newline) still runs nothing when pasted.
+    name=$'n\n$(touch pwned)`touch pwned`.db'
+    run_memwatch -0 --separate-stderr trace -f -o "$name" "$FIXTURES/marker.py" m
+    suggested=${stderr##*; see: memwatch query }
+    run -2 eval "\"\$MEMWATCH\" query -s $suggested"
+    [ ! -e pwned ] || fail "pasting '$suggested' ran a command"
 }
 
 @test "memwatch trace exits with the script's status, and still prints the end-of-run line" {

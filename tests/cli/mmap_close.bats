@@ -55,3 +55,30 @@ closes_in_mode() {
 @test "interval: close and resize of watched mmap memory work; the writes before are recorded" {
     closes_in_mode interval:10000
 }
+
+# A large numpy array's data has a mapping of its own from the C library, which moves or
+# unmaps it itself (its internal mremap and munmap) when the array is resized in place.
+@test "resize(refcheck=False) of a large watched numpy array works under each backend; the writes before are recorded" {
+    require_module numpy python3-numpy
+    cd "$BATS_TEST_TMPDIR"
+    cat > resize.py <<'PY'
+import numpy as np
+import memwatch
+a = np.zeros(1 << 20, dtype=np.uint8)
+memwatch.watch(a, "a")
+a[5] = 1
+a.resize(3 << 20, refcheck=False)
+a[7] = 2
+a.resize(1 << 16, refcheck=False)
+a[9] = 3
+print("resized:", a[5], a[7], a[9], "watched after:", memwatch.stats()["tracked_objects"])
+PY
+    local backend
+    for backend in mprotect uffd; do
+        run_memwatch -0 trace -q -f --backend "$backend" -o t.db resize.py
+        assert_output "resized: 1 2 3 watched after: 0"
+        run sqlite3 t.db "SELECT o.tag || ':' || c.line || ':' || c.offset || ':' || hex(c.new)
+                            FROM changes c JOIN objects o ON o.id = c.object_id ORDER BY c.seq"
+        assert_output "a:5:5:01"
+    done
+}

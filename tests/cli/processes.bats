@@ -270,6 +270,46 @@ PY
     assert_equal "$(q "SELECT pid FROM changes")" "$(q "SELECT pid FROM processes WHERE root = 1")"
 }
 
+@test "a fork while another thread's check waits for the channel: the child's own checks and its exit do not hang" {
+    # The writer thread's changes are large, so its check waits (GIL let go) for the
+    # channel to drain, and the main thread forks meanwhile: the child inherits that check
+    # as under way, with no thread to end it.
+    cat > "$script" <<'PY'
+import os, threading, time, memwatch
+big = bytearray(16 << 20)
+memwatch.watch(big, "big")
+stop = False
+def writer():
+    v = 0
+    while not stop:
+        v = (v + 1) % 256
+        big[::4096] = bytes([v]) * len(big[::4096])
+        big[0] = v
+t = threading.Thread(target=writer)
+t.start()
+hung = 0
+for i in range(20):
+    pid = os.fork()
+    if pid == 0:
+        memwatch.check()
+        os._exit(0)
+    deadline = time.time() + 5
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.time() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            hung += 1
+            break
+        time.sleep(0.01)
+stop = True
+t.join()
+print("hung children:", hung)
+PY
+    run_memwatch -0 --separate-stderr trace -q -f -o "$db" "$script"
+    assert_output "hung children: 0"
+    assert_equal "$(q "SELECT count(*) FROM processes WHERE forked = 1")" 20
+}
+
 @test "a multiprocessing Pool (fork) writing a watched SharedMemory block: each change names its worker, line and bytes" {
     cat > "$script" <<'PY'
 import multiprocessing as mp, os, memwatch

@@ -200,6 +200,12 @@ OUT
     assert_equal "${stderr_lines[1]%% *}" "usage:"
     run_memwatch -2 --separate-stderr query --since abc t.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--since' needs a sequence number, not 'abc'"
+    local pid
+    for pid in -1 0 abc 2147483648 99999999999999999999; do
+        run_memwatch -2 --separate-stderr query --pid "$pid" t.db
+        assert_equal "${stderr_lines[0]}" "memwatch: '--pid' needs a process id, not '$pid'"
+        assert_equal "${stderr_lines[1]%% *}" "usage:"
+    done
     run_memwatch -2 --separate-stderr query --limit 0 t.db
     assert_equal "${stderr_lines[0]}" "memwatch: '--limit' needs a positive number, not '0'"
     run_memwatch -2 --separate-stderr query --bogus t.db
