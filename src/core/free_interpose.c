@@ -35,7 +35,9 @@ static int probing, probe_reached;
  * before it (malloc.c, IS_MMAPPED): such a block is unmapped or mremap'd when it goes. */
 #define GLIBC_CHUNK_MMAPPED 0x2
 
-static void before_c_library_unmaps(void *p)
+/* Not instrumented: the size word is the allocator's, outside any object, and a sanitized
+ * build's runtime frees memory through here before its shadow exists. */
+__attribute__((no_sanitize("address", "undefined"))) static void before_c_library_unmaps(void *p)
 {
     if (((const size_t *)p)[-1] & GLIBC_CHUNK_MMAPPED)
         mw_engine_before_unmap(p, malloc_usable_size(p));
