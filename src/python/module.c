@@ -139,14 +139,15 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
 }
 
 /* os.register_at_fork's before and after_in_parent: called twice per os.fork(), first
- * before it, then in the parent after it, even when the fork fails (mw_autocheck_fork_hook).
- * The calls of one os.fork() come one after the other: it holds the GIL from the first to
- * the second. */
-static int fork_hook_calls;
+ * before it, then in the parent after it, even when the fork fails (mw_autocheck_fork_hook),
+ * both in the forking thread; another thread's os.fork() may come between them while the
+ * check thread is being stopped (the GIL is let go then). */
+static __thread int forking_here __attribute__((tls_model("initial-exec")));
 static PyObject *mod_fork(PyObject *self, PyObject *Py_UNUSED(args))
 {
     (void)self;
-    if (mw_autocheck_fork_hook(fork_hook_calls++ % 2 == 0) < 0)
+    forking_here = !forking_here;
+    if (mw_autocheck_fork_hook(forking_here) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
