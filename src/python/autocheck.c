@@ -28,7 +28,9 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "autocheck.h"
 #include "channel.h"
@@ -356,12 +358,11 @@ void mw_autocheck_stop(void)
 }
 
 /* os.fork() calls under way in this process, and whether the check thread stopped for
- * them (mw_autocheck_fork_hook). */
+ * them (mw_autocheck_fork_hook); whether this thread is between its fork's two calls. */
 static int forks_under_way, poller_paused;
+static __thread int forking_here __attribute__((tls_model("initial-exec")));
 
-/* The check thread again after a fork, from the eval loop (Py_AddPendingCall): Python 3.13
- * looks at the process's threads after os.register_at_fork's after_in_parent functions,
- * 3.12 before them. */
+/* The check thread again after a fork. */
 static int resume_poller(void *arg)
 {
     (void)arg;
@@ -371,18 +372,26 @@ static int resume_poller(void *arg)
     return start_poller();
 }
 
-int mw_autocheck_fork_hook(int before)
+int mw_autocheck_fork_hook(void)
 {
-    if (before) {
+    forking_here = !forking_here;
+    if (forking_here) {
         if (forks_under_way++ == 0 && poller_running) {
             stop_poller();
             poller_paused = 1;
         }
         return 0;
     }
-    if (forks_under_way > 0 && --forks_under_way == 0 && poller_paused &&
+    if (forks_under_way == 0 || --forks_under_way > 0 || !poller_paused)
+        return 0;
+    /* Python 3.13 looks at the process's threads after the after_in_parent functions (3.12
+     * before them): from the main thread, the check thread comes back from the eval loop
+     * (Py_AddPendingCall), which that thread is about to reach. A fork from another thread
+     * gets it back at once: a pending call waits for the main thread, which may be blocked
+     * for long, and a process with two Python threads is multi-threaded under python3 too. */
+    if (syscall(SYS_gettid) != getpid() ||
         Py_AddPendingCall(resume_poller, NULL) != 0)
-        return resume_poller(NULL);   /* no room to wait: at once, and a warning maybe */
+        return resume_poller(NULL);
     return 0;
 }
 
@@ -420,7 +429,7 @@ void mw_autocheck_after_fork(void)
     poller_lock = fresh;
     poller_wake = fresh_wake;
     poller_running = 0;
-    forks_under_way = poller_paused = 0;
+    forks_under_way = poller_paused = forking_here = 0;
     check_signal = 0;
     mw_lines_after_fork();
 }

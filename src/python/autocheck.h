@@ -21,11 +21,11 @@ void mw_autocheck_after_check(void);
 void mw_autocheck_after_watch(void);
 /* In a forked child: the poller thread does not exist there. */
 void mw_autocheck_after_fork(void);
-/* Around os.fork() (os.register_at_fork's before, then after_in_parent: before is 1, then
- * 0): the check thread stops for the fork and starts again after it, so that Python 3.12+
- * finds the process single-threaded as under python3 and does not warn that a fork of a
- * multi-threaded process may deadlock. 0, or -1 with an exception. */
-int mw_autocheck_fork_hook(int before);
+/* Around os.fork() (os.register_at_fork's before, then after_in_parent, both in the forking
+ * thread): the check thread stops for the fork and starts again after it, so that Python
+ * 3.12+ finds the process single-threaded as under python3 and does not warn that a fork
+ * of a multi-threaded process may deadlock. 0, or -1 with an exception. */
+int mw_autocheck_fork_hook(void);
 /* In a traced fork child, with the GIL: the check thread again (interval and line modes).
  * 0, or -1 with an exception. */
 int mw_autocheck_restart_in_child(void);

@@ -245,10 +245,11 @@ static int write_now_locked(void)
     return 0;
 }
 
-static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos);
+static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos, int may_wait);
 
-/* Moves the current buffer to the queue; waits while the queue is over its limit. */
-static int hand_over_locked(void)
+/* Moves the current buffer to the queue; waits while the queue is over its limit, unless
+ * !may_wait (more of the same record follows, which must go right behind it). */
+static int hand_over_locked_ex(int may_wait)
 {
     if (!channel_open || broken) {
         current.len = 0;
@@ -261,7 +262,12 @@ static int hand_over_locked(void)
      * (a bulk value) is the sender's to write, off the checking thread. */
     if (!queue_head && !sending && current.len <= WRITE_NOW_MAX && write_now_locked() == 0)
         return 0;
-    return queue_locked(&current, &current_pos);
+    return queue_locked(&current, &current_pos, may_wait);
+}
+
+static int hand_over_locked(void)
+{
+    return hand_over_locked_ex(1);
 }
 
 static int nothing_queued(void)
@@ -270,8 +276,9 @@ static int nothing_queued(void)
 }
 
 /* Moves buf (which is then empty), sent as far as pos says (NULL: not at all), to the
- * sender's queue; waits while the queue is over its limit. */
-static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
+ * sender's queue; waits while the queue is over its limit when may_wait (waiting lets go
+ * of `lock`, and another thread's records may then come next). */
+static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos, int may_wait)
 {
     struct mw_link_pos none = {0};
     if (!pos)
@@ -312,7 +319,7 @@ static int queue_locked(struct mw_rec_buf *buf, struct mw_link_pos *pos)
     c->queued = c->buf.len;
     queued_bytes += c->queued;
     pthread_cond_signal(&work_ready);
-    if (!queue_has_room()) {
+    if (may_wait && !queue_has_room()) {
         int64_t t0 = monotonic_ns();
         wait_until(queue_has_room);
         waited_ns += (uint64_t)(monotonic_ns() - t0);
@@ -358,12 +365,13 @@ int mw_channel_change_frames(const struct mw_rec_change *head, struct mw_rec_fra
     pthread_mutex_lock(&lock);
     int status = 0;
     if (channel_open && !broken) {
-        /* The head, then the frames as they are: what is before them goes first. */
+        /* The head, then the frames as they are: what is before them goes first, and
+         * nothing between them (no wait for room until both are queued). */
         ENCODE_OR_WAIT(mw_rec_encode_change_head(&current, head), status);
         if (status == 0)
-            status = hand_over_locked();
+            status = hand_over_locked_ex(0);
         if (status == 0 && channel_open && !broken) {
-            status = queue_locked(&frames->buf, NULL);
+            status = queue_locked(&frames->buf, NULL, 1);
             free(frames->seq_at);
             frames->seq_at = NULL;
         }
@@ -431,6 +439,19 @@ static void stop_sender_locked(void)
     pthread_mutex_lock(&lock);
     sender_running = 0;
     sender_stop = 0;
+    /* What a thread queued while `lock` was let go, after the sender had finished: sent
+     * now, in order, before anything written after it. */
+    while (queue_head) {
+        struct chunk *c = queue_head;
+        queue_head = c->next;
+        int status = broken ? 0 : mw_link_send(c->buf.data, c->buf.len, &c->pos, 1);
+        gave_up(status, &c->buf, c->pos.sent);
+        queued_bytes -= c->queued;
+        keep_or_free(&c->buf);
+        free(c);
+    }
+    queue_tail = NULL;
+    pthread_cond_broadcast(&work_done);
 }
 
 /* The parent's records go before the fork, and `lock` is held across it (released by

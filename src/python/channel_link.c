@@ -174,6 +174,9 @@ static int receive_run_shared(int fd)
 
 /* A new connection with its hello (and what was counted lost, when it can be said
  * without allocating). 0 or a negative errno; -EPIPE when nobody listens any more. */
+/* Connections made again after the first was lost (MW_HELLO_RESUME). */
+static unsigned resumes;
+
 static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherited_seq)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -194,6 +197,8 @@ static int connect_new(uint32_t flags, uint64_t inherited_ids, uint64_t inherite
         close(fd);
         return -err;
     }
+        if (flags & MW_HELLO_RESUME)
+        __atomic_add_fetch(&resumes, 1, __ATOMIC_RELEASE);
     struct mw_rec_hello h = base_hello;
     h.pid = getpid();
     h.ppid = getppid();
@@ -349,6 +354,11 @@ void mw_link_count_lost(const unsigned char *data, size_t len, size_t from)
 uint64_t mw_link_lost_changes(void)
 {
     return lost_total_changes;
+}
+
+unsigned mw_link_resumes(void)
+{
+    return __atomic_load_n(&resumes, __ATOMIC_ACQUIRE);
 }
 
 void mw_link_after_fork(uint64_t inherited_ids, uint64_t inherited_seq)

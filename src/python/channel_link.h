@@ -36,6 +36,9 @@ int mw_link_send(const unsigned char *data, size_t len, struct mw_link_pos *pos,
 void mw_link_count_lost(const unsigned char *data, size_t len, size_t from);
 /* What was counted lost in this process and never reported (for the end of the run). */
 uint64_t mw_link_lost_changes(void);
+/* How many times this process connected again after losing its connection: the writer
+ * forgets what it held for the process then (src/python/held.h). Any thread. */
+unsigned mw_link_resumes(void);
 /* In a fork child, from the pthread_atfork handler (async-signal-safe: no allocation, no
  * lock): a connection of the child's own, whose hello says it forked, with the ids and
  * seqs that were the parent's; or none when follow is 0 (--no-follow) or it fails. */

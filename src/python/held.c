@@ -1,6 +1,7 @@
 /* Which objects' values the trace writer holds (see held.h). */
 #include "held.h"
 
+#include "channel_link.h"
 #include "config.h"
 #include "held_values.h"
 #include "memory_map.h"
@@ -27,12 +28,23 @@ static int may_hold(const struct mw_watched *w)
            private_memory((uintptr_t)w->buf.start, span);
 }
 
+/* Whether the writer may still hold w's value: it forgets a process's copies when its
+ * connection closes, which a process that connects again (the script closed its socket)
+ * survives. */
+static int same_connection(const struct mw_watched *w)
+{
+    return w->hold_connection == mw_link_resumes();
+}
+
 uint64_t mw_held_count_change(struct mw_watched *w)
 {
     if (w->hold == MW_HOLD_UNDECIDED) {
         w->hold = may_hold(w) ? MW_HOLD_COUNTED : MW_HOLD_NEVER;
+        w->hold_connection = mw_link_resumes();
         if (w->hold == MW_HOLD_COUNTED)
             held_bytes += w->buf.span;
+    } else if (w->hold != MW_HOLD_NEVER && !same_connection(w)) {
+        mw_held_end(w);
     }
     return w->hold == MW_HOLD_NEVER ? 0 : ++w->ordinal;
 }
@@ -49,7 +61,12 @@ void mw_held_sent(struct mw_watched *w, uint64_t ordinal, int sent, int establis
 
 int mw_held_by_writer(const struct mw_watched *w)
 {
-    return w->hold == MW_HOLD_HELD;
+    return w->hold == MW_HOLD_HELD && same_connection(w);
+}
+
+void mw_held_after_fork(void)
+{
+    held_bytes = 0;   /* the parent's copies are not the child's */
 }
 
 void mw_held_end(struct mw_watched *w)

@@ -28,5 +28,7 @@ void mw_held_sent(struct mw_watched *w, uint64_t ordinal, int sent, int establis
 int mw_held_by_writer(const struct mw_watched *w);
 /* w's change was lost, or w is no longer watched here: the copy ends. */
 void mw_held_end(struct mw_watched *w);
+/* In a fork child (pthread_atfork: async-signal-safe): nothing of its own is held yet. */
+void mw_held_after_fork(void);
 
 #endif

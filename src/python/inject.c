@@ -30,6 +30,7 @@
 #include "children.h"
 #include "config.h"
 #include "fork.h"
+#include "held.h"
 #include "module.h"
 #include "pycompat.h"
 
@@ -43,6 +44,7 @@ static void after_fork_in_child(void)
 {
     mw_engine_reset_after_fork();
     mw_check_after_fork();
+    mw_held_after_fork();
     mw_channel_after_fork();
     mw_autocheck_after_fork();
     mw_fork_happened();

@@ -142,12 +142,10 @@ static PyObject *mod_finish(PyObject *self, PyObject *Py_UNUSED(args))
  * before it, then in the parent after it, even when the fork fails (mw_autocheck_fork_hook),
  * both in the forking thread; another thread's os.fork() may come between them while the
  * check thread is being stopped (the GIL is let go then). */
-static __thread int forking_here __attribute__((tls_model("initial-exec")));
 static PyObject *mod_fork(PyObject *self, PyObject *Py_UNUSED(args))
 {
     (void)self;
-    forking_here = !forking_here;
-    if (mw_autocheck_fork_hook(forking_here) < 0)
+    if (mw_autocheck_fork_hook() < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -58,6 +58,7 @@ struct mw_watched {
     /* Whether the trace writer holds its value (held.h), and its changes sent, numbered. */
     enum mw_hold { MW_HOLD_UNDECIDED, MW_HOLD_NEVER, MW_HOLD_COUNTED, MW_HOLD_HELD } hold;
     uint64_t ordinal;
+    unsigned hold_connection;   /* the connection (mw_link_resumes) the writer holds it on */
     struct mw_watched *next; /* in the owner's list */
 };
 

@@ -532,6 +532,8 @@ static int close_conn(mw_trace_writer *w, struct conn *c)
     int cut = mw_rec_decoder_pending(c->d, &type) > 0 &&
               (type == MW_REC_CHANGE || type == MW_REC_RANGES);
     int rc = mw_trace_writer_end_stream(w, cut);
+    if (c->p)
+        mw_trace_writer_process_exiting(w, c->p->pid);   /* or connecting again: see held.h */
     if (rc == 0 && c->p && !c->p->untraced)
         rc = mw_trace_writer_process_end(w, c->p->pid, realtime_ns(),
                                          c->p->status >= 0 ? (int)c->p->status : -1, 0);

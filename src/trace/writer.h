@@ -77,8 +77,9 @@ struct mw_trace_process {
     int64_t start_unix_ns;
 };
 int mw_trace_writer_process(mw_trace_writer *w, const struct mw_trace_process *p);
-/* The process said it is exiting (MW_REC_END): what the writer kept for its changes goes.
- * Not at the end of a connection, which a process that lost its socket replaces. */
+/* The process said it is exiting (MW_REC_END), or its connection closed: what the writer
+ * kept for its changes goes (a process that connects again after losing its socket stops
+ * counting on it: src/python/held.h). */
 void mw_trace_writer_process_exiting(mw_trace_writer *w, int64_t pid);
 /* Its end as far as known: 0, -1 and 0 leave a field as it is. */
 int mw_trace_writer_process_end(mw_trace_writer *w, int64_t pid, int64_t end_unix_ns,

@@ -241,6 +241,43 @@ PY
     assert_equal "$(q "SELECT count(*) FROM changes")" 4
 }
 
+@test "after os.fork() in a fork child, or in a thread while the main thread waits, the check thread checks on" {
+    # interval mode: only the check thread finds the write made before the sleep
+    cat > "$script" <<'PY'
+import os, threading, time, memwatch
+def checks_while_asleep(tag):
+    b = bytearray(4096)
+    memwatch.watch(b, tag)
+    before = memwatch.stats()["checks"]
+    b[0] = 1
+    time.sleep(0.5)
+    return memwatch.stats()["checks"] > before
+pid = os.fork()
+if pid == 0:
+    grandchild = os.fork()          # a fork in the child
+    if grandchild == 0:
+        os._exit(0)
+    os.waitpid(grandchild, 0)
+    os._exit(0 if checks_while_asleep("child") else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+result = []
+def forks_then_writes():
+    p = os.fork()
+    if p == 0:
+        os._exit(0)
+    os.waitpid(p, 0)
+    result.append(checks_while_asleep("thread"))
+t = threading.Thread(target=forks_then_writes)
+t.start()
+t.join()                            # the main thread waits meanwhile
+print("thread", result)
+PY
+    run_memwatch -0 trace -q --check=interval:20 -f -o "$db" "$script"
+    assert_line "child 0"
+    assert_line "thread [True]"
+}
+
 @test "a fork child resizes and frees a bytearray the parent watched, as under python3" {
     cat > "$script" <<'PY'
 import os, memwatch
