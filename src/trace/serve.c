@@ -564,18 +564,21 @@ static int serve_once(mw_serve *s, mw_trace_writer *w, int root_done)
         return rc;
     if (!root_done && (timeout < 0 || timeout > 50))
         timeout = 50;   /* the root is waited for without a signal handler */
-    /* Connections waiting for their parent's objects try again; until they can, they are
-     * not read (their records stay in order) and the round is short. */
-    for (size_t i = 0; i < s->nconns && rc == 0; i++)
-        if (s->conns[i].blocked && s->conns[i].fd >= 0 &&
-            (rc = apply_frames(s, w, &s->conns[i])) == 0 && s->conns[i].blocked)
-            timeout = timeout < 0 || timeout > 10 ? 10 : timeout;
-    if (rc)
-        return rc;
     struct conn *only = NULL;
     for (size_t i = 0; i < s->nconns && !only; i++)
         if (s->conns[i].mid_change && s->conns[i].fd >= 0)
             only = &s->conns[i];
+    /* Connections waiting for their parent's objects try again; until they can, they are
+     * not read (their records stay in order) and the round is short. Not while another
+     * connection is in the middle of a change: its next frames must come next. */
+    for (size_t i = 0; i < s->nconns && rc == 0; i++)
+        if (s->conns[i].blocked && s->conns[i].fd >= 0 && (!only || only == &s->conns[i]) &&
+            (rc = apply_frames(s, w, &s->conns[i])) == 0 && s->conns[i].blocked)
+            timeout = timeout < 0 || timeout > 10 ? 10 : timeout;
+    if (rc)
+        return rc;
+    if (only && only->fd < 0)
+        only = NULL;
     size_t n = only ? 1 : s->nconns + 1;
     struct pollfd *pf = calloc(n, sizeof *pf);
     if (!pf)
@@ -597,12 +600,14 @@ static int serve_once(mw_serve *s, mw_trace_writer *w, int root_done)
             continue;
         }
         struct conn *c = only ? only : &s->conns[i - 1];
-        if (c->fd < 0)
-            continue;   /* closed meanwhile by a reconnection */
+        if (c->fd < 0 || (only && c != only))
+            continue;   /* closed meanwhile by a reconnection; or another's change is open */
         int eof = 0;
         rc = read_conn(s, w, c, &eof);
         if (rc == 0 && eof)
             rc = close_conn(w, c);
+        else if (c->mid_change)
+            only = c;   /* its change's next frames come before anyone else's records */
     }
     free(pf);
     sweep(s);
