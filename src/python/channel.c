@@ -121,6 +121,15 @@ static void take_spare_locked(void)
     current = nspare ? spare[--nspare] : (struct mw_rec_buf){0};
 }
 
+/* A queued chunk, sent with status: counted off the queue, its buffer kept or freed. */
+static void chunk_sent_locked(struct chunk *c, int status)
+{
+    gave_up(status, &c->buf, c->pos.sent);
+    queued_bytes -= c->queued;
+    keep_or_free(&c->buf);
+    free(c);
+}
+
 static void *send_loop(void *arg)
 {
     (void)arg;
@@ -142,11 +151,8 @@ static void *send_loop(void *arg)
         pthread_mutex_unlock(&lock);
         int status = skip ? 0 : mw_link_send(c->buf.data, c->buf.len, &c->pos, 1);
         pthread_mutex_lock(&lock);
-        gave_up(status, &c->buf, c->pos.sent);
-        queued_bytes -= c->queued;
         sending = 0;
-        keep_or_free(&c->buf);
-        free(c);
+        chunk_sent_locked(c, status);
         pthread_cond_broadcast(&work_done);
     }
     pthread_mutex_unlock(&lock);
@@ -444,11 +450,7 @@ static void stop_sender_locked(void)
     while (queue_head) {
         struct chunk *c = queue_head;
         queue_head = c->next;
-        int status = broken ? 0 : mw_link_send(c->buf.data, c->buf.len, &c->pos, 1);
-        gave_up(status, &c->buf, c->pos.sent);
-        queued_bytes -= c->queued;
-        keep_or_free(&c->buf);
-        free(c);
+        chunk_sent_locked(c, broken ? 0 : mw_link_send(c->buf.data, c->buf.len, &c->pos, 1));
     }
     queue_tail = NULL;
     pthread_cond_broadcast(&work_done);

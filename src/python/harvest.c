@@ -342,21 +342,20 @@ static int harvest_segments(const struct mw_change *c, struct mw_watched *w, str
         return -1;
     /* Ranges are joined only where they touch: the bytes between others would have to be
      * read from memory (see harvest.h). */
-    size_t n = plan_segments(c, is, b->span, 0, segs), bytes = 0;
+        size_t n = plan_segments(c, is, b->span, 0, segs), new_bytes = 0, bytes = 0;
+    for (size_t k = 0; k < n; k++)
+        new_bytes += segs[k].hi - segs[k].lo;
     /* A large change of an object whose value the writer holds goes without its old bytes
      * (held.h); a small one keeps them, to split its segments back into the items that
      * changed (exact_small_segments). */
-    for (size_t k = 0; held && !without_old && k < n; k++)
-        bytes += segs[k].hi - segs[k].lo;
-    if (held && (without_old || bytes >= FRAMES_MIN)) {
+    if (held && (without_old || new_bytes >= FRAMES_MIN)) {
         without_old = 1;
         it->old_held = 1;
     }
-    bytes = 0;
-    for (size_t k = 0; without_old && k < n; k++)
-        segs[k].old_known = 0;
-    for (size_t k = 0; k < n; k++)
+    for (size_t k = 0; k < n; k++) {
+        segs[k].old_known &= !without_old;
         bytes += (segs[k].hi - segs[k].lo) * (segs[k].old_known ? 2 : 1);
+    }
     int rc = bytes >= FRAMES_MIN ? harvest_into_frames(c, segs, n, bytes, src, it)
                                  : harvest_into_bytes(c, segs, n, bytes, src, it);
     if (segs != local)
